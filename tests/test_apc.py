@@ -1,0 +1,207 @@
+"""APC delivery: alertable waits, loop threads, FIFO, isolation, thread exit (SPEC S6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+import wsp_async as w
+from wsp_async import WAIT_IO_COMPLETION, WSATHREADID, queue_apc
+from wsp_async.apc import thread_target
+
+from .conftest import loop_thread, new_loop
+
+
+def _plain_thread(body):  # type: ignore[no-untyped-def]
+    """Run ``body(tid, ready, go)`` in a new thread; returns (thread, tid, go)."""
+    box: list[WSATHREADID] = []
+    ready = threading.Event()
+    go = threading.Event()
+
+    def main() -> None:
+        box.append(WSATHREADID.current())
+        ready.set()
+        body(box[0], go)
+
+    t = threading.Thread(target=main, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    return t, box[0], go
+
+
+def test_apc_never_runs_outside_an_alertable_wait() -> None:  # SPEC S6.3
+    ran: list[str] = []
+    observed: dict[str, object] = {}
+
+    def body(tid: WSATHREADID, go: threading.Event) -> None:
+        go.wait(10)
+        observed["after_plain_sleep"] = (w.SleepEx(1, False), list(ran))
+        ev = w.WSACreateEvent()
+        observed["after_nonalertable_wait"] = (
+            w.WSAWaitForMultipleEvents(1, [ev], False, 1, False),
+            list(ran),
+        )
+        observed["alertable"] = (w.SleepEx(w.INFINITE, True), list(ran))
+
+    t, tid, go = _plain_thread(body)
+    assert queue_apc(tid, ran.append, "one")
+    go.set()
+    t.join(10)
+    assert observed["after_plain_sleep"] == (0, [])
+    assert observed["after_nonalertable_wait"] == (w.WSA_WAIT_TIMEOUT, [])
+    assert observed["alertable"] == (WAIT_IO_COMPLETION, ["one"])
+
+
+def test_queue_apc_never_runs_inline_even_for_the_calling_thread() -> None:  # SPEC S6.2
+    ran: list[int] = []
+    queue_apc(WSATHREADID.current(), ran.append, 1)
+    assert ran == []
+    assert w.SleepEx(0, True) == WAIT_IO_COMPLETION
+    assert ran == [1]
+    assert w.SleepEx(0, True) == 0
+
+
+def test_apcs_run_in_fifo_order_and_all_in_one_wait() -> None:  # SPEC S6.3, S6.4
+    ran: list[int] = []
+    tid = WSATHREADID.current()
+    for i in range(100):
+        queue_apc(tid, ran.append, i)
+    assert w.SleepEx(w.INFINITE, True) == WAIT_IO_COMPLETION
+    assert ran == list(range(100))
+
+
+def test_alertable_event_wait_runs_apcs_and_returns_io_completion() -> None:  # SPEC S6.3
+    ran: list[int] = []
+    result: list[int] = []
+
+    def body(tid: WSATHREADID, go: threading.Event) -> None:
+        ev = w.WSACreateEvent()
+        go.set()
+        result.append(w.WSAWaitForMultipleEvents(1, [ev], False, w.WSA_INFINITE, True))
+        result.append(threading.get_ident())
+
+    t, tid, go = _plain_thread(body)
+    assert go.wait(10)
+    queue_apc(tid, lambda: ran.append(threading.get_ident()))
+    t.join(10)
+    assert result[0] == WAIT_IO_COMPLETION
+    assert ran == [result[1]]
+
+
+def test_alertable_sleep_returns_early_when_an_apc_arrives() -> None:  # SPEC S1 (SleepEx)
+    result: list[int] = []
+
+    def body(tid: WSATHREADID, go: threading.Event) -> None:
+        go.set()
+        result.append(w.SleepEx(w.INFINITE, True))
+
+    t, tid, go = _plain_thread(body)
+    assert go.wait(10)
+    queue_apc(tid, lambda: None)
+    t.join(10)
+    assert not t.is_alive()
+    assert result == [WAIT_IO_COMPLETION]
+
+
+def test_apc_exception_is_logged_and_later_apcs_run(caplog: pytest.LogCaptureFixture) -> None:  # SPEC S6.7
+    ran: list[int] = []
+    tid = WSATHREADID.current()
+
+    def boom() -> None:
+        raise ValueError("routine failed")
+
+    queue_apc(tid, boom)
+    queue_apc(tid, ran.append, 2)
+    with caplog.at_level(logging.ERROR, logger="wsp_async.apc"):
+        assert w.SleepEx(0, True) == WAIT_IO_COMPLETION
+    assert ran == [2]
+    assert any("routine failed" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_loop_thread_receives_apcs_as_callbacks_on_its_thread(loop_kind: str) -> None:  # SPEC S6.3
+    with loop_thread(loop_kind) as (loop, thread):
+        tid_box: list[WSATHREADID] = []
+        got = threading.Event()
+        loop.call_soon_threadsafe(lambda: (tid_box.append(WSATHREADID.current()), got.set()))
+        assert got.wait(10)
+        seen: list[int] = []
+        done = threading.Event()
+        for i in range(50):
+            queue_apc(tid_box[0], lambda i=i: seen.append((i, threading.get_ident())))
+        queue_apc(tid_box[0], done.set)
+        assert done.wait(10)
+        assert [i for i, _ in seen] == list(range(50))
+        assert {ident for _, ident in seen} == {thread.ident}
+
+
+async def test_apc_from_the_loop_thread_is_a_later_callback() -> None:  # SPEC S6.2, S6.3
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int] = loop.create_future()
+    queue_apc(WSATHREADID.current(), fut.set_result, 5)
+    assert not fut.done()
+    assert await asyncio.wait_for(fut, 10) == 5
+
+
+async def test_loop_apc_exception_goes_to_the_exception_handler() -> None:  # SPEC S6.7
+    loop = asyncio.get_running_loop()
+    contexts: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: contexts.append(ctx))
+    fut: asyncio.Future[int] = loop.create_future()
+    tid = WSATHREADID.current()
+
+    def boom() -> None:
+        raise KeyError("apc")
+
+    queue_apc(tid, boom)
+    queue_apc(tid, fut.set_result, 1)
+    assert await asyncio.wait_for(fut, 10) == 1
+    loop.set_exception_handler(None)
+    assert len(contexts) == 1 and isinstance(contexts[0]["exception"], KeyError)
+
+
+def test_thread_exit_fires_hook_and_drops_later_apcs() -> None:  # SPEC S10.4
+    fired: list[object] = []
+    hooked = threading.Event()
+
+    def body(tid: WSATHREADID, go: threading.Event) -> None:
+        assert tid.target is not None
+        tid.target.add_exit_hook(fired.append)
+        hooked.set()
+        go.wait(10)
+
+    t, tid, go = _plain_thread(body)
+    assert hooked.wait(10)
+    assert queue_apc(tid, lambda: None)  # queued, never run: the thread exits
+    go.set()
+    t.join(10)
+    assert fired == [tid.target]
+    assert tid.target is not None and not tid.target.alive
+    assert not queue_apc(tid, lambda: None)
+
+
+def test_loop_close_counts_as_thread_exit(loop_kind: str) -> None:  # SPEC S10.4
+    loop = new_loop(loop_kind)
+    fired: list[object] = []
+
+    async def capture() -> WSATHREADID:
+        return WSATHREADID.current()
+
+    tid = loop.run_until_complete(capture())
+    assert tid.target is not None
+    tid.target.add_exit_hook(fired.append)
+    loop.close()
+    assert fired == [tid.target]
+    assert not queue_apc(tid, lambda: None)
+
+
+def test_threadid_of_loop_thread_differs_from_plain_target(loop_kind: str) -> None:  # SPEC S6.3
+    with loop_thread(loop_kind) as (loop, _):
+        box: list[WSATHREADID] = []
+        done = threading.Event()
+        loop.call_soon_threadsafe(lambda: (box.append(WSATHREADID.current()), done.set()))
+        assert done.wait(10)
+        assert getattr(box[0].target, "loop", None) is loop
+    assert thread_target() is thread_target()

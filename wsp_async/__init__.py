@@ -1,0 +1,57 @@
+"""wsp_async: Winsock overlapped-I/O completion semantics for asyncio programs.
+
+The public names are re-exported here (SPEC S1): constants with their Windows
+values, the error codes (also as the :class:`WSAErr` enum), the structures, the
+event functions, and -- from :mod:`wsp_async.provider` -- the ``Provider``.
+"""
+
+from __future__ import annotations
+
+from . import constants as _constants
+from .apc import queue_apc
+from .constants import *  # noqa: F403
+from .errors import *  # noqa: F403
+from .errors import ERRNO_TO_WSA, WSAErr, WSAError, describe, wsa_code_of
+from .events import (
+    WSAEVENT,
+    SleepEx,
+    WSACloseEvent,
+    WSACreateEvent,
+    WSAGetLastError,
+    WSAResetEvent,
+    WSASetEvent,
+    WSASetLastError,
+    WSAWaitForMultipleEvents,
+    wait_for_events,
+)
+from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DWORD",
+    "ERRNO_TO_WSA",
+    "INT",
+    "WSABUF",
+    "WSAEVENT",
+    "WSAOVERLAPPED",
+    "WSATHREADID",
+    "SleepEx",
+    "WSACloseEvent",
+    "WSACreateEvent",
+    "WSAErr",
+    "WSAError",
+    "WSAGetLastError",
+    "WSAResetEvent",
+    "WSASetEvent",
+    "WSASetLastError",
+    "WSAWaitForMultipleEvents",
+    "describe",
+    "is_box",
+    "queue_apc",
+    "store",
+    "wait_for_events",
+    "wsa_code_of",
+    *(name for name in dir(_constants) if name.isupper()),
+    *(member.name for member in WSAErr),
+]

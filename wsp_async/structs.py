@@ -1,0 +1,123 @@
+"""The Winsock structures of the SPI face, as attrs classes (SPEC S1).
+
+Field names keep their C spelling (``Internal``, ``hEvent``) so ported code
+reads the same.  Everything is compared by identity (``eq=False``): a
+``WSAOVERLAPPED`` *is* its identity -- two structures with equal fields are two
+different operations.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import attrs
+
+from .apc import ApcTarget, current_target
+from .constants import STATUS_PENDING
+
+__all__ = [
+    "DWORD",
+    "INT",
+    "WSABUF",
+    "WSAOVERLAPPED",
+    "WSATHREADID",
+    "is_box",
+    "store",
+]
+
+
+@attrs.define(eq=False)
+class WSABUF:
+    """One buffer of a scatter/gather list: ``len`` bytes of ``buf``.
+
+    ``buf`` is any bytes-like object (writable for receives).  The provider
+    captures the list before ``WSPSend`` returns (SPEC S5.1) but keeps a
+    reference to ``buf`` itself until the operation completes (SPEC S5.2).
+    """
+
+    len: int
+    buf: Any
+
+
+@attrs.define(eq=False)
+class WSAOVERLAPPED:
+    """The per-operation structure; the provider writes ``Internal``/``InternalHigh``.
+
+    While the operation is pending ``Internal == STATUS_PENDING``; afterwards it
+    holds the final status (0 or a WSA code) and ``InternalHigh`` the byte count
+    (SPEC S2.5).  ``hEvent`` is an event to set on completion, or -- when a
+    completion routine is given -- any context the caller likes (SPEC S6.6).
+    """
+
+    Internal: int = 0
+    InternalHigh: int = 0
+    Offset: int = 0
+    OffsetHigh: int = 0
+    hEvent: Any = None
+    # The provider's record of the operation while it is pending (None otherwise).
+    # It is how S3.4 (no second post of a pending structure) and S7.2 find the op.
+    _op: Any = attrs.field(default=None, init=False, repr=False)
+
+    @property
+    def pending(self) -> bool:
+        """True while an operation posted with this structure has not completed."""
+        return self._op is not None and self.Internal == STATUS_PENDING
+
+
+@attrs.frozen(eq=False)
+class WSATHREADID:
+    """Names the thread on which a completion routine must run (SPEC S6.1).
+
+    ``ThreadHandle`` is the thread's ident.  ``target`` is where its APCs go
+    (its loop, when it was running one at capture time); the provider keeps
+    this structure, not a pointer to it, as ``ws2spi.h`` requires.
+    """
+
+    ThreadHandle: int
+    Reserved: int = 0
+    target: ApcTarget | None = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def current(cls) -> WSATHREADID:
+        """The calling thread (with its running event loop, if it runs one)."""
+        return cls(threading.get_ident(), 0, current_target())
+
+
+@attrs.define(eq=False)
+class DWORD:
+    """An out-parameter box for an unsigned 32-bit value (``LPDWORD``)."""
+
+    value: int = 0
+
+
+@attrs.define(eq=False)
+class INT:
+    """An out-parameter box for a signed int (``LPINT``, e.g. ``lpErrno``)."""
+
+    value: int = 0
+
+
+def is_box(obj: object) -> bool:
+    """True when ``obj`` can serve as an out-parameter: it has a writable ``.value``.
+
+    The one check every SPI entry point uses (``DWORD()``, ``INT()``,
+    ``ctypes.c_ulong()``, or anything of the same shape).  Writing the current
+    value back proves writability without changing what the caller put there.
+    """
+    try:
+        obj.value = obj.value  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return True
+
+
+def store(box: object, value: Any) -> bool:
+    """Write ``value`` into an out-parameter box (if there is one); ``False`` on failure."""
+    if box is None:
+        return True
+    try:
+        box.value = value  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return True
