@@ -175,8 +175,8 @@ class ThreadTarget(_TargetBase):
             ran += 1
             try:
                 fn(*args)
-            except Exception:
-                log.exception("exception in APC %r", fn)
+            except Exception as exc:
+                report(fn, exc)
 
 
 class LoopTarget(_TargetBase):
@@ -219,9 +219,7 @@ class LoopTarget(_TargetBase):
             try:
                 fn(*args)
             except Exception as exc:
-                self.loop.call_exception_handler(
-                    {"message": f"exception in APC {fn!r}", "exception": exc}
-                )
+                report(fn, exc)
             except BaseException:
                 # KeyboardInterrupt and the like propagate, but the APCs behind
                 # this one keep their turn.
@@ -322,3 +320,15 @@ def queue_apc(thread_id: object, fn: Callable[..., object], *args: Any) -> bool:
         return False
     post: Callable[[Callable[..., object], tuple[Any, ...]], bool] = target.post  # type: ignore[attr-defined]
     return post(fn, args)
+
+
+def report(fn: object, exc: BaseException) -> None:
+    """Report an exception raised by an APC or routine without stopping later ones (S6.7).
+
+    On a loop thread it goes to the loop's exception handler; elsewhere to ``logging``.
+    """
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        loop.call_exception_handler({"message": f"exception in APC {fn!r}", "exception": exc})
+    else:
+        log.error("exception in APC %r", fn, exc_info=exc)

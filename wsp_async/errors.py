@@ -32,7 +32,10 @@ class WSAErr(enum.IntEnum):
     WSA_INVALID_HANDLE = 6, "The specified event object handle is invalid."
     WSA_NOT_ENOUGH_MEMORY = 8, "Insufficient memory available."
     WSA_INVALID_PARAMETER = 87, "One or more parameters are invalid."
-    WSA_OPERATION_ABORTED = 995, "The overlapped operation was aborted (socket closed, SIO_FLUSH, or its thread exited)."
+    WSA_OPERATION_ABORTED = (
+        995,
+        "The overlapped operation was aborted (socket closed, SIO_FLUSH, or its thread exited).",
+    )
     WSA_IO_INCOMPLETE = 996, "The overlapped I/O event object is not in a signaled state."
     WSA_IO_PENDING = 997, "Overlapped operations will complete later."
 
@@ -107,7 +110,10 @@ class WSAErr(enum.IntEnum):
     WSA_QOS_ADMISSION_FAILURE = 11010, "A QoS error occurred due to lack of resources."
     WSA_QOS_POLICY_FAILURE = 11011, "The QoS request was rejected by policy."
     WSA_QOS_BAD_STYLE = 11012, "An unknown or conflicting QoS style was encountered."
-    WSA_QOS_BAD_OBJECT = 11013, "A problem was found with a QoS filter spec or provider-specific buffer."
+    WSA_QOS_BAD_OBJECT = (
+        11013,
+        "A problem was found with a QoS filter spec or provider-specific buffer.",
+    )
     WSA_QOS_TRAFFIC_CTRL_ERROR = 11014, "An error with the underlying QoS traffic control occurred."
     WSA_QOS_GENERIC_ERROR = 11015, "A general QoS error."
     WSA_QOS_ESERVICETYPE = 11016, "An invalid or unrecognized QoS service type was found."

@@ -14,7 +14,6 @@ from typing import Any
 import attrs
 
 from .apc import ApcTarget, current_target
-from .constants import STATUS_PENDING
 
 __all__ = [
     "DWORD",
@@ -57,12 +56,15 @@ class WSAOVERLAPPED:
     hEvent: Any = None
     # The provider's record of the operation while it is pending (None otherwise).
     # It is how S3.4 (no second post of a pending structure) and S7.2 find the op.
+    # Cleared at completion, so that structure and record never keep each other alive.
     _op: Any = attrs.field(default=None, init=False, repr=False)
+    # Output flags of the completed operation (MSG_PARTIAL for a truncated datagram).
+    _flags: int = attrs.field(default=0, init=False, repr=False)
 
     @property
     def pending(self) -> bool:
         """True while an operation posted with this structure has not completed."""
-        return self._op is not None and self.Internal == STATUS_PENDING
+        return self._op is not None
 
 
 @attrs.frozen(eq=False)

@@ -1,0 +1,156 @@
+"""The send-ordering queue and its completion accounting (SPEC S4, S5.3). No I/O here.
+
+Rules of this module:
+
+* Everything that decides *when a send is complete* lives in this file; the
+  transport adapter only reports two facts -- "I handed these sends to the
+  transport" and "the transport's write buffer now holds N bytes" -- and carries
+  out the completions this file returns.
+* This file does not know about threads, loops, events or routines.  Its caller
+  runs it on the I/O loop thread only.
+
+Theory of operation
+-------------------
+A stream socket's bytes form one sequence.  Each send, when handed to the
+transport, is given ``end``: the offset in that sequence just past its last byte.
+The emulated send buffer (S4.1) is the transport's write buffer with capacity
+``capacity`` (``SO_SNDBUF``).  If the transport reports ``buffered`` bytes, then the
+first ``written - buffered`` bytes are in the kernel, and of the ``buffered`` ones the
+oldest ``capacity`` are "held in the send buffer within its capacity".  So::
+
+    consumed = written - max(0, buffered - capacity)
+
+and every send with ``end <= consumed`` is complete.  With ``capacity == 0`` (S4.2)
+a send completes only when none of its bytes is left in user space.
+
+A send is handed to the transport only while ``buffered <= capacity``: at most
+one batch overshoots the capacity, which bounds the provider's own buffering
+to ``SO_SNDBUF`` plus one send's worth (S4.4).  Sends waiting their turn are kept
+as references to the caller's buffers, never copied (S5.2).
+
+``buffered`` is only learnt when the adapter reports it (after a write, and when
+the transport says it drained to the capacity), so a completion may come a
+little *late*, never early: ``consumed`` can only be under-estimated.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+
+class Sendable(Protocol):
+    """What the queue needs of an operation: its size, its place, and OOB-ness."""
+
+    nbytes: int
+    end: int
+    urgent: bool
+
+
+Op = TypeVar("Op", bound=Sendable)
+
+
+class SendQueue(Generic[Op]):
+    """Posting-order queue of one socket's sends, with S4 completion accounting."""
+
+    __slots__ = ("buffered", "capacity", "inflight", "waiting", "written")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        #: Posted, not yet handed to the transport (posting order).
+        self.waiting: collections.deque[Op] = collections.deque()
+        #: Handed to the transport, not yet consumed (posting order, ``end`` ascending).
+        self.inflight: collections.deque[Op] = collections.deque()
+        #: Bytes handed to the transport since the socket opened.
+        self.written = 0
+        #: The transport's write-buffer size as last reported.
+        self.buffered = 0
+
+    def __len__(self) -> int:
+        return len(self.waiting) + len(self.inflight)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting and room in the send buffer: a new send may go straight out."""
+        return not self.waiting and self.buffered <= self.capacity
+
+    def post(self, op: Op) -> None:
+        self.waiting.append(op)
+
+    def next_batch(self) -> list[Op]:
+        """Pop the sends to hand to the transport now, in posting order.
+
+        Takes sends while the buffer estimate stays within the capacity, and at
+        least one while there is room at all, so that a send larger than the
+        capacity still goes out.  An urgent (``MSG_OOB``) send goes alone, and only
+        once the transport holds nothing, since it bypasses the transport's buffer.
+        """
+        batch: list[Op] = []
+        waiting = self.waiting
+        estimate = self.buffered
+        if estimate > self.capacity:
+            return batch
+        while waiting:
+            op = waiting[0]
+            if op.urgent:
+                if batch or self.buffered:
+                    break
+                batch.append(waiting.popleft())
+                break
+            if batch and estimate + op.nbytes > self.capacity:
+                break
+            estimate += op.nbytes
+            batch.append(waiting.popleft())
+        return batch
+
+    @property
+    def blocked_on_urgent(self) -> bool:
+        """An urgent send heads the queue and waits for the transport to empty."""
+        return bool(self.waiting) and self.waiting[0].urgent and self.buffered > 0
+
+    def handed(self, batch: list[Op], buffered: int) -> list[Op]:
+        """Record that ``batch`` went to the transport, now holding ``buffered``; return completions."""
+        written = self.written
+        for op in batch:
+            written += op.nbytes
+            op.end = written
+        self.written = written
+        self.inflight.extend(batch)
+        return self.observe(buffered)
+
+    def observe(self, buffered: int) -> list[Op]:
+        """The transport reports ``buffered`` bytes held: pop and return the consumed sends."""
+        self.buffered = buffered
+        inflight = self.inflight
+        if not inflight:
+            return []
+        over = buffered - self.capacity
+        consumed = self.written - over if over > 0 else self.written
+        if inflight[-1].end <= consumed:  # the common case: everything handed on is consumed
+            done = list(inflight)
+            inflight.clear()
+            return done
+        done = []
+        while inflight and inflight[0].end <= consumed:
+            done.append(inflight.popleft())
+        return done
+
+    def remove_waiting(self, which: Callable[[Op], bool] | None = None) -> list[Op]:
+        """Withdraw sends not yet handed on (all, or those ``which`` selects), in order."""
+        if which is None:
+            removed = list(self.waiting)
+            self.waiting.clear()
+            return removed
+        removed = [op for op in self.waiting if which(op)]
+        if removed:
+            self.waiting = collections.deque(op for op in self.waiting if not which(op))
+        return removed
+
+    def remove_all(self) -> list[Op]:
+        """Withdraw every unconsumed send (handed-on ones first: posting order)."""
+        removed = list(self.inflight)
+        self.inflight.clear()
+        removed.extend(self.waiting)
+        self.waiting.clear()
+        return removed

@@ -1,0 +1,63 @@
+"""The verifier (SPEC S12.3, ``Provider(debug=True)``): misuse reported through ``warnings``.
+
+It checks what Winsock leaves undefined and a real provider cannot see: a data
+buffer changed while the provider owns it (a checksum at post compared with
+one when the bytes are handed on), a pending ``WSAOVERLAPPED`` posted again, and
+``fWait=True`` on an operation that has a completion routine.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._ops import Operation
+    from ._socket import Socket
+    from .provider import Provider
+
+__all__ = ["VerifierWarning"]
+
+
+class VerifierWarning(UserWarning):
+    """A misuse of the overlapped contract found by the verifier."""
+
+
+def _checksum(buffers: list[Any]) -> int:
+    crc = 0
+    for buf in buffers:
+        crc = zlib.crc32(buf, crc)
+    return crc
+
+
+def remember(op: Operation) -> None:
+    op.checksum = _checksum(op.buffers)
+
+
+def check_unchanged(sock: Socket, op: Operation) -> None:
+    if op.checksum is not None and _checksum(op.buffers) != op.checksum:
+        warnings.warn(
+            f"socket {sock.handle:#x}: a send's data buffer was modified while the "
+            "provider owned it (SPEC S5.2)",
+            VerifierWarning,
+            stacklevel=2,
+        )
+
+
+def report_reused_overlapped(provider: Provider, sock: Socket, ov: object) -> None:
+    warnings.warn(
+        f"socket {sock.handle:#x}: a WSAOVERLAPPED that is still pending was posted again "
+        "(SPEC S3.4)",
+        VerifierWarning,
+        stacklevel=3,
+    )
+
+
+def report_wait_with_routine(provider: Provider, ov: object) -> None:
+    warnings.warn(
+        "WSPGetOverlappedResult(fWait=True) on an operation that has a completion routine: "
+        "its hEvent is the caller's, so the wait is undefined on Windows (SPEC S12.3)",
+        VerifierWarning,
+        stacklevel=3,
+    )
