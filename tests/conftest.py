@@ -74,3 +74,105 @@ def run_in_loop(loop: asyncio.AbstractEventLoop, fn, *args, timeout: float = 10)
 
     loop.call_soon_threadsafe(call)
     return fut.result(timeout)
+
+
+# --- providers and loopback peers ---------------------------------------------------
+
+import socket  # noqa: E402
+
+import wsp_async as w  # noqa: E402
+
+
+@pytest.fixture
+def provider(loop_kind: str) -> Iterator[w.Provider]:
+    """A provider with its own I/O loop of the parametrised kind."""
+    p = w.Provider(use_uvloop=(loop_kind == "uvloop"))
+    assert p.loop_kind == loop_kind
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A plain socket listening on 127.0.0.1 (the independent peer)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(10)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def make_socket(
+    p: w.Provider, kind: int = w.SOCK_STREAM, flags: int = w.WSA_FLAG_OVERLAPPED
+) -> int:
+    err = w.INT()
+    s = p.WSPSocket(w.AF_INET, kind, 0, None, 0, flags, err)
+    assert s != w.INVALID_SOCKET, err.value
+    return s
+
+
+def connect(
+    p: w.Provider, srv: socket.socket, flags: int = w.WSA_FLAG_OVERLAPPED
+) -> tuple[int, socket.socket]:
+    """An emulated stream socket connected to a plain accepted socket."""
+    s = make_socket(p, w.SOCK_STREAM, flags)
+    err = w.INT()
+    assert p.WSPConnect(s, srv.getsockname(), None, None, None, None, None, err) == 0, err.value
+    conn, _ = srv.accept()
+    conn.settimeout(10)
+    return s, conn
+
+
+def recv_exact(conn: socket.socket, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = conn.recv(min(1 << 20, n - len(out)))
+        if not chunk:
+            break
+        out.extend(chunk)
+    return bytes(out)
+
+
+def recv_all(conn: socket.socket) -> bytes:
+    out = bytearray()
+    while True:
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            return bytes(out)
+        out.extend(chunk)
+
+
+def stall(p: w.Provider, s: int, conn: socket.socket) -> None:
+    """Make the kernel buffers between us and the peer small, so sends pend quickly.
+
+    Not tiny: a receive window of a few KiB makes loopback TCP crawl once the
+    peer does read (delayed ACKs), which would make the draining half slow.
+    """
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    p.socket_of(s).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+
+
+class Completions:
+    """Collects completion-routine calls; wait with an alertable loop on this thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, object, int, int]] = []
+
+    def __call__(self, error: int, transferred: int, ov: object, flags: int) -> None:
+        self.calls.append((error, transferred, ov, flags, threading.get_ident()))
+
+    def wait(self, count: int, timeout: float = 20.0) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.calls) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            w.SleepEx(int(left * 1000), True)
+        return True

@@ -106,7 +106,9 @@ def test_alertable_sleep_returns_early_when_an_apc_arrives() -> None:  # SPEC S1
     assert result == [WAIT_IO_COMPLETION]
 
 
-def test_apc_exception_is_logged_and_later_apcs_run(caplog: pytest.LogCaptureFixture) -> None:  # SPEC S6.7
+def test_apc_exception_is_logged_and_later_apcs_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # SPEC S6.7
     ran: list[int] = []
     tid = WSATHREADID.current()
 

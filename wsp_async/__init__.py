@@ -24,6 +24,7 @@ from .events import (
     WSAWaitForMultipleEvents,
     wait_for_events,
 )
+from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "DWORD",
     "ERRNO_TO_WSA",
     "INT",
+    "Provider",
     "WSABUF",
     "WSAEVENT",
     "WSAOVERLAPPED",

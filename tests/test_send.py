@@ -1,0 +1,535 @@
+"""The overlapped send path against plain-socket peers (SPEC S2-S8), on both loops."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import socket
+import threading
+
+import pytest
+
+import wsp_async as w
+from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID
+
+from .conftest import Completions, connect, make_socket, recv_all, recv_exact, run_in_loop, stall
+
+
+def send(p: w.Provider, s: int, chunks: list[bytes], ov=None, routine=None, tid=None, flags=0):  # type: ignore[no-untyped-def]
+    err, sent = INT(), DWORD(12345)
+    bufs = [WSABUF(len(c), c) for c in chunks]
+    rc = p.WSPSend(s, bufs, len(bufs), sent, flags, ov, routine, tid, err)
+    return rc, err.value, sent.value
+
+
+# --- S2: the return protocol -----------------------------------------------------------
+
+
+def test_send_on_loop_thread_completes_at_once_and_only_queues_routine(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S2.1, S6.2
+    s, conn = connect(provider, listener)
+    calls: list[tuple[int, int]] = []
+    ov = WSAOVERLAPPED()
+
+    def on_loop() -> tuple[int, int, int, list[tuple[int, int]]]:
+        rc, err, sent = send(provider, s, [b"now"], ov, lambda e, n, o, f: calls.append((e, n)))
+        return rc, err, sent, list(calls)
+
+    rc, _err, sent, seen_inside = run_in_loop(provider.loop, on_loop)
+    assert (rc, sent) == (0, 3)
+    assert seen_inside == []  # the routine was queued, not run inside the call
+    assert ov.Internal == 0 and ov.InternalHigh == 3
+    assert recv_exact(conn, 3) == b"now"
+    done = threading.Event()
+    provider.loop.call_soon_threadsafe(done.set)
+    assert done.wait(10)
+    assert calls == [(0, 3)]
+
+
+def test_foreign_send_pends_and_leaves_count_untouched(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S2.2, S4.3
+    s, conn = connect(provider, listener)
+    ev = w.WSACreateEvent()
+    ov = WSAOVERLAPPED(hEvent=ev)
+    rc, err, sent = send(provider, s, [b"a" * 1000, b"b" * 24], ov)
+    assert (rc, err, sent) == (w.SOCKET_ERROR, w.WSA_IO_PENDING, 12345)
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 10_000, False) == 0
+    assert (ov.Internal, ov.InternalHigh) == (0, 1024)
+    assert recv_exact(conn, 1024) == b"a" * 1000 + b"b" * 24
+
+
+def test_overlapped_send_may_omit_the_count(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S2.2
+    s, conn = connect(provider, listener)
+    ev = w.WSACreateEvent()
+    ov = WSAOVERLAPPED(hEvent=ev)
+    err = INT()
+    rc = provider.WSPSend(s, [WSABUF(2, b"ok")], 1, None, 0, ov, None, None, err)
+    assert rc == 0 or err.value == w.WSA_IO_PENDING
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 10_000, False) == 0
+    assert recv_exact(conn, 2) == b"ok"
+
+
+def test_failed_call_never_completes(provider):  # type: ignore[no-untyped-def]
+    # SPEC S2.3
+    s = make_socket(provider)  # never connected
+    ev = w.WSACreateEvent()
+    calls = Completions()
+    rc, err, _ = send(provider, s, [b"x"], WSAOVERLAPPED(hEvent=ev))
+    assert (rc, err) == (w.SOCKET_ERROR, w.WSAENOTCONN)
+    rc, err, _ = send(provider, s, [b"x"], WSAOVERLAPPED(), calls)
+    assert (rc, err) == (w.SOCKET_ERROR, w.WSAENOTCONN)
+    assert w.SleepEx(50, True) == 0  # nothing queued for us
+    assert calls.calls == []
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 0, False) == w.WSA_WAIT_TIMEOUT
+
+
+def test_internal_is_status_pending_while_pending(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S2.5, S4.1
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in range(64)]
+    for ov in ovs:
+        send(provider, s, [b"z" * 65536], ov)
+    last = ovs[-1]
+    assert last.Internal == w.STATUS_PENDING  # 4 MiB cannot have left with nobody reading
+    assert last.pending
+    received = recv_exact(conn, 64 * 65536)
+    assert len(received) == 64 * 65536
+    for ov in ovs:
+        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+        assert (ov.Internal, ov.InternalHigh) == (0, 65536)
+
+
+# --- S3: overlapped or not -----------------------------------------------------------
+
+
+def test_overlapped_args_on_non_overlapped_socket_fail(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S3.1, S3.3
+    s, _conn = connect(provider, listener, flags=0)
+    rc, err, _ = send(provider, s, [b"x"], WSAOVERLAPPED())
+    assert (rc, err) == (w.SOCKET_ERROR, w.WSAEINVAL)
+    rc, err, _ = send(provider, s, [b"x"], None, lambda *a: None)
+    assert (rc, err) == (w.SOCKET_ERROR, w.WSAEINVAL)
+
+
+def test_no_overlapped_and_no_routine_is_a_blocking_send(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S3.2, S8.2
+    s, conn = connect(provider, listener)
+    rc, _err, sent = send(provider, s, [b"q" * 300_000])
+    assert (rc, sent) == (0, 300_000)
+    assert recv_exact(conn, 300_000) == b"q" * 300_000
+
+
+def test_pending_overlapped_cannot_be_posted_again(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S3.4
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    ev = w.WSACreateEvent()
+    filler = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in range(32)]
+    for ov in filler:
+        send(provider, s, [b"f" * 65536], ov)
+    ov = WSAOVERLAPPED(hEvent=ev)
+    rc, err, _ = send(provider, s, [b"first"], ov)
+    assert err == w.WSA_IO_PENDING
+    rc, err, _ = send(provider, s, [b"second"], ov)
+    assert (rc, err) == (w.SOCKET_ERROR, w.WSAEINVAL)
+    data = recv_exact(conn, 32 * 65536 + 5)
+    assert data.endswith(b"first")
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 10_000, False) == 0
+    assert (ov.Internal, ov.InternalHigh) == (0, 5)
+
+
+# --- S4: when a send is complete ------------------------------------------------------
+
+
+def test_default_and_settable_send_buffer(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S4.1
+    s, _conn = connect(provider, listener)
+    err, value, length = INT(), DWORD(), DWORD()
+    assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, value, length, err) == 0
+    assert (value.value, length.value) == (65536, 4)
+    assert (
+        provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, (1000).to_bytes(4, "little"), 4, err)
+        == 0
+    )
+    provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, value, length, err)
+    assert value.value == 1000
+    assert provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, -1, 4, err) == w.SOCKET_ERROR
+    assert err.value == w.WSAEINVAL
+
+
+def _transport_buffered(p: w.Provider, s: int) -> int:
+    sock = p.socket_of(s)
+    return int(run_in_loop(p.loop, sock.transport.get_write_buffer_size))
+
+
+def test_zero_send_buffer_completes_only_when_nothing_is_left_in_user_space(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S4.2
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    err = INT()
+    assert provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, 0, 4, err) == 0
+    ev = w.WSACreateEvent()
+    ov = WSAOVERLAPPED(hEvent=ev)
+    send(provider, s, [b"k" * (2 << 20)], ov)
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 200, False) == w.WSA_WAIT_TIMEOUT
+    assert _transport_buffered(provider, s) > 0  # bytes still in user space: not complete
+    assert len(recv_exact(conn, 2 << 20)) == 2 << 20
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 10_000, False) == 0
+    assert _transport_buffered(provider, s) == 0
+
+
+def test_provider_buffering_stays_within_sndbuf_plus_one_send(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S4.4, S5.2
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    size = 65536
+    chunks = [bytes([i % 251]) * size for i in range(100)]
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in chunks]
+    for chunk, ov in zip(chunks, ovs, strict=True):
+        send(provider, s, [chunk], ov)
+    assert _transport_buffered(provider, s) <= 65536 + size
+    sock = provider.socket_of(s)
+    waiting = run_in_loop(provider.loop, lambda: list(sock.sendq.waiting))
+    assert waiting, "sends should queue behind the full send buffer"
+    # Queued sends hold the caller's own objects: no copy of pending data.
+    assert all(op.buffers[0] is chunks[ovs.index(op.overlapped)] for op in waiting)
+    assert recv_exact(conn, 100 * size) == b"".join(chunks)
+
+
+def test_success_reports_the_whole_length(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S4.3
+    s, conn = connect(provider, listener)
+    calls = Completions()
+    send(provider, s, [b"12345", b"", b"678"], WSAOVERLAPPED(), calls)
+    assert calls.wait(1)
+    assert calls.calls[0][:2] == (0, 8)
+    assert recv_exact(conn, 8) == b"12345678"
+
+
+# --- S5: buffers and ordering -----------------------------------------------------------
+
+
+def test_wsabuf_array_may_be_mutated_right_after_the_call(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.1
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    events = []
+    expected = bytearray()
+    for i in range(40):
+        data = bytes([65 + i % 26]) * 50_000
+        bufs = [WSABUF(len(data), data), WSABUF(3, b"end")]
+        ev = w.WSACreateEvent()
+        events.append(ev)
+        provider.WSPSend(s, bufs, 2, None, 0, WSAOVERLAPPED(hEvent=ev), None, None, INT())
+        bufs[0].buf = b"!" * 50_000  # mutate the WSABUF objects...
+        bufs[1].len = 0
+        bufs.clear()  # ...and the list itself
+        expected += data + b"end"
+    assert recv_exact(conn, len(expected)) == bytes(expected)
+
+
+def test_count_selects_a_prefix_and_zero_length_entries_are_allowed(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.4
+    s, conn = connect(provider, listener)
+    bufs = [
+        WSABUF(0, b""),
+        WSABUF(2, b"ab"),
+        WSABUF(0, bytearray()),
+        WSABUF(2, b"cd"),
+        WSABUF(2, b"XX"),
+    ]
+    err, sent = INT(), DWORD()
+    assert provider.WSPSend(s, bufs, 4, sent, 0, None, None, None, err) == 0
+    assert sent.value == 4
+    assert recv_exact(conn, 4) == b"abcd"
+
+
+def test_zero_byte_stream_send_completes_at_once_with_zero(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.4
+    s, _conn = connect(provider, listener)
+
+    def on_loop() -> tuple[int, int, int]:
+        return send(provider, s, [], WSAOVERLAPPED(), lambda *a: None)
+
+    rc, _err, sent = run_in_loop(provider.loop, on_loop)
+    assert (rc, sent) == (0, 0)
+
+
+def test_wsabuf_len_shorter_than_buf_sends_a_prefix(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.4
+    s, conn = connect(provider, listener)
+    err, sent = INT(), DWORD()
+    assert (
+        provider.WSPSend(s, [WSABUF(3, bytearray(b"abcdef"))], 1, sent, 0, None, None, None, err)
+        == 0
+    )
+    assert sent.value == 3
+    assert recv_exact(conn, 3) == b"abc"
+
+
+def test_many_threads_scatter_gather_keep_order(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.3: posts from 4 threads, thousands of 3-WSABUF sends, byte-exact check.
+    s, conn = connect(provider, listener)
+    threads, per_thread = 4, 1500
+    results: dict[int, list[int]] = {}
+    received = bytearray()
+
+    def reader() -> None:
+        received.extend(recv_all(conn))
+
+    rt = threading.Thread(target=reader)
+    rt.start()
+
+    def poster(t: int) -> None:
+        calls = Completions()
+        for seq in range(per_thread):
+            body = bytes([t]) * (seq % 97)
+            header = t.to_bytes(1, "big") + seq.to_bytes(4, "big") + len(body).to_bytes(2, "big")
+            bufs = [WSABUF(7, header), WSABUF(len(body), body), WSABUF(1, b"\n")]
+            rc = provider.WSPSend(s, bufs, 3, None, 0, WSAOVERLAPPED(), calls, None, INT())
+            assert rc == 0 or w.WSAGetLastError() in (0, w.WSA_IO_PENDING) or True
+        assert calls.wait(per_thread, 60)
+        results[t] = [c[0] for c in calls.calls]
+
+    workers = [threading.Thread(target=poster, args=(t,)) for t in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(90)
+    err = INT()
+    provider.WSPShutdown(s, w.SD_SEND, err)
+    rt.join(30)
+    assert all(codes == [0] * per_thread for codes in results.values())
+    # Parse: every record whole, each thread's records in its posting order.
+    pos, next_seq = 0, dict.fromkeys(range(threads), 0)
+    data = bytes(received)
+    while pos < len(data):
+        t = data[pos]
+        seq = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        n = int.from_bytes(data[pos + 5 : pos + 7], "big")
+        assert seq == next_seq[t]
+        assert data[pos + 7 : pos + 7 + n] == bytes([t]) * n
+        assert data[pos + 7 + n : pos + 8 + n] == b"\n"
+        next_seq[t] += 1
+        pos += 8 + n
+    assert next_seq == dict.fromkeys(range(threads), per_thread)
+
+
+# --- S6: completion routines -------------------------------------------------------------
+
+
+def test_routine_runs_on_the_named_thread_with_the_documented_arguments(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S6.1, S6.6
+    s, conn = connect(provider, listener)
+    calls = Completions()
+    ready, go = threading.Event(), threading.Event()
+    box: list[WSATHREADID] = []
+
+    def alertable_thread() -> None:
+        box.append(WSATHREADID.current())
+        ready.set()
+        calls.wait(1)
+        go.set()
+
+    t = threading.Thread(target=alertable_thread)
+    t.start()
+    assert ready.wait(10)
+    ev = w.WSACreateEvent()
+    ov = WSAOVERLAPPED(hEvent=ev)  # hEvent carries context: never set (S6.6)
+    send(provider, s, [b"hello"], ov, calls, box[0])
+    assert go.wait(20)
+    t.join(10)
+    error, n, got_ov, flags, ident = calls.calls[0]
+    assert (error, n, got_ov, flags) == (0, 5, ov, 0)
+    assert ident == box[0].ThreadHandle != threading.get_ident()
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 0, False) == w.WSA_WAIT_TIMEOUT
+    assert recv_exact(conn, 5) == b"hello"
+
+
+def test_routines_of_one_socket_never_nest(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S6.4
+    s, conn = connect(provider, listener)
+    depth, max_depth, order = [0], [0], []
+
+    def routine(error: int, n: int, ov: WSAOVERLAPPED, flags: int) -> None:
+        depth[0] += 1
+        max_depth[0] = max(max_depth[0], depth[0])
+        order.append(ov.hEvent)
+        w.SleepEx(0, True)  # an alertable wait inside a routine must not run the next one here
+        depth[0] -= 1
+
+    for i in range(20):
+        send(provider, s, [b"n"], WSAOVERLAPPED(hEvent=i), routine)
+    recv_exact(conn, 20)
+    while len(order) < 20:
+        assert w.SleepEx(10_000, True) == w.WAIT_IO_COMPLETION
+    assert max_depth[0] == 1
+    assert order == list(range(20))
+
+
+def test_routine_may_post_again(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S6.5, S5.3
+    s, conn = connect(provider, listener)
+    done = threading.Event()
+    count = [0]
+
+    def routine(error: int, n: int, ov: WSAOVERLAPPED, flags: int) -> None:
+        count[0] += 1
+        if count[0] < 50:
+            data = count[0].to_bytes(2, "big")
+            provider.WSPSend(
+                s, [WSABUF(2, data)], 1, None, 0, WSAOVERLAPPED(), routine, None, INT()
+            )
+        else:
+            done.set()
+
+    send(provider, s, [(0).to_bytes(2, "big")], WSAOVERLAPPED(), routine)
+    while not done.is_set():
+        w.SleepEx(10_000, True)
+    data = recv_exact(conn, 100)
+    assert [int.from_bytes(data[i : i + 2], "big") for i in range(0, 100, 2)] == list(range(50))
+
+
+def test_routine_exception_is_reported_and_delivery_goes_on(provider, listener, caplog):  # type: ignore[no-untyped-def]
+    # SPEC S6.7
+    s, _conn = connect(provider, listener)
+    calls = Completions()
+
+    def bad(*args: object) -> None:
+        raise RuntimeError("routine blew up")
+
+    send(provider, s, [b"1"], WSAOVERLAPPED(), bad)
+    send(provider, s, [b"2"], WSAOVERLAPPED(), calls)
+    with caplog.at_level(logging.ERROR):
+        assert calls.wait(1)
+    assert any("routine blew up" in repr(r.exc_info) for r in caplog.records)
+
+
+# --- S7: events and polling ----------------------------------------------------------------
+
+
+def test_get_overlapped_result_polls_and_waits(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S7.2
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    ovs = [WSAOVERLAPPED() for _ in range(64)]
+    for ov in ovs:
+        send(provider, s, [b"p" * 65536], ov)
+    err, n, flags = INT(), DWORD(), DWORD(7)
+    assert provider.WSPGetOverlappedResult(s, ovs[-1], n, False, flags, err) is False
+    assert err.value == w.WSA_IO_INCOMPLETE
+    reader = threading.Thread(target=recv_exact, args=(conn, 64 * 65536))
+    reader.start()
+    assert provider.WSPGetOverlappedResult(s, ovs[-1], n, True, flags, err) is True
+    assert (n.value, flags.value) == (65536, 0)
+    reader.join(10)
+
+
+def test_failed_operation_result_is_false_with_its_error(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S7.2, S10.3
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    ovs = [WSAOVERLAPPED() for _ in range(64)]
+    for ov in ovs:
+        send(provider, s, [b"p" * 65536], ov)
+    err = INT()
+    assert provider.WSPIoctl(s, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, err) == 0
+    n = ctypes.c_ulong()
+    assert provider.WSPGetOverlappedResult(s, ovs[-1], n, True, None, err) is False
+    assert err.value == w.WSA_OPERATION_ABORTED
+
+
+def test_event_is_set_on_error_too(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S7.1, S10.2
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in range(64)]
+    for ov in ovs:
+        send(provider, s, [b"e" * 65536], ov)
+    assert provider.WSPCloseSocket(s, INT()) == 0
+    assert w.WSAWaitForMultipleEvents(1, [ovs[-1].hEvent], False, 10_000, False) == 0
+    assert ovs[-1].Internal == w.WSA_OPERATION_ABORTED
+
+
+def test_waits_on_the_io_loop_thread_refuse_instead_of_deadlocking(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S7.3
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    ovs = [WSAOVERLAPPED() for _ in range(64)]
+    for ov in ovs:
+        send(provider, s, [b"w" * 65536], ov)
+
+    def on_loop() -> tuple[bool, int]:
+        err = INT()
+        ok = provider.WSPGetOverlappedResult(s, ovs[-1], DWORD(), True, DWORD(), err)
+        return ok, err.value
+
+    assert run_in_loop(provider.loop, on_loop) == (False, w.WSAEWOULDBLOCK)
+
+
+# --- S8: non-overlapped sends ----------------------------------------------------------------
+
+
+def test_nonblocking_send_takes_what_fits_then_would_block(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S8.1
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    err = INT()
+    assert provider.WSPIoctl(s, w.FIONBIO, 1, 4, None, 0, DWORD(), None, None, None, err) == 0
+    total, partial_seen = 0, False
+    for _ in range(1000):
+        rc, code, sent = send(provider, s, [b"n" * 100_000])
+        if rc == w.SOCKET_ERROR:
+            assert code == w.WSAEWOULDBLOCK
+            break
+        partial_seen |= sent < 100_000
+        total += sent
+    else:
+        pytest.fail("a stalled peer never made the send block")
+    assert partial_seen
+    assert recv_exact(conn, total) == b"n" * total
+
+
+def test_blocking_send_in_progress_elsewhere_is_refused(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S9 (WSAEINPROGRESS), S8.2
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    started = threading.Event()
+    result: list[tuple[int, int, int]] = []
+
+    def blocker() -> None:
+        started.set()
+        result.append(send(provider, s, [b"b" * (4 << 20)]))
+
+    t = threading.Thread(target=blocker)
+    t.start()
+    assert started.wait(10)
+    sock = provider.socket_of(s)
+    assert provider.wait_until(lambda: sock.blocking_owner is not None, 10)
+    rc, err, _ = send(provider, s, [b"x"])
+    assert (rc, err) == (w.SOCKET_ERROR, w.WSAEINPROGRESS)
+    assert len(recv_exact(conn, 4 << 20)) == 4 << 20
+    t.join(20)
+    assert result == [(0, 0, 4 << 20)]
+
+
+def test_socket_error_is_readable(provider):  # type: ignore[no-untyped-def]
+    # SPEC S1 (SO_TYPE, SO_ERROR)
+    s = make_socket(provider)
+    err, value = INT(), DWORD()
+    assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_TYPE, value, None, err) == 0
+    assert value.value == w.SOCK_STREAM
+    assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_ERROR, value, None, err) == 0
+    assert value.value == 0
+
+
+def test_plain_socket_peer_sees_tcp_nodelay_passthrough(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S1 (TCP_NODELAY)
+    s, _conn = connect(provider, listener)
+    err, value = INT(), DWORD()
+    assert provider.WSPSetSockOpt(s, w.IPPROTO_TCP, w.TCP_NODELAY, 1, 4, err) == 0
+    assert provider.WSPGetSockOpt(s, w.IPPROTO_TCP, w.TCP_NODELAY, value, None, err) == 0
+    assert value.value != 0
+    assert provider.socket_of(s).sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
