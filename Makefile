@@ -23,7 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check wsp_async tests examples benchmarks
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 soak: $(STAMP)
