@@ -1089,6 +1089,9 @@ class Provider:
                     sock.uncount(op)
                     self._unprime(op, saved)
                     raise
+                # Pending by construction: the loop may already have completed it,
+                # but reading op.status now would race with it (S2.2).
+                raise WSAError(WSAErr.WSA_IO_PENDING)
         else:
             try:
                 code = sock.send_datagram(op)
@@ -1100,8 +1103,9 @@ class Provider:
                 sock.uncount(op)
                 self._unprime(op, saved)
                 raise WSAError(code)
-            if code == 0:
-                sock.finish(op, 0, total)
+            if code is None:
+                raise WSAError(WSAErr.WSA_IO_PENDING)  # queued behind an EAGAIN
+            sock.finish(op, 0, total)
         status = op.status
         if status == 0:
             store(lpNumberOfBytesSent, op.transferred)
@@ -1325,6 +1329,7 @@ class Provider:
                 sock.uncount(op)
                 self._unprime(op, saved)
                 raise
+            raise WSAError(WSAErr.WSA_IO_PENDING)  # as for sends: never read a racing status
         if op.status == 0:
             store(lpNumberOfBytesRecvd, op.transferred)
             store(lpFlags, op.out_flags)
