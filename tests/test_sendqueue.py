@@ -1,0 +1,90 @@
+"""The I/O-free send queue, checked against a model with hypothesis (SPEC S4, S5.3)."""
+
+from __future__ import annotations
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsp_async._sendqueue import SendQueue
+
+
+@attrs.define(eq=False)
+class Op:
+    nbytes: int
+    end: int = 0
+    urgent: bool = False
+
+
+def test_send_completes_only_when_within_capacity() -> None:  # SPEC S4.1
+    q: SendQueue[Op] = SendQueue(capacity=100)
+    a, b = Op(80), Op(80)
+    q.post(a)
+    q.post(b)
+    batch = q.next_batch()
+    assert batch == [a]  # b would push the estimate past the capacity
+    assert q.handed(batch, buffered=80) == [a]  # 80 <= 100: held within capacity
+    batch = q.next_batch()
+    assert batch == [b]
+    assert q.handed(batch, buffered=160) == []  # 60 bytes of b are over the capacity
+    assert q.next_batch() == []  # nothing more goes while over capacity (S4.4)
+    assert q.observe(100) == [b]
+
+
+def test_zero_capacity_waits_for_an_empty_buffer() -> None:  # SPEC S4.2
+    q: SendQueue[Op] = SendQueue(capacity=0)
+    a = Op(10)
+    q.post(a)
+    assert q.handed(q.next_batch(), buffered=1) == []
+    assert q.observe(0) == [a]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(0, 300),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("post"), st.integers(0, 200)),
+            st.tuples(st.just("hand"), st.integers(0, 1000)),
+            st.tuples(st.just("drain"), st.integers(0, 1000)),
+        ),
+        max_size=60,
+    ),
+)
+def test_completions_are_in_order_never_early_and_exactly_once(capacity, steps) -> None:  # type: ignore[no-untyped-def]
+    # SPEC S4.1, S4.4, S5.3, S2.4: a model of the transport's buffer drives the queue.
+    q: SendQueue[Op] = SendQueue(capacity)
+    posted: list[Op] = []
+    completed: list[Op] = []
+    written = 0
+    buffered = 0  # what the model transport holds
+    for action, n in steps:
+        if action == "post":
+            op = Op(n)
+            posted.append(op)
+            q.post(op)
+        elif action == "hand":
+            batch = q.next_batch()
+            size = sum(op.nbytes for op in batch)
+            if batch:
+                assert buffered <= capacity  # only handed on while within capacity
+                # S4.4: what the transport may hold stays within SO_SNDBUF plus one send.
+                assert buffered + size <= capacity + max(op.nbytes for op in batch)
+            written += size
+            kernel_takes = min(n, buffered + size)
+            buffered = buffered + size - kernel_takes
+            completed += q.handed(batch, buffered)
+        else:
+            buffered = max(0, buffered - n)
+            completed += q.observe(buffered)
+        consumed = written - max(0, buffered - capacity)
+        # Never early: every completed op's bytes are consumed.
+        assert all(op.end <= consumed for op in completed)
+        # In posting order, each exactly once.
+        assert completed == posted[: len(completed)]
+    buffered = 0
+    completed += q.observe(0)
+    while q.waiting:
+        batch = q.next_batch()
+        completed += q.handed(batch, 0)
+    assert completed == posted
