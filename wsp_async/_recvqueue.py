@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 from typing import Any, Generic, Protocol, TypeVar
 
+from ._sendqueue import withdraw
 from .constants import MSG_PARTIAL, MSG_PEEK
 from .errors import WSAErr
 
@@ -126,14 +127,7 @@ class StreamReceiver(Generic[Op]):
 
     def remove(self, which: Any = None) -> list[Op]:
         """Withdraw waiting receives (all, or those ``which(op)`` selects)."""
-        if which is None:
-            removed = list(self.waiting)
-            self.waiting.clear()
-            return removed
-        removed = [op for op in self.waiting if which(op)]
-        if removed:
-            self.waiting = collections.deque(op for op in self.waiting if not which(op))
-        return removed
+        return withdraw(self.waiting, which)
 
 
 class DatagramReceiver(Generic[Op]):
@@ -187,11 +181,4 @@ class DatagramReceiver(Generic[Op]):
         return []
 
     def remove(self, which: Any = None) -> list[Op]:
-        if which is None:
-            removed = list(self.waiting)
-            self.waiting.clear()
-            return removed
-        removed = [op for op in self.waiting if which(op)]
-        if removed:
-            self.waiting = collections.deque(op for op in self.waiting if not which(op))
-        return removed
+        return withdraw(self.waiting, which)

@@ -39,6 +39,22 @@ import collections
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
+T = TypeVar("T")
+
+
+def withdraw(queue: collections.deque[T], which: Callable[[T], bool] | None) -> list[T]:
+    """Remove and return the items of ``queue`` that ``which`` selects (all when None), in order."""
+    if which is None:
+        removed = list(queue)
+        queue.clear()
+        return removed
+    removed = [item for item in queue if which(item)]
+    if removed:
+        kept = [item for item in queue if not which(item)]
+        queue.clear()
+        queue.extend(kept)
+    return removed
+
 
 class Sendable(Protocol):
     """What the queue needs of an operation: its size, its place, and OOB-ness."""
@@ -138,14 +154,7 @@ class SendQueue(Generic[Op]):
 
     def remove_waiting(self, which: Callable[[Op], bool] | None = None) -> list[Op]:
         """Withdraw sends not yet handed on (all, or those ``which`` selects), in order."""
-        if which is None:
-            removed = list(self.waiting)
-            self.waiting.clear()
-            return removed
-        removed = [op for op in self.waiting if which(op)]
-        if removed:
-            self.waiting = collections.deque(op for op in self.waiting if not which(op))
-        return removed
+        return withdraw(self.waiting, which)
 
     def remove_all(self) -> list[Op]:
         """Withdraw every unconsumed send (handed-on ones first: posting order)."""

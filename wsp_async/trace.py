@@ -54,34 +54,27 @@ def _issuer(op: Operation) -> int | None:
     return None if issuer is None else int(issuer.thread_ident)
 
 
-def post_record(sock: Socket, op: Operation) -> TraceRecord:
+def _record(event: str, sock: Socket, op: Operation, nbytes: int) -> TraceRecord:
     return TraceRecord(
-        "post",
+        event,
         sock.handle,
         id(op),
         _KINDS.get(op.kind, "ioctl"),
-        op.nbytes,
+        nbytes,
         op.status,
         _mechanism(op),
         _issuer(op),
         threading.get_ident(),
         time.monotonic(),
     )
+
+
+def post_record(sock: Socket, op: Operation) -> TraceRecord:
+    return _record("post", sock, op, op.nbytes)
 
 
 def completion_record(sock: Socket, op: Operation) -> TraceRecord:
-    return TraceRecord(
-        "complete",
-        sock.handle,
-        id(op),
-        _KINDS.get(op.kind, "ioctl"),
-        op.transferred,
-        op.status,
-        _mechanism(op),
-        _issuer(op),
-        threading.get_ident(),
-        time.monotonic(),
-    )
+    return _record("complete", sock, op, op.transferred)
 
 
 def format_timeline(records: Iterable[TraceRecord]) -> str:
