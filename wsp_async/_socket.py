@@ -524,6 +524,25 @@ class Socket:
         self.finish_all(self.sendq.remove_waiting(mine), ABORTED)
         self.finish_all(self.receiver.remove(mine), ABORTED)
 
+    def cancel(self, op: Operation) -> bool:
+        """Withdraw one operation not yet handed on and complete it aborted (loop thread).
+
+        False when it is already on its way (handed to the transport) or done:
+        it will then complete by itself, exactly once.
+        """
+        if self.incoming:
+            self.take_incoming()
+        if not op.pending:
+            return False
+        if op.kind == SEND:
+            removed = self.sendq.remove_waiting(lambda candidate: candidate is op)
+        else:
+            removed = self.receiver.remove(lambda candidate: candidate is op)
+        self.finish_all(removed, ABORTED)
+        if self.is_stream:
+            self.pump()
+        return bool(removed)
+
     def close_here(self) -> None:
         """WSPCloseSocket on the loop thread (S10.2): abort everything, close the transport."""
         with self.lock:

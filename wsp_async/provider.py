@@ -343,7 +343,10 @@ class Provider:
     def _io_loop_closed(self, _target: object) -> None:
         """The I/O loop closed (embedded provider whose loop ended): complete everything."""
         if not self._closed:
-            log.warning("the provider's I/O loop closed before the provider; aborting its I/O")
+            # For an embedded provider (the asyncio face's) the loop's end is its end.
+            (log.debug if self.embedded else log.warning)(
+                "the provider's I/O loop closed before the provider; aborting its I/O"
+            )
             self._close_here()
 
     # ------------------------------------------------------------------ results

@@ -1,0 +1,192 @@
+"""The asyncio face mirrors the SPI guarantees (SPEC S0, S1, S2.4, S5.3, S9, S10, S11)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+
+import wsp_async as w
+from wsp_async import aio
+
+
+async def _plain_server() -> tuple[socket.socket, asyncio.Future[socket.socket]]:
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.setblocking(False)
+    loop = asyncio.get_running_loop()
+    accepted = asyncio.ensure_future(loop.sock_accept(srv))
+    fut: asyncio.Future[socket.socket] = asyncio.ensure_future(_first(accepted))
+    return srv, fut
+
+
+async def _first(accepted: asyncio.Future) -> socket.socket:  # type: ignore[type-arg]
+    conn, _ = await accepted
+    return conn
+
+
+async def _read_all(conn: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
+    out = bytearray()
+    while chunk := await loop.sock_recv(conn, 1 << 20):
+        out.extend(chunk)
+    return bytes(out)
+
+
+async def test_send_scatter_gather_in_order_to_a_plain_peer() -> None:  # SPEC S5.3, S0
+    srv, accepted = await _plain_server()
+    async with await aio.connect(*srv.getsockname()) as sock:
+        conn = await accepted
+        reader = asyncio.ensure_future(_read_all(conn))
+        sends = [sock.send([i.to_bytes(4, "big"), b"x" * (i % 50)]) for i in range(2000)]
+        assert await asyncio.gather(*sends) == [4 + i % 50 for i in range(2000)]
+        await sock.shutdown()
+        data = await reader
+    expected = b"".join(i.to_bytes(4, "big") + b"x" * (i % 50) for i in range(2000))
+    assert data == expected
+    conn.close()
+    srv.close()
+
+
+async def test_recv_and_eof() -> None:  # SPEC S11.1
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    conn.sendall(b"hello")
+    assert await sock.recv(100) == b"hello"
+    conn.shutdown(socket.SHUT_WR)
+    assert await sock.recv(100) == b""
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_errors_raise_wsaerror() -> None:  # SPEC S0, S9
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    await sock.shutdown(w.SD_SEND)
+    with pytest.raises(w.WSAError) as info:
+        await sock.send(b"late")
+    assert info.value.winerror == w.WSAESHUTDOWN
+    sock.close()
+    with pytest.raises(w.WSAError) as info:
+        await sock.send(b"closed")
+    assert info.value.winerror == w.WSAENOTSOCK
+    conn.close()
+    srv.close()
+
+
+async def test_connect_refused_is_a_wsaerror() -> None:  # SPEC S9
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises(w.WSAError) as info:
+        await aio.connect("127.0.0.1", port)
+    assert info.value.winerror == w.WSAECONNREFUSED
+
+
+async def test_peer_reset_fails_pending_sends_exactly_once() -> None:  # SPEC S10.5, S2.4
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sends = [asyncio.ensure_future(sock.send(b"r" * 65536)) for _ in range(64)]
+    await asyncio.sleep(0)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    errors = [r.winerror for r in results if isinstance(r, w.WSAError)]
+    assert len(results) == 64 and errors
+    assert set(errors) <= {w.WSAECONNRESET}
+    sock.close()
+    srv.close()
+
+
+async def test_cancelling_a_waiting_send_aborts_it_cleanly() -> None:  # SPEC S2.4, S10.3
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sends = [asyncio.ensure_future(sock.send(bytes([i]) * 65536)) for i in range(64)]
+    await asyncio.sleep(0)
+    sends[-1].cancel()
+    reader = asyncio.ensure_future(_read_all(conn))
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    assert isinstance(results[-1], asyncio.CancelledError)
+    assert results[:-1] == [65536] * 63
+    await sock.shutdown()
+    data = await reader
+    assert data == b"".join(bytes([i]) * 65536 for i in range(63))  # the cancelled one never went
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_cancelling_a_receive_then_receiving_again() -> None:  # SPEC S11.1, S2.4
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    pending = asyncio.ensure_future(sock.recv(10))
+    await asyncio.sleep(0)
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    conn.sendall(b"after")
+    assert await sock.recv(10) == b"after"  # the cancelled receive took nothing
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_start_server_echo_with_plain_client() -> None:  # SPEC S0, S11.1
+    async def echo(sock: aio.OverlappedSocket) -> None:
+        while data := await sock.recv(4096):
+            await sock.send(data)
+
+    async with await aio.start_server(echo) as server:
+        loop = asyncio.get_running_loop()
+        client = socket.create_connection(server.address)
+        client.setblocking(False)
+        await loop.sock_sendall(client, b"ping" * 1000)
+        client.shutdown(socket.SHUT_WR)
+        assert await _read_all(client) == b"ping" * 1000
+        client.close()
+
+
+async def test_datagrams_and_truncation() -> None:  # SPEC S11.2, S11.3
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    sock = await aio.open_datagram(local_addr=("127.0.0.1", 0))
+    await sock.sendto([b"to ", b"peer"], peer.getsockname())
+    assert peer.recvfrom(100) == (b"to peer", sock.getsockname())
+    peer.sendto(b"0123456789", sock.getsockname())
+    with pytest.raises(w.WSAError) as info:
+        await sock.recvfrom(4)
+    assert info.value.winerror == w.WSAEMSGSIZE
+    assert info.value.partial == b"0123"  # type: ignore[attr-defined]
+    peer.sendto(b"ok", sock.getsockname())
+    assert await sock.recvfrom(10) == (b"ok", peer.getsockname())
+    sock.close()
+    peer.close()
+
+
+async def test_send_overlapped_and_awaitable_result() -> None:  # SPEC S7.2, S7.3
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    ovs = [sock.send_overlapped(b"z" * 65536) for _ in range(40)]
+    reader = asyncio.ensure_future(_read_all(conn))
+    assert [await sock.get_overlapped_result(ov) for ov in ovs] == [65536] * 40
+    await sock.shutdown()
+    assert len(await reader) == 40 * 65536
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_closing_the_loop_closes_its_provider() -> None:  # SPEC S10.4, S2.4
+    provider = aio.get_provider()
+    assert provider is aio.get_provider()
+    assert provider.embedded and provider.loop is asyncio.get_running_loop()

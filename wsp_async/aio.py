@@ -1,0 +1,420 @@
+"""The asyncio face (SPEC S0, S1): awaitable overlapped sockets over the same engine.
+
+``await sock.send([header, body])`` posts one overlapped ``WSPSend`` with a
+completion routine that resolves a future on the calling loop, so the face has
+the SPI's ordering and exactly-once guarantees by construction: it *is* the SPI,
+called on the provider's own loop thread (the fast path).  Failures raise
+:class:`~wsp_async.errors.WSAError` with the Winsock code in ``.winerror``.
+
+The provider behind the face is embedded in the running loop, one per loop,
+made on first use (:func:`get_provider`), and closed when the loop closes.
+Cancelling a task that awaits an operation withdraws the operation if it has
+not been handed to the transport yet (it completes with
+``WSA_OPERATION_ABORTED``); otherwise the operation completes normally and the
+result is dropped -- never lost, never doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
+
+from .constants import (
+    AF_INET,
+    AF_INET6,
+    INVALID_SOCKET,
+    MSG_PEEK,
+    SD_SEND,
+    SOCK_DGRAM,
+    SOCK_STREAM,
+    SOCKET_ERROR,
+    WSA_FLAG_OVERLAPPED,
+)
+from .errors import WSAErr, WSAError, wsa_code_of
+from .provider import Provider
+from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED
+
+__all__ = [
+    "Listener",
+    "OverlappedSocket",
+    "Server",
+    "connect",
+    "get_provider",
+    "listen",
+    "open_connection",
+    "open_datagram",
+    "start_server",
+]
+
+log = logging.getLogger("wsp_async.aio")
+
+Buffers: TypeAlias = "bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]"
+_PROVIDER_ATTR = "_wsp_async_aio_provider"
+
+
+def get_provider(**options: Any) -> Provider:
+    """The provider embedded in the running loop (made on first use with ``options``)."""
+    loop = asyncio.get_running_loop()
+    provider: Provider | None = getattr(loop, _PROVIDER_ATTR, None)
+    if provider is None or provider.closed:
+        provider = Provider(loop=loop, **options)
+        setattr(loop, _PROVIDER_ATTR, provider)
+    return provider
+
+
+def _family(host: str) -> int:
+    return AF_INET6 if ":" in host else AF_INET
+
+
+def _as_wsabufs(buffers: Buffers) -> list[WSABUF]:
+    if isinstance(buffers, bytes | bytearray | memoryview):
+        buffers = [buffers]
+    return [WSABUF(memoryview(b).nbytes, b) for b in buffers]
+
+
+class OverlappedSocket:
+    """An emulated Winsock socket with awaitable overlapped operations.
+
+    ``handle`` is the SPI handle, usable with the provider's ``WSP*`` methods
+    too.  Use ``async with`` or :meth:`close`.
+    """
+
+    def __init__(self, provider: Provider, handle: int) -> None:
+        self.provider = provider
+        self.handle = handle
+
+    def __repr__(self) -> str:
+        return f"<OverlappedSocket {self.handle:#x}>"
+
+    # -- plumbing ---------------------------------------------------------------------
+    async def _overlapped(
+        self, post: Callable[[WSAOVERLAPPED, Any, INT], int]
+    ) -> tuple[int, WSAOVERLAPPED]:
+        """Post with a routine that resolves a future here; await the completion."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+
+        def routine(error: int, transferred: int, _ov: WSAOVERLAPPED, _flags: int) -> None:
+            if not future.done():
+                future.set_result((error, transferred))
+
+        ov = WSAOVERLAPPED()
+        err = INT()
+        if post(ov, routine, err) == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
+            raise WSAError(err.value)
+        if not ov.pending:
+            # Completed at once (S2.1): the routine is only queued; no need to wait for it.
+            if ov.Internal:
+                raise WSAError(ov.Internal)
+            return ov.InternalHigh, ov
+        try:
+            error, transferred = await future
+        except asyncio.CancelledError:
+            op = ov._op
+            if op is not None and self.provider.socket_of(self.handle).cancel(op):
+                raise
+            if op is not None:
+                log.debug("%r: cancelled await of an operation already handed on", self)
+            raise
+        if error:
+            raise WSAError(error)
+        return transferred, ov
+
+    # -- sends --------------------------------------------------------------------------
+    async def send(self, buffers: Buffers, flags: int = 0) -> int:
+        """Send one buffer or a scatter/gather list; returns when consumed (S4)."""
+        bufs = _as_wsabufs(buffers)
+        p = self.provider
+
+        def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
+            return p.WSPSend(self.handle, bufs, len(bufs), None, flags, ov, routine, None, err)
+
+        n, _ = await self._overlapped(post)
+        return n
+
+    async def sendto(self, buffers: Buffers, address: tuple[Any, ...], flags: int = 0) -> int:
+        bufs = _as_wsabufs(buffers)
+        p = self.provider
+
+        def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
+            return p.WSPSendTo(
+                self.handle, bufs, len(bufs), None, flags, address, None, ov, routine, None, err
+            )
+
+        n, _ = await self._overlapped(post)
+        return n
+
+    def send_overlapped(self, buffers: Buffers, hEvent: Any = None) -> WSAOVERLAPPED:
+        """Post a send and return its ``WSAOVERLAPPED`` at once (await it with
+        :meth:`get_overlapped_result`); the data buffers are the provider's until then."""
+        bufs = _as_wsabufs(buffers)
+        ov = WSAOVERLAPPED(hEvent=hEvent)
+        err = INT()
+        rc = self.provider.WSPSend(self.handle, bufs, len(bufs), None, 0, ov, None, None, err)
+        if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
+            raise WSAError(err.value)
+        return ov
+
+    async def get_overlapped_result(self, ov: WSAOVERLAPPED) -> int:
+        """The awaitable ``WSPGetOverlappedResult(fWait=True)``: bytes transferred, or WSAError."""
+        op = ov._op
+        if op is not None:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            previous = op.notify
+
+            def resolve() -> None:
+                if not future.done():
+                    future.set_result(None)
+
+            def notify(done: Any) -> None:
+                if previous is not None:
+                    previous(done)
+                if self.provider.loop is loop and self.provider.on_loop_thread():
+                    resolve()
+                else:
+                    loop.call_soon_threadsafe(resolve)
+
+            # Completions happen on the I/O loop thread; when that is ours, the op
+            # cannot complete between the look above and this line.
+            op.notify = notify
+            if op.pending:
+                await future
+        if ov.Internal:
+            raise WSAError(ov.Internal)
+        return ov.InternalHigh
+
+    # -- receives -----------------------------------------------------------------------
+    async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
+        """Receive into ``buffer``; 0 means the peer closed gracefully (S11.1)."""
+        p = self.provider
+        bufs = [WSABUF(memoryview(buffer).nbytes, buffer)]
+
+        def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
+            return p.WSPRecv(self.handle, bufs, 1, None, DWORD(flags), ov, routine, None, err)
+
+        n, _ = await self._overlapped(post)
+        return n
+
+    async def recv(self, size: int, flags: int = 0) -> bytes:
+        buffer = bytearray(size)
+        n = await self.recv_into(buffer, flags)
+        return bytes(buffer[:n])
+
+    async def recvfrom(self, size: int, flags: int = 0) -> tuple[bytes, Any]:
+        """One datagram and its sender; a datagram larger than ``size`` raises
+        ``WSAError(WSAEMSGSIZE)`` (S11.2) with the truncated data in ``.partial``."""
+        p = self.provider
+        buffer = bytearray(size)
+        bufs = [WSABUF(size, buffer)]
+        source = DWORD()
+
+        def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
+            return p.WSPRecvFrom(
+                self.handle, bufs, 1, None, DWORD(flags), source, None, ov, routine, None, err
+            )
+
+        try:
+            n, _ = await self._overlapped(post)
+        except WSAError as exc:
+            if exc.winerror == WSAErr.WSAEMSGSIZE:
+                exc.partial = bytes(buffer)  # type: ignore[attr-defined]
+            raise
+        return bytes(buffer[:n]), source.value
+
+    async def peek(self, size: int) -> bytes:
+        return await self.recv(size, MSG_PEEK)
+
+    # -- the rest -------------------------------------------------------------------------
+    def _check(self, rc: int, err: INT) -> None:
+        if rc == SOCKET_ERROR:
+            raise WSAError(err.value)
+
+    async def shutdown(self, how: int = SD_SEND) -> None:
+        """Half-close: posted sends still go out first (S10.1)."""
+        err = INT()
+        self._check(self.provider.WSPShutdown(self.handle, how, err), err)
+
+    def close(self) -> None:
+        """Close; operations still pending complete with ``WSA_OPERATION_ABORTED`` (S10.2)."""
+        err = INT()
+        rc = self.provider.WSPCloseSocket(self.handle, err)
+        if rc == SOCKET_ERROR and err.value != WSAErr.WSAENOTSOCK:
+            raise WSAError(err.value)
+
+    def getsockname(self) -> Any:
+        return self.provider.socket_of(self.handle).sock.getsockname()
+
+    def getpeername(self) -> Any:
+        return self.provider.socket_of(self.handle).sock.getpeername()
+
+    def setsockopt(self, level: int, optname: int, value: int) -> None:
+        err = INT()
+        self._check(self.provider.WSPSetSockOpt(self.handle, level, optname, value, 4, err), err)
+
+    def getsockopt(self, level: int, optname: int) -> int:
+        err, value = INT(), DWORD()
+        self._check(self.provider.WSPGetSockOpt(self.handle, level, optname, value, None, err), err)
+        return value.value
+
+    async def __aenter__(self) -> OverlappedSocket:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _new_socket(provider: Provider, family: int, kind: int) -> int:
+    err = INT()
+    handle = provider.WSPSocket(family, kind, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
+    if handle == INVALID_SOCKET:
+        raise WSAError(err.value)
+    return handle
+
+
+async def connect(host: str, port: int, *, provider: Provider | None = None) -> OverlappedSocket:
+    """Connect a stream socket (the overlapped counterpart of ``asyncio.open_connection``)."""
+    provider = provider or get_provider()
+    handle = _new_socket(provider, _family(host), SOCK_STREAM)
+    try:
+        await provider.connect_async(provider.socket_of(handle), (host, port))
+    except BaseException as exc:
+        provider.WSPCloseSocket(handle, INT())
+        if isinstance(exc, OSError) and not isinstance(exc, WSAError):
+            raise WSAError(wsa_code_of(exc, WSAErr.WSAECONNREFUSED), str(exc)) from exc
+        raise
+    return OverlappedSocket(provider, handle)
+
+
+open_connection = connect
+
+
+class Listener:
+    """A listening stream socket; ``await accept()`` returns ``(OverlappedSocket, address)``."""
+
+    def __init__(self, provider: Provider, handle: int) -> None:
+        self.provider = provider
+        self.handle = handle
+
+    @property
+    def address(self) -> Any:
+        return self.provider.socket_of(self.handle).sock.getsockname()
+
+    async def accept(self) -> tuple[OverlappedSocket, Any]:
+        try:
+            sock, peer = await self.provider.accept_async(self.provider.socket_of(self.handle))
+        except OSError as exc:
+            if isinstance(exc, WSAError):
+                raise
+            raise WSAError(wsa_code_of(exc, WSAErr.WSAEINVAL), str(exc)) from exc
+        return OverlappedSocket(self.provider, sock.handle), peer
+
+    def close(self) -> None:
+        self.provider.WSPCloseSocket(self.handle, INT())
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def listen(
+    host: str = "127.0.0.1", port: int = 0, backlog: int = 128, *, provider: Provider | None = None
+) -> Listener:
+    """A bound, listening stream socket."""
+    provider = provider or get_provider()
+    handle = _new_socket(provider, _family(host), SOCK_STREAM)
+    err = INT()
+    if provider.WSPBind(handle, (host, port), None, err) or provider.WSPListen(
+        handle, backlog, err
+    ):
+        provider.WSPCloseSocket(handle, INT())
+        raise WSAError(err.value)
+    return Listener(provider, handle)
+
+
+class Server:
+    """What :func:`start_server` returns: the listener and its connection tasks."""
+
+    def __init__(self, listener: Listener, task: asyncio.Task[None]) -> None:
+        self.listener = listener
+        self._task = task
+        self.connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def address(self) -> Any:
+        return self.listener.address
+
+    def close(self) -> None:
+        self._task.cancel()
+        self.listener.close()
+        for task in self.connections:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._task, *self.connections, return_exceptions=True)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def start_server(
+    client_connected: Callable[[OverlappedSocket], Awaitable[None]],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    provider: Provider | None = None,
+) -> Server:
+    """Accept connections and run ``client_connected(sock)`` for each in its own task
+    (the socket is closed when the coroutine returns)."""
+    listener = await listen(host, port, provider=provider)
+    server: Server
+
+    async def serve_one(sock: OverlappedSocket) -> None:
+        async with sock:
+            await client_connected(sock)
+
+    async def accept_loop() -> None:
+        while True:
+            try:
+                sock, _ = await listener.accept()
+            except WSAError:
+                return
+            task = asyncio.ensure_future(serve_one(sock))
+            server.connections.add(task)
+            task.add_done_callback(server.connections.discard)
+
+    server = Server(listener, asyncio.ensure_future(accept_loop()))
+    return server
+
+
+async def open_datagram(
+    local_addr: tuple[str, int] | None = None,
+    remote_addr: tuple[str, int] | None = None,
+    *,
+    provider: Provider | None = None,
+) -> OverlappedSocket:
+    """A datagram socket, bound to ``local_addr`` and/or with ``remote_addr`` as default peer."""
+    provider = provider or get_provider()
+    host = (local_addr or remote_addr or ("127.0.0.1", 0))[0]
+    handle = _new_socket(provider, _family(host), SOCK_DGRAM)
+    err = INT()
+    if local_addr is not None and provider.WSPBind(handle, local_addr, None, err):
+        provider.WSPCloseSocket(handle, INT())
+        raise WSAError(err.value)
+    if remote_addr is not None and provider.WSPConnect(
+        handle, remote_addr, None, None, None, None, None, err
+    ):
+        provider.WSPCloseSocket(handle, INT())
+        raise WSAError(err.value)
+    sock = OverlappedSocket(provider, handle)
+    # Receives need the datagram transport, which the bind/connect above start on this loop.
+    await asyncio.sleep(0)
+    return sock
