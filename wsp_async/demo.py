@@ -48,6 +48,7 @@ class Server:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
         self.digests: list[tuple[int, str]] = []
+        self._changed = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._accepter = threading.Thread(target=self._accept, daemon=True)
         self._accepter.start()
@@ -74,12 +75,13 @@ class Server:
             while chunk := conn.recv(1 << 20):
                 h.update(chunk)
                 n += len(chunk)
-        self.digests.append((n, h.hexdigest()))
+        with self._changed:
+            self.digests.append((n, h.hexdigest()))
+            self._changed.notify_all()
 
     def wait_for(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.digests) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.digests) >= count, timeout)
 
     def close(self) -> None:
         self.sock.close()
@@ -101,6 +103,9 @@ def _run(
     p: Provider, server: Server, name: str, drive: Callable[[Provider, int, hashlib._Hash], int]
 ) -> tuple[str, int, int, int, float, str]:
     err = INT()
+    # Count before connecting: the server may finish with this connection before
+    # WSPShutdown returns, and its digest must not be mistaken for a later one.
+    before = len(server.digests)
     s = p.WSPSocket(AF_INET, SOCK_STREAM, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
     if p.WSPConnect(s, server.address, None, None, None, None, None, err):
         raise SystemExit(f"connect failed: {err.value}")
@@ -109,7 +114,6 @@ def _run(
     completions = drive(p, s, expected)
     elapsed = time.perf_counter() - start
     p.WSPShutdown(s, SD_SEND, err)
-    before = len(server.digests)
     server.wait_for(before + 1)
     p.WSPCloseSocket(s, err)
     print()
