@@ -10,7 +10,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wsp_async")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="overlapped sends over real loopback sockets, every mechanism")
-    args = parser.parse_args(argv)
+    sub.add_parser(
+        "bench", help="completion mechanisms against raw asyncio (see --help)", add_help=False
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(rest)
     if args.command == "demo":
         from .demo import main as demo_main
 

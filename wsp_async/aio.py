@@ -74,6 +74,20 @@ def _as_wsabufs(buffers: Buffers) -> list[WSABUF]:
     return [WSABUF(memoryview(b).nbytes, b) for b in buffers]
 
 
+def _on_completion(op: Any, callback: Callable[[Any], object]) -> None:
+    """Chain ``callback`` onto the operation's completion hook (keeping any hook it has)."""
+    previous = op.notify
+    if previous is None:
+        op.notify = callback
+        return
+
+    def both(done: Any) -> None:
+        previous(done)
+        callback(done)
+
+    op.notify = both
+
+
 class OverlappedSocket:
     """An emulated Winsock socket with awaitable overlapped operations.
 
@@ -92,35 +106,41 @@ class OverlappedSocket:
     async def _overlapped(
         self, post: Callable[[WSAOVERLAPPED, Any, INT], int]
     ) -> tuple[int, WSAOVERLAPPED]:
-        """Post with a routine that resolves a future here; await the completion."""
+        """Post one overlapped operation and await its completion.
+
+        On the provider's own loop thread (the usual case: :func:`get_provider`)
+        the post carries no routine at all: a send that completes at once returns
+        without yielding and without queueing anything, and a pending one gets a
+        completion hook that resolves a future -- completions run on this same
+        thread, so the hook cannot miss one.  Otherwise a completion routine
+        delivered to this loop resolves the future.
+        """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[int, int]] = loop.create_future()
-
-        def routine(error: int, transferred: int, _ov: WSAOVERLAPPED, _flags: int) -> None:
-            if not future.done():
-                future.set_result((error, transferred))
-
         ov = WSAOVERLAPPED()
         err = INT()
-        if post(ov, routine, err) == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
+        here = self.provider.loop is loop and self.provider.on_loop_thread()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def resolve(*_args: Any) -> None:
+            if not future.done():
+                future.set_result(None)
+
+        rc = post(ov, None if here else resolve, err)
+        if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
             raise WSAError(err.value)
-        if not ov.pending:
-            # Completed at once (S2.1): the routine is only queued; no need to wait for it.
-            if ov.Internal:
-                raise WSAError(ov.Internal)
-            return ov.InternalHigh, ov
-        try:
-            error, transferred = await future
-        except asyncio.CancelledError:
-            op = ov._op
-            if op is not None and self.provider.socket_of(self.handle).cancel(op):
+        op = ov._op
+        if op is not None:
+            if here:
+                _on_completion(op, resolve)
+            try:
+                await future
+            except asyncio.CancelledError:
+                if op.pending and not self.provider.socket_of(self.handle).cancel(op):
+                    log.debug("%r: cancelled await of an operation already handed on", self)
                 raise
-            if op is not None:
-                log.debug("%r: cancelled await of an operation already handed on", self)
-            raise
-        if error:
-            raise WSAError(error)
-        return transferred, ov
+        if ov.Internal:
+            raise WSAError(ov.Internal)
+        return ov.InternalHigh, ov
 
     # -- sends --------------------------------------------------------------------------
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
@@ -163,23 +183,16 @@ class OverlappedSocket:
         if op is not None:
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
-            previous = op.notify
 
             def resolve() -> None:
                 if not future.done():
                     future.set_result(None)
 
-            def notify(done: Any) -> None:
-                if previous is not None:
-                    previous(done)
-                if self.provider.loop is loop and self.provider.on_loop_thread():
-                    resolve()
-                else:
-                    loop.call_soon_threadsafe(resolve)
-
-            # Completions happen on the I/O loop thread; when that is ours, the op
-            # cannot complete between the look above and this line.
-            op.notify = notify
+            if self.provider.loop is loop and self.provider.on_loop_thread():
+                # Completions run on this thread: the op cannot complete before the hook is on.
+                _on_completion(op, lambda _op: resolve())
+            else:
+                _on_completion(op, lambda _op: loop.call_soon_threadsafe(resolve))
             if op.pending:
                 await future
         if ov.Internal:

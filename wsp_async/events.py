@@ -355,9 +355,16 @@ async def wait_for_events(
         if result is not None:
             future.set_result(result)
 
+    waiting_thread = threading.get_ident()
+
     def wake() -> None:
         try:
-            loop.call_soon_threadsafe(recheck)
+            # Set from the waiting loop's own thread (a completion on an embedded
+            # provider): a plain call_soon, no self-pipe write.
+            if threading.get_ident() == waiting_thread:
+                loop.call_soon(recheck)
+            else:
+                loop.call_soon_threadsafe(recheck)
         except RuntimeError:  # the waiting loop is closed: nobody to tell
             pass
 

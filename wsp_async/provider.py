@@ -95,6 +95,21 @@ _PASSTHROUGH = {
 _BUFFER_TYPES = (bytes, bytearray)
 
 
+#: What the internal send/receive paths return for "started, completes later" (S2.2):
+#: cheaper than raising, on the path every pending operation takes.
+_PENDING = -2
+
+
+def _io_pending(lpErrno: object) -> int:
+    """Report WSA_IO_PENDING (S2.2) and return SOCKET_ERROR."""
+    try:
+        lpErrno.value = WSAErr.WSA_IO_PENDING  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    WSASetLastError(WSAErr.WSA_IO_PENDING)
+    return SOCKET_ERROR
+
+
 def _fail(lpErrno: object, exc: BaseException) -> int:
     """Turn any exception into a Winsock code in ``lpErrno`` (no traceback leaves an SPI call)."""
     if isinstance(exc, WSAError):
@@ -894,7 +909,10 @@ class Provider:
 
                 report_reused_overlapped(self, sock, lpOverlapped)
             raise WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
-        issuer = apc.current_target()
+        # On the I/O loop thread the issuer is that loop's target: no lookup needed.
+        issuer = (
+            self._loop_target if threading.get_ident() == self._loop_ident else apc.current_target()
+        )
         if lpCompletionRoutine is not None:
             if not callable(lpCompletionRoutine):
                 raise WSAError(WSAErr.WSAEFAULT, "lpCompletionRoutine is not callable")
@@ -959,7 +977,7 @@ class Provider:
         was started and no completion will come (S2.3).
         """
         try:
-            return self._send(
+            rc = self._send(
                 s,
                 lpBuffers,
                 dwBufferCount,
@@ -971,6 +989,7 @@ class Provider:
                 lpCompletionRoutine,
                 lpThreadId,
             )
+            return _io_pending(lpErrno) if rc == _PENDING else rc
         except BaseException as exc:
             _fail(lpErrno, exc)
             return SOCKET_ERROR
@@ -991,7 +1010,7 @@ class Provider:
     ) -> int:
         """``WSPSend`` with a destination (datagram sockets; ignored on streams)."""
         try:
-            return self._send(
+            rc = self._send(
                 s,
                 lpBuffers,
                 dwBufferCount,
@@ -1003,6 +1022,7 @@ class Provider:
                 lpCompletionRoutine,
                 lpThreadId,
             )
+            return _io_pending(lpErrno) if rc == _PENDING else rc
         except BaseException as exc:
             _fail(lpErrno, exc)
             return SOCKET_ERROR
@@ -1071,7 +1091,14 @@ class Provider:
             return 0
         op.address = address
         op.urgent = bool(dwFlags & MSG_OOB)
-        sock.count_pending(op)
+        here = threading.get_ident() == self._loop_ident
+        if here and sock.is_stream:
+            # Completions happen on this very thread, so the op can be counted
+            # after the post, and only if it is still pending: a send that
+            # completes at once never touches the lock.
+            sock.check_pending_limits(op)
+        else:
+            sock.count_pending(op)
         ov = op.overlapped
         assert ov is not None
         saved = (ov.Internal, ov.InternalHigh)
@@ -1083,8 +1110,9 @@ class Provider:
         if self.tracer is not None:
             self._trace_post(sock, op)
         if sock.is_stream:
-            if threading.get_ident() == self._loop_ident:
-                sock.post_send_here(op)
+            if here:
+                if not sock.post_send_here(op):
+                    sock.count_pending(op, checked=True)
             else:
                 try:
                     sock.post_foreign(op)
@@ -1094,7 +1122,7 @@ class Provider:
                     raise
                 # Pending by construction: the loop may already have completed it,
                 # but reading op.status now would race with it (S2.2).
-                raise WSAError(WSAErr.WSA_IO_PENDING)
+                return _PENDING
         else:
             try:
                 code = sock.send_datagram(op)
@@ -1107,7 +1135,7 @@ class Provider:
                 self._unprime(op, saved)
                 raise WSAError(code)
             if code is None:
-                raise WSAError(WSAErr.WSA_IO_PENDING)  # queued behind an EAGAIN
+                return _PENDING  # queued behind an EAGAIN
             sock.finish(op, 0, total)
         status = op.status
         if status == 0:
@@ -1115,7 +1143,7 @@ class Provider:
             return 0
         # Pending, or already completed with an error whose notice is issued:
         # either way the caller hears of it through the completion (S2.2).
-        raise WSAError(WSAErr.WSA_IO_PENDING)
+        return _PENDING
 
     def _send_now(
         self, sock: Socket, buffers: list[Any], total: int, flags: int, address: Any
@@ -1150,7 +1178,7 @@ class Provider:
                 sendq = sock.sendq
                 if sock.incoming or not sendq.idle or sendq.buffered + total > sock.capacity:
                     raise self._refuse_blocking("a blocking send that does not fit the send buffer")
-                sock.post_send_here(op)
+                sock.post_send_here(op, coalesce=False)
             else:
                 done = threading.Event()
                 op.notify = lambda _op: done.set()
@@ -1222,7 +1250,7 @@ class Provider:
     ) -> int:
         """Receive (S11.1): completes with at least one byte, or 0 at a graceful close."""
         try:
-            return self._recv(
+            rc = self._recv(
                 s,
                 lpBuffers,
                 dwBufferCount,
@@ -1233,6 +1261,7 @@ class Provider:
                 lpCompletionRoutine,
                 lpThreadId,
             )
+            return _io_pending(lpErrno) if rc == _PENDING else rc
         except BaseException as exc:
             _fail(lpErrno, exc)
             return SOCKET_ERROR
@@ -1255,7 +1284,7 @@ class Provider:
         try:
             if lpFrom is not None and not is_box(lpFrom):
                 raise WSAError(WSAErr.WSAEFAULT, "lpFrom is not a box")
-            return self._recv(
+            rc = self._recv(
                 s,
                 lpBuffers,
                 dwBufferCount,
@@ -1266,6 +1295,7 @@ class Provider:
                 lpCompletionRoutine,
                 lpThreadId,
             )
+            return _io_pending(lpErrno) if rc == _PENDING else rc
         except BaseException as exc:
             _fail(lpErrno, exc)
             return SOCKET_ERROR
@@ -1332,12 +1362,12 @@ class Provider:
                 sock.uncount(op)
                 self._unprime(op, saved)
                 raise
-            raise WSAError(WSAErr.WSA_IO_PENDING)  # as for sends: never read a racing status
+            return _PENDING  # as for sends: never read a racing status
         if op.status == 0:
             store(lpNumberOfBytesRecvd, op.transferred)
             store(lpFlags, op.out_flags)
             return 0
-        raise WSAError(WSAErr.WSA_IO_PENDING)
+        return _PENDING
 
     def _recv_now(
         self,

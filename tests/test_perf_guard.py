@@ -1,0 +1,98 @@
+"""Regression guards for the hot path that cannot flake: they count, they never time.
+
+The speed targets live in ``python -m wsp_async bench``; these tests pin the two
+mechanisms those figures rest on (SPEC S4, S5.3 are what must hold meanwhile).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import wsp_async as w
+from wsp_async import INT, WSABUF, WSAOVERLAPPED
+
+from .conftest import Completions, connect, recv_exact, run_in_loop
+
+
+def test_small_sends_posted_in_one_iteration_cost_two_writes(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.3, S4.1: 1000 sends of 64 B posted in one loop callback reach the
+    # transport in at most two calls (the first goes straight out, the rest are
+    # gathered at the end of the iteration), in posting order.
+    s, conn = connect(provider, listener)
+    sock = provider.socket_of(s)
+    transport = sock.transport
+    calls: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(transport, name)
+
+        def write(self, data):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            transport.write(data)
+
+        def writelines(self, data):  # type: ignore[no-untyped-def]
+            calls.append(len(data))
+            transport.writelines(data)
+
+    sock.transport = Counting()
+    done = threading.Event()
+    results: list[int] = []
+
+    def post_burst() -> None:
+        for i in range(1000):
+            data = i.to_bytes(4, "big") * 16
+            rc = provider.WSPSend(s, [WSABUF(64, data)], 1, None, 0, WSAOVERLAPPED(), lambda *a: results.append(a[0]), None, INT())
+            assert rc == 0 or w.WSAGetLastError() == w.WSA_IO_PENDING
+        provider.loop.call_soon(provider.loop.call_soon, done.set)
+
+    run_in_loop(provider.loop, post_burst)
+    assert done.wait(10)
+    assert len(calls) <= 2 and sum(calls) == 1000
+    data = recv_exact(conn, 64_000)
+    assert data == b"".join(i.to_bytes(4, "big") * 16 for i in range(1000))
+    sock.transport = transport
+
+
+def test_foreign_posts_share_one_loop_wakeup(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.3, S6.3: posts from another thread while the loop is busy wake it once,
+    # not once per send (stock asyncio's call_soon_threadsafe writes to a pipe each time).
+    s, conn = connect(provider, listener)
+    wakeups: list[object] = []
+    original = provider._call_soon_threadsafe
+
+    def counting(fn, *args):  # type: ignore[no-untyped-def]
+        wakeups.append(fn)
+        original(fn, *args)
+
+    provider._call_soon_threadsafe = counting  # type: ignore[method-assign]
+    busy, release = threading.Event(), threading.Event()
+    provider.loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(10)))
+    assert busy.wait(10)
+    calls = Completions()
+    for i in range(500):
+        provider.WSPSend(s, [WSABUF(2, i.to_bytes(2, "big"))], 1, None, 0, WSAOVERLAPPED(), calls, None, INT())
+    release.set()
+    assert calls.wait(500)
+    assert len(wakeups) == 1
+    assert recv_exact(conn, 1000) == b"".join(i.to_bytes(2, "big") for i in range(500))
+
+
+def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None:  # SPEC S4, S6
+    # The harness itself (python -m wsp_async bench): every mode runs, reports a
+    # ratio to raw-transport from the same run, and the latency/memory probes work.
+    # Only a wide margin on speed: routine mode must not be 10x slower than raw.
+    from wsp_async import bench
+
+    result = bench.run(bench.MODES, [loop_kind], [1024], reps=1, budget=1 << 20, nbufs=3, quiet=True, cap=2000)
+    rows = {r["mode"]: r for r in result["rows"]}
+    assert set(rows) == set(bench.MODES)
+    assert all(r["count"] == 1024 and r["sends_per_s"] > 0 for r in rows.values())
+    assert rows["raw-transport"]["ratio_to_raw"] == 1.0
+    assert rows["routine"]["ratio_to_raw"] > 0.1
+    extra = result["extra"][loop_kind]
+    assert 0 < extra["latency"]["p50_us"] <= extra["latency"]["p99_us"]
+    # S5.2: pending sends are not copied: far less than their 1 KiB payload per op.
+    assert extra["memory"]["pending_ops"] > 1000
+    assert extra["memory"]["bytes_per_op"] < 1024
+    assert "x raw" in bench.format_table(result)
