@@ -92,6 +92,7 @@ async def test_peer_reset_fails_pending_sends_exactly_once() -> None:  # SPEC S1
     sock = await aio.connect(*srv.getsockname())
     conn = await accepted
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.provider.socket_of(sock.handle).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     sends = [asyncio.ensure_future(sock.send(b"r" * 65536)) for _ in range(64)]
     await asyncio.sleep(0)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -109,6 +110,7 @@ async def test_cancelling_a_waiting_send_aborts_it_cleanly() -> None:  # SPEC S2
     sock = await aio.connect(*srv.getsockname())
     conn = await accepted
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.provider.socket_of(sock.handle).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     sends = [asyncio.ensure_future(sock.send(bytes([i]) * 65536)) for i in range(64)]
     await asyncio.sleep(0)
     sends[-1].cancel()

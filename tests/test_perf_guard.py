@@ -42,7 +42,17 @@ def test_small_sends_posted_in_one_iteration_cost_two_writes(provider, listener)
     def post_burst() -> None:
         for i in range(1000):
             data = i.to_bytes(4, "big") * 16
-            rc = provider.WSPSend(s, [WSABUF(64, data)], 1, None, 0, WSAOVERLAPPED(), lambda *a: results.append(a[0]), None, INT())
+            rc = provider.WSPSend(
+                s,
+                [WSABUF(64, data)],
+                1,
+                None,
+                0,
+                WSAOVERLAPPED(),
+                lambda *a: results.append(a[0]),
+                None,
+                INT(),
+            )
             assert rc == 0 or w.WSAGetLastError() == w.WSA_IO_PENDING
         provider.loop.call_soon(provider.loop.call_soon, done.set)
 
@@ -71,7 +81,9 @@ def test_foreign_posts_share_one_loop_wakeup(provider, listener):  # type: ignor
     assert busy.wait(10)
     calls = Completions()
     for i in range(500):
-        provider.WSPSend(s, [WSABUF(2, i.to_bytes(2, "big"))], 1, None, 0, WSAOVERLAPPED(), calls, None, INT())
+        provider.WSPSend(
+            s, [WSABUF(2, i.to_bytes(2, "big"))], 1, None, 0, WSAOVERLAPPED(), calls, None, INT()
+        )
     release.set()
     assert calls.wait(500)
     assert len(wakeups) == 1
@@ -84,7 +96,9 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
     # Only a wide margin on speed: routine mode must not be 10x slower than raw.
     from wsp_async import bench
 
-    result = bench.run(bench.MODES, [loop_kind], [1024], reps=1, budget=1 << 20, nbufs=3, quiet=True, cap=2000)
+    result = bench.run(
+        bench.MODES, [loop_kind], [1024], reps=1, budget=1 << 20, nbufs=3, quiet=True, cap=2000
+    )
     rows = {r["mode"]: r for r in result["rows"]}
     assert set(rows) == set(bench.MODES)
     assert all(r["count"] == 1024 and r["sends_per_s"] > 0 for r in rows.values())

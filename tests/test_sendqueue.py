@@ -14,6 +14,7 @@ class Op:
     nbytes: int
     end: int = 0
     urgent: bool = False
+    fault: int = 0
 
 
 def test_send_completes_only_when_within_capacity() -> None:  # SPEC S4.1

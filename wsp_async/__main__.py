@@ -13,7 +13,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "bench", help="completion mechanisms against raw asyncio (see --help)", add_help=False
     )
+    timeline = sub.add_parser(
+        "timeline", help="print a JSON-lines trace (JsonLinesTracer) as a table"
+    )
+    timeline.add_argument("path")
     args, rest = parser.parse_known_args(argv)
+    if args.command == "timeline":
+        from .trace import format_timeline, read_trace
+
+        print(format_timeline(read_trace(args.path)))
+        return 0
     if args.command == "bench":
         from .bench import main as bench_main
 

@@ -57,6 +57,8 @@ class Operation:
     out_flags: int = 0
     #: Sender of a datagram receive.
     source: Any = None
+    #: An injected completion-time fault (S12.1): completes with it at the head of its queue.
+    fault: int = 0
     #: Counted in the socket's outstanding operations (max_pending, max_pending_bytes).
     counted: bool = False
     #: Checksum of the data at post time (verifier, S12.3).

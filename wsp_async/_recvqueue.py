@@ -31,6 +31,7 @@ class Receivable(Protocol):
     flags: int
     out_flags: int
     source: Any
+    fault: int
 
 
 Op = TypeVar("Op", bound=Receivable)
@@ -99,20 +100,25 @@ class StreamReceiver(Generic[Op]):
     def _ready(self) -> bool:
         return self.size > 0 or self.ended
 
-    def take(self, op: Op) -> int | None:
+    def take(self, op: Op) -> tuple[int, int] | None:
         """Complete ``op`` at once if nothing waits before it and data (or the end) is there."""
-        if self.waiting or not self._ready():
+        if self.waiting:
             return None
-        return self._fill(op)
+        if op.fault:
+            return op.fault, 0
+        if not self._ready():
+            return None
+        return 0, self._fill(op)
 
     def post(self, op: Op) -> None:
         self.waiting.append(op)
 
     def _match(self) -> list[Completion[Op]]:
         done: list[Completion[Op]] = []
-        while self.waiting and self._ready():
-            op = self.waiting.popleft()
-            done.append((op, 0, self._fill(op)))
+        waiting = self.waiting
+        while waiting and (waiting[0].fault or self._ready()):
+            op = waiting.popleft()
+            done.append((op, op.fault, 0) if op.fault else (op, 0, self._fill(op)))
         return done
 
     def feed(self, data: bytes) -> list[Completion[Op]]:
@@ -158,7 +164,11 @@ class DatagramReceiver(Generic[Op]):
         return 0, copied
 
     def take(self, op: Op) -> tuple[int, int] | None:
-        if self.waiting or not self.datagrams:
+        if self.waiting:
+            return None
+        if op.fault:
+            return op.fault, 0
+        if not self.datagrams:
             return None
         return self._fill(op)
 
@@ -171,8 +181,12 @@ class DatagramReceiver(Generic[Op]):
             return []
         self.datagrams.append((data, source))
         done: list[Completion[Op]] = []
-        while self.waiting and self.datagrams:
-            op = self.waiting.popleft()
+        waiting = self.waiting
+        while waiting and (waiting[0].fault or self.datagrams):
+            op = waiting.popleft()
+            if op.fault:
+                done.append((op, op.fault, 0))
+                continue
             status, n = self._fill(op)
             done.append((op, status, n))
         return done

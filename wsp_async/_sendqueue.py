@@ -62,6 +62,7 @@ class Sendable(Protocol):
     nbytes: int
     end: int
     urgent: bool
+    fault: int
 
 
 Op = TypeVar("Op", bound=Sendable)
@@ -109,6 +110,8 @@ class SendQueue(Generic[Op]):
             return batch
         while waiting:
             op = waiting[0]
+            if op.fault:
+                break  # it completes with its fault, not through the transport
             if op.urgent:
                 if batch or self.buffered:
                     break

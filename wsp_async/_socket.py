@@ -39,8 +39,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import socket as _pysocket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import apc
@@ -49,6 +51,7 @@ from ._recvqueue import DatagramReceiver, StreamReceiver
 from ._sendqueue import SendQueue
 from .constants import STATUS_PENDING
 from .errors import WSAErr, WSAError, wsa_code_of
+from .faults import FaultPlan
 
 if TYPE_CHECKING:
     from .provider import Provider
@@ -157,6 +160,8 @@ class Socket:
         self.broadcast = False
         self.capacity = 65536
         self.lock = threading.Lock()
+        #: Held while bytes are handed to the transport or, by send_direct, to the kernel.
+        self.write_lock = threading.Lock()
         self.incoming: collections.deque[Operation] = collections.deque()
         self.drain_scheduled = False
         self.sendq: SendQueue[Operation] = SendQueue(self.capacity)
@@ -177,6 +182,10 @@ class Socket:
         #: Datagrams that met EAGAIN wait here (on the loop) so later ones keep their order.
         self.datagram_backlog = False
         self.connect_future: asyncio.Future[None] | None = None
+        #: Fault injection (S12.1): faults armed on this socket, and a slowed drain.
+        self.faults = FaultPlan()
+        self.drain_delay: float | None = None
+        self.drain_timer: asyncio.TimerHandle | None = None
         self.accepting: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
@@ -252,10 +261,18 @@ class Socket:
             while True:
                 routine = op.routine
                 assert routine is not None
+                debug = self.provider.debug
+                started = time.perf_counter() if debug else 0.0
                 try:
                     routine(op.status, op.transferred, op.overlapped, 0)
                 except Exception as exc:
                     apc.report(routine, exc)
+                if debug:
+                    took = time.perf_counter() - started
+                    if took > self.provider.slow_routine and apc.on_loop_thread():
+                        from .verifier import report_slow_routine
+
+                        report_slow_routine(self, op, took)
                 if not later:
                     break
                 op = later.popleft()
@@ -351,26 +368,52 @@ class Socket:
             self.pump()
 
     def pump(self) -> None:
-        """Hand waiting sends to the transport while the send buffer has room (loop thread)."""
+        """Hand waiting sends to the transport while the send buffer has room (loop thread).
+
+        Each hand-on happens under ``write_lock``, which is what lets a blocking
+        send from another thread write straight to the kernel when the socket is
+        idle (:meth:`send_direct`) without overtaking a batch in flight here.
+        Completions are issued after the lock is released.
+        """
         transport = self.transport
         if transport is None or self.error:
             return
         sendq = self.sendq
+        if self.drain_timer is not None or self.drain_delay == math.inf:
+            return  # fault injection: a slowed (or stalled) drain (S12.1)
+        debug = self.provider.debug
         while True:
             if transport.is_closing():
                 return  # connection_lost will complete what is left with its error
-            batch = sendq.next_batch()
-            if not batch:
-                break
-            first = batch[0]
-            if first.urgent:
-                self._send_urgent(first)
-            elif len(batch) == 1 and len(first.buffers) == 1:
-                transport.write(first.buffers[0])
-            else:
-                transport.writelines([buf for op in batch for buf in op.buffers])
-            for op in sendq.handed(batch, transport.get_write_buffer_size()):
+            waiting = sendq.waiting
+            if waiting and waiting[0].fault:
+                if sendq.inflight:
+                    break  # the sends before it complete first (S6.4)
+                op = waiting.popleft()
+                self.finish(op, op.fault, 0)
+                continue
+            with self.write_lock:
+                batch = sendq.next_batch()
+                if not batch:
+                    break
+                if debug:
+                    from .verifier import check_unchanged
+
+                    for op in batch:
+                        check_unchanged(self, op)
+                first = batch[0]
+                if first.urgent:
+                    self._send_urgent(first)
+                elif len(batch) == 1 and len(first.buffers) == 1:
+                    transport.write(first.buffers[0])
+                else:
+                    transport.writelines([buf for op in batch for buf in op.buffers])
+                done = sendq.handed(batch, transport.get_write_buffer_size())
+            for op in done:
                 self.finish(op, 0, op.nbytes)
+            if self.drain_delay is not None:
+                self.drain_timer = self.loop.call_later(self.drain_delay, self._drain_tick)
+                break
         if sendq.blocked_on_urgent:
             # An OOB send needs an empty transport: ask to hear when it is.
             transport.set_write_buffer_limits(high=0, low=0)
@@ -378,6 +421,49 @@ class Socket:
             self.eof_after_drain = False
             if transport.can_write_eof():
                 transport.write_eof()
+
+    def send_direct(self, buffers: list[Any]) -> int:
+        """A blocking send from another thread, straight to the kernel when the socket is idle.
+
+        Idle means: nothing queued or in flight here, nothing in the transport's
+        buffer, no drain fault armed.  Then no byte of an earlier send can still be
+        on its way, and ``write_lock`` keeps :meth:`pump` from starting one, so
+        writing to the kernel from this thread keeps the byte order (S5.3).
+        Returns the bytes the kernel took (0 when not idle or full); the caller
+        queues the rest.  Saves a loop round trip per blocking send (S8.2).
+        """
+        with self.write_lock:
+            transport = self.transport
+            if (
+                transport is None
+                or self.closed
+                or self.error
+                or self.incoming
+                or self.sendq.waiting
+                or self.sendq.inflight
+                or self.drain_delay is not None
+                or transport.is_closing()
+                or transport.get_write_buffer_size()
+            ):
+                return 0
+            try:
+                return self.sock.sendmsg(buffers)
+            except (BlockingIOError, InterruptedError):
+                return 0
+            except OSError:
+                return 0  # let the queued path meet the error through the transport
+
+    def _drain_tick(self) -> None:
+        self.drain_timer = None
+        self.pump()
+
+    def set_drain_delay(self, delay: float | None) -> None:
+        """Fault injection: hand sends on one batch per ``delay`` seconds (inf: not at all)."""
+        self.drain_delay = delay
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        self.pump()
 
     def _send_urgent(self, op: Operation) -> None:
         data = b"".join(op.buffers)
@@ -456,32 +542,21 @@ class Socket:
         if self.incoming:
             self.take_incoming()
         receiver = self.receiver
-        if isinstance(receiver, StreamReceiver):
-            n = receiver.take(op)
-            if n is None:
-                receiver.post(op)
-                return None
-            self._maybe_resume_reading()
-            return 0, n
         got = receiver.take(op)
         if got is None:
             receiver.post(op)
+        elif self.reading_paused:
+            self._maybe_resume_reading()
         return got
 
     def post_receive_nowait(self, op: Operation) -> tuple[int, int] | None:
         """A non-overlapped receive that must not wait: the result now, or None."""
         if self.incoming:
             self.take_incoming()
-        receiver = self.receiver
-        if receiver.waiting:
-            return None
-        if isinstance(receiver, StreamReceiver):
-            n = receiver.take(op)
-            if n is None:
-                return None
+        got = self.receiver.take(op)
+        if got is not None and self.reading_paused:
             self._maybe_resume_reading()
-            return 0, n
-        return receiver.take(op)
+        return got
 
     def _post_receive_here(self, op: Operation) -> None:
         result = self.post_receive(op)
@@ -582,6 +657,9 @@ class Socket:
         self.finish_all(list(batch), ABORTED)
         self.finish_all(self.sendq.remove_all(), ABORTED)
         self.finish_all(self.receiver.remove(), ABORTED)
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
         for fut in list(self.accepting):
             if not fut.done():
                 fut.cancel()

@@ -265,6 +265,11 @@ class WSAError(OSError):
         return (type(self), (self.winerror,))
 
 
+def is_code(code: int) -> bool:
+    """True when ``code`` is a Winsock error or overlapped status this library knows."""
+    return code in _BY_VALUE
+
+
 def describe(code: int) -> str:
     """The English message of a Winsock code (or a generic one for unknown codes)."""
     member = _BY_VALUE.get(code)

@@ -70,6 +70,7 @@ from .constants import (
 )
 from .errors import WSAErr, WSAError, wsa_code_of
 from .events import WSAEVENT, WSASetLastError
+from .faults import Fault, FaultPlan
 from .structs import WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
 
 __all__ = ["Provider"]
@@ -171,6 +172,19 @@ def _capture(lpBuffers: object, count: object, writable: bool) -> tuple[list[Any
     return views, total
 
 
+def _skip(buffers: list[Any], n: int) -> list[Any]:
+    """The buffers without their first ``n`` bytes (views, no copy)."""
+    out: list[Any] = []
+    for buf in buffers:
+        size = memoryview(buf).nbytes
+        if n >= size:
+            n -= size
+            continue
+        out.append(memoryview(buf).cast("B")[n:] if n else buf)
+        n = 0
+    return out
+
+
 class Provider:
     """A Winsock service provider emulated over asyncio transports (SPEC S1).
 
@@ -183,7 +197,8 @@ class Provider:
     Options: ``max_pending`` (outstanding overlapped operations per socket,
     default 10000, beyond which posts fail with ``WSAEWOULDBLOCK``),
     ``max_pending_bytes`` (their bytes, beyond which ``WSAENOBUFS``), ``debug``
-    (the verifier of S12.3), ``tracer`` (a callable receiving trace records, S12.2).
+    (the verifier of S12.3, with ``slow_routine`` its threshold in seconds for a
+    routine that blocks its loop), ``tracer`` (a callable receiving trace records, S12.2).
     """
 
     def __init__(
@@ -195,8 +210,11 @@ class Provider:
         debug: bool = False,
         use_uvloop: bool = True,
         tracer: Callable[[Any], object] | None = None,
+        slow_routine: float = 0.05,
     ) -> None:
         self.max_pending = max_pending
+        #: Verifier threshold (seconds) for a routine that blocks its loop (S12.3).
+        self.slow_routine = slow_routine
         self.max_pending_bytes = max_pending_bytes
         self.debug = debug
         self.tracer = tracer
@@ -208,6 +226,10 @@ class Provider:
         self._result_waiters = 0
         self._watched: set[object] = set()
         self._thread: threading.Thread | None = None
+        #: Fault injection (S12.1): provider-wide faults; ``_faulty`` is the one
+        #: flag the hot path reads, true once any fault was armed anywhere.
+        self._faults = FaultPlan()
+        self._faulty = False
         if loop is None:
             self.loop = self._new_loop(use_uvloop)
             self.embedded = False
@@ -437,6 +459,50 @@ class Provider:
             self.close()
         else:
             await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    # ================================================================== fault injection
+    def inject(
+        self,
+        s: int | None = None,
+        *,
+        op: str = "send",
+        error: int | None = None,
+        at: str = "post",
+        nth: int = 1,
+        every: bool = False,
+        delay_drain: float | str | None = "unchanged",
+    ) -> None:
+        """Arm a fault on socket ``s`` (or, with ``s=None``, on every socket) -- SPEC S12.1.
+
+        ``error`` makes the ``nth`` operation of kind ``op`` (``"send"``,
+        ``"recv"`` or ``"any"``) -- or, with ``every``, the ``nth`` and all after
+        it -- fail with that WSA code: at once (``at="post"``: SOCKET_ERROR,
+        nothing started, no completion, S2.3) or as its completion status
+        (``at="completion"``: WSA_IO_PENDING, then the error through the normal
+        completion path, in posting order, S2.2).  ``delay_drain`` slows the
+        socket's drain to one hand-on per that many seconds (``math.inf``
+        stalls it; ``None`` restores full speed): a stalled peer without a
+        second process.  See :mod:`wsp_async.faults`.
+        """
+        sock = None if s is None else self._socket(s)
+        if error is not None:
+            fault = Fault(op, int(error), at, nth, every)  # type: ignore[arg-type]
+            (self._faults if sock is None else sock.faults).add(fault)
+            self._faulty = True
+        if delay_drain != "unchanged":
+            if sock is None:
+                raise ValueError("delay_drain needs a socket")
+            delay = None if delay_drain is None else float(delay_drain)
+            self._run_on_loop(sock.set_drain_delay, delay)
+
+    def clear_faults(self, s: int | None = None) -> None:
+        """Disarm the faults of socket ``s`` (or the provider-wide ones)."""
+        (self._faults if s is None else self._socket(s).faults).clear()
+
+    def _draw_fault(self, sock: Socket, kind: str) -> Fault | None:
+        local = sock.faults.draw(kind) if sock.faults else None
+        shared = self._faults.draw(kind) if self._faults else None
+        return local or shared
 
     # ================================================================== socket life cycle
     def WSPSocket(
@@ -1085,6 +1151,12 @@ class Provider:
             limit = UDP_MAX_MSG_SIZE_V4 if sock.family == AF_INET else UDP_MAX_MSG_SIZE_V6
             if total > limit:
                 raise WSAError(WSAErr.WSAEMSGSIZE)
+        if self._faulty:
+            fault = self._draw_fault(sock, "send")
+            if fault is not None:
+                if fault.at == "post" or op is None:
+                    raise WSAError(fault.error, "injected")
+                op.fault = fault.error
         if op is None:
             sent = self._send_now(sock, buffers, total, dwFlags, address)
             store(lpNumberOfBytesSent, sent)
@@ -1124,6 +1196,10 @@ class Provider:
                 # but reading op.status now would race with it (S2.2).
                 return _PENDING
         else:
+            if op.fault:
+                # An injected completion-time fault: it completes now, with the error.
+                sock.finish(op, op.fault, 0)
+                return _PENDING
             try:
                 code = sock.send_datagram(op)
             except WSAError:
@@ -1180,11 +1256,20 @@ class Provider:
                     raise self._refuse_blocking("a blocking send that does not fit the send buffer")
                 sock.post_send_here(op, coalesce=False)
             else:
+                direct = (
+                    sock.send_direct(buffers) if total and not op.urgent and not self.debug else 0
+                )
+                if direct == total:
+                    return total
+                if direct:
+                    op.buffers, op.nbytes = _skip(buffers, direct), total - direct
                 done = threading.Event()
                 op.notify = lambda _op: done.set()
                 op.issuer = apc.current_target()
                 sock.post_foreign(op)
                 done.wait()
+                if op.status == 0:
+                    return total
             if op.status == WSAErr.WSA_OPERATION_ABORTED:
                 raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
             if op.status:
@@ -1337,6 +1422,12 @@ class Provider:
                 raise WSAError(sock.error)
         elif sock.state == CREATED:
             raise WSAError(WSAErr.WSAEINVAL, "the datagram socket is not bound")
+        if self._faulty:
+            fault = self._draw_fault(sock, "recv")
+            if fault is not None:
+                if fault.at == "post" or op is None:
+                    raise WSAError(fault.error, "injected")
+                op.fault = fault.error
         if op is None:
             return self._recv_now(
                 sock, buffers, total, flags, lpNumberOfBytesRecvd, lpFlags, lpFrom
@@ -1425,7 +1516,7 @@ class Provider:
                 if op.routine is not None and self.debug:
                     from .verifier import report_wait_with_routine
 
-                    report_wait_with_routine(self, lpOverlapped)
+                    report_wait_with_routine(self, self._socket(s))
                 if self.on_loop_thread():
                     raise self._refuse_blocking("WSPGetOverlappedResult(fWait=True)")
                 self._wait_for(lpOverlapped)

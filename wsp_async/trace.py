@@ -7,6 +7,7 @@ pays one ``is not None`` test per post and per completion.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ._ops import Operation
     from ._socket import Socket
 
-__all__ = ["TraceRecord", "format_timeline"]
+__all__ = ["JsonLinesTracer", "TraceRecord", "format_timeline", "read_trace"]
 
 _KINDS = {SEND: "send", RECV: "recv"}
 
@@ -37,8 +38,13 @@ class TraceRecord:
     status: int
     mechanism: str  # "routine", "event", "poll"
     issuing_thread: int | None
+    #: The thread that will run the routine (routine mechanism only).
+    delivering_thread: int | None
+    #: The thread on which this post or completion happened.
     thread: int
     time: float
+    #: For ``event == "verifier"``: what the verifier found (S12.3).
+    message: str = ""
 
 
 def _mechanism(op: Operation) -> str:
@@ -54,7 +60,8 @@ def _issuer(op: Operation) -> int | None:
     return None if issuer is None else int(issuer.thread_ident)
 
 
-def _record(event: str, sock: Socket, op: Operation, nbytes: int) -> TraceRecord:
+def _record(event: str, sock: Socket, op: Operation, nbytes: int, message: str = "") -> TraceRecord:
+    target: Any = op.thread
     return TraceRecord(
         event,
         sock.handle,
@@ -64,8 +71,10 @@ def _record(event: str, sock: Socket, op: Operation, nbytes: int) -> TraceRecord
         op.status,
         _mechanism(op),
         _issuer(op),
+        None if target is None else int(target.thread_ident),
         threading.get_ident(),
         time.monotonic(),
+        message,
     )
 
 
@@ -75,6 +84,51 @@ def post_record(sock: Socket, op: Operation) -> TraceRecord:
 
 def completion_record(sock: Socket, op: Operation) -> TraceRecord:
     return _record("complete", sock, op, op.transferred)
+
+
+def verifier_record(sock: Socket, op: Operation | None, message: str) -> TraceRecord:
+    if op is None:
+        return TraceRecord(
+            "verifier",
+            sock.handle,
+            0,
+            "-",
+            0,
+            0,
+            "-",
+            None,
+            None,
+            threading.get_ident(),
+            time.monotonic(),
+            message,
+        )
+    return _record("verifier", sock, op, op.nbytes, message)
+
+
+class JsonLinesTracer:
+    """A tracer that appends one JSON object per record to a file (thread-safe).
+
+    ``Provider(tracer=JsonLinesTracer("trace.jsonl"))``, then
+    ``python -m wsp_async timeline trace.jsonl`` prints the timeline.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def __call__(self, record: TraceRecord) -> None:
+        line = json.dumps(attrs.asdict(record))
+        with self._lock:
+            self._file.write(line + "\n")
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_trace(path: str) -> list[TraceRecord]:
+    with open(path, encoding="utf-8") as f:
+        return [TraceRecord(**json.loads(line)) for line in f if line.strip()]
 
 
 def format_timeline(records: Iterable[TraceRecord]) -> str:

@@ -35,29 +35,41 @@ def remember(op: Operation) -> None:
     op.checksum = _checksum(op.buffers)
 
 
+def _report(sock: Socket, op: Operation | None, message: str) -> None:
+    """Every finding goes to ``warnings`` and, when tracing is on, into the trace."""
+    tracer = sock.provider.tracer
+    if tracer is not None:
+        from .trace import verifier_record
+
+        tracer(verifier_record(sock, op, message))
+    warnings.warn(f"socket {sock.handle:#x}: {message}", VerifierWarning, stacklevel=4)
+
+
 def check_unchanged(sock: Socket, op: Operation) -> None:
+    """At hand-on: the data must be what it was at post."""
     if op.checksum is not None and _checksum(op.buffers) != op.checksum:
-        warnings.warn(
-            f"socket {sock.handle:#x}: a send's data buffer was modified while the "
-            "provider owned it (SPEC S5.2)",
-            VerifierWarning,
-            stacklevel=2,
+        _report(
+            sock, op, "a send's data buffer was modified while the provider owned it (SPEC S5.2)"
         )
 
 
 def report_reused_overlapped(provider: Provider, sock: Socket, ov: object) -> None:
-    warnings.warn(
-        f"socket {sock.handle:#x}: a WSAOVERLAPPED that is still pending was posted again "
-        "(SPEC S3.4)",
-        VerifierWarning,
-        stacklevel=3,
+    _report(sock, None, "a WSAOVERLAPPED that is still pending was posted again (SPEC S3.4)")
+
+
+def report_wait_with_routine(provider: Provider, sock: Socket) -> None:
+    _report(
+        sock,
+        None,
+        "WSPGetOverlappedResult(fWait=True) on an operation that has a completion routine: "
+        "its hEvent is the caller's, so the wait is undefined on Windows (SPEC S12.3)",
     )
 
 
-def report_wait_with_routine(provider: Provider, ov: object) -> None:
-    warnings.warn(
-        "WSPGetOverlappedResult(fWait=True) on an operation that has a completion routine: "
-        "its hEvent is the caller's, so the wait is undefined on Windows (SPEC S12.3)",
-        VerifierWarning,
-        stacklevel=3,
+def report_slow_routine(sock: Socket, op: Operation, seconds: float) -> None:
+    _report(
+        sock,
+        op,
+        f"a completion routine blocked its event loop for {seconds * 1000:.1f} ms "
+        f"(threshold {sock.provider.slow_routine * 1000:.0f} ms)",
     )
