@@ -52,7 +52,7 @@ def test_json_lines_trace_and_timeline_tool(provider, listener, tmp_path):  # ty
     path = str(tmp_path / "trace.jsonl")
     tracer = JsonLinesTracer(path)
     provider.tracer = tracer
-    s, conn = connect(provider, listener)
+    s, _conn = connect(provider, listener)
     calls = Completions()
     for _ in range(3):
         provider.WSPSend(s, [WSABUF(1, b"t")], 1, None, 0, WSAOVERLAPPED(), calls, None, INT())
