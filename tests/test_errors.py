@@ -359,3 +359,22 @@ def test_spi_calls_on_the_loop_thread_fail_fast_for_blocking_work(provider, list
         return err.value
 
     assert run_in_loop(provider.loop, on_loop) == w.WSAEWOULDBLOCK
+
+
+def test_flushed_sends_never_reach_the_peer(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S10.3: the peer receives exactly the sends that completed successfully,
+    # in posting order; none of a flushed send's bytes arrives.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    chunks = [bytes([i]) * 65536 for i in range(64)]
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in chunks]
+    for chunk, ov in zip(chunks, ovs, strict=True):
+        post(provider, s, chunk, ov)
+    assert (
+        provider.WSPIoctl(s, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, INT()) == 0
+    )
+    provider.WSPShutdown(s, w.SD_SEND, INT())
+    data = recv_all(conn)
+    wait_all(ovs)
+    assert any(ov.Internal == w.WSA_OPERATION_ABORTED for ov in ovs)
+    assert data == b"".join(c for c, ov in zip(chunks, ovs, strict=True) if ov.Internal == 0)

@@ -590,6 +590,7 @@ class Socket:
     def lost(self, exc: BaseException | None) -> None:
         """The transport is gone: complete everything unconsumed with the mapped error (S10.5)."""
         if self.closed:
+            self.provider._transport_gone(self)
             return
         # No exception means the transport closed without a socket error; for
         # sends still waiting that is a connection lost locally.
@@ -665,7 +666,8 @@ class Socket:
                 fut.cancel()
         if self.connect_future is not None and not self.connect_future.done():
             self.connect_future.cancel()
-        if self.transport is not None:
-            self.transport.close()
-        else:
+        if self.transport is None:
             self.sock.close()
+        elif not self.transport.is_closing():
+            self.provider._closing.add(self)
+            self.transport.close()  # graceful: buffered bytes still go out, then FIN

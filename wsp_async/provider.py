@@ -230,6 +230,11 @@ class Provider:
         #: flag the hot path reads, true once any fault was armed anywhere.
         self._faults = FaultPlan()
         self._faulty = False
+        #: Sockets whose transport is closing (flushing) after WSPCloseSocket / close().
+        self._closing: set[Socket] = set()
+        self._closing_changed = asyncio.Event()
+        #: How long close() lets closing transports flush to the kernel (seconds).
+        self.close_timeout = 5.0
         if loop is None:
             self.loop = self._new_loop(use_uvloop)
             self.embedded = False
@@ -423,10 +428,33 @@ class Provider:
             except WSAError:
                 self._close_here()
             if not self.embedded:
+                # closesocket is graceful, and a kernel keeps sending after its
+                # process let go: the loop lives on in its daemon thread until
+                # the closing transports have handed their bytes on (bounded by
+                # close_timeout), then stops by itself.  close() does not wait.
                 with contextlib.suppress(RuntimeError):
-                    self.loop.call_soon_threadsafe(self.loop.stop)
-                if self._thread is not None:
-                    self._thread.join(30)
+                    asyncio.run_coroutine_threadsafe(self._wind_down(), self.loop)
+
+    async def _wind_down(self) -> None:
+        await self._let_transports_close(self.close_timeout)
+        self.loop.stop()
+
+    async def _let_transports_close(self, timeout: float) -> None:
+        deadline = self.loop.time() + timeout
+        while self._closing and self.loop.time() < deadline:
+            self._closing_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing_changed.wait(), deadline - self.loop.time())
+        for sock in list(self._closing):
+            if sock.transport is not None:
+                sock.transport.abort()  # a peer that never read: give up on its bytes
+        self._closing.clear()
+
+    def _transport_gone(self, sock: Socket) -> None:
+        """A closing socket's transport finished closing (called on the loop)."""
+        if sock in self._closing:
+            self._closing.discard(sock)
+            self._closing_changed.set()
 
     def _close_here(self) -> None:
         with self._lock:

@@ -1,0 +1,376 @@
+"""A hypothesis state machine over the send path, checked against a model (SPEC S2.4, S5.3, S10).
+
+Rules post sends (random sizes, scatter/gather, all three mechanisms, from the
+main thread or from worker threads), stall and release the drain, flush, shut
+down, close, reset the peer, end worker threads, and reconnect; teardown closes
+the provider.  The model then checks, for every connection:
+
+* every call that returned 0 or WSA_IO_PENDING completed exactly once, with a
+  status the model allows, and no failed call ever completed (S2.3, S2.4);
+* the peer's byte stream is the posting-order concatenation of the sends, where
+  every successful send is present whole and a failed one is absent, whole, or
+  (only as the last thing on the stream) cut short (S5.3, S10);
+* successful completions of one socket came in posting order (S6.4).
+
+``WSP_SOAK=1`` (``make soak``) runs many more and longer examples.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+import wsp_async as w
+from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
+
+SOAK = bool(os.environ.get("WSP_SOAK"))
+ALLOWED_FAILURES = {w.WSA_OPERATION_ABORTED, w.WSAECONNRESET, w.WSAECONNABORTED}
+
+
+@attrs.define(eq=False)
+class Posted:
+    seq: int
+    data: bytes
+    mechanism: str
+    ov: WSAOVERLAPPED
+    rc: int
+    err: int
+    routine_calls: list[tuple[int, int]] = attrs.field(factory=list)
+    #: Order in which completions were observed (routines only; events/poll have no order).
+    completed_at: int = -1
+    #: Aborted by SIO_FLUSH: it was never handed on, so none of its bytes may arrive (S10.3).
+    flushed: bool = False
+
+    @property
+    def started(self) -> bool:
+        return self.rc == 0 or self.err == w.WSA_IO_PENDING
+
+
+@attrs.define(eq=False)
+class Connection:
+    handle: int
+    peer: socket.socket
+    reader: threading.Thread
+    received: bytearray
+    #: Cleared to stop the peer reading (a stalled peer: sends then pend in flight).
+    reading: threading.Event
+    posted: list[Posted] = attrs.field(factory=list)
+    open: bool = True
+    #: The peer reset it: what was consumed but not yet read is lost (S4.3).
+    reset: bool = False
+
+
+class Worker:
+    """A thread that posts on request; ending it exercises S10.4."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            job()
+
+    def call(self, fn: Callable[[], object]) -> None:
+        done = threading.Event()
+        self.jobs.put(lambda: (fn(), done.set()))
+        assert done.wait(30)
+
+    def end(self) -> None:
+        self.jobs.put(None)
+        self.thread.join(30)
+
+
+def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
+    class SendPath(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.provider = w.Provider(use_uvloop=loop_kind == "uvloop")
+            self.listener = socket.create_server(("127.0.0.1", 0))
+            self.listener.settimeout(10)
+            self.connections: list[Connection] = []
+            self.workers = [Worker(), Worker()]
+            self.main = w.WSATHREADID.current()
+            self.seq = 0
+            self.completions = 0
+            self.stalled = False
+            self.connect()
+
+        # -- plumbing -------------------------------------------------------------
+        @property
+        def conn(self) -> Connection:
+            return self.connections[-1]
+
+        def connect(self) -> None:
+            err = INT()
+            s = self.provider.WSPSocket(
+                w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err
+            )
+            assert (
+                self.provider.WSPConnect(
+                    s, self.listener.getsockname(), None, None, None, None, None, err
+                )
+                == 0
+            )
+            peer, _ = self.listener.accept()
+            peer.settimeout(30)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            self.provider.socket_of(s).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            received = bytearray()
+            reading = threading.Event()
+            reading.set()
+
+            def read() -> None:
+                try:
+                    while reading.wait(60) and (chunk := peer.recv(1 << 16)):
+                        received.extend(chunk)
+                except OSError:
+                    pass
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            self.stalled = False
+            self.connections.append(Connection(s, peer, reader, received, reading))
+
+        def _post(self, sizes: list[int], mechanism: str) -> None:
+            conn = self.conn
+            self.seq += 1
+            seq = self.seq
+            header = struct.pack("!I", seq)
+            body = bytes([seq % 251]) * sum(sizes)
+            data = header + body
+            cut = [0]
+            for n in sizes:
+                cut.append(cut[-1] + n)
+            pieces = [header] + [body[cut[i] : cut[i + 1]] for i in range(len(sizes))]
+            bufs = [WSABUF(len(p), p) for p in pieces]
+            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent() if mechanism == "event" else seq)
+            record = Posted(seq, data, mechanism, ov, 0, 0)
+
+            def routine(error: int, n: int, got: WSAOVERLAPPED, flags: int) -> None:
+                self.completions += 1
+                record.completed_at = self.completions
+                record.routine_calls.append((error, n))
+
+            err = INT()
+            record.rc = self.provider.WSPSend(
+                conn.handle,
+                bufs,
+                len(bufs),
+                None,
+                0,
+                ov,
+                routine if mechanism == "routine" else None,
+                self.main if mechanism == "routine" else None,
+                err,
+            )
+            record.err = err.value
+            conn.posted.append(record)
+
+        # -- rules ------------------------------------------------------------------
+        @rule(
+            posts=st.lists(
+                st.tuples(
+                    st.lists(st.sampled_from([0, 1, 100, 5000, 70000]), min_size=0, max_size=3),
+                    st.sampled_from(["routine", "event", "poll"]),
+                    st.sampled_from(["main", "main", 0, 1]),
+                ),
+                min_size=1,
+                max_size=8,
+            )
+        )
+        def post(self, posts: list[tuple[list[int], str, Any]]) -> None:
+            for sizes, mechanism, who in posts:
+                if who == "main":
+                    self._post(sizes, mechanism)
+                else:
+                    self.workers[who].call(
+                        lambda sizes=sizes, mechanism=mechanism: self._post(sizes, mechanism)
+                    )
+
+        @rule()
+        def deliver(self) -> None:
+            w.SleepEx(0, True)
+
+        @rule()
+        def stall(self) -> None:
+            if self.conn.open:
+                self.provider.inject(self.conn.handle, delay_drain=float("inf"))
+                self.stalled = True
+
+        @rule()
+        def release(self) -> None:
+            if self.conn.open:
+                self.provider.inject(self.conn.handle, delay_drain=None)
+                self.stalled = False
+
+        @rule(on=st.booleans())
+        def peer_reads(self, on: bool) -> None:
+            (self.conn.reading.set if on else self.conn.reading.clear)()
+
+        @rule()
+        def flush(self) -> None:
+            pending = [p for p in self.conn.posted if p.started and p.ov.pending]
+            self.provider.WSPIoctl(
+                self.conn.handle, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, INT()
+            )
+            for p in pending:  # the flush completes what it aborts before it returns
+                p.flushed = not p.ov.pending and p.ov.Internal == w.WSA_OPERATION_ABORTED
+
+        @rule(how=st.sampled_from(["shutdown", "close", "reset"]))
+        def end_connection(self, how: str) -> None:
+            {
+                "shutdown": self.shutdown_and_reconnect,
+                "close": self.close_and_reconnect,
+                "reset": self.reset_and_reconnect,
+            }[how]()
+
+        def shutdown_and_reconnect(self) -> None:
+            conn = self.conn
+            conn.reading.set()
+            if conn.open:
+                self.provider.inject(conn.handle, delay_drain=None)
+                self.provider.WSPShutdown(conn.handle, w.SD_SEND, INT())
+                conn.reader.join(30)  # the FIN arrives after every posted byte
+                self.provider.WSPCloseSocket(conn.handle, INT())
+                conn.open = False
+            self.connect()
+
+        def close_and_reconnect(self) -> None:
+            conn = self.conn
+            self.provider.WSPCloseSocket(conn.handle, INT())
+            conn.reading.set()
+            conn.open = False
+            self.connect()
+
+        def reset_and_reconnect(self) -> None:
+            conn = self.conn
+            conn.peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.peer.shutdown(socket.SHUT_RD)  # wakes the reader; linger 0 makes close() an RST
+            conn.reading.set()
+            conn.reader.join(30)
+            conn.peer.close()
+            conn.reset = True
+            self.provider.WSPCloseSocket(conn.handle, INT())
+            conn.open = False
+            self.connect()
+
+        @rule(index=st.sampled_from([0, 1]))
+        def end_worker(self, index: int) -> None:
+            self.workers[index].end()
+            self.workers[index] = Worker()
+
+        @invariant()
+        def failed_calls_never_complete(self) -> None:
+            for conn in self.connections:
+                for p in conn.posted:
+                    if not p.started:
+                        assert p.routine_calls == []
+                        assert not (p.mechanism == "event" and p.ov.hEvent.signaled)
+
+        # -- the model's verdict ------------------------------------------------------
+        def teardown(self) -> None:
+            try:
+                for worker in self.workers:
+                    worker.end()
+                for conn in self.connections:
+                    conn.reading.set()
+                self.provider.close()  # everything still pending completes now (S2.4)
+                self._check_all()
+            finally:
+                for conn in self.connections:
+                    conn.peer.close()
+                self.listener.close()
+
+        def _check_all(self) -> None:
+            everything = [p for c in self.connections for p in c.posted]
+            routines = [p for p in everything if p.started and p.mechanism == "routine"]
+            assert self.provider.wait_until(lambda: all(not p.ov.pending for p in everything), 30)
+            deadline_ok = True
+            for _ in range(1000):
+                if all(p.routine_calls for p in routines):
+                    break
+                w.SleepEx(20, True)
+            else:
+                deadline_ok = False
+            assert deadline_ok, "routines never delivered"
+            w.SleepEx(0, True)
+            for conn in self.connections:
+                conn.reading.set()
+                conn.reader.join(30)
+                self._check_connection(conn)
+
+        def _check_connection(self, conn: Connection) -> None:
+            stream = bytes(conn.received)
+            pos = 0
+            cut_short = False
+            last_ok_completion = 0
+            for p in conn.posted:
+                if not p.started:
+                    continue
+                status = p.ov.Internal
+                if p.mechanism == "routine":
+                    assert len(p.routine_calls) == 1, (
+                        f"send {p.seq}: {len(p.routine_calls)} completions"
+                    )
+                    assert p.routine_calls[0] == (status, p.ov.InternalHigh)
+                if p.mechanism == "event":
+                    assert p.ov.hEvent.signaled
+                if status == 0:
+                    assert p.ov.InternalHigh == len(p.data)
+                    if p.mechanism == "routine":
+                        assert p.completed_at > last_ok_completion, (
+                            "successful completions out of order"
+                        )
+                        last_ok_completion = p.completed_at
+                else:
+                    assert status in ALLOWED_FAILURES, f"send {p.seq}: status {status}"
+                if p.flushed:
+                    assert stream[pos : pos + 4] != p.data[:4], (
+                        f"flushed send {p.seq} reached the peer"
+                    )
+                    continue
+                if pos == len(stream) and (conn.reset or status != 0):
+                    continue  # never arrived: lost in a reset, or aborted before hand-on
+                if cut_short:
+                    raise AssertionError(f"send {p.seq} arrived after a torn send")
+                if stream[pos : pos + len(p.data)] == p.data:
+                    pos += len(p.data)
+                    continue
+                if status == 0 and not conn.reset:
+                    raise AssertionError(f"send {p.seq} missing or out of order")
+                if stream[pos : pos + 4] == p.data[:4]:
+                    # Torn: handed on in part before an abort, or cut by a reset.
+                    assert p.data.startswith(stream[pos:]), (
+                        f"send {p.seq}: torn bytes are not its prefix"
+                    )
+                    pos = len(stream)
+                    cut_short = True
+            assert pos == len(stream), f"{len(stream) - pos} unexplained bytes on the stream"
+
+    return SendPath
+
+
+@pytest.mark.timeout(600 if SOAK else 240)
+def test_send_path_against_the_model(loop_kind: str) -> None:  # SPEC S2.4, S5.3, S6.4, S10
+    run_state_machine_as_test(
+        make_machine(loop_kind),
+        settings=settings(
+            max_examples=300 if SOAK else 60,
+            stateful_step_count=80 if SOAK else 30,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
