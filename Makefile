@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 soak: $(STAMP)
-	WSP_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_stateful.py tests/test_stress.py --timeout=3600 --hypothesis-show-statistics
+	WSP_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_stateful.py tests/test_stress.py --timeout=3600 -s
 
 bench: $(STAMP)
 	$(BIN)/python -m wsp_async bench

@@ -35,6 +35,15 @@ import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
 
 SOAK = bool(os.environ.get("WSP_SOAK"))
+
+#: What the runs exercised, printed at the end of each test (``make soak`` shows it).
+TOTALS: dict[str, int] = {}
+
+
+def _count(key: str, n: int = 1) -> None:
+    TOTALS[key] = TOTALS.get(key, 0) + n
+
+
 ALLOWED_FAILURES = {w.WSA_OPERATION_ABORTED, w.WSAECONNRESET, w.WSAECONNABORTED}
 
 
@@ -289,6 +298,20 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                     conn.reading.set()
                 self.provider.close()  # everything still pending completes now (S2.4)
                 self._check_all()
+                everything = [p for c in self.connections for p in c.posted]
+                _count("examples")
+                _count("connections", len(self.connections))
+                _count("posts", len(everything))
+                _count(
+                    "completed ok", sum(1 for p in everything if p.started and p.ov.Internal == 0)
+                )
+                _count(
+                    "completed with an error",
+                    sum(1 for p in everything if p.started and p.ov.Internal),
+                )
+                _count("refused at post", sum(1 for p in everything if not p.started))
+                _count("flushed", sum(1 for p in everything if p.flushed))
+                _count("resets", sum(1 for c in self.connections if c.reset))
             finally:
                 for conn in self.connections:
                     conn.peer.close()
@@ -365,6 +388,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
 
 @pytest.mark.timeout(600 if SOAK else 240)
 def test_send_path_against_the_model(loop_kind: str) -> None:  # SPEC S2.4, S5.3, S6.4, S10
+    TOTALS.clear()
     run_state_machine_as_test(
         make_machine(loop_kind),
         settings=settings(
@@ -374,3 +398,5 @@ def test_send_path_against_the_model(loop_kind: str) -> None:  # SPEC S2.4, S5.3
             suppress_health_check=list(HealthCheck),
         ),
     )
+    print(f"\n[{loop_kind}] model checked: " + ", ".join(f"{v} {k}" for k, v in TOTALS.items()))
+    assert TOTALS.get("posts", 0) > 0 and TOTALS.get("completed ok", 0) > 0
