@@ -378,3 +378,27 @@ def test_flushed_sends_never_reach_the_peer(provider, listener):  # type: ignore
     wait_all(ovs)
     assert any(ov.Internal == w.WSA_OPERATION_ABORTED for ov in ovs)
     assert data == b"".join(c for c, ov in zip(chunks, ovs, strict=True) if ov.Internal == 0)
+
+
+def test_ipv6_datagram_limit_is_65527(provider):  # type: ignore[no-untyped-def]
+    # SPEC S9 (SO_MAX_MSG_SIZE over IPv6), S1 (AF_INET6 = 23); no traffic: the suite
+    # talks to 127.0.0.1 only.
+    err, size = INT(), DWORD()
+    s = provider.WSPSocket(w.AF_INET6, w.SOCK_DGRAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)
+    assert s != w.INVALID_SOCKET, err.value
+    assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_MAX_MSG_SIZE, size, None, err) == 0
+    assert size.value == 65527
+    big = b"6" * 65528
+    rc = provider.WSPSendTo(s, [WSABUF(len(big), big)], 1, DWORD(), 0, ("::1", 9), None, None, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEMSGSIZE)  # refused before any traffic
+
+
+def test_unsupported_family_type_and_protocol(provider):  # type: ignore[no-untyped-def]
+    # SPEC S1 (WSPSocket)
+    err = INT()
+    assert provider.WSPSocket(99, w.SOCK_STREAM, 0, None, 0, 0, err) == w.INVALID_SOCKET
+    assert err.value == w.WSAEAFNOSUPPORT
+    assert provider.WSPSocket(w.AF_INET, 9, 0, None, 0, 0, err) == w.INVALID_SOCKET
+    assert err.value == w.WSAESOCKTNOSUPPORT
+    assert provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, w.IPPROTO_UDP, None, 0, 0, err) == w.INVALID_SOCKET
+    assert err.value == w.WSAEPROTONOSUPPORT

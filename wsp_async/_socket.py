@@ -622,13 +622,23 @@ class Socket:
 
     def cancel_issued_by(self, target: object) -> None:
         """S10.4: the issuing thread of some operations is gone."""
-        self.take_incoming_silently()
 
         def mine(op: Operation) -> bool:
             return op.issuer is target
 
+        # The gone thread's posts still in `incoming` are aborted there; the
+        # others take their normal way (a datagram must be sent, not parked).
+        with self.lock:
+            gone = [op for op in self.incoming if mine(op)]
+            if gone:
+                self.incoming = collections.deque(op for op in self.incoming if not mine(op))
+        self.finish_all(gone, ABORTED)
+        if self.incoming:
+            self.take_incoming()
         self.finish_all(self.sendq.remove_waiting(mine), ABORTED)
         self.finish_all(self.receiver.remove(mine), ABORTED)
+        if self.is_stream:
+            self.pump()
 
     def cancel(self, op: Operation) -> bool:
         """Withdraw one operation not yet handed on and complete it aborted (loop thread).

@@ -418,6 +418,14 @@ def memory_per_pending_op(kind: str, ops: int = 2000, size: int = 1024) -> dict[
 
 
 # ----------------------------------------------------------------------------- driver
+def _progress(text: str, end: str = "") -> None:
+    """Progress on stderr: one line rewritten in place on a terminal, a line per step elsewhere."""
+    if sys.stderr.isatty():
+        print(f"\r  {text:<60}", end=end, file=sys.stderr, flush=True)
+    elif text:
+        print(f"  {text}", file=sys.stderr, flush=True)
+
+
 def run(
     modes: list[str],
     kinds: list[str],
@@ -443,11 +451,7 @@ def run(
                     for mode in modes[rep % len(modes) :] + modes[: rep % len(modes)]:
                         step += 1
                         if not quiet:
-                            print(
-                                f"\r  [{step:>3}/{total}] {kind:<7} {size:>8} B  {mode:<16}",
-                                end="",
-                                flush=True,
-                            )
+                            _progress(f"[{step:>3}/{total}] {kind:<7} {size:>8} B  {mode:<16}")
                         times[mode].append(measure(mode, kind, port, size, count, nbufs))
                 raw = (
                     statistics.median(times["raw-transport"]) if "raw-transport" in times else None
@@ -469,17 +473,15 @@ def run(
                         }
                     )
         if not quiet:
-            print(
-                "\r  measuring latency and memory...                         ", end="", flush=True
-            )
+            _progress("measuring latency and memory...")
         extra = {
             kind: {"latency": latency(kind, port), "memory": memory_per_pending_op(kind)}
             for kind in kinds
         }
     finally:
         receiver.kill()
-    if not quiet:
-        print("\r" + " " * 70 + "\r", end="")
+    if not quiet and sys.stderr.isatty():
+        _progress("", end="\r")
     return {
         "rows": rows,
         "extra": extra,
