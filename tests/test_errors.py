@@ -389,7 +389,9 @@ def test_ipv6_datagram_limit_is_65527(provider):  # type: ignore[no-untyped-def]
     assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_MAX_MSG_SIZE, size, None, err) == 0
     assert size.value == 65527
     big = b"6" * 65528
-    rc = provider.WSPSendTo(s, [WSABUF(len(big), big)], 1, DWORD(), 0, ("::1", 9), None, None, None, None, err)
+    rc = provider.WSPSendTo(
+        s, [WSABUF(len(big), big)], 1, DWORD(), 0, ("::1", 9), None, None, None, None, err
+    )
     assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEMSGSIZE)  # refused before any traffic
 
 
@@ -400,5 +402,8 @@ def test_unsupported_family_type_and_protocol(provider):  # type: ignore[no-unty
     assert err.value == w.WSAEAFNOSUPPORT
     assert provider.WSPSocket(w.AF_INET, 9, 0, None, 0, 0, err) == w.INVALID_SOCKET
     assert err.value == w.WSAESOCKTNOSUPPORT
-    assert provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, w.IPPROTO_UDP, None, 0, 0, err) == w.INVALID_SOCKET
+    assert (
+        provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, w.IPPROTO_UDP, None, 0, 0, err)
+        == w.INVALID_SOCKET
+    )
     assert err.value == w.WSAEPROTONOSUPPORT
