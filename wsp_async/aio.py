@@ -33,7 +33,7 @@ from .constants import (
     WSA_FLAG_OVERLAPPED,
 )
 from .errors import WSAErr, WSAError, wsa_code_of
-from .provider import Provider
+from .provider import Provider, _fail, spi_result
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED
 
 __all__ = [
@@ -71,7 +71,12 @@ def _family(host: str) -> int:
 def _as_wsabufs(buffers: Buffers) -> list[WSABUF]:
     if isinstance(buffers, bytes | bytearray | memoryview):
         buffers = [buffers]
-    return [WSABUF(memoryview(b).nbytes, b) for b in buffers]
+    return [WSABUF(len(b) if type(b) is bytes else memoryview(b).nbytes, b) for b in buffers]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _on_completion(op: Any, callback: Callable[[Any], object]) -> None:
@@ -118,29 +123,41 @@ class OverlappedSocket:
         loop = asyncio.get_running_loop()
         ov = WSAOVERLAPPED()
         err = INT()
-        here = self.provider.loop is loop and self.provider.on_loop_thread()
-        future: asyncio.Future[None] = loop.create_future()
+        provider = self.provider
+        if provider.loop is loop and provider.on_loop_thread():
+            # Post first: an operation that completes at once needs no future.
+            rc = post(ov, None, err)
+            if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
+                raise WSAError(err.value)
+            op = ov._op
+            if op is not None:
+                future: asyncio.Future[None] = loop.create_future()
+                _on_completion(op, lambda _op: _resolve(future))
+                await self._await_completion(future, op)
+        else:
+            future = loop.create_future()
 
-        def resolve(*_args: Any) -> None:
-            if not future.done():
-                future.set_result(None)
+            def routine(*_args: Any) -> None:
+                if not future.done():
+                    future.set_result(None)
 
-        rc = post(ov, None if here else resolve, err)
-        if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
-            raise WSAError(err.value)
-        op = ov._op
-        if op is not None:
-            if here:
-                _on_completion(op, resolve)
-            try:
-                await future
-            except asyncio.CancelledError:
-                if op.pending and not self.provider.socket_of(self.handle).cancel(op):
-                    log.debug("%r: cancelled await of an operation already handed on", self)
-                raise
+            rc = post(ov, routine, err)
+            if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
+                raise WSAError(err.value)
+            op = ov._op
+            if op is not None:
+                await self._await_completion(future, op)
         if ov.Internal:
             raise WSAError(ov.Internal)
         return ov.InternalHigh, ov
+
+    async def _await_completion(self, future: asyncio.Future[None], op: Any) -> None:
+        try:
+            await future
+        except asyncio.CancelledError:
+            if op.pending and not self.provider.socket_of(self.handle).cancel(op):
+                log.debug("%r: cancelled await of an operation already handed on", self)
+            raise
 
     # -- sends --------------------------------------------------------------------------
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
@@ -149,7 +166,27 @@ class OverlappedSocket:
         p = self.provider
 
         def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
-            return p.WSPSend(self.handle, bufs, len(bufs), None, flags, ov, routine, None, err)
+            # WSPSend itself, minus the end-of-iteration coalescing: a coroutine
+            # that awaits each send gains nothing from it, and a send that
+            # completes at once needs no future at all.
+            try:
+                rc = p._send(
+                    self.handle,
+                    bufs,
+                    len(bufs),
+                    None,
+                    flags,
+                    None,
+                    False,
+                    ov,
+                    routine,
+                    None,
+                    coalesce=False,
+                )
+            except BaseException as exc:
+                _fail(err, exc)
+                return SOCKET_ERROR
+            return spi_result(rc, err)
 
         n, _ = await self._overlapped(post)
         return n

@@ -111,6 +111,11 @@ def _io_pending(lpErrno: object) -> int:
     return SOCKET_ERROR
 
 
+def spi_result(rc: int, lpErrno: object) -> int:
+    """What an SPI method returns for an internal path's result (for the faces)."""
+    return _io_pending(lpErrno) if rc == _PENDING else rc
+
+
 def _fail(lpErrno: object, exc: BaseException) -> int:
     """Turn any exception into a Winsock code in ``lpErrno`` (no traceback leaves an SPI call)."""
     if isinstance(exc, WSAError):
@@ -1133,8 +1138,12 @@ class Provider:
         lpOverlapped: object,
         lpCompletionRoutine: object,
         lpThreadId: object,
+        coalesce: bool = True,
     ) -> int:
         """The common send path; raises WSAError (turned into ``lpErrno`` by the caller).
+
+        ``coalesce=False`` (the asyncio face's sequential awaits) sends at once
+        instead of joining the end-of-iteration gather write.
 
         The order of the checks is the order of the S9 table's rows as a Windows
         provider meets them: the handle, the arguments, the overlapped contract,
@@ -1211,7 +1220,7 @@ class Provider:
             self._trace_post(sock, op)
         if sock.is_stream:
             if here:
-                if not sock.post_send_here(op):
+                if not sock.post_send_here(op, coalesce):
                     sock.count_pending(op, checked=True)
             else:
                 try:
