@@ -54,7 +54,7 @@ from .errors import WSAErr, WSAError, wsa_code_of
 from .faults import FaultPlan
 
 if TYPE_CHECKING:
-    from .provider import Provider
+    from ._base import ProviderBase as Provider
 
 log = logging.getLogger("wsp_async")
 

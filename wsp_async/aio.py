@@ -21,6 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
+from ._args import fail as _fail
+from ._args import spi_result
 from .constants import (
     AF_INET,
     AF_INET6,
@@ -33,7 +35,7 @@ from .constants import (
     WSA_FLAG_OVERLAPPED,
 )
 from .errors import WSAErr, WSAError, wsa_code_of
-from .provider import Provider, _fail, spi_result
+from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED
 
 __all__ = [

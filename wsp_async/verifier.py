@@ -13,9 +13,9 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._base import ProviderBase as Provider
     from ._ops import Operation
     from ._socket import Socket
-    from .provider import Provider
 
 __all__ = ["VerifierWarning"]
 
