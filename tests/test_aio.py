@@ -192,3 +192,79 @@ async def test_closing_the_loop_closes_its_provider() -> None:  # SPEC S10.4, S2
     provider = aio.get_provider()
     assert provider is aio.get_provider()
     assert provider.embedded and provider.loop is asyncio.get_running_loop()
+
+
+async def _stalled_pair() -> tuple[aio.OverlappedSocket, socket.socket, socket.socket]:
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.provider.socket_of(sock.handle).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    return sock, conn, srv
+
+
+async def test_close_aborts_awaited_sends_exactly_once() -> None:  # SPEC S10.2, S2.4
+    sock, conn, srv = await _stalled_pair()
+    sends = [asyncio.ensure_future(sock.send(b"c" * 65536)) for _ in range(64)]
+    await asyncio.sleep(0)
+    sock.close()
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    aborted = [r for r in results if isinstance(r, w.WSAError)]
+    assert aborted and all(r.winerror == w.WSA_OPERATION_ABORTED for r in aborted)
+    assert all(r == 65536 for r in results if not isinstance(r, w.WSAError))
+    conn.close()
+    srv.close()
+
+
+async def test_shutdown_lets_awaited_sends_finish() -> None:  # SPEC S10.1
+    sock, conn, srv = await _stalled_pair()
+    sends = [asyncio.ensure_future(sock.send(bytes([i]) * 65536)) for i in range(32)]
+    await asyncio.sleep(0)
+    await sock.shutdown()
+    data = await _read_all(conn)
+    assert await asyncio.gather(*sends) == [65536] * 32
+    assert data == b"".join(bytes([i]) * 65536 for i in range(32))
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_recv_into_and_peek() -> None:  # SPEC S11.1 (MSG_PEEK)
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    conn.sendall(b"abcdef")
+    assert await sock.peek(3) == b"abc"
+    buf = bytearray(10)
+    n = await sock.recv_into(buf)
+    assert bytes(buf[:n]) == b"abcdef"[:n] and n >= 3
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_get_overlapped_result_raises_the_completion_error() -> None:  # SPEC S7.2, S10.2
+    sock, conn, srv = await _stalled_pair()
+    ovs = [sock.send_overlapped(b"g" * 65536) for _ in range(64)]
+    sock.close()
+    with pytest.raises(w.WSAError) as info:
+        await sock.get_overlapped_result(ovs[-1])
+    assert info.value.winerror == w.WSA_OPERATION_ABORTED
+    conn.close()
+    srv.close()
+
+
+async def test_listener_accepts_plain_clients() -> None:  # SPEC S1 (WSPAccept), S11.1
+    async with await aio.listen() as listener:
+        loop = asyncio.get_running_loop()
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, listener.address)
+        sock, peer = await listener.accept()
+        assert peer == client.getsockname()
+        await loop.sock_sendall(client, b"hi")
+        assert await sock.recv(2) == b"hi"
+        await sock.send(b"yo")
+        assert await loop.sock_recv(client, 2) == b"yo"
+        sock.close()
+        client.close()
