@@ -241,14 +241,14 @@ class SendCalls(ProviderBase):
         """Non-overlapped send (S8): blocking returns when consumed; non-blocking takes what fits."""
         if not sock.is_stream:
             op = Operation(SEND, buffers, total, None, None, None, None, None, flags, address)
-            if sock.nonblocking:
+            if sock.nonblocking or threading.get_ident() == self._loop_ident:
+                # On the loop thread a datagram that cannot go at once must not
+                # be queued either: that thread may not wait for it (S7.3).
                 return self._datagram_nonblocking(sock, op)
             done = threading.Event()
             op.notify = lambda _op: done.set()
             code = sock.send_datagram(op)
             if code is None:
-                if self.on_loop_thread():
-                    raise self._refuse_blocking("a blocking send")
                 done.wait()
                 code = op.status
             if code:
