@@ -533,3 +533,63 @@ def test_plain_socket_peer_sees_tcp_nodelay_passthrough(provider, listener):  # 
     assert provider.WSPGetSockOpt(s, w.IPPROTO_TCP, w.TCP_NODELAY, value, None, err) == 0
     assert value.value != 0
     assert provider.socket_of(s).sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_blocking_and_overlapped_senders_interleave_whole_records(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.3, S8.2: blocking sends that go straight to the kernel when the socket
+    # is idle never cut into, or overtake, overlapped sends queued by another thread.
+    s, conn = connect(provider, listener)
+    received = bytearray()
+    reader = threading.Thread(target=lambda: received.extend(recv_all(conn)))
+    reader.start()
+    per_thread = 2000
+
+    def record(t: int, seq: int) -> bytes:
+        body = bytes([65 + t]) * (1 + seq % 300)
+        return bytes([t]) + seq.to_bytes(4, "big") + len(body).to_bytes(2, "big") + body
+
+    def blocking() -> None:
+        for seq in range(per_thread):
+            data = record(0, seq)
+            assert (
+                provider.WSPSend(
+                    s, [WSABUF(len(data), data)], 1, DWORD(), 0, None, None, None, INT()
+                )
+                == 0
+            )
+
+    def overlapped() -> None:
+        calls = Completions()
+        for seq in range(per_thread):
+            data = record(1, seq)
+            provider.WSPSend(
+                s,
+                [WSABUF(7, data[:7]), WSABUF(len(data) - 7, data[7:])],
+                2,
+                None,
+                0,
+                WSAOVERLAPPED(),
+                calls,
+                None,
+                INT(),
+            )
+        assert calls.wait(per_thread, 60)
+
+    threads = [threading.Thread(target=blocking), threading.Thread(target=overlapped)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    provider.WSPShutdown(s, w.SD_SEND, INT())
+    reader.join(30)
+    data, pos, seen = bytes(received), 0, {0: 0, 1: 0}
+    while pos < len(data):
+        t, seq, n = (
+            data[pos],
+            int.from_bytes(data[pos + 1 : pos + 5], "big"),
+            int.from_bytes(data[pos + 5 : pos + 7], "big"),
+        )
+        assert seq == seen[t] and data[pos + 7 : pos + 7 + n] == bytes([65 + t]) * n
+        seen[t] += 1
+        pos += 7 + n
+    assert seen == {0: per_thread, 1: per_thread}
