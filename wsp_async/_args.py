@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket as _pysocket
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .constants import (
@@ -71,8 +72,18 @@ def io_pending(lpErrno: object) -> int:
     return SOCKET_ERROR
 
 
-def spi_result(rc: int, lpErrno: object) -> int:
-    """What an SPI method returns for an internal path's result (for the faces)."""
+def call_spi(path: Callable[..., int], lpErrno: object, *args: Any, **kwargs: Any) -> int:
+    """Run an internal send/receive path under the S2 return protocol.
+
+    The path returns 0 (completed at once), :data:`PENDING` (S2.2) or raises;
+    this is the one place that turns those into what a ``WSP*`` call returns and
+    writes into ``lpErrno``.
+    """
+    try:
+        rc = path(*args, **kwargs)
+    except BaseException as exc:
+        fail(lpErrno, exc)
+        return SOCKET_ERROR
     return io_pending(lpErrno) if rc == PENDING else rc
 
 

@@ -9,9 +9,8 @@ from . import apc
 from ._args import (
     PENDING,
     RECV_FLAGS,
+    call_spi,
     capture,
-    fail,
-    io_pending,
 )
 from ._base import ProviderBase
 from ._ops import RECV, Operation
@@ -19,7 +18,6 @@ from ._socket import CONNECTED, CREATED, Socket
 from .constants import (
     MSG_OOB,
     MSG_PARTIAL,
-    SOCKET_ERROR,
 )
 from .errors import WSAErr, WSAError
 from .structs import is_box, store
@@ -41,22 +39,19 @@ class RecvCalls(ProviderBase):
         lpErrno: object,
     ) -> int:
         """Receive (S11.1): completes with at least one byte, or 0 at a graceful close."""
-        try:
-            rc = self._recv(
-                s,
-                lpBuffers,
-                dwBufferCount,
-                lpNumberOfBytesRecvd,
-                lpFlags,
-                None,
-                lpOverlapped,
-                lpCompletionRoutine,
-                lpThreadId,
-            )
-            return io_pending(lpErrno) if rc == PENDING else rc
-        except BaseException as exc:
-            fail(lpErrno, exc)
-            return SOCKET_ERROR
+        return call_spi(
+            self._recv,
+            lpErrno,
+            s,
+            lpBuffers,
+            dwBufferCount,
+            lpNumberOfBytesRecvd,
+            lpFlags,
+            None,
+            lpOverlapped,
+            lpCompletionRoutine,
+            lpThreadId,
+        )
 
     def WSPRecvFrom(
         self,
@@ -73,24 +68,19 @@ class RecvCalls(ProviderBase):
         lpErrno: object,
     ) -> int:
         """``WSPRecv`` that also reports the sender (``lpFrom`` box) of a datagram."""
-        try:
-            if lpFrom is not None and not is_box(lpFrom):
-                raise WSAError(WSAErr.WSAEFAULT, "lpFrom is not a box")
-            rc = self._recv(
-                s,
-                lpBuffers,
-                dwBufferCount,
-                lpNumberOfBytesRecvd,
-                lpFlags,
-                lpFrom,
-                lpOverlapped,
-                lpCompletionRoutine,
-                lpThreadId,
-            )
-            return io_pending(lpErrno) if rc == PENDING else rc
-        except BaseException as exc:
-            fail(lpErrno, exc)
-            return SOCKET_ERROR
+        return call_spi(
+            self._recv,
+            lpErrno,
+            s,
+            lpBuffers,
+            dwBufferCount,
+            lpNumberOfBytesRecvd,
+            lpFlags,
+            lpFrom,
+            lpOverlapped,
+            lpCompletionRoutine,
+            lpThreadId,
+        )
 
     def _recv(
         self,
@@ -105,6 +95,8 @@ class RecvCalls(ProviderBase):
         lpThreadId: object,
     ) -> int:
         sock = self._socket(s)
+        if lpFrom is not None and not is_box(lpFrom):
+            raise WSAError(WSAErr.WSAEFAULT, "lpFrom is not a box")
         buffers, total = capture(lpBuffers, dwBufferCount, True)
         if lpNumberOfBytesRecvd is not None and not is_box(lpNumberOfBytesRecvd):
             raise WSAError(WSAErr.WSAEFAULT, "lpNumberOfBytesRecvd is not a box")

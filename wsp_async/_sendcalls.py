@@ -11,9 +11,8 @@ from . import apc
 from ._args import (
     PENDING,
     SEND_FLAGS,
+    call_spi,
     capture,
-    fail,
-    io_pending,
     skip,
 )
 from ._base import ProviderBase
@@ -23,7 +22,6 @@ from .constants import (
     AF_INET,
     MSG_OOB,
     MSG_PARTIAL,
-    SOCKET_ERROR,
     UDP_MAX_MSG_SIZE_V4,
     UDP_MAX_MSG_SIZE_V6,
 )
@@ -52,23 +50,20 @@ class SendCalls(ProviderBase):
         will complete later (exactly once, S2.4); any other code means nothing
         was started and no completion will come (S2.3).
         """
-        try:
-            rc = self._send(
-                s,
-                lpBuffers,
-                dwBufferCount,
-                lpNumberOfBytesSent,
-                dwFlags,
-                None,
-                False,
-                lpOverlapped,
-                lpCompletionRoutine,
-                lpThreadId,
-            )
-            return io_pending(lpErrno) if rc == PENDING else rc
-        except BaseException as exc:
-            fail(lpErrno, exc)
-            return SOCKET_ERROR
+        return call_spi(
+            self._send,
+            lpErrno,
+            s,
+            lpBuffers,
+            dwBufferCount,
+            lpNumberOfBytesSent,
+            dwFlags,
+            None,
+            False,
+            lpOverlapped,
+            lpCompletionRoutine,
+            lpThreadId,
+        )
 
     def WSPSendTo(
         self,
@@ -85,23 +80,20 @@ class SendCalls(ProviderBase):
         lpErrno: object,
     ) -> int:
         """``WSPSend`` with a destination (datagram sockets; ignored on streams)."""
-        try:
-            rc = self._send(
-                s,
-                lpBuffers,
-                dwBufferCount,
-                lpNumberOfBytesSent,
-                dwFlags,
-                lpTo,
-                True,
-                lpOverlapped,
-                lpCompletionRoutine,
-                lpThreadId,
-            )
-            return io_pending(lpErrno) if rc == PENDING else rc
-        except BaseException as exc:
-            fail(lpErrno, exc)
-            return SOCKET_ERROR
+        return call_spi(
+            self._send,
+            lpErrno,
+            s,
+            lpBuffers,
+            dwBufferCount,
+            lpNumberOfBytesSent,
+            dwFlags,
+            lpTo,
+            True,
+            lpOverlapped,
+            lpCompletionRoutine,
+            lpThreadId,
+        )
 
     def _send(
         self,

@@ -21,8 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
-from ._args import fail as _fail
-from ._args import spi_result
+from ._args import call_spi
 from .constants import (
     AF_INET,
     AF_INET6,
@@ -171,24 +170,21 @@ class OverlappedSocket:
             # WSPSend itself, minus the end-of-iteration coalescing: a coroutine
             # that awaits each send gains nothing from it, and a send that
             # completes at once needs no future at all.
-            try:
-                rc = p._send(
-                    self.handle,
-                    bufs,
-                    len(bufs),
-                    None,
-                    flags,
-                    None,
-                    False,
-                    ov,
-                    routine,
-                    None,
-                    coalesce=False,
-                )
-            except BaseException as exc:
-                _fail(err, exc)
-                return SOCKET_ERROR
-            return spi_result(rc, err)
+            return call_spi(
+                p._send,
+                err,
+                self.handle,
+                bufs,
+                len(bufs),
+                None,
+                flags,
+                None,
+                False,
+                ov,
+                routine,
+                None,
+                coalesce=False,
+            )
 
         n, _ = await self._overlapped(post)
         return n

@@ -21,12 +21,11 @@ thread (S7.3): they fail with ``WSAEWOULDBLOCK`` instead of deadlocking.
 
 from __future__ import annotations
 
-from ._args import spi_result
 from ._recvcalls import RecvCalls
 from ._sendcalls import SendCalls
 from ._socketcalls import SocketCalls
 
-__all__ = ["Provider", "spi_result"]
+__all__ = ["Provider"]
 
 
 class Provider(SocketCalls, SendCalls, RecvCalls):
