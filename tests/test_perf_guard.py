@@ -69,13 +69,14 @@ def test_foreign_posts_share_one_loop_wakeup(provider, listener):  # type: ignor
     # not once per send (stock asyncio's call_soon_threadsafe writes to a pipe each time).
     s, conn = connect(provider, listener)
     wakeups: list[object] = []
-    original = provider._call_soon_threadsafe
+    sock = provider.socket_of(s)
+    original = sock.wake
 
     def counting(fn, *args):  # type: ignore[no-untyped-def]
         wakeups.append(fn)
         original(fn, *args)
 
-    provider._call_soon_threadsafe = counting  # type: ignore[method-assign]
+    sock.wake = counting
     busy, release = threading.Event(), threading.Event()
     provider.loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(10)))
     assert busy.wait(10)
@@ -94,7 +95,7 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
     # The harness itself (python -m wsp_async bench): every mode runs, reports a
     # ratio to raw-transport from the same run, and the latency/memory probes work.
     # Only a wide margin on speed: routine mode must not be 10x slower than raw.
-    from wsp_async import bench
+    from wsp_async.tools import bench
 
     result = bench.run(
         bench.MODES, [loop_kind], [1024], reps=1, budget=1 << 20, nbufs=3, quiet=True, cap=2000

@@ -1,4 +1,4 @@
-"""``python -m wsp_async demo`` (and, later, ``bench``)."""
+"""``python -m wsp_async demo|bench|timeline``: the tools of :mod:`wsp_async.tools`."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         print(format_timeline(read_trace(args.path)))
         return 0
     if args.command == "bench":
-        from .bench import main as bench_main
+        from .tools.bench import main as bench_main
 
         return bench_main(rest)
     if args.command == "demo":
-        from .demo import main as demo_main
+        from .tools.demo import main as demo_main
 
         return demo_main()
     return 2

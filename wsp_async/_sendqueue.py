@@ -155,6 +155,11 @@ class SendQueue(Generic[Op]):
             done.append(inflight.popleft())
         return done
 
+    def bypassed(self, nbytes: int, buffered: int) -> None:
+        """``nbytes`` went to the transport outside the queue (a non-blocking send, S8.1)."""
+        self.written += nbytes
+        self.buffered = buffered
+
     def remove_waiting(self, which: Callable[[Op], bool] | None = None) -> list[Op]:
         """Withdraw sends not yet handed on (all, or those ``which`` selects), in order."""
         return withdraw(self.waiting, which)

@@ -21,7 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
-from ._args import call_spi
 from .constants import (
     AF_INET,
     AF_INET6,
@@ -80,20 +79,6 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _on_completion(op: Any, callback: Callable[[Any], object]) -> None:
-    """Chain ``callback`` onto the operation's completion hook (keeping any hook it has)."""
-    previous = op.notify
-    if previous is None:
-        op.notify = callback
-        return
-
-    def both(done: Any) -> None:
-        previous(done)
-        callback(done)
-
-    op.notify = both
-
-
 class OverlappedSocket:
     """An emulated Winsock socket with awaitable overlapped operations.
 
@@ -115,48 +100,39 @@ class OverlappedSocket:
         """Post one overlapped operation and await its completion.
 
         On the provider's own loop thread (the usual case: :func:`get_provider`)
-        the post carries no routine at all: a send that completes at once returns
-        without yielding and without queueing anything, and a pending one gets a
-        completion hook that resolves a future -- completions run on this same
-        thread, so the hook cannot miss one.  Otherwise a completion routine
-        delivered to this loop resolves the future.
+        the post carries no routine at all: an operation that completes at once
+        returns without yielding, and a pending one gets a completion hook that
+        resolves a future -- completions run on this same thread, so the hook
+        cannot miss one.  Otherwise a completion routine delivered to this loop
+        resolves the future.
         """
         loop = asyncio.get_running_loop()
         ov = WSAOVERLAPPED()
         err = INT()
         provider = self.provider
         if provider.loop is loop and provider.on_loop_thread():
-            # Post first: an operation that completes at once needs no future.
-            rc = post(ov, None, err)
-            if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
-                raise WSAError(err.value)
-            op = ov._op
-            if op is not None:
+            _raise_unless_started(post(ov, None, err), err)
+            if ov.pending:
                 future: asyncio.Future[None] = loop.create_future()
-                _on_completion(op, lambda _op: _resolve(future))
-                await self._await_completion(future, op)
+                provider.when_complete(ov, lambda: _resolve(future))
+                await self._await_completion(future, ov)
         else:
             future = loop.create_future()
 
             def routine(*_args: Any) -> None:
-                if not future.done():
-                    future.set_result(None)
+                _resolve(future)
 
-            rc = post(ov, routine, err)
-            if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
-                raise WSAError(err.value)
-            op = ov._op
-            if op is not None:
-                await self._await_completion(future, op)
+            _raise_unless_started(post(ov, routine, err), err)
+            await self._await_completion(future, ov)
         if ov.Internal:
             raise WSAError(ov.Internal)
         return ov.InternalHigh, ov
 
-    async def _await_completion(self, future: asyncio.Future[None], op: Any) -> None:
+    async def _await_completion(self, future: asyncio.Future[None], ov: WSAOVERLAPPED) -> None:
         try:
             await future
         except asyncio.CancelledError:
-            if op.pending and not self.provider.socket_of(self.handle).cancel(op):
+            if ov.pending and not self.provider.cancel(self.handle, ov):
                 log.debug("%r: cancelled await of an operation already handed on", self)
             raise
 
@@ -164,26 +140,25 @@ class OverlappedSocket:
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
         """Send one buffer or a scatter/gather list; returns when consumed (S4)."""
         bufs = _as_wsabufs(buffers)
-        p = self.provider
-
-        def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
+        provider = self.provider
+        loop = asyncio.get_running_loop()
+        if provider.loop is loop and provider.on_loop_thread():
             # WSPSend itself, minus the end-of-iteration coalescing: a coroutine
             # that awaits each send gains nothing from it, and a send that
             # completes at once needs no future at all.
-            return call_spi(
-                p._send,
-                err,
-                self.handle,
-                bufs,
-                len(bufs),
-                None,
-                flags,
-                None,
-                False,
-                ov,
-                routine,
-                None,
-                coalesce=False,
+            ov = WSAOVERLAPPED()
+            provider.send_now(self.handle, bufs, len(bufs), flags, ov)
+            if ov.pending:
+                future: asyncio.Future[None] = loop.create_future()
+                provider.when_complete(ov, lambda: _resolve(future))
+                await self._await_completion(future, ov)
+            if ov.Internal:
+                raise WSAError(ov.Internal)
+            return ov.InternalHigh
+
+        def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
+            return provider.WSPSend(
+                self.handle, bufs, len(bufs), None, flags, ov, routine, None, err
             )
 
         n, _ = await self._overlapped(post)
@@ -208,27 +183,29 @@ class OverlappedSocket:
         ov = WSAOVERLAPPED(hEvent=hEvent)
         err = INT()
         rc = self.provider.WSPSend(self.handle, bufs, len(bufs), None, 0, ov, None, None, err)
-        if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
-            raise WSAError(err.value)
+        _raise_unless_started(rc, err)
         return ov
 
     async def get_overlapped_result(self, ov: WSAOVERLAPPED) -> int:
         """The awaitable ``WSPGetOverlappedResult(fWait=True)``: bytes transferred, or WSAError."""
-        op = ov._op
-        if op is not None:
+        if ov.pending:
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
-
-            def resolve() -> None:
-                if not future.done():
-                    future.set_result(None)
-
-            if self.provider.loop is loop and self.provider.on_loop_thread():
-                # Completions run on this thread: the op cannot complete before the hook is on.
-                _on_completion(op, lambda _op: resolve())
+            provider = self.provider
+            if provider.loop is loop and provider.on_loop_thread():
+                # Completions run on this thread: none can come before the hook is on.
+                provider.when_complete(ov, lambda: _resolve(future))
             else:
-                _on_completion(op, lambda _op: loop.call_soon_threadsafe(resolve))
-            if op.pending:
+
+                def resolve() -> None:
+                    loop.call_soon_threadsafe(_resolve, future)
+
+                def hook() -> None:
+                    if not provider.when_complete(ov, resolve):
+                        resolve()  # it completed before the hook got there
+
+                provider.loop.call_soon_threadsafe(hook)
+            if ov.pending:
                 await future
         if ov.Internal:
             raise WSAError(ov.Internal)
@@ -293,10 +270,10 @@ class OverlappedSocket:
             raise WSAError(err.value)
 
     def getsockname(self) -> Any:
-        return self.provider.socket_of(self.handle).sock.getsockname()
+        return _name(self.provider.WSPGetSockName, self.handle)
 
     def getpeername(self) -> Any:
-        return self.provider.socket_of(self.handle).sock.getpeername()
+        return _name(self.provider.WSPGetPeerName, self.handle)
 
     def setsockopt(self, level: int, optname: int, value: int) -> None:
         err = INT()
@@ -314,6 +291,19 @@ class OverlappedSocket:
         self.close()
 
 
+def _raise_unless_started(rc: int, err: INT) -> None:
+    """S2: 0 or WSA_IO_PENDING means started; any other code is the error."""
+    if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
+        raise WSAError(err.value)
+
+
+def _name(call: Callable[[int, DWORD, None, INT], int], handle: int) -> Any:
+    box, err = DWORD(), INT()
+    if call(handle, box, None, err) == SOCKET_ERROR:
+        raise WSAError(err.value)
+    return box.value
+
+
 def _new_socket(provider: Provider, family: int, kind: int) -> int:
     err = INT()
     handle = provider.WSPSocket(family, kind, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
@@ -327,7 +317,7 @@ async def connect(host: str, port: int, *, provider: Provider | None = None) -> 
     provider = provider or get_provider()
     handle = _new_socket(provider, _family(host), SOCK_STREAM)
     try:
-        await provider.connect_async(provider.socket_of(handle), (host, port))
+        await provider.connect_async(handle, (host, port))
     except BaseException as exc:
         provider.WSPCloseSocket(handle, INT())
         if isinstance(exc, OSError) and not isinstance(exc, WSAError):
@@ -348,16 +338,16 @@ class Listener:
 
     @property
     def address(self) -> Any:
-        return self.provider.socket_of(self.handle).sock.getsockname()
+        return _name(self.provider.WSPGetSockName, self.handle)
 
     async def accept(self) -> tuple[OverlappedSocket, Any]:
         try:
-            sock, peer = await self.provider.accept_async(self.provider.socket_of(self.handle))
+            handle, peer = await self.provider.accept_async(self.handle)
         except OSError as exc:
             if isinstance(exc, WSAError):
                 raise
             raise WSAError(wsa_code_of(exc, WSAErr.WSAEINVAL), str(exc)) from exc
-        return OverlappedSocket(self.provider, sock.handle), peer
+        return OverlappedSocket(self.provider, handle), peer
 
     def close(self) -> None:
         self.provider.WSPCloseSocket(self.handle, INT())

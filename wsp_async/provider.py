@@ -1,34 +1,49 @@
-"""The provider: the SPI face (``WSPSend`` and friends) over one I/O loop (SPEC S1-S10).
+"""The provider: the SPI face (``WSPSend`` and friends) over one I/O loop (SPEC S1-S12).
 
-Every ``WSP*`` method keeps the ``ws2spi.h`` name and parameter order, returns
-``0``/``SOCKET_ERROR`` (or a handle, or a BOOL) and reports its error through the
-``lpErrno`` box -- never by raising (S0).  Each is safe to call from any thread,
-including from inside completion routines (S6.5).
+Every ``WSP*`` method keeps the ``ws2spi.h`` name and parameter order and is one
+definition under :func:`~wsp_async._spi.entry_point`, the S2 protocol written
+once: it returns ``0``/``SOCKET_ERROR`` (or a handle, or a BOOL) and reports its
+error through the ``lpErrno`` box, never by raising (S0).  Each is safe to call
+from any thread, including inside completion routines (S6.5).
 
-Where things are: the entry points in :mod:`wsp_async._socketcalls` (socket life
-cycle, ioctls, options), :mod:`wsp_async._sendcalls` and :mod:`wsp_async._recvcalls`;
-what they share in :mod:`wsp_async._base` and :mod:`wsp_async._args`; the engine
-behind them in :mod:`wsp_async._socket` (one emulated socket over a transport),
-:mod:`wsp_async._sendqueue` and :mod:`wsp_async._recvqueue` (the I/O-free decisions).
+How it is built (see ``docs/architecture.md``): the provider is composed of
+parts (:mod:`wsp_async._parts`): the I/O loop, the handle table, the completion
+door, the thread watch and the fault plan.  The bodies of the entry points live
+in three groups -- :mod:`wsp_async._lifecycle`, :mod:`wsp_async._transfers`,
+:mod:`wsp_async._control` -- over per-socket engines (:mod:`wsp_async._engine`,
+no I/O) and their transport adapters (:mod:`wsp_async._adapter`).
 
-Threads: the provider either owns its I/O loop (started in a daemon thread) or
-is *embedded* in a running loop.  A call made on the I/O loop's thread acts at
-once (the fast path); a call from another thread that must touch the transport
-is queued to the loop (sends, receives: they pend) or waits for a round trip
-(connect, accept, close, ioctl).  Blocking waits refuse to run on the loop's
-thread (S7.3): they fail with ``WSAEWOULDBLOCK`` instead of deadlocking.
+Threads: a call made on the I/O loop's thread acts at once (the fast path); a
+call from another thread that must touch the transport is handed to the loop
+(sends, receives: they pend) or waits for a round trip (connect, accept, close,
+ioctl).  Blocking waits refuse to run on the loop's thread (S7.3).
 """
 
 from __future__ import annotations
 
-from ._recvcalls import RecvCalls
-from ._sendcalls import SendCalls
-from ._socketcalls import SocketCalls
+import asyncio
+from collections.abc import Callable
+from typing import Any, Self
+
+from . import apc
+from ._adapter import SocketAdapter
+from ._completion import CompletionDoor, wait_until
+from ._control import Controls
+from ._handles import HandleTable
+from ._ioloop import IoLoop
+from ._lifecycle import Lifecycle
+from ._parts import Parts
+from ._spi import entry_point
+from ._threadwatch import ThreadWatch
+from ._transfers import Transfers
+from .constants import INVALID_SOCKET, SOCKET_ERROR
+from .errors import WSAErr, WSAError
+from .structs import WSAOVERLAPPED, WSATHREADID, operation_of
 
 __all__ = ["Provider"]
 
 
-class Provider(SocketCalls, SendCalls, RecvCalls):
+class Provider:
     """A Winsock service provider emulated over asyncio transports (SPEC S1).
 
     ``Provider()`` starts its own I/O loop in a daemon thread (uvloop when it
@@ -43,3 +58,418 @@ class Provider(SocketCalls, SendCalls, RecvCalls):
     (the verifier of S12.3, with ``slow_routine`` its threshold in seconds for a
     routine that blocks its loop), ``tracer`` (a callable receiving trace records, S12.2).
     """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        max_pending: int = 10000,
+        max_pending_bytes: int | None = None,
+        debug: bool = False,
+        use_uvloop: bool = True,
+        tracer: Callable[[Any], object] | None = None,
+        slow_routine: float = 0.05,
+    ) -> None:
+        io = IoLoop(loop, use_uvloop)
+        loop_target = apc.loop_target(io.loop, io.ident)
+        parts = Parts(
+            io,
+            CompletionDoor(tracer),
+            HandleTable(),
+            ThreadWatch(io.wake, lambda target: parts.cancel_issued_by(target)),
+            loop_target,
+            max_pending,
+            max_pending_bytes,
+            debug,
+            slow_routine,
+        )
+        self._parts = parts
+        self._io = io
+        self._lifecycle = Lifecycle(parts)
+        self._transfers = Transfers(parts)
+        self._controls = Controls(parts, self._transfers)
+        #: How long close() lets closing transports flush to the kernel (seconds).
+        self.close_timeout = 5.0
+        # An embedded provider whose loop ended is closed with it.
+        loop_target.add_exit_hook(lambda _target: parts.close_here())
+
+    # ------------------------------------------------------------------ what it runs on
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._io.loop
+
+    @property
+    def embedded(self) -> bool:
+        return self._io.embedded
+
+    @property
+    def loop_kind(self) -> str:
+        """``"uvloop"`` or ``"asyncio"``: which loop backs the transports."""
+        return self._io.kind
+
+    def on_loop_thread(self) -> bool:
+        return self._io.here()
+
+    @property
+    def debug(self) -> bool:
+        """The verifier of S12.3 (settable: applies to every socket, open or to come)."""
+        return self._parts.debug
+
+    @debug.setter
+    def debug(self, on: bool) -> None:
+        self._parts.debug = bool(on)
+        for sock in self._parts.sockets.items():
+            sock.debug = sock.lane.debug = bool(on)
+
+    @property
+    def tracer(self) -> Callable[[Any], object] | None:
+        return self._parts.door.tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Callable[[Any], object] | None) -> None:
+        self._parts.door.tracer = tracer
+
+    def sockets(self) -> list[int]:
+        """Handles of the open sockets."""
+        return self._parts.sockets.handles()
+
+    def socket_of(self, s: int) -> SocketAdapter:
+        """The adapter behind a handle (its ``sock`` is the host socket; for tools and tests)."""
+        return self._parts.sockets.get(s)
+
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+        """Block (off the loop) until ``predicate()`` holds after some completion."""
+        return wait_until(predicate, timeout)
+
+    # ------------------------------------------------------------------ socket life (S1, S10)
+    @entry_point(INVALID_SOCKET)
+    def WSPSocket(
+        self,
+        af: int,
+        type: int,
+        protocol: int,
+        lpProtocolInfo: object,
+        g: int,
+        dwFlags: int,
+        lpErrno: object,
+    ) -> int:
+        """Create a socket; returns its handle (unique in the process) or ``INVALID_SOCKET``."""
+        return self._lifecycle.socket(af, type, protocol, dwFlags)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPBind(self, s: int, name: object, namelen: object, lpErrno: object) -> int:
+        return self._lifecycle.bind(s, name)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPListen(self, s: int, backlog: int, lpErrno: object) -> int:
+        return self._lifecycle.listen(s, backlog)
+
+    @entry_point(INVALID_SOCKET)
+    def WSPAccept(
+        self,
+        s: int,
+        addr: object,
+        addrlen: object,
+        lpfnCondition: object,
+        dwCallbackData: object,
+        lpErrno: object,
+    ) -> int:
+        """Accept a connection; blocks unless the socket is non-blocking (``FIONBIO``).
+
+        ``addr``, when given, is a box that receives the peer's sockaddr tuple.
+        Conditional acceptance (``lpfnCondition``) is not emulated: it is ignored.
+        """
+        return self._lifecycle.accept(s, addr)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPConnect(
+        self,
+        s: int,
+        name: object,
+        namelen: object,
+        lpCallerData: object,
+        lpCalleeData: object,
+        lpSQOS: object,
+        lpGQOS: object,
+        lpErrno: object,
+    ) -> int:
+        """Connect a stream socket, or set a datagram socket's default peer (S11.3).
+
+        On a non-blocking socket, or on the I/O loop's thread, a stream connect
+        starts in the background and returns ``WSAEWOULDBLOCK``, as on Windows.
+        """
+        return self._lifecycle.connect(s, name)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPGetSockName(self, s: int, name: object, namelen: object, lpErrno: object) -> int:
+        """The socket's own address, into the box ``name``."""
+        return self._lifecycle.name(s, name, peer=False)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPGetPeerName(self, s: int, name: object, namelen: object, lpErrno: object) -> int:
+        """The connected peer's address, into the box ``name``."""
+        return self._lifecycle.name(s, name, peer=True)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPShutdown(self, s: int, how: int, lpErrno: object) -> int:
+        """SD_SEND: posted sends still go out and complete, then the stream is half-closed (S10.1)."""
+        return self._lifecycle.shutdown(s, how)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPCloseSocket(self, s: int, lpErrno: object) -> int:
+        """Close: pending operations complete with ``WSA_OPERATION_ABORTED``; the handle dies at once (S10.2)."""
+        return self._lifecycle.close(s)
+
+    # ------------------------------------------------------------------ data (S2-S11)
+    @entry_point(SOCKET_ERROR)
+    def WSPSend(
+        self,
+        s: int,
+        lpBuffers: object,
+        dwBufferCount: int,
+        lpNumberOfBytesSent: object,
+        dwFlags: int,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+        lpErrno: object,
+    ) -> int:
+        """Send on a connected socket (S2-S10): 0 when complete at once, else SOCKET_ERROR.
+
+        ``lpErrno`` is ``WSA_IO_PENDING`` when an overlapped send started and
+        will complete later (exactly once, S2.4); any other code means nothing
+        was started and no completion will come (S2.3).
+        """
+        return self._transfers.send(  # type: ignore[no-any-return]
+            s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, None,
+            lpOverlapped, lpCompletionRoutine, lpThreadId,
+        )  # fmt: skip
+
+    @entry_point(SOCKET_ERROR)
+    def WSPSendTo(
+        self,
+        s: int,
+        lpBuffers: object,
+        dwBufferCount: int,
+        lpNumberOfBytesSent: object,
+        dwFlags: int,
+        lpTo: object,
+        iTolen: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+        lpErrno: object,
+    ) -> int:
+        """``WSPSend`` with a destination (datagram sockets; ignored on streams)."""
+        return self._transfers.send(  # type: ignore[no-any-return]
+            s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpTo,
+            lpOverlapped, lpCompletionRoutine, lpThreadId,
+        )  # fmt: skip
+
+    @entry_point(SOCKET_ERROR)
+    def WSPRecv(
+        self,
+        s: int,
+        lpBuffers: object,
+        dwBufferCount: int,
+        lpNumberOfBytesRecvd: object,
+        lpFlags: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+        lpErrno: object,
+    ) -> int:
+        """Receive (S11.1): completes with at least one byte, or 0 at a graceful close."""
+        return self._transfers.recv(  # type: ignore[no-any-return]
+            s, lpBuffers, dwBufferCount, lpNumberOfBytesRecvd, lpFlags, None,
+            lpOverlapped, lpCompletionRoutine, lpThreadId,
+        )  # fmt: skip
+
+    @entry_point(SOCKET_ERROR)
+    def WSPRecvFrom(
+        self,
+        s: int,
+        lpBuffers: object,
+        dwBufferCount: int,
+        lpNumberOfBytesRecvd: object,
+        lpFlags: object,
+        lpFrom: object,
+        lpFromlen: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+        lpErrno: object,
+    ) -> int:
+        """``WSPRecv`` that also reports the sender (``lpFrom`` box) of a datagram."""
+        return self._transfers.recv(  # type: ignore[no-any-return]
+            s, lpBuffers, dwBufferCount, lpNumberOfBytesRecvd, lpFlags, lpFrom,
+            lpOverlapped, lpCompletionRoutine, lpThreadId,
+        )  # fmt: skip
+
+    @entry_point(False)
+    def WSPGetOverlappedResult(
+        self,
+        s: int,
+        lpOverlapped: object,
+        lpcbTransfer: object,
+        fWait: bool,
+        lpdwFlags: object,
+        lpErrno: object,
+    ) -> bool:
+        """The result of an overlapped operation (S7.2); ``fWait`` blocks until it completes."""
+        return self._transfers.result(s, lpOverlapped, lpcbTransfer, fWait, lpdwFlags)
+
+    # ------------------------------------------------------------------ control
+    @entry_point(SOCKET_ERROR)
+    def WSPIoctl(
+        self,
+        s: int,
+        dwIoControlCode: int,
+        lpvInBuffer: object,
+        cbInBuffer: object,
+        lpvOutBuffer: object,
+        cbOutBuffer: object,
+        lpcbBytesReturned: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+        lpErrno: object,
+    ) -> int:
+        """``FIONBIO``, ``FIONREAD`` and ``SIO_FLUSH`` (S10.3)."""
+        return self._controls.ioctl(
+            s, dwIoControlCode, lpvInBuffer, lpvOutBuffer, lpcbBytesReturned,
+            lpOverlapped, lpCompletionRoutine, lpThreadId,
+        )  # fmt: skip
+
+    @entry_point(SOCKET_ERROR)
+    def WSPSetSockOpt(
+        self, s: int, level: int, optname: int, optval: object, optlen: object, lpErrno: object
+    ) -> int:
+        """``SO_SNDBUF`` sets the emulated send-buffer capacity (S4.1); others pass to the host."""
+        return self._controls.set_option(s, level, optname, optval)
+
+    @entry_point(SOCKET_ERROR)
+    def WSPGetSockOpt(
+        self, s: int, level: int, optname: int, optval: object, optlen: object, lpErrno: object
+    ) -> int:
+        return self._controls.get_option(s, level, optname, optval, optlen)
+
+    @entry_point(SOCKET_ERROR)
+    def WPUQueueApc(
+        self, lpThreadId: object, lpfnUserApc: object, dwContext: object, lpErrno: object
+    ) -> int:
+        """Queue ``lpfnUserApc(dwContext)`` to the thread ``lpThreadId`` names (S6.1)."""
+        if not isinstance(lpThreadId, WSATHREADID):
+            raise WSAError(WSAErr.WSAEFAULT, "lpThreadId is not a WSATHREADID")
+        if not callable(lpfnUserApc):
+            raise WSAError(WSAErr.WSAEFAULT, "lpfnUserApc is not callable")
+        if not apc.queue_apc(lpThreadId, lpfnUserApc, dwContext):
+            raise WSAError(WSAErr.WSAEINVAL, "the thread has exited")
+        return 0
+
+    # ------------------------------------------------------------------ beyond Winsock (S12)
+    def inject(
+        self,
+        s: int | None = None,
+        *,
+        op: str = "send",
+        error: int | None = None,
+        at: str = "post",
+        nth: int = 1,
+        every: bool = False,
+        delay_drain: float | str | None = "unchanged",
+    ) -> None:
+        """Arm a fault on socket ``s`` (or, with ``s=None``, on every socket) -- SPEC S12.1.
+
+        ``error`` makes the ``nth`` operation of kind ``op`` (``"send"``,
+        ``"recv"`` or ``"any"``) -- or, with ``every``, the ``nth`` and all after
+        it -- fail with that WSA code: at once (``at="post"``: SOCKET_ERROR,
+        nothing started, no completion, S2.3) or as its completion status
+        (``at="completion"``: WSA_IO_PENDING, then the error through the normal
+        completion path, in posting order, S2.2).  ``delay_drain`` slows the
+        socket's drain to one hand-on per that many seconds (``math.inf``
+        stalls it; ``None`` restores full speed).  See :mod:`wsp_async.faults`.
+        """
+        self._controls.inject(s, op, error, at, nth, every, delay_drain)
+
+    def clear_faults(self, s: int | None = None) -> None:
+        """Disarm the faults of socket ``s`` (or the provider-wide ones)."""
+        (self._parts.faults if s is None else self._parts.sockets.get(s).engine.faults).clear()
+
+    # ------------------------------------------------------------------ for the asyncio face
+    def send_now(self, s: int, buffers: object, count: int, flags: int, ov: WSAOVERLAPPED) -> None:
+        """An overlapped send on the loop thread that skips end-of-iteration coalescing.
+
+        What ``WSPSend`` does with ``lpOverlapped=ov`` and no routine, for a caller
+        that awaits each send; raises ``WSAError`` when nothing started.  The send
+        is pending while ``ov.pending``; its result is then in ``ov``.
+        """
+        self._transfers.send(s, buffers, count, None, flags, None, ov, None, None, False)
+
+    def when_complete(self, ov: WSAOVERLAPPED, callback: Callable[[], object]) -> bool:
+        """Call ``callback()`` on the I/O loop when ``ov`` completes; False if it is not pending.
+
+        Only on the loop thread, where completions happen, so that none can slip
+        between the check and the hook.
+        """
+        op = operation_of(ov)
+        if op is None:
+            return False
+        previous = op.listener
+
+        def both(done: Any) -> None:
+            if previous is not None:
+                previous(done)
+            callback()
+
+        op.listener = both
+        return True
+
+    def cancel(self, s: int, ov: WSAOVERLAPPED) -> bool:
+        """Withdraw the pending operation of ``ov`` if not handed on yet (it completes
+        with ``WSA_OPERATION_ABORTED``); False when it is already on its way or done."""
+        op = operation_of(ov)
+        if op is None:
+            return False
+        sock = self._parts.sockets.get(s)
+        return self._io.call(sock.cancel, op)
+
+    async def connect_async(self, s: int, name: tuple[Any, ...]) -> None:
+        """Connect a stream socket on the loop (the asyncio face's connect)."""
+        await self._lifecycle.connect_async(self._parts.sockets.get(s), name)
+
+    async def accept_async(self, s: int) -> tuple[int, Any]:
+        """Accept on the loop: the new handle and the peer's address."""
+        child, peer = await self._lifecycle.accept_async(self._parts.sockets.get(s))
+        return child.handle, peer
+
+    # ------------------------------------------------------------------ life cycle
+    def close(self) -> None:
+        """Complete every pending operation (``WSA_OPERATION_ABORTED``), close every socket.
+
+        ``closesocket`` is graceful, and a kernel keeps sending after its process
+        let go: an owned loop lives on in its daemon thread until the closing
+        transports have handed their bytes on (bounded by ``close_timeout``), then
+        stops by itself.  ``close()`` does not wait for that.
+        """
+        self._parts.close(self.close_timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._parts.closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.embedded or self.on_loop_thread():
+            self.close()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self.close)

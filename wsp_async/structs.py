@@ -67,6 +67,33 @@ class WSAOVERLAPPED:
         return self._op is not None
 
 
+def operation_of(ov: WSAOVERLAPPED) -> Any:
+    """The provider's record of the operation pending on ``ov`` (None when not pending)."""
+    return ov._op
+
+
+def bind_operation(ov: WSAOVERLAPPED, op: Any) -> None:
+    """Tie ``ov`` to a pending operation (the completion door's S3.4 claim), or untie it."""
+    ov._op = op
+
+
+def write_result(ov: WSAOVERLAPPED, status: int, nbytes: int, flags: int) -> None:
+    """Fill in a completed operation's result (S2.5) and untie the structure from it.
+
+    ``Internal`` is written last, so a poller that sees it leave ``STATUS_PENDING``
+    reads a complete result.
+    """
+    ov.InternalHigh = nbytes
+    ov._flags = flags
+    ov.Internal = status
+    ov._op = None
+
+
+def result_flags(ov: WSAOVERLAPPED) -> int:
+    """Output flags of the completed operation (``MSG_PARTIAL`` for a truncated datagram)."""
+    return ov._flags
+
+
 @attrs.frozen(eq=False)
 class WSATHREADID:
     """Names the thread on which a completion routine must run (SPEC S6.1).

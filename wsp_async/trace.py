@@ -11,19 +11,15 @@ import json
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from ._ops import RECV, SEND
-
-if TYPE_CHECKING:
-    from ._ops import Operation
-    from ._socket import Socket
+from ._operation import Operation, OpKind
 
 __all__ = ["JsonLinesTracer", "TraceRecord", "format_timeline", "read_trace"]
 
-_KINDS = {SEND: "send", RECV: "recv"}
+_KINDS = {OpKind.SEND: "send", OpKind.RECV: "recv"}
 
 
 @attrs.frozen
@@ -60,11 +56,11 @@ def _issuer(op: Operation) -> int | None:
     return None if issuer is None else int(issuer.thread_ident)
 
 
-def _record(event: str, sock: Socket, op: Operation, nbytes: int, message: str = "") -> TraceRecord:
+def _record(event: str, op: Operation, nbytes: int, message: str = "") -> TraceRecord:
     target: Any = op.thread
     return TraceRecord(
         event,
-        sock.handle,
+        op.handle,
         id(op),
         _KINDS.get(op.kind, "ioctl"),
         nbytes,
@@ -78,19 +74,19 @@ def _record(event: str, sock: Socket, op: Operation, nbytes: int, message: str =
     )
 
 
-def post_record(sock: Socket, op: Operation) -> TraceRecord:
-    return _record("post", sock, op, op.nbytes)
+def post_record(op: Operation) -> TraceRecord:
+    return _record("post", op, op.nbytes)
 
 
-def completion_record(sock: Socket, op: Operation) -> TraceRecord:
-    return _record("complete", sock, op, op.transferred)
+def completion_record(op: Operation) -> TraceRecord:
+    return _record("complete", op, op.transferred)
 
 
-def verifier_record(sock: Socket, op: Operation | None, message: str) -> TraceRecord:
+def verifier_record(handle: int, op: Operation | None, message: str) -> TraceRecord:
     if op is None:
         return TraceRecord(
             "verifier",
-            sock.handle,
+            handle,
             0,
             "-",
             0,
@@ -102,7 +98,7 @@ def verifier_record(sock: Socket, op: Operation | None, message: str) -> TraceRe
             time.monotonic(),
             message,
         )
-    return _record("verifier", sock, op, op.nbytes, message)
+    return _record("verifier", op, op.nbytes, message)
 
 
 class JsonLinesTracer:

@@ -36,7 +36,7 @@ import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from . import (
+from .. import (
     AF_INET,
     DWORD,
     INT,
@@ -142,7 +142,7 @@ async def _embedded(port: int) -> tuple[Provider, int]:
     p = Provider(loop=asyncio.get_running_loop())
     err = INT()
     s = p.WSPSocket(AF_INET, SOCK_STREAM, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
-    await p.connect_async(p.socket_of(s), ("127.0.0.1", port))
+    await p.connect_async(s, ("127.0.0.1", port))
     return p, s
 
 
@@ -235,7 +235,7 @@ async def _poll(port: int, size: int, count: int, nbufs: int) -> float:
 
 
 async def _aio(port: int, size: int, count: int, nbufs: int) -> float:
-    from . import aio
+    from .. import aio
 
     p = Provider(loop=asyncio.get_running_loop())
     sock = await aio.connect("127.0.0.1", port, provider=p)

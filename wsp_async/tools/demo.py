@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import (
+from .. import (
     AF_INET,
     DWORD,
     INT,

@@ -1,0 +1,487 @@
+"""The transport adapter: carries out one socket engine's decisions on an asyncio transport.
+
+Rules of this module:
+
+* It decides nothing the engine can decide.  It feeds the engine facts ("the
+  transport took this batch and holds N bytes", "data arrived", "the connection
+  is gone with this error") and hands what the engine returns to the completion
+  door.  It gets everything through its constructor and never imports the
+  provider.
+* A send is *handed on* only once ``transport.write`` returned.  A write that
+  raises completes its batch with the mapped error (never strands it).
+* Other threads reach a socket only through the hand-off below; everything else
+  runs on the I/O loop thread.
+
+The cross-thread hand-off
+-------------------------
+``lock`` guards ``incoming`` (posts made on other threads, in the order they
+entered: S5.3), ``front``, ``closed`` and the engine's shutdown flags.  One
+``call_soon_threadsafe`` (``wake``) drains everything queued since the last
+drain, so a burst of foreign posts costs one wake-up of the loop.
+
+``write_lock`` is held while bytes go to the transport, or, for a blocking send
+from another thread on an idle socket, straight to the kernel (no loop round
+trip, S8.2).  If the kernel takes only part of that send, the rest becomes
+``front``: it is placed before every send posted meanwhile, under the same lock
+that kept those from being written, so no other send lands inside its bytes.
+
+Datagrams are one system call each and cannot interleave, so any thread sends
+one directly under ``lock``; only after an ``EAGAIN`` do later ones queue behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import socket as _pysocket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._arguments import skip
+from ._completion import CompletionDoor, RoutineLane, isolated
+from ._engine import ABORTED, SocketEngine
+from ._operation import Operation, OpKind
+from .errors import WSAErr, WSAError, wsa_code_of
+from .verifier import check_unchanged
+
+__all__ = ["SocketAdapter"]
+
+Wake = Callable[[Callable[[], object]], object]
+
+
+class SocketAdapter:
+    """One emulated socket over its transport (see the module docstring)."""
+
+    def __init__(
+        self,
+        handle: int,
+        sock: _pysocket.socket,
+        engine: SocketEngine,
+        door: CompletionDoor,
+        loop: asyncio.AbstractEventLoop,
+        wake: Wake,
+        on_closing: Callable[[SocketAdapter, bool], object],
+        lane: RoutineLane,
+        debug: bool = False,
+    ) -> None:
+        self.handle = handle
+        self.sock = sock
+        self.engine = engine
+        self.door = door
+        self.loop = loop
+        #: Schedules a call on the I/O loop from any thread (``call_soon_threadsafe``).
+        self.wake = wake
+        #: Told (self, True) when a closing transport starts flushing, (self, False) when gone.
+        self.on_closing = on_closing
+        self.lane = lane
+        self.debug = debug
+        self.transport: Any = None
+        self.lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.closed = False
+        self.incoming: collections.deque[Operation] = collections.deque()
+        self.front: Operation | None = None
+        self.drain_scheduled = False
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.datagram_backlog = False
+        #: Thread ident of a blocking call in progress (WSAEINPROGRESS).
+        self.blocking_owner: int | None = None
+        self.connect_future: asyncio.Future[Any] | None = None
+        self.accepting: set[asyncio.Future[Any]] = set()
+
+    def __repr__(self) -> str:
+        kind = "stream" if self.engine.stream else "datagram"
+        return (
+            f"<SocketAdapter {self.handle:#x} {kind} {self.engine.state.name} closed={self.closed}>"
+        )
+
+    # ------------------------------------------------------------------ transport
+    def attach(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if self.engine.stream:
+            self._limit(self.engine.capacity)
+
+    def _limit(self, size: int) -> None:
+        # S4.1: the transport's write buffer *is* the emulated send buffer.  Both
+        # loops pause above `high` and resume at or below `low`; with high == low ==
+        # capacity, resume_writing means "consumed again".
+        self.transport.set_write_buffer_limits(high=size, low=size)
+
+    def set_capacity(self, capacity: int) -> None:
+        """SO_SNDBUF changed (loop thread)."""
+        self.engine.capacity = self.engine.sendq.capacity = capacity
+        if self.transport is not None and self.engine.stream:
+            self._limit(capacity)
+            self.drained()
+
+    # ------------------------------------------------------------------ stream sends
+    def post_here(self, op: Operation, coalesce: bool = True) -> bool:
+        """Post a stream send on the loop thread; True when it completed at once."""
+        if self.incoming or self.front is not None:
+            self.take_incoming()
+        if self.engine.post_send(op, coalesce):
+            self.pump()
+            if self.engine.begin_iteration():
+                self.loop.call_soon(self._end_of_iteration)
+        return not op.pending
+
+    def _end_of_iteration(self) -> None:
+        if self.engine.end_iteration():
+            self.pump()
+
+    def pump(self) -> None:
+        """Hand waiting sends to the transport while the engine says so (loop thread)."""
+        transport = self.transport
+        engine = self.engine
+        if transport is None or engine.error or self.drain_timer is not None:
+            return
+        if engine.drain_delay == math.inf:
+            return  # fault injection: a stalled drain (S12.1)
+        door = self.door
+        while not transport.is_closing():
+            failed: BaseException | None = None
+            done: list[Operation] = []
+            with self.write_lock:
+                if self.front is not None:
+                    self._take_front()
+                faulted, batch = engine.next_hand_on()
+                if batch:
+                    if self.debug:
+                        for op in batch:
+                            isolated(check_unchanged, door.tracer, op)
+                    try:
+                        self._write(transport, batch)
+                    except Exception as exc:
+                        failed = exc
+                    else:
+                        done = engine.handed(batch, transport.get_write_buffer_size())
+            if faulted is not None:
+                door.complete(faulted, faulted.fault, 0)
+                continue
+            if not batch:
+                break
+            if failed is not None:
+                door.complete_all(batch, engine.write_failed(failed))
+                continue
+            door.complete_ok(done)
+            if engine.drain_delay is not None:
+                self.drain_timer = self.loop.call_later(engine.drain_delay, self._drain_tick)
+                break
+        if engine.wants_empty_transport:
+            self._limit(0)  # an OOB send needs an empty transport: hear when it is
+        if not self.incoming and self.front is None and engine.eof_ready():
+            if transport.can_write_eof() and not transport.is_closing():
+                transport.write_eof()
+
+    def _write(self, transport: Any, batch: list[Operation]) -> None:
+        first = batch[0]
+        if first.urgent:
+            self._send_urgent(first)
+        elif len(batch) == 1 and len(first.buffers) == 1:
+            transport.write(first.buffers[0])
+        else:
+            transport.writelines([buf for op in batch for buf in op.buffers])
+
+    def _send_urgent(self, op: Operation) -> None:
+        data = b"".join(op.buffers)
+        try:
+            sent = self.sock.send(data, _pysocket.MSG_OOB)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self.transport.write(data[sent:])
+        self._limit(self.engine.capacity)
+
+    def _drain_tick(self) -> None:
+        self.drain_timer = None
+        self.pump()
+
+    def set_drain_delay(self, delay: float | None) -> None:
+        """Fault injection: hand sends on one batch per ``delay`` seconds (inf: not at all)."""
+        self.engine.drain_delay = delay
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        self.pump()
+
+    def drained(self) -> None:
+        """The transport's buffer fell to the capacity (or was resized): settle and refill."""
+        if self.transport is None:
+            return
+        self.door.complete_ok(self.engine.observe(self.transport.get_write_buffer_size()))
+        sendq = self.engine.sendq
+        if sendq.waiting and sendq.waiting[0].urgent and not sendq.buffered:
+            self._limit(self.engine.capacity)
+        self.pump()
+
+    def send_nonblocking(self, buffers: list[Any], total: int) -> int:
+        """S8.1 on the loop: all or nothing -- the whole send when the buffer has room."""
+        self.take_incoming()
+        transport = self.transport
+        engine = self.engine
+        if (
+            transport is None
+            or transport.is_closing()
+            or engine.sendq.waiting
+            or transport.get_write_buffer_size() > engine.capacity
+        ):
+            raise WSAError(WSAErr.WSAEWOULDBLOCK)
+        if total:
+            # A copy: the caller owns its buffers again when this returns.
+            with self.write_lock:
+                transport.write(b"".join(buffers))
+            engine.bypassed(total, transport.get_write_buffer_size())
+        return total
+
+    # ------------------------------------------------------------------ other threads
+    def post_foreign(self, op: Operation) -> None:
+        """Queue an operation posted on another thread for the loop to take (S5.3 order)."""
+        with self.lock:
+            if self.closed:
+                raise WSAError(WSAErr.WSAENOTSOCK)
+            if op.kind == OpKind.SEND and self.engine.send_shut:
+                raise WSAError(WSAErr.WSAESHUTDOWN)
+            self.incoming.append(op)
+            if self.drain_scheduled:
+                return
+            self.drain_scheduled = True
+        self.wake(self.take_incoming_and_pump)
+
+    def send_direct(self, op: Operation) -> bool:
+        """A blocking stream send from another thread: straight to the kernel when idle.
+
+        Idle means nothing queued, in flight or buffered here and no drain fault.
+        Returns True when the kernel took all of it (the caller completes it);
+        otherwise the rest is queued at the front (see the module docstring) or,
+        when not idle, the whole send is posted as usual; it then completes
+        through the door.
+        """
+        with self.write_lock:
+            transport = self.transport
+            with self.lock:
+                idle = not (
+                    transport is None
+                    or self.closed
+                    or self.engine.error
+                    or self.engine.send_shut
+                    or self.incoming
+                    or self.front is not None
+                    or self.engine.sendq
+                    or self.engine.drain_delay is not None
+                    or transport.is_closing()
+                    or transport.get_write_buffer_size()
+                )
+            if idle:
+                try:
+                    sent = self.sock.sendmsg(op.buffers)
+                except OSError:
+                    sent = 0  # EAGAIN, or an error the queued path meets through the transport
+                if sent == op.nbytes:
+                    return True
+                if sent:
+                    op.buffers = skip(op.buffers, sent)
+                    op.nbytes -= sent
+                with self.lock:
+                    if self.closed:
+                        raise WSAError(
+                            WSAErr.WSAEINTR, "the socket was closed during a blocking send"
+                        )
+                    self.front = op
+                    schedule = not self.drain_scheduled
+                    self.drain_scheduled = True
+                if schedule:
+                    self.wake(self.take_incoming_and_pump)
+                return False
+        self.post_foreign(op)
+        return False
+
+    def _take_front(self) -> None:
+        with self.lock:
+            op, self.front = self.front, None
+        if op is not None:
+            self.engine.sendq.waiting.appendleft(op)
+
+    def take_incoming(self, quietly: bool = False) -> None:
+        """Move posts made on other threads into the engine, in the order they came.
+
+        ``quietly``: queue everything without doing I/O (before an abort takes it all).
+        """
+        with self.lock:
+            batch, self.incoming = self.incoming, collections.deque()
+            self.drain_scheduled = False
+            front, self.front = self.front, None
+        engine = self.engine
+        if front is not None:
+            engine.sendq.waiting.appendleft(front)
+        for op in batch:
+            if op.kind != OpKind.SEND:
+                if quietly:
+                    engine.receiver.post(op)
+                else:
+                    self.post_receive(op)
+            elif engine.stream or quietly:
+                engine.sendq.post(op)
+            else:
+                self._send_datagram_queued(op)
+
+    def take_incoming_and_pump(self) -> None:
+        if self.closed:
+            self.close_here()
+            return
+        self.take_incoming()
+        if self.engine.stream:
+            self.pump()
+
+    # ------------------------------------------------------------------ datagrams
+    def send_datagram(self, op: Operation) -> int | None:
+        """Send one datagram now from any thread: error code, 0 when sent, None when queued."""
+        with self.lock:
+            if self.closed:
+                raise WSAError(WSAErr.WSAENOTSOCK)
+            if not self.datagram_backlog and not self.incoming:
+                try:
+                    self._sendmsg(op)
+                    return 0
+                except BlockingIOError:
+                    self.datagram_backlog = True
+                except OSError as exc:
+                    return wsa_code_of(exc, WSAErr.WSAENETDOWN)
+            self.incoming.append(op)
+            schedule = not self.drain_scheduled
+            self.drain_scheduled = True
+        if schedule:
+            self.wake(self.take_incoming_and_pump)
+        return None
+
+    def send_datagram_nonblocking(self, op: Operation) -> int:
+        with self.lock:
+            if self.datagram_backlog or self.incoming:
+                raise WSAError(WSAErr.WSAEWOULDBLOCK)
+            try:
+                self._sendmsg(op)
+            except BlockingIOError:
+                raise WSAError(WSAErr.WSAEWOULDBLOCK) from None
+        return op.nbytes
+
+    def _sendmsg(self, op: Operation) -> None:
+        buffers = op.buffers or [b""]
+        if op.address is None:
+            self.sock.sendmsg(buffers)
+        else:
+            self.sock.sendmsg(buffers, (), 0, op.address)
+
+    def _send_datagram_queued(self, op: Operation) -> None:
+        """A datagram that waited behind an EAGAIN (loop thread)."""
+        with self.lock:
+            try:
+                if self.transport is not None and self.transport.get_write_buffer_size():
+                    raise BlockingIOError
+                self._sendmsg(op)
+                status = 0
+            except BlockingIOError:
+                # The transport keeps it until the socket is writable again:
+                # handed on, so consumed (S4.1).
+                try:
+                    self.transport.sendto(b"".join(op.buffers), op.address)
+                    status = 0
+                except Exception as exc:
+                    status = self.engine.write_failed(exc)
+            except OSError as exc:
+                status = wsa_code_of(exc, WSAErr.WSAENETDOWN)
+            if not self.incoming:
+                self.datagram_backlog = False
+        self.door.complete(op, status, op.nbytes if status == 0 else 0)
+
+    # ------------------------------------------------------------------ receives
+    def post_receive(self, op: Operation) -> tuple[int, int] | None:
+        """Loop thread: (status, bytes) when ``op`` completed at once, else None (queued)."""
+        if self.incoming:
+            self.take_incoming()
+        got = self.engine.post_receive(op)
+        if got is not None:
+            self._maybe_resume_reading()
+            self.door.complete(op, got[0], got[1])
+        return got
+
+    def receive_nowait(self, op: Operation) -> tuple[int, int] | None:
+        """A non-overlapped receive that must not wait: the result now, or None."""
+        if self.incoming:
+            self.take_incoming()
+        got = self.engine.receive_now(op)
+        if got is not None:
+            self._maybe_resume_reading()
+        return got
+
+    def received(self, data: bytes, source: Any) -> None:
+        done = self.engine.arrived(data, source)
+        if self.engine.should_pause_reading():
+            self.transport.pause_reading()
+        self.door.completions(done)
+
+    def _maybe_resume_reading(self) -> None:
+        if self.engine.should_resume_reading():
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    def ended(self) -> None:
+        self.door.completions(self.engine.ended())
+
+    def icmp_error(self, code: int) -> None:
+        # An ICMP error for an earlier datagram: Winsock reports it on a later
+        # receive, if at all; we keep it as the pending socket error.
+        self.engine.so_error = code
+
+    # ------------------------------------------------------------------ failure and close
+    def lost(self, exc: BaseException | None) -> None:
+        """The transport is gone: complete everything unconsumed with the mapped error (S10.5)."""
+        if self.closed:
+            self.on_closing(self, False)
+            return
+        self.take_incoming(quietly=True)
+        sends, status, receives = self.engine.lost(None if exc is None else wsa_code_of(exc))
+        self.door.complete_all(sends, status)
+        self.door.completions(receives)
+
+    def flush(self) -> None:
+        """SIO_FLUSH (S10.3): discard the sends not yet handed on; the socket stays usable."""
+        self.take_incoming(quietly=True)
+        self.door.complete_all(self.engine.flush(), ABORTED)
+        self.pump()
+
+    def cancel_issued_by(self, target: object) -> None:
+        """S10.4: the issuing (or delivering) thread of some operations is gone."""
+        self.take_incoming()
+        self.door.complete_all(self.engine.cancel_issued_by(target), ABORTED)
+        if self.engine.stream:
+            self.pump()
+
+    def cancel(self, op: Operation) -> bool:
+        """Withdraw one operation not yet handed on, aborted (loop thread); False if on its way."""
+        self.take_incoming()
+        removed = self.engine.cancel(op)
+        self.door.complete_all(removed, ABORTED)
+        if self.engine.stream:
+            self.pump()
+        return bool(removed)
+
+    def close_here(self) -> None:
+        """WSPCloseSocket on the loop thread (S10.2): abort everything, close the transport."""
+        with self.lock:
+            self.closed = True
+        self.take_incoming(quietly=True)
+        self.door.complete_all(self.engine.close(), ABORTED)
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        for future in list(self.accepting):
+            future.cancel()
+        if self.connect_future is not None:
+            self.connect_future.cancel()
+        if self.transport is None:
+            self.sock.close()
+        elif not self.transport.is_closing():
+            self.on_closing(self, True)
+            self.transport.close()  # graceful: buffered bytes still go out, then FIN

@@ -1,0 +1,249 @@
+"""The completion door: the one place where an operation stops being pending.
+
+Rules of this module:
+
+* :meth:`CompletionDoor.complete` is the only code that moves an operation out
+  of ``STATUS_PENDING``, writes ``Internal``/``InternalHigh`` (SPEC S2.5), and
+  issues the completion notice: the routine queued as an APC (S6), the event set
+  (S7.1), a blocked caller or an asyncio future woken (its *listener*), and the
+  threads blocked in ``WSPGetOverlappedResult(fWait=True)`` (S7.2) woken.  A
+  completion port (S13) is one more target here, not a new path.
+* It returns at once for an operation that already left ``STATUS_PENDING``:
+  whatever races (close, flush, reset, thread exit, provider close) may hand the
+  same operation twice, and the notice still goes out exactly once (S2.4).
+* Hooks that are not ours (the tracer, the verifier's warnings, which
+  ``-W error`` turns into exceptions) run only once the structure is consistent,
+  and their failures are reported the way S6.7 reports a routine's: they never
+  strand an operation or stop the completions after them.
+
+The S3.4 guard also lives here, because it is the other half of the same
+promise: :func:`claim` ties a ``WSAOVERLAPPED`` to one pending operation,
+atomically, so that two threads posting one structure cannot both succeed.
+
+Waiting for a result is process-wide (one condition for every provider), so a
+``WSPGetOverlappedResult(fWait=True)`` wakes whichever provider completes the
+structure.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import apc
+from ._operation import Operation
+from .constants import STATUS_PENDING
+from .errors import WSAErr, WSAError
+from .structs import WSAOVERLAPPED, bind_operation, operation_of, write_result
+from .trace import completion_record, post_record
+from .verifier import report_slow_routine
+
+__all__ = [
+    "CompletionDoor",
+    "RoutineLane",
+    "claim",
+    "isolated",
+    "unclaim",
+    "wait_result",
+    "wait_until",
+]
+
+log = logging.getLogger("wsp_async")
+
+_claim_lock = threading.Lock()
+_results = threading.Condition()
+_result_waiters = 0
+
+Tracer = Callable[[Any], object]
+
+
+def isolated(hook: Callable[..., object], *args: Any) -> None:
+    """Call a hook that is not ours; a failure is reported (S6.7), never propagated."""
+    try:
+        hook(*args)
+    except Exception as exc:
+        apc.report(hook, exc)
+
+
+def claim(ov: WSAOVERLAPPED, op: Operation) -> tuple[int, int]:
+    """Mark ``ov`` pending for ``op`` (S2.5, S3.4); returns what to restore if the post fails."""
+    with _claim_lock:
+        if operation_of(ov) is not None:
+            raise WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
+        bind_operation(ov, op)
+        saved = (ov.Internal, ov.InternalHigh)
+        ov.Internal = STATUS_PENDING
+    return saved
+
+
+def unclaim(op: Operation, saved: tuple[int, int]) -> None:
+    """Undo :func:`claim` for a post that failed before anything started (S2.3)."""
+    ov = op.overlapped
+    if ov is not None and operation_of(ov) is op:
+        ov.Internal, ov.InternalHigh = saved
+        bind_operation(ov, None)
+
+
+def wait_result(ov: WSAOVERLAPPED, timeout: float | None = None) -> bool:
+    """Block until ``ov`` is no longer pending (any provider completes it); False on timeout."""
+    return wait_until(lambda: operation_of(ov) is None, timeout)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+    """Block until ``predicate()`` holds, re-checked after every completion; False on timeout."""
+    global _result_waiters
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _results:
+        _result_waiters += 1
+        try:
+            while not predicate():
+                if deadline is None:
+                    _results.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                _results.wait(left)
+            return True
+        finally:
+            _result_waiters -= 1
+
+
+def _wake_result_waiters() -> None:
+    with _results:
+        _results.notify_all()
+
+
+class RoutineLane:
+    """One socket's routines on their threads: never nested, in completion order (S6.4).
+
+    The routine runs as the APC :meth:`run`.  A routine that enters an alertable
+    wait lets the next APC of its thread run inside it; if that is another
+    routine of the same socket, it is deferred until the running one returns.
+    A routine that raises ``KeyboardInterrupt`` (or another ``BaseException``)
+    lets it propagate, and the routines deferred behind it keep their turn: they
+    run from a ``resume`` APC queued behind it, or first thing in the next
+    routine of this socket on that thread, whichever comes first.
+    """
+
+    __slots__ = ("_backlog", "_running", "debug", "slow", "tracer")
+
+    def __init__(self, debug: bool = False, slow: float = 0.05, tracer: Tracer | None = None):
+        self._running: dict[int, collections.deque[Operation]] = {}
+        self._backlog: dict[int, collections.deque[Operation]] = {}
+        self.debug = debug
+        self.slow = slow
+        self.tracer = tracer
+
+    def run(self, op: Operation) -> None:
+        ident = threading.get_ident()
+        queue = self._running.get(ident)
+        if queue is not None:
+            queue.append(op)  # a routine of this socket runs below us on this thread
+            return
+        queue = self._backlog.pop(ident, None)
+        if queue is None:
+            queue = collections.deque((op,))
+        else:
+            queue.append(op)
+        self._drain(ident, queue)
+
+    def resume(self) -> None:
+        ident = threading.get_ident()
+        if ident not in self._running:
+            queue = self._backlog.pop(ident, None)
+            if queue:
+                self._drain(ident, queue)
+
+    def _drain(self, ident: int, queue: collections.deque[Operation]) -> None:
+        self._running[ident] = queue
+        op: Operation | None = None
+        try:
+            while queue:
+                op = queue.popleft()
+                self._call(op)
+        except BaseException:
+            if queue and op is not None and op.thread is not None:
+                self._backlog[ident] = queue
+                op.thread.post(self.resume, ())
+            raise
+        finally:
+            del self._running[ident]
+
+    def _call(self, op: Operation) -> None:
+        routine = op.routine
+        assert routine is not None
+        started = time.perf_counter() if self.debug else 0.0
+        try:
+            routine(op.status, op.transferred, op.overlapped, 0)
+        except Exception as exc:
+            apc.report(routine, exc)  # S6.7
+        if self.debug:
+            took = time.perf_counter() - started
+            if took > self.slow and apc.on_loop_thread():
+                isolated(report_slow_routine, self.tracer, op, took, self.slow)
+
+
+class CompletionDoor:
+    """Completes operations exactly once and delivers their notices (see the module doc)."""
+
+    __slots__ = ("tracer",)
+
+    def __init__(self, tracer: Tracer | None = None) -> None:
+        #: The S12.2 hook: one record per post and per completion.
+        self.tracer = tracer
+
+    def complete(self, op: Operation, status: int, nbytes: int) -> None:
+        """Complete ``op`` with ``status`` and ``nbytes`` and issue its notice, once."""
+        if op.status != STATUS_PENDING:
+            return
+        op.status = status
+        op.transferred = nbytes
+        op.buffers = []  # drop our references to the caller's data
+        ov = op.overlapped
+        if ov is not None:
+            write_result(ov, status, nbytes, op.out_flags)
+        counter = op.counter
+        if counter is not None:
+            counter.remove(op)
+        if op.routine is not None:
+            # S6.6: hEvent is the caller's; with a routine we never touch it.  A
+            # target that is gone drops the APC, as the kernel does (S10.4).
+            if op.thread is not None:
+                op.thread.post(op.lane.run, (op,))
+        elif op.event is not None:
+            op.event.set()  # S7.1
+        listener = op.listener
+        if listener is not None:
+            try:
+                listener(op)
+            except Exception:
+                log.exception("completion listener %r failed", listener)
+        if _result_waiters:
+            _wake_result_waiters()
+        tracer = self.tracer
+        if tracer is not None:
+            isolated(tracer, completion_record(op))
+
+    def complete_ok(self, ops: Iterable[Operation]) -> None:
+        """Complete sends that were consumed whole (S4.3)."""
+        for op in ops:
+            self.complete(op, 0, op.nbytes)
+
+    def complete_all(self, ops: Iterable[Operation], status: int) -> None:
+        for op in ops:
+            self.complete(op, status, 0)
+
+    def completions(self, done: Iterable[tuple[Operation, int, int]]) -> None:
+        for op, status, nbytes in done:
+            self.complete(op, status, nbytes)
+
+    def posted(self, op: Operation) -> None:
+        """Trace a post (S12.2) -- after the operation is consistent, isolated."""
+        tracer = self.tracer
+        if tracer is not None:
+            isolated(tracer, post_record(op))

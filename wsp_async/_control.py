@@ -1,0 +1,200 @@
+"""The control entry points: ``WSPIoctl``, ``WSPSetSockOpt``, ``WSPGetSockOpt``, and the
+fault-injection switch of S12.1.  Bodies only: :mod:`wsp_async.provider` wraps them.
+"""
+
+from __future__ import annotations
+
+import socket as _pysocket
+import struct
+from typing import Any
+
+from ._arguments import check_box, option_int
+from ._completion import claim
+from ._engine import SocketState
+from ._operation import OpKind
+from ._parts import Parts
+from ._transfers import Transfers
+from .constants import (
+    FIONBIO,
+    FIONREAD,
+    IPPROTO_TCP,
+    SIO_FLUSH,
+    SO_ACCEPTCONN,
+    SO_BROADCAST,
+    SO_ERROR,
+    SO_KEEPALIVE,
+    SO_LINGER,
+    SO_MAX_MSG_SIZE,
+    SO_RCVBUF,
+    SO_REUSEADDR,
+    SO_SNDBUF,
+    SO_TYPE,
+    SOCK_DGRAM,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    TCP_NODELAY,
+)
+from .errors import WSAErr, WSAError
+from .faults import Fault
+from .structs import store
+
+__all__ = ["Controls"]
+
+#: Winsock socket options that pass straight through to the host socket.
+PASSTHROUGH = {
+    (SOL_SOCKET, SO_RCVBUF): (_pysocket.SOL_SOCKET, _pysocket.SO_RCVBUF),
+    (SOL_SOCKET, SO_REUSEADDR): (_pysocket.SOL_SOCKET, _pysocket.SO_REUSEADDR),
+    (SOL_SOCKET, SO_KEEPALIVE): (_pysocket.SOL_SOCKET, _pysocket.SO_KEEPALIVE),
+    (IPPROTO_TCP, TCP_NODELAY): (_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY),
+}
+
+#: SO_SNDBUF is an ``int`` on Windows; beyond that no transport can hold it.
+MAX_SNDBUF = 0x7FFFFFFF
+
+
+class Controls:
+    """Ioctl, option and fault-injection bodies over the provider's parts."""
+
+    def __init__(self, parts: Parts, transfers: Transfers) -> None:
+        self.parts = parts
+        self.io = parts.io
+        self.transfers = transfers
+
+    def ioctl(
+        self,
+        s: object,
+        code: object,
+        lpvInBuffer: object,
+        lpvOutBuffer: object,
+        lpcbBytesReturned: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+    ) -> int:
+        """``FIONBIO``, ``FIONREAD`` and ``SIO_FLUSH`` (S10.3).
+
+        These complete at once; with ``lpOverlapped`` or a routine the completion
+        notice is issued before the call returns 0 (S2.1).
+        """
+        sock = self.parts.sockets.get(s)
+        op = self.transfers.overlapped(
+            sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, lpCompletionRoutine, lpThreadId
+        )
+        check_box(lpcbBytesReturned, "lpcbBytesReturned")
+        returned = 0
+        if code == FIONBIO:
+            value = getattr(lpvInBuffer, "value", lpvInBuffer)
+            if isinstance(value, bytes | bytearray):
+                value = int.from_bytes(value[:4], "little")
+            if not isinstance(value, int):
+                raise WSAError(WSAErr.WSAEFAULT, "FIONBIO takes an int")
+            sock.engine.nonblocking = bool(value)
+        elif code == FIONREAD:
+            check_box(lpvOutBuffer, "lpvOutBuffer", optional=False)
+            store(lpvOutBuffer, self.io.call(sock.engine.receiver.available))
+            returned = 4
+        elif code == SIO_FLUSH:
+            if not sock.engine.stream:
+                raise WSAError(WSAErr.WSAEOPNOTSUPP)
+            self.io.call(sock.flush)
+        else:
+            raise WSAError(WSAErr.WSAEINVAL, f"unsupported ioctl {code!r}")
+        store(lpcbBytesReturned, returned)
+        if op is not None:
+            claim(op.overlapped, op)  # type: ignore[arg-type]
+            self.parts.door.complete(op, 0, returned)
+        return 0
+
+    def set_option(self, s: object, level: object, name: object, optval: object) -> int:
+        """``SO_SNDBUF`` sets the emulated send-buffer capacity (S4.1); others pass to the host."""
+        sock = self.parts.sockets.get(s)
+        key = (level, name)
+        if key == (SOL_SOCKET, SO_SNDBUF):
+            value = option_int(optval)
+            if not 0 <= value <= MAX_SNDBUF:
+                raise WSAError(WSAErr.WSAEINVAL, "SO_SNDBUF is 0 to 2**31-1")
+            self.io.call(sock.set_capacity, value)
+        elif key == (SOL_SOCKET, SO_BROADCAST):
+            value = option_int(optval)
+            sock.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, int(bool(value)))
+            sock.engine.broadcast = bool(value)
+        elif key == (SOL_SOCKET, SO_LINGER):
+            onoff, seconds = _linger(optval)
+            sock.sock.setsockopt(
+                _pysocket.SOL_SOCKET, _pysocket.SO_LINGER, struct.pack("ii", onoff, seconds)
+            )
+        elif key in PASSTHROUGH:
+            host_level, host_name = PASSTHROUGH[key]
+            value = option_int(optval)
+            if not -0x80000000 <= value <= 0x7FFFFFFF:
+                raise WSAError(WSAErr.WSAEINVAL, "an option value is a 32-bit int")
+            sock.sock.setsockopt(host_level, host_name, value)
+        else:
+            raise WSAError(WSAErr.WSAENOPROTOOPT)
+        return 0
+
+    def get_option(
+        self, s: object, level: object, name: object, optval: object, optlen: object
+    ) -> int:
+        sock = self.parts.sockets.get(s)
+        check_box(optval, "optval", optional=False)
+        check_box(optlen, "optlen")
+        engine = sock.engine
+        key = (level, name)
+        value: int
+        if key == (SOL_SOCKET, SO_SNDBUF):
+            value = engine.capacity
+        elif key == (SOL_SOCKET, SO_BROADCAST):
+            value = int(engine.broadcast)
+        elif key == (SOL_SOCKET, SO_MAX_MSG_SIZE):
+            if engine.stream:
+                raise WSAError(WSAErr.WSAENOPROTOOPT, "SO_MAX_MSG_SIZE means nothing on a stream")
+            value = engine.max_message
+        elif key == (SOL_SOCKET, SO_TYPE):
+            value = SOCK_STREAM if engine.stream else SOCK_DGRAM
+        elif key == (SOL_SOCKET, SO_ERROR):
+            value, engine.so_error = engine.so_error, 0
+        elif key == (SOL_SOCKET, SO_ACCEPTCONN):
+            value = int(engine.state == SocketState.LISTENING)
+        elif key in PASSTHROUGH:
+            host_level, host_name = PASSTHROUGH[key]
+            value = sock.sock.getsockopt(host_level, host_name)
+        else:
+            raise WSAError(WSAErr.WSAENOPROTOOPT)
+        store(optval, value)
+        store(optlen, 4)
+        return 0
+
+    def inject(
+        self,
+        s: int | None,
+        op: str,
+        error: int | None,
+        at: str,
+        nth: int,
+        every: bool,
+        delay_drain: float | str | None,
+    ) -> None:
+        sock = None if s is None else self.parts.sockets.get(s)
+        if error is not None:
+            fault = Fault(op, int(error), at, nth, every)  # type: ignore[arg-type]
+            (self.parts.faults if sock is None else sock.engine.faults).add(fault)
+            self.parts.faulty = True
+        if delay_drain != "unchanged":
+            if sock is None:
+                raise ValueError("delay_drain needs a socket")
+            delay = None if delay_drain is None else float(delay_drain)
+            self.io.call(sock.set_drain_delay, delay)
+
+
+def _linger(optval: object) -> tuple[int, int]:
+    raw: Any = getattr(optval, "value", optval)
+    if isinstance(raw, tuple) and len(raw) == 2 and all(isinstance(x, int) for x in raw):
+        onoff, seconds = raw
+    elif isinstance(raw, bytes | bytearray) and len(raw) >= 4:
+        onoff, seconds = struct.unpack("<HH", bytes(raw[:4]))
+    else:
+        raise WSAError(WSAErr.WSAEFAULT, "SO_LINGER takes (onoff, seconds)")
+    if not (0 <= onoff <= 0xFFFF and 0 <= seconds <= 0xFFFF):
+        raise WSAError(WSAErr.WSAEINVAL, "SO_LINGER fields are 16-bit")
+    return onoff, seconds

@@ -1,0 +1,344 @@
+"""One socket's engine: its state and every policy that decides completions. No I/O here.
+
+Rules of this module (read them before changing it):
+
+* Everything that decides *what happens to an operation* lives here or in the
+  two queues it owns (:mod:`wsp_async._sendqueue`, :mod:`wsp_async._recvqueue`):
+  which S9 row a post meets, when sends are handed on and in what batches, an
+  injected fault at the head of the queue, OOB ordering, which operations each
+  abort takes (close, flush, reset, thread exit, cancel), when reading pauses.
+* The engine never calls a transport, a loop, a hook or a completion.  Every
+  method *returns* what happened -- operations to complete, and with what -- and
+  the adapter (:mod:`wsp_async._adapter`) carries it out: it writes the batches
+  and hands the completions to the completion door.  So these policies can be
+  tested with no socket at all (``tests/test_engine.py``).
+* The engine is driven from the I/O loop thread only.  What crosses threads
+  (the hand-off of posts made elsewhere) is the adapter's business.
+
+Theory of operation
+-------------------
+A send goes through three places: *waiting* (posted, owned by the engine, the
+caller's buffers referenced and never copied, S5.2), *in flight* (handed to the
+transport, not yet consumed), and *done* (consumed: handed to the kernel or
+held within ``SO_SNDBUF``, S4.1).  The send queue computes the last step from
+the transport's buffer size; the engine adds the policies around it:
+
+* Coalescing: the first send of a loop iteration is handed on at once (and
+  usually completes at once, S2.1); the small sends after it in the same
+  iteration wait for one gather write at the iteration's end.
+* A fault injected "at completion" (S12.1) rides on its operation to the head of
+  the queue and completes there, after the sends before it (S6.4's order).
+* An abort takes exactly the operations its rule names (S10): a close takes all,
+  a flush and a thread exit only those not yet handed on (bytes given to the
+  transport cannot be taken back), a reset all the unconsumed ones.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+from ._operation import Operation, PendingCount
+from ._recvqueue import DatagramReceiver, StreamReceiver
+from ._sendqueue import SendQueue
+from .constants import (
+    AF_INET,
+    MSG_DONTROUTE,
+    MSG_OOB,
+    MSG_PARTIAL,
+    MSG_PEEK,
+    UDP_MAX_MSG_SIZE_V4,
+    UDP_MAX_MSG_SIZE_V6,
+)
+from .errors import WSAErr, WSAError, wsa_code_of
+from .faults import FaultPlan
+
+__all__ = ["COALESCE_BELOW", "RECEIVE_HIGH_WATER", "SocketEngine", "SocketState"]
+
+#: Only sends smaller than this wait for the end-of-iteration gather write: a large
+#: send costs one system call whether it is gathered or not, and going out at once
+#: lets it complete at once (S2.1) without a pending operation's bookkeeping.
+COALESCE_BELOW = 8192
+
+#: Pause reading once this many received bytes wait for a receive (bounds memory).
+RECEIVE_HIGH_WATER = 1 << 20
+
+SEND_FLAGS = MSG_OOB | MSG_DONTROUTE | MSG_PARTIAL
+RECV_FLAGS = MSG_OOB | MSG_PEEK | MSG_PARTIAL
+
+ABORTED = WSAErr.WSA_OPERATION_ABORTED
+Completions = list[tuple[Operation, int, int]]
+
+
+class SocketState(enum.IntEnum):
+    """Where a socket is in its life; stream sockets walk it in order, datagrams skip LISTENING."""
+
+    CREATED = 0
+    BOUND = 1
+    LISTENING = 2
+    CONNECTING = 3
+    CONNECTED = 4
+
+
+class SocketEngine:
+    """The state and policies of one emulated socket (see the module docstring)."""
+
+    def __init__(self, *, stream: bool, family: int, overlapped: bool, pending: PendingCount):
+        self.stream = stream
+        self.family = family
+        self.overlapped = overlapped
+        self.nonblocking = False
+        self.state = SocketState.CREATED
+        self.send_shut = False
+        self.recv_shut = False
+        #: Sticky connection error (reset, abort): later sends fail with it at once.
+        self.error = 0
+        #: SO_ERROR: the last asynchronous error, cleared when read.
+        self.so_error = 0
+        self.broadcast = False
+        self.capacity = 65536
+        self.sendq: SendQueue[Operation] = SendQueue(self.capacity)
+        self.receiver: StreamReceiver[Operation] | DatagramReceiver[Operation] = (
+            StreamReceiver() if stream else DatagramReceiver()
+        )
+        self.pending = pending
+        #: A send went straight out in this loop iteration; small ones after it wait for its end.
+        self.coalescing = False
+        #: SD_SEND was asked: the end of stream goes out once the queue is empty (S10.1).
+        self.eof_due = False
+        self.reading_paused = False
+        #: Fault injection (S12.1): faults armed on this socket, and a slowed drain.
+        self.faults = FaultPlan()
+        self.drain_delay: float | None = None
+
+    @property
+    def max_message(self) -> int:
+        return UDP_MAX_MSG_SIZE_V4 if self.family == AF_INET else UDP_MAX_MSG_SIZE_V6
+
+    # ------------------------------------------------------------------ the S9 table
+    def check(self, rows: tuple[Row, ...], flags: int = 0, to: Any = None, total: int = 0) -> None:
+        """Raise the first S9 row that ``rows`` say applies (nothing started, S2.3)."""
+        for test, code, why in rows:
+            if test(self, flags, to, total):
+                raise WSAError(self.error if code is None else code, why)
+
+    def check_send(self, flags: int, to: Any, total: int) -> None:
+        if flags:
+            self.check(SEND_FLAG_ROWS, flags, to, total)
+        self.check(STREAM_SEND_ROWS if self.stream else DATAGRAM_SEND_ROWS, flags, to, total)
+
+    def check_recv(self, flags: int) -> None:
+        self.check(RECV_ROWS, flags)
+
+    # ------------------------------------------------------------------ stream sends
+    def post_send(self, op: Operation, coalesce: bool = True) -> bool:
+        """Queue a send in posting order (S5.3); True when the queue should be handed on now."""
+        self.sendq.post(op)
+        return not (coalesce and self.coalescing and op.nbytes < COALESCE_BELOW)
+
+    def begin_iteration(self) -> bool:
+        """A send went out at once: True when the end of this loop iteration must be marked."""
+        if self.coalescing:
+            return False
+        self.coalescing = True
+        return True
+
+    def end_iteration(self) -> bool:
+        """The loop iteration ended: True when sends wait for the gather write."""
+        self.coalescing = False
+        return bool(self.sendq.waiting)
+
+    def next_hand_on(self) -> tuple[Operation | None, list[Operation]]:
+        """What the adapter does next: ``(op, [])`` completes ``op`` with its injected
+        fault; ``(None, batch)`` writes ``batch`` (empty: nothing to do now)."""
+        sendq = self.sendq
+        waiting = sendq.waiting
+        if waiting and waiting[0].fault:
+            if sendq.inflight:
+                return None, []  # the sends before it complete first (S6.4)
+            return waiting.popleft(), []
+        return None, sendq.next_batch()
+
+    def handed(self, batch: list[Operation], buffered: int) -> list[Operation]:
+        """The transport took ``batch`` and now holds ``buffered``: the consumed sends."""
+        return self.sendq.handed(batch, buffered)
+
+    def observe(self, buffered: int) -> list[Operation]:
+        """The transport's buffer is ``buffered``: the sends consumed meanwhile."""
+        return self.sendq.observe(buffered)
+
+    @property
+    def wants_empty_transport(self) -> bool:
+        """An OOB send heads the queue and waits for the transport to hold nothing."""
+        return self.sendq.blocked_on_urgent
+
+    def eof_ready(self) -> bool:
+        """SD_SEND asked and every send before it is consumed: time to send the FIN."""
+        if self.eof_due and not self.sendq:
+            self.eof_due = False
+            return True
+        return False
+
+    def shutdown(self, send: bool, receive: bool) -> None:
+        if receive:
+            self.recv_shut = True
+        if send:
+            self.send_shut = True
+            if self.stream:
+                self.eof_due = True
+
+    def bypassed(self, nbytes: int, buffered: int) -> None:
+        """A non-blocking send (S8.1) gave ``nbytes`` to the transport outside the queue."""
+        self.sendq.bypassed(nbytes, buffered)
+
+    def write_failed(self, exc: BaseException) -> int:
+        """The code a batch completes with when the transport refused to take it.
+
+        A buffer the transport cannot read is the caller's bad pointer
+        (``WSAEFAULT``); a transport already half-closed or closing refuses as a
+        shut-down or lost connection would; the host's errors take the errno table.
+        """
+        if isinstance(exc, TypeError | ValueError | BufferError):
+            return WSAErr.WSAEFAULT
+        if isinstance(exc, OSError):
+            return wsa_code_of(exc)
+        return WSAErr.WSAESHUTDOWN if self.send_shut else WSAErr.WSAECONNABORTED
+
+    # ------------------------------------------------------------------ receives
+    def receive_now(self, op: Operation) -> tuple[int, int] | None:
+        """A receive that can complete at once: (status, bytes); else None."""
+        return self.receiver.take(op)
+
+    def post_receive(self, op: Operation) -> tuple[int, int] | None:
+        """Complete ``op`` at once if it can, else queue it (posting order, S11.1)."""
+        got = self.receiver.take(op)
+        if got is None:
+            self.receiver.post(op)
+        return got
+
+    def arrived(self, data: bytes, source: Any) -> Completions:
+        receiver = self.receiver
+        if isinstance(receiver, StreamReceiver):
+            return receiver.feed(data)
+        return receiver.feed(data, source)
+
+    def should_pause_reading(self) -> bool:
+        if not self.reading_paused and self.receiver.available() > RECEIVE_HIGH_WATER:
+            self.reading_paused = True
+            return True
+        return False
+
+    def should_resume_reading(self) -> bool:
+        if self.reading_paused and self.receiver.available() < RECEIVE_HIGH_WATER // 2:
+            self.reading_paused = False
+            return True
+        return False
+
+    def ended(self) -> Completions:
+        """The peer's graceful end of stream: waiting receives complete with 0 bytes."""
+        return self.receiver.end()
+
+    # ------------------------------------------------------------------ aborts (S10)
+    def lost(self, code: int | None) -> tuple[list[Operation], int, Completions]:
+        """The connection is gone (``code`` None: closed without a socket error, S10.5).
+
+        Returns the unconsumed sends with the code they complete with, and the
+        receive completions: every receive fails with a socket error, or sees the
+        end of stream after a clean close.
+        """
+        status = WSAErr.WSAECONNABORTED if code is None else code
+        self.error = status
+        sends = self.sendq.remove_all()
+        if code is None:
+            return sends, status, self.receiver.end()
+        self.so_error = code
+        return sends, status, [(op, code, 0) for op in self.receiver.remove()]
+
+    def close(self) -> list[Operation]:
+        """WSPCloseSocket (S10.2): every pending operation, to complete aborted."""
+        return self.sendq.remove_all() + self.receiver.remove()
+
+    def flush(self) -> list[Operation]:
+        """SIO_FLUSH (S10.3): the sends not yet handed on, to complete aborted."""
+        return self.sendq.remove_waiting()
+
+    def cancel_issued_by(self, target: object) -> list[Operation]:
+        """S10.4: a thread is gone; its operations not yet handed on, to complete aborted.
+
+        Those whose routine was to run on that thread go too: no one is left to run it.
+        """
+
+        def gone(op: Operation) -> bool:
+            return op.issuer is target or op.thread is target
+
+        return self.sendq.remove_waiting(gone) + self.receiver.remove(gone)
+
+    def cancel(self, op: Operation) -> list[Operation]:
+        """Withdraw one operation not yet handed on ([] when it is on its way or done)."""
+
+        def this(candidate: Operation) -> bool:
+            return candidate is op
+
+        return self.sendq.remove_waiting(this) + self.receiver.remove(this)
+
+
+#: A row of the S9 table: when ``test(engine, flags, to, total)`` holds, the post fails
+#: with ``code`` (``None``: the socket's sticky connection error) and nothing starts.
+Row = tuple[Callable[["SocketEngine", int, Any, int], object], "int | None", str]
+
+SEND_FLAG_ROWS: tuple[Row, ...] = (
+    (lambda e, f, to, n: f & ~SEND_FLAGS, WSAErr.WSAEOPNOTSUPP, "unknown flag bits"),
+    (
+        lambda e, f, to, n: f & MSG_PARTIAL,
+        WSAErr.WSAEOPNOTSUPP,
+        "MSG_PARTIAL: TCP and UDP have no partial messages",
+    ),
+    (
+        lambda e, f, to, n: f & MSG_OOB and not e.stream,
+        WSAErr.WSAEOPNOTSUPP,
+        "MSG_OOB on a datagram socket",
+    ),
+)
+STREAM_SEND_ROWS: tuple[Row, ...] = (
+    (lambda e, f, to, n: e.send_shut, WSAErr.WSAESHUTDOWN, "the socket was shut down for sending"),
+    (lambda e, f, to, n: e.error, None, "the connection failed earlier"),
+    (lambda e, f, to, n: e.state != SocketState.CONNECTED, WSAErr.WSAENOTCONN, "not connected"),
+)
+DATAGRAM_SEND_ROWS: tuple[Row, ...] = (
+    (lambda e, f, to, n: e.send_shut, WSAErr.WSAESHUTDOWN, "the socket was shut down for sending"),
+    (
+        lambda e, f, to, n: to is None and e.state != SocketState.CONNECTED,
+        WSAErr.WSAENOTCONN,
+        "no default peer: use WSPSendTo",
+    ),
+    (lambda e, f, to, n: n > e.max_message, WSAErr.WSAEMSGSIZE, "larger than SO_MAX_MSG_SIZE"),
+)
+RECV_ROWS: tuple[Row, ...] = (
+    (lambda e, f, to, n: f & ~RECV_FLAGS, WSAErr.WSAEOPNOTSUPP, "unknown flag bits"),
+    (
+        lambda e, f, to, n: f & (MSG_OOB | MSG_PARTIAL),
+        WSAErr.WSAEOPNOTSUPP,
+        "MSG_OOB and MSG_PARTIAL receives are not emulated",
+    ),
+    (
+        lambda e, f, to, n: e.recv_shut,
+        WSAErr.WSAESHUTDOWN,
+        "the socket was shut down for receiving",
+    ),
+    (
+        lambda e, f, to, n: e.stream and e.state != SocketState.CONNECTED,
+        WSAErr.WSAENOTCONN,
+        "not connected",
+    ),
+    (
+        lambda e, f, to, n: e.stream and e.error and not e.receiver.available(),
+        None,
+        "the connection failed earlier",
+    ),
+    (
+        lambda e, f, to, n: not e.stream and e.state == SocketState.CREATED,
+        WSAErr.WSAEINVAL,
+        "the datagram socket is not bound",
+    ),
+)

@@ -1,0 +1,234 @@
+"""The entry points of a socket's life: create, bind, listen, accept, connect, names,
+shut down, close (SPEC S1, S10).  Bodies only: :mod:`wsp_async.provider` wraps each
+in the S2 protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket as _pysocket
+from typing import Any
+
+from ._adapter import SocketAdapter
+from ._arguments import check_box, integer, sockaddr
+from ._engine import SocketState
+from ._parts import Parts
+from .constants import (
+    AF_INET,
+    AF_INET6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    SD_BOTH,
+    SD_RECEIVE,
+    SD_SEND,
+    SOCK_DGRAM,
+    SOCK_STREAM,
+    WSA_FLAG_OVERLAPPED,
+)
+from .errors import WSAErr, WSAError, wsa_code_of
+from .structs import store
+
+__all__ = ["Lifecycle"]
+
+FAMILIES = {AF_INET: _pysocket.AF_INET, AF_INET6: _pysocket.AF_INET6}
+TYPES = {SOCK_STREAM: _pysocket.SOCK_STREAM, SOCK_DGRAM: _pysocket.SOCK_DGRAM}
+PROTOCOLS = {SOCK_STREAM: (0, IPPROTO_TCP), SOCK_DGRAM: (0, IPPROTO_UDP)}
+
+CREATED, BOUND, LISTENING = SocketState.CREATED, SocketState.BOUND, SocketState.LISTENING
+CONNECTING, CONNECTED = SocketState.CONNECTING, SocketState.CONNECTED
+
+
+class Lifecycle:
+    """Socket life-cycle bodies over the provider's parts."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.io = parts.io
+
+    def socket(self, af: object, type_: object, protocol: object, flags: object) -> int:
+        af = int(af) if isinstance(af, int) else None
+        family = FAMILIES.get(af) if af is not None else None
+        if af is None or family is None:
+            raise WSAError(WSAErr.WSAEAFNOSUPPORT)
+        type_ = int(type_) if isinstance(type_, int) else None
+        kind = TYPES.get(type_) if type_ is not None else None
+        if type_ is None or kind is None:
+            raise WSAError(WSAErr.WSAESOCKTNOSUPPORT)
+        if protocol not in PROTOCOLS[type_]:
+            raise WSAError(WSAErr.WSAEPROTONOSUPPORT)
+        overlapped = bool(integer(flags, "dwFlags is not an int") & WSA_FLAG_OVERLAPPED)
+        sock = _pysocket.socket(family, kind)
+        try:
+            return self.parts.new_socket(sock, af, overlapped).handle
+        except BaseException:
+            sock.close()
+            raise
+
+    def bind(self, s: object, name: object) -> int:
+        sock = self.parts.sockets.get(s)
+        address = sockaddr(sock.engine.family, name)
+        if sock.engine.state != CREATED:
+            raise WSAError(WSAErr.WSAEINVAL, "already bound")
+        sock.sock.bind(address)
+        sock.engine.state = BOUND
+        if not sock.engine.stream:
+            self.parts.ensure_datagram_transport(sock)
+        return 0
+
+    def listen(self, s: object, backlog: object) -> int:
+        sock = self.parts.sockets.get(s)
+        if not sock.engine.stream:
+            raise WSAError(WSAErr.WSAEOPNOTSUPP)
+        if sock.engine.state not in (BOUND, LISTENING):
+            raise WSAError(WSAErr.WSAEINVAL, "not bound")
+        count = integer(backlog, "backlog is not an int")
+        sock.sock.listen(max(0, min(count, 4096)))
+        sock.engine.state = LISTENING
+        return 0
+
+    def accept(self, s: object, addr: object) -> int:
+        sock = self.parts.sockets.get(s)
+        check_box(addr, "addr")
+        if sock.engine.state != LISTENING:
+            raise WSAError(WSAErr.WSAEINVAL, "not listening")
+        if sock.engine.nonblocking or self.io.here():
+            try:
+                conn, peer = sock.sock.accept()
+            except BlockingIOError:
+                raise WSAError(WSAErr.WSAEWOULDBLOCK) from None
+            child = self._child(sock, conn)
+            if self.io.here():
+                self.io.loop.create_task(self.parts.attach_stream(child))
+            else:
+                self.io.run(self.parts.attach_stream(child))
+        else:
+            child, peer = self.io.run(self.accept_async(sock))
+        store(addr, peer)
+        return child.handle
+
+    def _child(self, listener: SocketAdapter, conn: _pysocket.socket) -> SocketAdapter:
+        return self.parts.new_socket(
+            conn,
+            listener.engine.family,
+            listener.engine.overlapped,
+            CONNECTED,
+            listener.engine.capacity,
+        )
+
+    async def accept_async(self, sock: SocketAdapter) -> tuple[SocketAdapter, Any]:
+        """Accept on the loop (the blocking path of WSPAccept, and the asyncio face)."""
+        task = asyncio.ensure_future(self.io.loop.sock_accept(sock.sock))
+        sock.accepting.add(task)
+        try:
+            conn, peer = await task
+        except asyncio.CancelledError:
+            if sock.closed:
+                raise WSAError(WSAErr.WSAEINTR, "the listening socket was closed") from None
+            raise
+        finally:
+            sock.accepting.discard(task)
+        child = self._child(sock, conn)
+        await self.parts.attach_stream(child)
+        return child, peer
+
+    def connect(self, s: object, name: object) -> int:
+        sock = self.parts.sockets.get(s)
+        address = sockaddr(sock.engine.family, name)
+        engine = sock.engine
+        if not engine.stream:
+            sock.sock.connect(address)
+            engine.state = CONNECTED
+            self.parts.ensure_datagram_transport(sock)
+            return 0
+        if engine.state == CONNECTED:
+            raise WSAError(WSAErr.WSAEISCONN)
+        if engine.state == CONNECTING:
+            raise WSAError(WSAErr.WSAEALREADY)
+        if engine.state == LISTENING:
+            raise WSAError(WSAErr.WSAEINVAL)
+        if engine.nonblocking or self.io.here():
+            engine.state = CONNECTING
+            self.io.spawn(self._connect_in_background(sock, address))
+            raise WSAError(WSAErr.WSAEWOULDBLOCK, "connect started")
+        self.io.run(self.connect_async(sock, address))
+        return 0
+
+    async def connect_async(self, sock: SocketAdapter, name: tuple[Any, ...]) -> None:
+        """Connect on the loop (the blocking path of WSPConnect, and the asyncio face)."""
+        engine = sock.engine
+        engine.state = CONNECTING
+        future = asyncio.ensure_future(self.io.loop.sock_connect(sock.sock, name))
+        sock.connect_future = future
+        try:
+            await future
+        except asyncio.CancelledError:
+            if sock.closed:
+                raise WSAError(WSAErr.WSAEINTR, "the socket was closed") from None
+            raise
+        except BaseException:
+            if not sock.closed:
+                engine.state = BOUND if _bound(sock.sock) else CREATED
+            raise
+        finally:
+            sock.connect_future = None
+        engine.state = CONNECTED
+        await self.parts.attach_stream(sock)
+
+    async def _connect_in_background(self, sock: SocketAdapter, name: tuple[Any, ...]) -> None:
+        try:
+            await self.connect_async(sock, name)
+        except BaseException as exc:
+            sock.engine.so_error = wsa_code_of(exc, WSAErr.WSAECONNREFUSED)
+
+    def name(self, s: object, box: object, peer: bool) -> int:
+        """WSPGetSockName / WSPGetPeerName: the sockaddr tuple into the box ``name``."""
+        sock = self.parts.sockets.get(s)
+        check_box(box, "name", optional=False)
+        engine = sock.engine
+        if peer:
+            if engine.state != CONNECTED:
+                raise WSAError(WSAErr.WSAENOTCONN)
+            address = sock.sock.getpeername()
+        else:
+            if engine.state == CREATED:
+                raise WSAError(WSAErr.WSAEINVAL, "not bound")
+            address = sock.sock.getsockname()
+        store(box, address)
+        return 0
+
+    def shutdown(self, s: object, how: object) -> int:
+        """SD_SEND: posted sends still go out and complete, then the stream is half-closed (S10.1)."""
+        sock = self.parts.sockets.get(s)
+        if how not in (SD_RECEIVE, SD_SEND, SD_BOTH) or not isinstance(how, int):
+            raise WSAError(WSAErr.WSAEINVAL)
+        engine = sock.engine
+        if engine.stream and engine.state != CONNECTED:
+            raise WSAError(WSAErr.WSAENOTCONN)
+        with sock.lock:  # posts from other threads test send_shut under this lock
+            engine.shutdown(send=how != SD_RECEIVE, receive=how != SD_SEND)
+        if engine.stream and how != SD_RECEIVE:
+            self.io.call(_half_close, sock)
+        return 0
+
+    def close(self, s: object) -> int:
+        """Close: pending operations complete with ``WSA_OPERATION_ABORTED``; the handle dies at once (S10.2)."""
+        sock = self.parts.sockets.pop(s)
+        with sock.lock:
+            sock.closed = True
+        try:
+            self.io.call(sock.close_here)
+        except WSAError:
+            sock.close_here()  # the loop is gone: nothing else can touch the socket
+        return 0
+
+
+def _half_close(sock: SocketAdapter) -> None:
+    sock.take_incoming()
+    sock.pump()
+
+
+def _bound(sock: _pysocket.socket) -> bool:
+    try:
+        return bool(sock.getsockname()[1])
+    except OSError:
+        return False

@@ -1,0 +1,131 @@
+"""One record per operation, from its post to its completion.
+
+An :class:`Operation` bundles everything that must stay alive until the
+operation completes: the captured buffers (references to the caller's data,
+SPEC S5.2), the ``WSAOVERLAPPED``, the routine and the APC target it must run
+on, the event, and the issuing thread (S10.4).  It is compared by identity:
+two operations with equal fields are still two operations.
+
+Who writes which field:
+
+* the SPI face fills the request fields when it validates the call;
+* the engine fills ``end`` (stream offset) and, for receives, ``out_flags`` and
+  ``source``;
+* only the completion door (:mod:`wsp_async._completion`) moves ``status`` out of
+  ``STATUS_PENDING`` -- that single door is what exactly-once (S2.4) rests on.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .constants import STATUS_PENDING
+from .errors import WSAErr, WSAError
+
+if TYPE_CHECKING:
+    from .apc import ApcTarget
+    from .events import WSAEVENT
+    from .structs import WSAOVERLAPPED
+
+__all__ = ["Operation", "OpKind", "PendingCount"]
+
+
+class OpKind(enum.IntEnum):
+    SEND = 0
+    RECV = 1
+    IOCTL = 2
+
+
+#: Called with the operation once it completed (blocking callers, asyncio futures).
+Listener = Callable[["Operation"], object]
+Routine = Callable[[int, int, Any, int], object]
+
+
+class PendingCount:
+    """Outstanding overlapped operations of one socket and their bytes (SPEC S9 limits).
+
+    Thread-safe: posts are counted on the posting thread, completions uncount
+    on the loop thread.  ``max_pending`` and ``max_pending_bytes`` are the
+    provider's options.
+    """
+
+    __slots__ = ("_lock", "bytes", "count", "max_bytes", "max_count")
+
+    def __init__(self, max_count: int, max_bytes: int | None) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.bytes = 0
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+
+    def check(self, nbytes: int) -> None:
+        """Raise the S9 code if one more operation of ``nbytes`` would pass a limit."""
+        if self.count >= self.max_count:
+            raise WSAError(WSAErr.WSAEWOULDBLOCK, "too many overlapped operations outstanding")
+        limit = self.max_bytes
+        if limit is not None and self.bytes + nbytes > limit:
+            raise WSAError(WSAErr.WSAENOBUFS, "max_pending_bytes reached")
+
+    def add(self, op: Operation, checked: bool = False) -> None:
+        with self._lock:
+            if not checked:
+                self.check(op.nbytes)
+            self.count += 1
+            self.bytes += op.nbytes
+        op.counter = self
+
+    def remove(self, op: Operation) -> None:
+        if op.counter is self:
+            op.counter = None
+            with self._lock:
+                self.count -= 1
+                self.bytes -= op.nbytes
+
+
+@attrs.define(eq=False, slots=True)
+class Operation:
+    """An operation between its post and its completion."""
+
+    kind: OpKind
+    buffers: list[Any]
+    nbytes: int
+    overlapped: WSAOVERLAPPED | None = None
+    routine: Routine | None = None
+    #: Where the routine runs (S6.1): the APC target named by lpThreadId.
+    thread: ApcTarget | None = None
+    event: WSAEVENT | None = None
+    #: The thread that posted it (S10.4 cancels at that thread's exit).
+    issuer: ApcTarget | None = None
+    flags: int = 0
+    address: Any = None
+    #: The socket handle (tracing and the verifier name it).
+    handle: int = 0
+    #: Called once completed, after the structure was written (see :class:`CompletionDoor`).
+    listener: Listener | None = None
+    #: The per-socket lane that keeps routines from nesting (S6.4).
+    lane: Any = None
+    #: MSG_OOB send: bypasses the transport's buffer, so it waits until that is empty.
+    urgent: bool = False
+    #: Stream offset just past this send's last byte, set when handed to the transport.
+    end: int = 0
+    status: int = STATUS_PENDING
+    transferred: int = 0
+    #: Output flags of a receive (MSG_PARTIAL), reported through the routine and S7.2.
+    out_flags: int = 0
+    #: Sender of a datagram receive.
+    source: Any = None
+    #: An injected completion-time fault (S12.1): completes with it at the head of its queue.
+    fault: int = 0
+    #: The count it is held in while outstanding (max_pending, max_pending_bytes).
+    counter: PendingCount | None = None
+    #: Checksum of the data at post time (verifier, S12.3).
+    checksum: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status == STATUS_PENDING

@@ -1,0 +1,191 @@
+"""What the provider is made of, and the few services its entry points share.
+
+The provider is composed, not inherited: an :class:`IoLoop` (the loop and its
+thread), a :class:`HandleTable` (process-unique handles), a
+:class:`CompletionDoor` (the one way out of ``STATUS_PENDING``), a
+:class:`ThreadWatch` (S10.4), the provider-wide fault plan (S12.1) and the
+options.  The groups of entry points (:mod:`wsp_async._lifecycle`,
+:mod:`wsp_async._transfers`, :mod:`wsp_async._control`) each get this one
+record and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket as _pysocket
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from . import apc
+from ._adapter import SocketAdapter
+from ._completion import CompletionDoor, RoutineLane, isolated
+from ._engine import SocketEngine, SocketState
+from ._handles import HandleTable
+from ._ioloop import IoLoop
+from ._operation import PendingCount
+from ._protocols import DatagramProtocol, StreamProtocol
+from ._threadwatch import ThreadWatch
+from .constants import AF_INET
+from .errors import WSAErr, WSAError
+from .faults import Fault, FaultPlan
+
+__all__ = ["Parts"]
+
+
+@attrs.define(eq=False)
+class Parts:
+    """The provider's parts (see the module docstring)."""
+
+    io: IoLoop
+    door: CompletionDoor
+    sockets: HandleTable[SocketAdapter]
+    threads: ThreadWatch
+    loop_target: apc.LoopTarget
+    max_pending: int = 10000
+    max_pending_bytes: int | None = None
+    debug: bool = False
+    slow_routine: float = 0.05
+    #: Provider-wide faults; ``faulty`` is the one flag the hot path reads.
+    faults: FaultPlan = attrs.field(factory=FaultPlan)
+    faulty: bool = False
+    #: Sockets whose transport is flushing after WSPCloseSocket, and a wake-up for close().
+    closing: set[SocketAdapter] = attrs.field(factory=set)
+    closing_changed: Callable[[], object] | None = None
+    closed: bool = False
+
+    def new_socket(
+        self,
+        sock: _pysocket.socket,
+        family: int,
+        overlapped: bool,
+        state: SocketState = SocketState.CREATED,
+        capacity: int = 65536,
+    ) -> SocketAdapter:
+        """Register a fresh handle for ``sock`` with its engine and adapter."""
+        sock.setblocking(False)
+        engine = SocketEngine(
+            stream=sock.type == _pysocket.SOCK_STREAM,
+            family=family,
+            overlapped=overlapped,
+            pending=PendingCount(self.max_pending, self.max_pending_bytes),
+        )
+        engine.state = state
+        engine.capacity = engine.sendq.capacity = capacity
+        lane = RoutineLane(self.debug, self.slow_routine, self.door.tracer)
+
+        def make(handle: int) -> SocketAdapter:
+            return SocketAdapter(
+                handle,
+                sock,
+                engine,
+                self.door,
+                self.io.loop,
+                self.io.wake,
+                self._closing,
+                lane,
+                self.debug,
+            )
+
+        return self.sockets.add(make)
+
+    def _closing(self, sock: SocketAdapter, starting: bool) -> None:
+        if starting:
+            self.closing.add(sock)
+        elif sock in self.closing:
+            self.closing.discard(sock)
+            if self.closing_changed is not None:
+                self.closing_changed()
+
+    def draw_fault(self, sock: SocketAdapter, kind: str) -> Fault | None:
+        local = sock.engine.faults.draw(kind) if sock.engine.faults else None
+        shared = self.faults.draw(kind) if self.faults else None
+        return local or shared
+
+    async def attach_stream(self, sock: SocketAdapter) -> None:
+        await self.io.loop.connect_accepted_socket(lambda: StreamProtocol(sock), sock.sock)
+        sock.pump()
+
+    def ensure_datagram_transport(self, sock: SocketAdapter) -> None:
+        """A bound or connected datagram socket receives through a datagram transport."""
+        if sock.transport is not None:
+            return
+
+        async def attach() -> None:
+            if sock.transport is not None or sock.closed:
+                return
+            await self.io.loop.create_datagram_endpoint(
+                lambda: DatagramProtocol(sock), sock=sock.sock
+            )
+
+        if self.io.here():
+            self.io.loop.create_task(attach())
+        else:
+            self.io.run(attach())
+
+    def implicit_bind(self, sock: SocketAdapter) -> None:
+        """A datagram sent from an unbound socket binds it first, as Winsock does."""
+        if sock.engine.state != SocketState.CREATED:
+            return
+        wildcard = "0.0.0.0" if sock.engine.family == AF_INET else "::"
+        try:
+            sock.sock.bind((wildcard, 0))
+        except OSError:
+            raise WSAError(WSAErr.WSAEINVAL, "the socket cannot be implicitly bound") from None
+        sock.engine.state = SocketState.BOUND
+        self.ensure_datagram_transport(sock)
+
+    def cancel_issued_by(self, target: Any) -> None:
+        """S10.4 on the loop: every socket drops what the gone thread issued."""
+        if target is self.loop_target:
+            return
+        for sock in self.sockets_now():
+            sock.cancel_issued_by(target)
+
+    def sockets_now(self) -> list[SocketAdapter]:
+        return self.sockets.items()
+
+    # ------------------------------------------------------------------ provider close
+    def close(self, timeout: float) -> None:
+        """Close every socket, aborting what is pending (S2.4); see ``Provider.close``."""
+        if self.closed:
+            return
+        io = self.io
+        if io.loop.is_closed() or io.here():
+            self.close_here()
+            io.stop()
+            return
+        try:
+            io.call(self.close_here)
+        except WSAError:
+            self.close_here()
+        if not io.embedded:
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(self._wind_down(timeout), io.loop)
+
+    def close_here(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.threads.closed = True
+        for sock in self.sockets.close():
+            with sock.lock:
+                sock.closed = True
+            isolated(sock.close_here)
+
+    async def _wind_down(self, timeout: float) -> None:
+        loop = self.io.loop
+        changed = asyncio.Event()
+        self.closing_changed = changed.set
+        deadline = loop.time() + timeout
+        while self.closing and loop.time() < deadline:
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), deadline - loop.time())
+        for sock in list(self.closing):
+            if sock.transport is not None:
+                sock.transport.abort()  # a peer that never read: give up on its bytes
+        self.closing.clear()
+        self.io.stop()

@@ -1,0 +1,96 @@
+"""The S2 return protocol, written once: what every ``WSP*`` entry point returns and reports.
+
+Every entry point of :class:`~wsp_async.provider.Provider` is one definition
+under :func:`entry_point`.  Its body returns the result of a call that worked,
+returns :data:`PENDING` for "started, completes later", or raises; the wrapper
+turns those into what Winsock returns:
+
+======================  =================  ==========================  ==================
+the body                returns            ``lpErrno``                 ``WSAGetLastError``
+======================  =================  ==========================  ==================
+returns a value         that value         untouched                   0 (S1)
+returns ``PENDING``     ``SOCKET_ERROR``   ``WSA_IO_PENDING`` (S2.2)    ``WSA_IO_PENDING``
+raises ``WSAError``     the failure value  its code (S2.3)             its code
+raises ``OSError``      the failure value  the errno table's code      that code
+raises anything else    the failure value  ``WSAEINVAL``, logged once  ``WSAEINVAL``
+======================  =================  ==========================  ==================
+
+An ``lpErrno`` that is not a box fails the call before anything starts
+(``WSAEFAULT`` in ``WSAGetLastError``): there would be nowhere to say
+``WSA_IO_PENDING``, and an operation nobody hears of must not start.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from .constants import SOCKET_ERROR
+from .errors import WSAErr, WSAError, wsa_code_of
+from .events import WSASetLastError
+from .structs import INT, is_box
+
+__all__ = ["PENDING", "entry_point", "report"]
+
+log = logging.getLogger("wsp_async")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Pending:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+#: What a body returns for "started, completes later" (S2.2): cheaper than raising,
+#: on the path every pending operation takes.
+PENDING: Any = _Pending()
+
+
+def report(lpErrno: object, exc: BaseException) -> int:
+    """Turn an exception into a Winsock code in ``lpErrno`` and ``WSAGetLastError``."""
+    if isinstance(exc, WSAError):
+        code = exc.winerror
+    elif isinstance(exc, OSError):
+        code = wsa_code_of(exc, WSAErr.WSAEINVAL)
+    else:
+        log.error("internal error inside an SPI call", exc_info=exc)
+        code = WSAErr.WSAEINVAL
+    try:
+        lpErrno.value = code  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    WSASetLastError(code)
+    return code
+
+
+def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Wrap a ``WSP*`` body in the S2 protocol; ``failure`` is what it returns on error."""
+
+    def wrap(body: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(body)
+        def entry(*args: P.args, **kwargs: P.kwargs) -> R:
+            lpErrno = kwargs["lpErrno"] if "lpErrno" in kwargs else args[-1]
+            if type(lpErrno) is not INT and not is_box(lpErrno):
+                WSASetLastError(WSAErr.WSAEFAULT)
+                return failure  # type: ignore[no-any-return]
+            try:
+                result = body(*args, **kwargs)
+            except Exception as exc:
+                report(lpErrno, exc)
+                return failure  # type: ignore[no-any-return]
+            if result is PENDING:
+                lpErrno.value = WSAErr.WSA_IO_PENDING  # type: ignore[attr-defined]
+                WSASetLastError(WSAErr.WSA_IO_PENDING)
+                return SOCKET_ERROR  # type: ignore[return-value]
+            WSASetLastError(0)
+            return result
+
+        return entry
+
+    return wrap

@@ -1,0 +1,377 @@
+"""The data entry points: ``WSPSend``/``WSPSendTo``, ``WSPRecv``/``WSPRecvFrom`` and
+``WSPGetOverlappedResult`` (SPEC S2-S11).  Bodies only: :mod:`wsp_async.provider`
+wraps each in the S2 protocol.
+
+A post walks the S9 table in the order a Windows provider meets its rows -- the
+handle, the arguments, the overlapped contract, the flags, the socket's state
+(the engine's rows), an injected fault -- and only then starts anything: the
+``WSAOVERLAPPED`` is claimed, the post traced, and the operation handed to the
+adapter (on the loop thread) or to the cross-thread hand-off.  A failure before
+that point starts nothing and leaves the structure as it was (S2.3).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import apc
+from ._adapter import SocketAdapter
+from ._arguments import capture, check_box, check_count_box, integer, sockaddr
+from ._completion import claim, isolated, unclaim, wait_result
+from ._engine import SocketState
+from ._operation import Operation, OpKind
+from ._parts import Parts
+from ._spi import PENDING
+from .constants import MSG_OOB, STATUS_PENDING
+from .errors import WSAErr, WSAError
+from .events import WSAEVENT
+from .structs import WSAOVERLAPPED, WSATHREADID, operation_of, result_flags, store
+from .verifier import remember, report_reused_overlapped, report_wait_with_routine
+
+__all__ = ["Transfers"]
+
+ABORTED = WSAErr.WSA_OPERATION_ABORTED
+
+
+class Transfers:
+    """Send, receive and result bodies over the provider's parts."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.io = parts.io
+        self.door = parts.door
+
+    # ------------------------------------------------------------------ the overlapped contract
+    def overlapped(
+        self,
+        sock: SocketAdapter,
+        kind: OpKind,
+        buffers: list[Any],
+        nbytes: int,
+        flags: int,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+    ) -> Operation | None:
+        """Validate the overlapped arguments (S3, S6.1, S9): the operation, or None (S3.2)."""
+        if lpOverlapped is None and lpCompletionRoutine is None:
+            return None
+        if not sock.engine.overlapped:
+            raise WSAError(WSAErr.WSAEINVAL, "the socket was made without WSA_FLAG_OVERLAPPED")
+        if type(lpOverlapped) is not WSAOVERLAPPED and not isinstance(lpOverlapped, WSAOVERLAPPED):
+            raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
+        if operation_of(lpOverlapped) is not None:
+            if self.parts.debug:
+                isolated(report_reused_overlapped, self.door.tracer, sock.handle)
+            raise WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
+        parts = self.parts
+        issuer = parts.loop_target if self.io.here() else apc.current_target()
+        event = None
+        thread: apc.ApcTarget | None = None
+        if lpCompletionRoutine is not None:
+            if not callable(lpCompletionRoutine):
+                raise WSAError(WSAErr.WSAEFAULT, "lpCompletionRoutine is not callable")
+            if lpThreadId is None:
+                thread = issuer
+            elif isinstance(lpThreadId, WSATHREADID):
+                thread = lpThreadId.target
+                if thread is None or not thread.alive:
+                    raise WSAError(WSAErr.WSAEINVAL, "lpThreadId names no live thread")
+                if thread is not issuer:
+                    parts.threads.watch(thread)
+            else:
+                raise WSAError(WSAErr.WSAEFAULT, "lpThreadId is not a WSATHREADID")
+        else:
+            hevent = lpOverlapped.hEvent
+            event = hevent if isinstance(hevent, WSAEVENT) else None
+        parts.threads.watch(issuer)
+        op = Operation(kind, buffers, nbytes, lpOverlapped, lpCompletionRoutine, thread, event)
+        op.issuer = issuer
+        op.flags = flags
+        op.handle = sock.handle
+        op.lane = sock.lane
+        return op
+
+    def _start(self, sock: SocketAdapter, op: Operation, checked: bool) -> tuple[int, int]:
+        """Count and claim ``op`` (S3.4, S9 limits), trace its post; what to restore on failure."""
+        sock.engine.pending.add(op, checked)
+        try:
+            saved = claim(op.overlapped, op)  # type: ignore[arg-type]
+        except WSAError:
+            sock.engine.pending.remove(op)
+            raise
+        if self.parts.debug and op.kind == OpKind.SEND:
+            remember(op)
+        self.door.posted(op)
+        return saved
+
+    def _undo(self, sock: SocketAdapter, op: Operation, saved: tuple[int, int]) -> None:
+        sock.engine.pending.remove(op)
+        unclaim(op, saved)
+
+    # ------------------------------------------------------------------ sends
+    def send(
+        self,
+        s: object,
+        lpBuffers: object,
+        dwBufferCount: object,
+        lpNumberOfBytesSent: object,
+        dwFlags: object,
+        lpTo: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+        coalesce: bool = True,
+    ) -> Any:
+        """The common send body (``lpTo`` None for WSPSend): 0, PENDING, or raises.
+
+        ``coalesce=False`` (the asyncio face's sequential awaits) hands the send on
+        at once instead of joining the end-of-iteration gather write.
+        """
+        sock = self.parts.sockets.get(s)
+        buffers, total = capture(lpBuffers, dwBufferCount, False)
+        engine = sock.engine
+        flags = integer(dwFlags, "dwFlags is not an int")
+        op = self.overlapped(
+            sock, OpKind.SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
+        )
+        check_count_box(lpNumberOfBytesSent, op is not None)
+        address = None
+        if lpTo is not None and not engine.stream:
+            address = sockaddr(engine.family, lpTo)
+        engine.check_send(flags, address, total)
+        if address is not None and engine.state == SocketState.CREATED:
+            self.parts.implicit_bind(sock)
+        if self.parts.faulty:
+            fault = self.parts.draw_fault(sock, "send")
+            if fault is not None:
+                if fault.at == "post" or op is None:
+                    raise WSAError(fault.error, "injected")
+                op.fault = fault.error
+        if op is None:
+            sent = self._send_now(sock, buffers, total, flags, address)
+            store(lpNumberOfBytesSent, sent)
+            return 0
+        op.address = address
+        op.urgent = bool(flags & MSG_OOB)
+        here = threading.get_ident() == self.io.ident
+        if engine.stream and here:
+            # Completions happen on this very thread: count the op only if it is
+            # still pending after the post, so a send done at once skips the lock.
+            engine.pending.check(op.nbytes)
+            claim(lpOverlapped, op)  # type: ignore[arg-type]
+            if self.parts.debug:
+                remember(op)
+            self.door.posted(op)
+            if sock.post_here(op, coalesce):
+                store(lpNumberOfBytesSent, op.transferred)
+                return 0 if op.status == 0 else PENDING
+            engine.pending.add(op, checked=True)
+            return PENDING
+        saved = self._start(sock, op, checked=False)
+        if engine.stream:
+            try:
+                sock.post_foreign(op)
+            except WSAError:
+                self._undo(sock, op, saved)
+                raise
+            # Pending by construction: the loop may already have completed it,
+            # but reading op.status now would race with it (S2.2).
+            return PENDING
+        if op.fault:
+            self.door.complete(op, op.fault, 0)  # an injected completion-time fault
+            return PENDING
+        try:
+            code = sock.send_datagram(op)
+        except WSAError:
+            self._undo(sock, op, saved)
+            raise
+        if code:
+            self._undo(sock, op, saved)
+            raise WSAError(code)
+        if code is None:
+            return PENDING  # queued behind an EAGAIN
+        self.door.complete(op, 0, total)
+        store(lpNumberOfBytesSent, total)
+        return 0
+
+    def _send_now(
+        self, sock: SocketAdapter, buffers: list[Any], total: int, flags: int, address: Any
+    ) -> int:
+        """Non-overlapped send (S8): blocking returns when consumed; non-blocking is all or nothing."""
+        op = Operation(
+            OpKind.SEND, buffers, total, flags=flags, address=address, handle=sock.handle
+        )
+        op.urgent = bool(flags & MSG_OOB)
+        engine = sock.engine
+        here = self.io.here()
+        if not engine.stream:
+            if engine.nonblocking or here:
+                # On the loop thread a datagram that cannot go at once must not
+                # be queued either: that thread may not wait for it (S7.3).
+                return sock.send_datagram_nonblocking(op)
+            done = _listen(op)
+            code = sock.send_datagram(op)
+            if code is None:
+                done.wait()
+                code = op.status
+            if code:
+                raise WSAError(code)
+            return total
+        if engine.nonblocking:
+            return self.io.call(sock.send_nonblocking, buffers, total)
+        me = threading.get_ident()
+        with sock.lock:
+            if sock.blocking_owner is not None and sock.blocking_owner != me:
+                raise WSAError(WSAErr.WSAEINPROGRESS)
+            sock.blocking_owner = me
+        try:
+            if here:
+                sendq = engine.sendq
+                if sock.incoming or not sendq.idle or sendq.buffered + total > engine.capacity:
+                    raise self.io.refuse_blocking(
+                        "a blocking send that does not fit the send buffer"
+                    )
+                sock.post_here(op, coalesce=False)
+            else:
+                done = _listen(op)
+                op.issuer = apc.current_target()
+                direct = total and not op.urgent and not self.parts.debug
+                if direct and sock.send_direct(op):
+                    return total
+                if not direct:
+                    sock.post_foreign(op)
+                done.wait()
+            if op.status == ABORTED:
+                raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
+            if op.status:
+                raise WSAError(op.status)
+            return total
+        finally:
+            sock.blocking_owner = None
+
+    # ------------------------------------------------------------------ receives
+    def recv(
+        self,
+        s: object,
+        lpBuffers: object,
+        dwBufferCount: object,
+        lpNumberOfBytesRecvd: object,
+        lpFlags: object,
+        lpFrom: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+    ) -> Any:
+        """The common receive body (S11.1): 0, PENDING, or raises."""
+        sock = self.parts.sockets.get(s)
+        check_box(lpFrom, "lpFrom")
+        buffers, total = capture(lpBuffers, dwBufferCount, True)
+        check_box(lpFlags, "lpFlags", optional=False)
+        flags = integer(lpFlags.value, "lpFlags holds no int")  # type: ignore[attr-defined]
+        op = self.overlapped(
+            sock, OpKind.RECV, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
+        )
+        check_count_box(lpNumberOfBytesRecvd, op is not None)
+        sock.engine.check_recv(flags)
+        if self.parts.faulty:
+            fault = self.parts.draw_fault(sock, "recv")
+            if fault is not None:
+                if fault.at == "post" or op is None:
+                    raise WSAError(fault.error, "injected")
+                op.fault = fault.error
+        if op is None:
+            return self._recv_now(
+                sock, buffers, total, flags, lpNumberOfBytesRecvd, lpFlags, lpFrom
+            )
+        if lpFrom is not None:
+            op.listener = lambda done: store(lpFrom, done.source)
+        saved = self._start(sock, op, checked=False)
+        if not self.io.here():
+            try:
+                sock.post_foreign(op)
+            except WSAError:
+                self._undo(sock, op, saved)
+                raise
+            return PENDING  # as for sends: never read a racing status
+        sock.post_receive(op)
+        if op.status == 0:
+            store(lpNumberOfBytesRecvd, op.transferred)
+            store(lpFlags, op.out_flags)
+            return 0
+        return PENDING
+
+    def _recv_now(
+        self,
+        sock: SocketAdapter,
+        buffers: list[Any],
+        total: int,
+        flags: int,
+        lpNumberOfBytesRecvd: object,
+        lpFlags: object,
+        lpFrom: object,
+    ) -> int:
+        op = Operation(OpKind.RECV, buffers, total, flags=flags, handle=sock.handle)
+        if self.io.here() or sock.engine.nonblocking:
+            result = self.io.call(sock.receive_nowait, op)
+            if result is None:
+                raise WSAError(WSAErr.WSAEWOULDBLOCK)
+            status, n = result
+        else:
+            done = _listen(op)
+            op.issuer = apc.current_target()
+            sock.post_foreign(op)
+            done.wait()
+            status, n = op.status, op.transferred
+            if status == ABORTED:
+                status = WSAErr.WSAEINTR
+        store(lpFrom, op.source)
+        store(lpFlags, op.out_flags)
+        if status:
+            raise WSAError(status)
+        store(lpNumberOfBytesRecvd, n)
+        return 0
+
+    # ------------------------------------------------------------------ results
+    def result(
+        self,
+        s: object,
+        lpOverlapped: object,
+        lpcbTransfer: object,
+        fWait: object,
+        lpdwFlags: object,
+    ) -> bool:
+        """The result of an overlapped operation (S7.2); ``fWait`` blocks until it completes.
+
+        It reads the structure, as Windows does (S2.5): pending is
+        ``Internal == STATUS_PENDING``, whoever made the structure.  Waiting works
+        for a structure any provider completes.
+        """
+        sock = self.parts.sockets.get(s)
+        if not isinstance(lpOverlapped, WSAOVERLAPPED):
+            raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
+        check_box(lpcbTransfer, "lpcbTransfer", optional=False)
+        check_box(lpdwFlags, "lpdwFlags")
+        op = operation_of(lpOverlapped)
+        if op is not None or lpOverlapped.Internal == STATUS_PENDING:
+            if not fWait or op is None:
+                raise WSAError(WSAErr.WSA_IO_INCOMPLETE)
+            if op.routine is not None and self.parts.debug:
+                isolated(report_wait_with_routine, self.door.tracer, sock.handle)
+            if self.io.here():
+                raise self.io.refuse_blocking("WSPGetOverlappedResult(fWait=True)")
+            wait_result(lpOverlapped)
+        status = lpOverlapped.Internal
+        store(lpcbTransfer, lpOverlapped.InternalHigh)
+        store(lpdwFlags, result_flags(lpOverlapped))
+        if status:
+            raise WSAError(status)
+        return True
+
+
+def _listen(op: Operation) -> threading.Event:
+    """A blocking caller's wait for ``op``: set by the completion door."""
+    done = threading.Event()
+    op.listener = lambda _op: done.set()
+    return done
