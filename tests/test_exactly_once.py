@@ -233,7 +233,7 @@ def test_shutdown_racing_foreign_posts_strands_nothing(provider, listener):  # t
 
 def test_a_hand_made_thread_id_is_refused_at_post(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S6.1, S2.3: a target that cannot be reached is WSAEINVAL, nothing started.
-    s, conn = connect(provider, listener)
+    s, _conn = connect(provider, listener)
     ov = WSAOVERLAPPED()
     rc = post(provider, s, [WSABUF(1, b"x")], ov, lambda *a: None, WSATHREADID(12345))
     assert rc == (w.SOCKET_ERROR, w.WSAEINVAL)
@@ -262,7 +262,7 @@ def test_the_thread_id_of_a_dead_thread_is_refused_at_post(provider, listener): 
 
 def test_routines_deferred_behind_an_interrupted_routine_keep_their_turn(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S6.4, S6.7, S2.4
-    s, conn = connect(provider, listener)
+    s, _conn = connect(provider, listener)
     ran: list[int] = []
 
     def first(*args: object) -> None:
@@ -314,7 +314,7 @@ def test_fwait_through_another_provider_returns_when_the_owner_completes(loop_ki
 
 def test_two_threads_posting_one_structure_are_not_both_accepted(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S3.4: the guard is atomic.
-    s, conn = connect(provider, listener)
+    s, _conn = connect(provider, listener)
     provider.inject(s, delay_drain=math.inf)
     all_ovs = []
     for _ in range(100):
@@ -323,7 +323,11 @@ def test_two_threads_posting_one_structure_are_not_both_accepted(provider, liste
         go = threading.Barrier(2)
         outcomes: list[tuple[int, int]] = []
 
-        def racer(ov: WSAOVERLAPPED = ov, go: threading.Barrier = go) -> None:
+        def racer(
+            ov: WSAOVERLAPPED = ov,
+            go: threading.Barrier = go,
+            outcomes: list[tuple[int, int]] = outcomes,
+        ) -> None:
             go.wait()
             outcomes.append(post(provider, s, [WSABUF(1, b"r")], ov))
             go.wait()  # both posted before either thread exits (S10.4 would cancel)
