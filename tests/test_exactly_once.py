@@ -396,7 +396,7 @@ def test_released_and_resized_buffers(provider, listener, caplog):  # type: igno
         ("127.0.0.1", "80"),
         ("no host", 80),
         (1, 2, 3, 4, 5),
-    ],  # fmt: skip
+    ],
 )
 def test_malformed_sockaddrs_are_wsaefault(provider, name, caplog):  # type: ignore[no-untyped-def]
     # SPEC S9 (WSAEFAULT): no traceback in the log for bad input.
