@@ -102,6 +102,10 @@ class Worker:
         self.thread.join(30)
 
 
+def _raising_tracer(record: object) -> None:
+    raise ValueError("a tracer that raises (its file was closed)")
+
+
 def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
     class SendPath(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -115,6 +119,12 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             self.seq = 0
             self.completions = 0
             self.stalled = False
+            self.hooks_raise = False
+            box: list[w.WSATHREADID] = []
+            gone = threading.Thread(target=lambda: box.append(w.WSATHREADID.current()))
+            gone.start()
+            gone.join(10)
+            self.dead = box[0]
             self.connect()
 
         # -- plumbing -------------------------------------------------------------
@@ -153,8 +163,8 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             self.stalled = False
             self.connections.append(Connection(s, peer, reader, received, reading))
 
-        def _post(self, sizes: list[int], mechanism: str) -> None:
-            conn = self.conn
+        def _post(self, sizes: list[int], mechanism: str, conn: Connection | None = None) -> None:
+            conn = conn or self.conn
             self.seq += 1
             seq = self.seq
             header = struct.pack("!I", seq)
@@ -172,6 +182,8 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                 self.completions += 1
                 record.completed_at = self.completions
                 record.routine_calls.append((error, n))
+                if self.hooks_raise:
+                    raise RuntimeError("a routine that raises (S6.7)")
 
             err = INT()
             record.rc = self.provider.WSPSend(
@@ -275,6 +287,62 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             self.provider.WSPCloseSocket(conn.handle, INT())
             conn.open = False
             self.connect()
+
+        @rule(on=st.booleans())
+        def hooks_raise_or_not(self, on: bool) -> None:
+            # S6.7, S12.2: a tracer and routines that raise lose and double nothing.
+            self.hooks_raise = on
+            self.provider.tracer = _raising_tracer if on else None
+            _count("raising hooks on" if on else "raising hooks off")
+
+        @rule(kind=st.sampled_from(["strided", "released", "short", "not a buffer"]))
+        def post_bad_buffer(self, kind: str) -> None:
+            # S9 (WSAEFAULT), S2.3: nothing starts, the structure is untouched.
+            if kind == "strided":
+                buf: Any = WSABUF(2, memoryview(bytearray(b"abcd"))[::2])
+            elif kind == "released":
+                view = memoryview(b"gone")
+                view.release()
+                buf = WSABUF(4, view)
+            elif kind == "short":
+                buf = WSABUF(9, b"short")
+            else:
+                buf = WSABUF(1, 42)
+            ov = WSAOVERLAPPED()
+            err = INT()
+            rc = self.provider.WSPSend(self.conn.handle, [buf], 1, None, 0, ov, None, None, err)
+            assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEFAULT)
+            assert not ov.pending and ov.Internal == 0
+            _count("bad buffers refused")
+
+        @rule()
+        def post_to_a_dead_thread(self) -> None:
+            # S6.1, S2.3: a routine target that is gone is refused at post.
+            ov = WSAOVERLAPPED()
+            err = INT()
+            rc = self.provider.WSPSend(
+                self.conn.handle, [WSABUF(1, b"d")], 1, None, 0, ov, lambda *a: None, self.dead, err
+            )
+            assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEINVAL)
+            assert not ov.pending
+            _count("dead thread targets refused")
+
+        @rule(count=st.integers(1, 30), index=st.sampled_from([0, 1]))
+        def shutdown_racing_a_worker(self, count: int, index: int) -> None:
+            # S10.1, S2.3, S2.4: posts racing WSPShutdown either fail at once or
+            # complete exactly once before the FIN.
+            conn = self.conn
+            done = threading.Event()
+
+            def burst() -> None:
+                for _ in range(count):
+                    self._post([100], "event", conn)
+                done.set()
+
+            self.workers[index].jobs.put(burst)
+            self.shutdown_and_reconnect()
+            assert done.wait(30)
+            _count("shutdown races")
 
         @rule(index=st.sampled_from([0, 1]))
         def end_worker(self, index: int) -> None:

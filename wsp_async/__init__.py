@@ -7,6 +7,8 @@ event functions, and -- from :mod:`wsp_async.provider` -- the ``Provider``.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from . import constants as _constants
 from .apc import queue_apc
 from .constants import *  # noqa: F403
@@ -27,7 +29,10 @@ from .events import (
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
 
-__version__ = "0.1.0"
+try:
+    __version__: str = _metadata.version("wsp_async")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "DWORD",

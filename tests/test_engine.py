@@ -1,0 +1,197 @@
+"""The engine's policies with no socket at all: posts go in, decisions come out (SPEC S4-S10)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wsp_async as w
+from wsp_async._engine import COALESCE_BELOW, SocketEngine, SocketState
+from wsp_async._operation import Operation, OpKind, PendingCount
+from wsp_async._recvqueue import DatagramReceiver, StreamReceiver
+
+
+def engine(stream: bool = True) -> SocketEngine:
+    e = SocketEngine(stream=stream, family=w.AF_INET, overlapped=True, pending=PendingCount(4, 100))
+    e.state = SocketState.CONNECTED
+    return e
+
+
+def send(n: int, *, fault: int = 0, urgent: bool = False, issuer: object = None) -> Operation:
+    op = Operation(OpKind.SEND, [b"x" * n], n, issuer=issuer)  # type: ignore[arg-type]
+    op.fault, op.urgent = fault, urgent
+    return op
+
+
+def recv(n: int, flags: int = 0) -> Operation:
+    return Operation(OpKind.RECV, [bytearray(n)], n, flags=flags)
+
+
+def test_send_rows_follow_the_s9_table_order() -> None:
+    # SPEC S9: shutdown before the sticky error before "not connected"; flags first.
+    e = engine()
+    e.send_shut, e.error, e.state = True, w.WSAECONNRESET, SocketState.CREATED
+    for expected in (w.WSAESHUTDOWN, w.WSAECONNRESET, w.WSAENOTCONN):
+        try:
+            e.check_send(0, None, 1)
+        except w.WSAError as exc:
+            assert exc.winerror == expected
+        else:
+            raise AssertionError("no row applied")
+        e.send_shut, e.error = False, e.error if expected == w.WSAESHUTDOWN else 0
+    for flags in (0x10000, w.MSG_PARTIAL):
+        try:
+            engine().check_send(flags, None, 1)
+        except w.WSAError as exc:
+            assert exc.winerror == w.WSAEOPNOTSUPP
+    d = engine(stream=False)
+    for flags, to, total, code in [
+        (w.MSG_OOB, ("127.0.0.1", 9), 1, w.WSAEOPNOTSUPP),
+        (0, ("127.0.0.1", 9), 65508, w.WSAEMSGSIZE),
+    ]:
+        try:
+            d.check_send(flags, to, total)
+        except w.WSAError as exc:
+            assert exc.winerror == code
+        else:
+            raise AssertionError("no row applied")
+
+
+def test_first_send_of_an_iteration_goes_out_and_small_ones_after_it_wait() -> None:
+    # SPEC S2.1, S5.3: coalescing never reorders, it only delays small sends.
+    e = engine()
+    assert e.post_send(send(10))
+    assert e.begin_iteration() and not e.begin_iteration()
+    assert not e.post_send(send(10))
+    assert e.post_send(send(COALESCE_BELOW))  # a large one is handed on at once
+    assert e.end_iteration()
+
+
+def test_an_injected_fault_waits_for_the_sends_before_it() -> None:
+    # SPEC S12.1, S6.4: it completes at the head of the queue, in posting order.
+    e = engine()
+    first, faulty = send(10), send(5, fault=w.WSAENETRESET)
+    e.post_send(first)
+    e.post_send(faulty)
+    failed, batch = e.next_hand_on()
+    assert failed is None and batch == [first]
+    assert e.handed(batch, 10) == [first]  # within capacity: consumed
+    failed, batch = e.next_hand_on()
+    assert failed is faulty and batch == []
+
+
+def test_an_urgent_send_waits_for_an_empty_transport() -> None:
+    # SPEC S5.3: OOB bypasses the transport's buffer, so it goes only when that is empty.
+    e = engine()
+    e.capacity = e.sendq.capacity = 4
+    plain, urgent = send(10), send(1, urgent=True)
+    e.post_send(plain)
+    e.post_send(urgent)
+    assert e.next_hand_on() == (None, [plain])
+    e.handed([plain], 10)
+    assert e.wants_empty_transport
+    assert e.observe(0) == [plain]
+    assert e.next_hand_on() == (None, [urgent])
+
+
+ops = st.lists(st.tuples(st.integers(1, 5000), st.booleans(), st.sampled_from("ab")), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops, st.integers(0, 30), st.sampled_from(["close", "flush", "reset", "thread", "cancel"]))
+def test_each_abort_takes_exactly_what_its_rule_names(posts, handed_on, abort) -> None:  # type: ignore[no-untyped-def]
+    # SPEC S10.2-S10.5, S2.4: every operation comes out exactly once, from the
+    # abort or from the queues' later completion; which ones the abort takes
+    # follows its rule.
+    e = engine()
+    e.capacity = e.sendq.capacity = 1 << 30
+    threads = {"a": object(), "b": object()}
+    sends = [send(n, issuer=threads[t]) for n, _, t in posts]
+    receives = [recv(4) for n, is_recv, _ in posts if is_recv]
+    for op in sends:
+        e.post_send(op)
+    for op in receives:
+        e.post_receive(op)
+    handed: list[Operation] = []
+    while len(handed) < handed_on:
+        _, batch = e.next_hand_on()
+        if not batch:
+            break
+        e.handed(batch, sum(op.nbytes for op in batch) + (1 << 30))  # all held beyond capacity
+        handed.extend(batch)
+    waiting = [op for op in sends if op not in handed]
+    if abort == "close":
+        taken, expected = e.close(), handed + waiting + receives
+    elif abort == "flush":
+        taken, expected = e.flush(), waiting
+    elif abort == "reset":
+        sends_taken, status, done = e.lost(w.WSAECONNRESET)
+        taken, expected = sends_taken + [op for op, *_ in done], handed + waiting + receives
+        assert status == w.WSAECONNRESET and e.error == w.WSAECONNRESET
+    elif abort == "thread":
+        gone = threads["a"]
+        taken = e.cancel_issued_by(gone)
+        expected = [op for op in waiting if op.issuer is gone]
+    else:
+        target = waiting[0] if waiting else (handed[0] if handed else None)
+        taken = e.cancel(target) if target is not None else []  # type: ignore[arg-type]
+        expected = [target] if waiting else []
+    assert taken == expected
+    assert len(set(map(id, taken))) == len(taken)
+    left = list(e.sendq.inflight) + list(e.sendq.waiting) + list(e.receiver.waiting)  # type: ignore[union-attr]
+    assert not {id(op) for op in left} & {id(op) for op in taken}
+    assert len(left) + len(taken) == len(sends) + len(receives)
+
+
+def test_pending_count_enforces_both_limits() -> None:
+    # SPEC S9 (WSAEWOULDBLOCK, WSAENOBUFS)
+    count = PendingCount(2, 10)
+    a, b = send(6), send(6)
+    count.add(a)
+    try:
+        count.add(b)
+    except w.WSAError as exc:
+        assert exc.winerror == w.WSAENOBUFS
+    count.add(send(1))
+    try:
+        count.add(send(1))
+    except w.WSAError as exc:
+        assert exc.winerror == w.WSAEWOULDBLOCK
+    count.remove(a)
+    count.remove(a)  # once only
+    assert (count.count, count.bytes) == (1, 1)
+
+
+# --- the receive queues ---------------------------------------------------------------------
+
+
+def test_stream_receives_fill_in_posting_order_and_see_the_end() -> None:
+    # SPEC S11.1
+    r: StreamReceiver[Operation] = StreamReceiver()
+    first, second, third = recv(3), recv(10), recv(4)
+    for op in (first, second, third):
+        r.post(op)
+    done = r.feed(b"abcdefgh")
+    assert [(op, status, n) for op, status, n in done] == [(first, 0, 3), (second, 0, 5)]
+    assert bytes(first.buffers[0]) == b"abc" and bytes(second.buffers[0][:5]) == b"defgh"
+    assert r.end() == [(third, 0, 0)]
+
+
+def test_peek_leaves_the_data_for_the_next_receive() -> None:
+    # SPEC S11.1 (MSG_PEEK)
+    r: StreamReceiver[Operation] = StreamReceiver()
+    r.feed(b"hello")
+    peek = recv(5, w.MSG_PEEK)
+    assert r.take(peek) == (0, 5) and r.available() == 5
+    take = recv(5)
+    assert r.take(take) == (0, 5) and r.available() == 0
+
+
+def test_a_truncated_datagram_is_partial_and_msgsize() -> None:
+    # SPEC S11.2: the rest of the datagram is discarded.
+    r: DatagramReceiver[Operation] = DatagramReceiver()
+    small = recv(4)
+    r.post(small)
+    assert r.feed(b"too long", ("127.0.0.1", 9)) == [(small, w.WSAEMSGSIZE, 4)]
+    assert small.out_flags & w.MSG_PARTIAL and small.source == ("127.0.0.1", 9)
+    assert r.available() == 0
