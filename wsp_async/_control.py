@@ -17,7 +17,10 @@ from ._transfers import Transfers
 from .constants import (
     FIONBIO,
     FIONREAD,
+    IPPROTO_IP,
+    IPPROTO_IPV6,
     IPPROTO_TCP,
+    IPPROTO_UDP,
     SIO_FLUSH,
     SO_ACCEPTCONN,
     SO_BROADCAST,
@@ -47,6 +50,10 @@ PASSTHROUGH = {
     (SOL_SOCKET, SO_KEEPALIVE): (_pysocket.SOL_SOCKET, _pysocket.SO_KEEPALIVE),
     (IPPROTO_TCP, TCP_NODELAY): (_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY),
 }
+
+#: Option levels Winsock knows; another level is WSAEINVAL (Wine's test_set_getsockopt,
+#: run on Windows), an unknown option at a known level WSAENOPROTOOPT.
+LEVELS = frozenset({SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6})
 
 #: SO_SNDBUF is an ``int`` on Windows; beyond that no transport can hold it.
 MAX_SNDBUF = 0x7FFFFFFF
@@ -108,7 +115,7 @@ class Controls:
     def set_option(self, s: object, level: object, name: object, optval: object) -> int:
         """``SO_SNDBUF`` sets the emulated send-buffer capacity (S4.1); others pass to the host."""
         sock = self.parts.sockets.get(s)
-        key = (level, name)
+        key = _option(level, name)
         if key == (SOL_SOCKET, SO_SNDBUF):
             value = option_int(optval)
             if not 0 <= value <= MAX_SNDBUF:
@@ -140,7 +147,7 @@ class Controls:
         check_box(optval, "optval", optional=False)
         check_box(optlen, "optlen")
         engine = sock.engine
-        key = (level, name)
+        key = _option(level, name)
         value: int
         if key == (SOL_SOCKET, SO_SNDBUF):
             value = engine.capacity
@@ -185,6 +192,15 @@ class Controls:
                 raise ValueError("delay_drain needs a socket")
             delay = None if delay_drain is None else float(delay_drain)
             self.io.call(sock.set_drain_delay, delay)
+
+
+def _option(level: object, name: object) -> tuple[int, int]:
+    """The (level, name) key of an option, with the S9 code for one Winsock lacks."""
+    if not isinstance(level, int) or level not in LEVELS:
+        raise WSAError(WSAErr.WSAEINVAL, "unknown option level")
+    if not isinstance(name, int):
+        raise WSAError(WSAErr.WSAENOPROTOOPT)
+    return int(level), int(name)
 
 
 def _linger(optval: object) -> tuple[int, int]:
