@@ -134,6 +134,7 @@ def test_open_close_cycles_do_not_leak(loop_kind, listener):  # type: ignore[no-
 
 # --- fuzzing every SPI entry point ------------------------------------------------------
 
+
 def _released() -> memoryview:
     view = memoryview(b"gone")
     view.release()
@@ -202,7 +203,6 @@ _ENTRY_POINTS = {
     "WSPGetSockName": 4,
     "WSPGetPeerName": 4,
 }
-
 
 
 @pytest.mark.timeout(300)
