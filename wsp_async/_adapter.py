@@ -43,6 +43,7 @@ from ._arguments import skip
 from ._completion import CompletionDoor, RoutineLane, isolated
 from ._engine import ABORTED, SocketEngine
 from ._operation import Operation, OpKind
+from .constants import STATUS_PENDING
 from .errors import WSAErr, WSAError, wsa_code_of
 from .verifier import check_unchanged
 
@@ -125,7 +126,7 @@ class SocketAdapter:
             self.pump()
             if self.engine.begin_iteration():
                 self.loop.call_soon(self._end_of_iteration)
-        return not op.pending
+        return op.status != STATUS_PENDING
 
     def _end_of_iteration(self) -> None:
         if self.engine.end_iteration():
@@ -249,27 +250,30 @@ class SocketAdapter:
             self.drain_scheduled = True
         self.wake(self.take_incoming_and_pump)
 
-    def send_direct(self, op: Operation) -> bool:
+    def send_direct(self, op: Operation, prepare: Callable[[Operation], object]) -> bool:
         """A blocking stream send from another thread: straight to the kernel when idle.
 
         Idle means nothing queued, in flight or buffered here and no drain fault.
-        Returns True when the kernel took all of it (the caller completes it);
-        otherwise the rest is queued at the front (see the module docstring) or,
-        when not idle, the whole send is posted as usual; it then completes
-        through the door.
+        Returns True when the kernel took all of it.  Otherwise ``prepare(op)`` is
+        called (the caller hooks its wait) and the rest is queued at the front (see
+        the module docstring) or, when not idle, the whole send is posted as usual;
+        it then completes through the door.
         """
+        engine = self.engine
+        sendq = engine.sendq
         with self.write_lock:
             transport = self.transport
             with self.lock:
                 idle = not (
                     transport is None
                     or self.closed
-                    or self.engine.error
-                    or self.engine.send_shut
+                    or engine.error
+                    or engine.send_shut
                     or self.incoming
                     or self.front is not None
-                    or self.engine.sendq
-                    or self.engine.drain_delay is not None
+                    or sendq.waiting
+                    or sendq.inflight
+                    or engine.drain_delay is not None
                     or transport.is_closing()
                     or transport.get_write_buffer_size()
                 )
@@ -283,6 +287,7 @@ class SocketAdapter:
                 if sent:
                     op.buffers = skip(op.buffers, sent)
                     op.nbytes -= sent
+                prepare(op)
                 with self.lock:
                     if self.closed:
                         raise WSAError(
@@ -294,6 +299,7 @@ class SocketAdapter:
                 if schedule:
                     self.wake(self.take_incoming_and_pump)
                 return False
+        prepare(op)
         self.post_foreign(op)
         return False
 

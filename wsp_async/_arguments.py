@@ -24,9 +24,10 @@ from typing import Any
 
 from .constants import AF_INET
 from .errors import WSAErr, WSAError
-from .structs import WSABUF, is_box
+from .structs import DWORD, INT, WSABUF, is_box
 
 __all__ = [
+    "BOXES",
     "capture",
     "check_box",
     "check_count_box",
@@ -35,6 +36,10 @@ __all__ = [
     "skip",
     "sockaddr",
 ]
+
+
+#: The library's own boxes: known good, no probing needed on the hot path.
+BOXES = (DWORD, INT)
 
 
 def _fault(why: str) -> WSAError:
@@ -87,7 +92,7 @@ def capture(lpBuffers: object, count: object, writable: bool) -> tuple[list[Any]
     ``bytes`` are kept as they are; everything else becomes a byte view of the
     caller's memory (no copy), cut to ``len`` when that is shorter.
     """
-    n_entries = integer(count, "dwBufferCount is not a count")
+    n_entries = count if type(count) is int else integer(count, "dwBufferCount is not a count")
     if n_entries < 0:
         raise _fault("dwBufferCount is negative")
     if type(lpBuffers) is list or type(lpBuffers) is tuple:

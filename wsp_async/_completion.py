@@ -38,7 +38,13 @@ from . import apc
 from ._operation import Operation
 from .constants import STATUS_PENDING
 from .errors import WSAErr, WSAError
-from .structs import WSAOVERLAPPED, bind_operation, operation_of, write_result
+from .structs import (
+    WSAOVERLAPPED,
+    claim_structure,
+    operation_of,
+    release_structure,
+    write_result,
+)
 from .trace import completion_record, post_record
 from .verifier import report_slow_routine
 
@@ -54,7 +60,6 @@ __all__ = [
 
 log = logging.getLogger("wsp_async")
 
-_claim_lock = threading.Lock()
 _results = threading.Condition()
 _result_waiters = 0
 
@@ -71,12 +76,9 @@ def isolated(hook: Callable[..., object], *args: Any) -> None:
 
 def claim(ov: WSAOVERLAPPED, op: Operation) -> tuple[int, int]:
     """Mark ``ov`` pending for ``op`` (S2.5, S3.4); returns what to restore if the post fails."""
-    with _claim_lock:
-        if operation_of(ov) is not None:
-            raise WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
-        bind_operation(ov, op)
-        saved = (ov.Internal, ov.InternalHigh)
-        ov.Internal = STATUS_PENDING
+    saved = claim_structure(ov, op)
+    if saved is None:
+        raise WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
     return saved
 
 
@@ -84,8 +86,7 @@ def unclaim(op: Operation, saved: tuple[int, int]) -> None:
     """Undo :func:`claim` for a post that failed before anything started (S2.3)."""
     ov = op.overlapped
     if ov is not None and operation_of(ov) is op:
-        ov.Internal, ov.InternalHigh = saved
-        bind_operation(ov, None)
+        release_structure(ov, saved)
 
 
 def wait_result(ov: WSAOVERLAPPED, timeout: float | None = None) -> bool:
@@ -140,52 +141,53 @@ class RoutineLane:
         self.tracer = tracer
 
     def run(self, op: Operation) -> None:
+        """The APC of one completed operation (on its routine's thread)."""
         ident = threading.get_ident()
         queue = self._running.get(ident)
         if queue is not None:
             queue.append(op)  # a routine of this socket runs below us on this thread
             return
-        queue = self._backlog.pop(ident, None)
+        queue = self._backlog.pop(ident, None) if self._backlog else None
         if queue is None:
-            queue = collections.deque((op,))
+            queue = collections.deque()
         else:
             queue.append(op)
-        self._drain(ident, queue)
+            op = queue.popleft()
+        self._drain(ident, op, queue)
 
     def resume(self) -> None:
+        """The APC queued behind an interrupted routine: run what it left deferred."""
         ident = threading.get_ident()
         if ident not in self._running:
             queue = self._backlog.pop(ident, None)
             if queue:
-                self._drain(ident, queue)
+                self._drain(ident, queue.popleft(), queue)
 
-    def _drain(self, ident: int, queue: collections.deque[Operation]) -> None:
+    def _drain(self, ident: int, op: Operation, queue: collections.deque[Operation]) -> None:
         self._running[ident] = queue
-        op: Operation | None = None
         try:
-            while queue:
+            while True:
+                routine = op.routine
+                assert routine is not None
+                started = time.perf_counter() if self.debug else 0.0
+                try:
+                    routine(op.status, op.transferred, op.overlapped, 0)
+                except Exception as exc:
+                    apc.report(routine, exc)  # S6.7
+                if self.debug:
+                    took = time.perf_counter() - started
+                    if took > self.slow and apc.on_loop_thread():
+                        isolated(report_slow_routine, self.tracer, op, took, self.slow)
+                if not queue:
+                    break
                 op = queue.popleft()
-                self._call(op)
         except BaseException:
-            if queue and op is not None and op.thread is not None:
+            if queue and op.thread is not None:
                 self._backlog[ident] = queue
                 op.thread.post(self.resume, ())
             raise
         finally:
             del self._running[ident]
-
-    def _call(self, op: Operation) -> None:
-        routine = op.routine
-        assert routine is not None
-        started = time.perf_counter() if self.debug else 0.0
-        try:
-            routine(op.status, op.transferred, op.overlapped, 0)
-        except Exception as exc:
-            apc.report(routine, exc)  # S6.7
-        if self.debug:
-            took = time.perf_counter() - started
-            if took > self.slow and apc.on_loop_thread():
-                isolated(report_slow_routine, self.tracer, op, took, self.slow)
 
 
 class CompletionDoor:

@@ -8,8 +8,9 @@ import socket as _pysocket
 import struct
 from typing import Any
 
+from ._adapter import SocketAdapter
 from ._arguments import check_box, option_int
-from ._completion import claim
+from ._completion import claim, unclaim
 from ._engine import SocketState
 from ._operation import OpKind
 from ._parts import Parts
@@ -88,6 +89,22 @@ class Controls:
             sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
         check_box(lpcbBytesReturned, "lpcbBytesReturned")
+        saved = None if op is None else claim(op.overlapped, op)  # type: ignore[arg-type]
+        try:
+            returned = self._control(sock, code, lpvInBuffer, lpvOutBuffer)
+        except BaseException:
+            if op is not None and saved is not None:
+                unclaim(op, saved)
+            raise
+        store(lpcbBytesReturned, returned)
+        if op is not None:
+            self.parts.door.complete(op, 0, returned)
+        return 0
+
+    def _control(
+        self, sock: SocketAdapter, code: object, lpvInBuffer: object, lpvOutBuffer: object
+    ) -> int:
+        """Carry out one control code; the bytes returned."""
         returned = 0
         if code == FIONBIO:
             value = getattr(lpvInBuffer, "value", lpvInBuffer)
@@ -106,11 +123,7 @@ class Controls:
             self.io.call(sock.flush)
         else:
             raise WSAError(WSAErr.WSAEINVAL, f"unsupported ioctl {code!r}")
-        store(lpcbBytesReturned, returned)
-        if op is not None:
-            claim(op.overlapped, op)  # type: ignore[arg-type]
-            self.parts.door.complete(op, 0, returned)
-        return 0
+        return returned
 
     def set_option(self, s: object, level: object, name: object, optval: object) -> int:
         """``SO_SNDBUF`` sets the emulated send-buffer capacity (S4.1); others pass to the host."""

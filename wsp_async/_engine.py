@@ -124,6 +124,13 @@ class SocketEngine:
                 raise WSAError(self.error if code is None else code, why)
 
     def check_send(self, flags: int, to: Any, total: int) -> None:
+        if (
+            not flags
+            and self.stream
+            and self.state is SocketState.CONNECTED
+            and not (self.send_shut or self.error)
+        ):
+            return  # no row of STREAM_SEND_ROWS applies: the common case, without the walk
         if flags:
             self.check(SEND_FLAG_ROWS, flags, to, total)
         self.check(STREAM_SEND_ROWS if self.stream else DATAGRAM_SEND_ROWS, flags, to, total)

@@ -34,6 +34,9 @@ class HandleTable(Generic[T]):
         self._items: dict[int, T] = {}
         self._lock = threading.Lock()
         self.closed = False
+        #: ``find(s)``: the item of an exact ``int`` handle, or None (the hot path's lookup;
+        #: :meth:`get` is the full check with the S9 code).
+        self.find = self._items.get
 
     def add(self, make: Callable[[int], T]) -> T:
         """Make the item for a fresh handle and register it (``WSAENETDOWN`` once closed)."""

@@ -50,6 +50,7 @@ class _Pending:
 #: What a body returns for "started, completes later" (S2.2): cheaper than raising,
 #: on the path every pending operation takes.
 PENDING: Any = _Pending()
+IO_PENDING = int(WSAErr.WSA_IO_PENDING)
 
 
 def report(lpErrno: object, exc: BaseException) -> int:
@@ -75,7 +76,7 @@ def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def wrap(body: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(body)
         def entry(*args: P.args, **kwargs: P.kwargs) -> R:
-            lpErrno = kwargs["lpErrno"] if "lpErrno" in kwargs else args[-1]
+            lpErrno = args[-1] if not kwargs else kwargs.get("lpErrno", args[-1])
             if type(lpErrno) is not INT and not is_box(lpErrno):
                 WSASetLastError(WSAErr.WSAEFAULT)
                 return failure  # type: ignore[no-any-return]
@@ -85,8 +86,8 @@ def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 report(lpErrno, exc)
                 return failure  # type: ignore[no-any-return]
             if result is PENDING:
-                lpErrno.value = WSAErr.WSA_IO_PENDING  # type: ignore[attr-defined]
-                WSASetLastError(WSAErr.WSA_IO_PENDING)
+                lpErrno.value = IO_PENDING  # type: ignore[attr-defined]
+                WSASetLastError(IO_PENDING)
                 return SOCKET_ERROR  # type: ignore[return-value]
             WSASetLastError(0)
             return result

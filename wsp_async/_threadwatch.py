@@ -24,22 +24,23 @@ class ThreadWatch:
     def __init__(self, wake: Callable[..., object], gone: Callable[[apc.ApcTarget], object]):
         self._wake = wake
         self._gone = gone
-        self._watched: set[object] = set()
+        #: The targets already watched (read without the lock as a fast first test).
+        self.watched: set[object] = set()
         self._lock = threading.Lock()
         self.closed = False
 
     def watch(self, target: apc.ApcTarget) -> None:
-        if target in self._watched:
+        if target in self.watched:
             return
         with self._lock:
-            if target in self._watched:
+            if target in self.watched:
                 return
-            self._watched.add(target)
+            self.watched.add(target)
         if not target.add_exit_hook(self._exited):
-            self._watched.discard(target)
+            self.watched.discard(target)
 
     def _exited(self, target: apc.ApcTarget) -> None:
-        self._watched.discard(target)
+        self.watched.discard(target)
         if not self.closed:
             with contextlib.suppress(RuntimeError):  # the loop itself closed
                 self._wake(self._gone, target)

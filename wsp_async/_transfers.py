@@ -17,8 +17,8 @@ from typing import Any
 
 from . import apc
 from ._adapter import SocketAdapter
-from ._arguments import capture, check_box, check_count_box, integer, sockaddr
-from ._completion import claim, isolated, unclaim, wait_result
+from ._arguments import BOXES, capture, check_box, check_count_box, integer, sockaddr
+from ._completion import isolated, unclaim, wait_result
 from ._engine import SocketState
 from ._operation import Operation, OpKind
 from ._parts import Parts
@@ -26,7 +26,14 @@ from ._spi import PENDING
 from .constants import MSG_OOB, STATUS_PENDING
 from .errors import WSAErr, WSAError
 from .events import WSAEVENT
-from .structs import WSAOVERLAPPED, WSATHREADID, operation_of, result_flags, store
+from .structs import (
+    WSAOVERLAPPED,
+    WSATHREADID,
+    claim_structure,
+    operation_of,
+    result_flags,
+    store,
+)
 from .verifier import remember, report_reused_overlapped, report_wait_with_routine
 
 __all__ = ["Transfers"]
@@ -61,12 +68,9 @@ class Transfers:
             raise WSAError(WSAErr.WSAEINVAL, "the socket was made without WSA_FLAG_OVERLAPPED")
         if type(lpOverlapped) is not WSAOVERLAPPED and not isinstance(lpOverlapped, WSAOVERLAPPED):
             raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
-        if operation_of(lpOverlapped) is not None:
-            if self.parts.debug:
-                isolated(report_reused_overlapped, self.door.tracer, sock.handle)
-            raise WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
         parts = self.parts
-        issuer = parts.loop_target if self.io.here() else apc.current_target()
+        here = threading.get_ident() == self.io.ident
+        issuer = parts.loop_target if here else apc.current_target()
         event = None
         thread: apc.ApcTarget | None = None
         if lpCompletionRoutine is not None:
@@ -85,22 +89,37 @@ class Transfers:
         else:
             hevent = lpOverlapped.hEvent
             event = hevent if isinstance(hevent, WSAEVENT) else None
-        parts.threads.watch(issuer)
-        op = Operation(kind, buffers, nbytes, lpOverlapped, lpCompletionRoutine, thread, event)
-        op.issuer = issuer
-        op.flags = flags
-        op.handle = sock.handle
-        op.lane = sock.lane
-        return op
+        if issuer not in parts.threads.watched:
+            parts.threads.watch(issuer)
+        return Operation(
+            kind,
+            buffers,
+            nbytes,
+            lpOverlapped,
+            lpCompletionRoutine,
+            thread,
+            event,
+            issuer,
+            flags,
+            None,
+            sock.handle,
+            None,
+            sock.lane,
+        )
+
+    def _reused(self, sock: SocketAdapter) -> WSAError:
+        """S3.4: the structure is pending for another operation (the verifier says so too)."""
+        if self.parts.debug:
+            isolated(report_reused_overlapped, self.door.tracer, sock.handle)
+        return WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
 
     def _start(self, sock: SocketAdapter, op: Operation, checked: bool) -> tuple[int, int]:
         """Count and claim ``op`` (S3.4, S9 limits), trace its post; what to restore on failure."""
         sock.engine.pending.add(op, checked)
-        try:
-            saved = claim(op.overlapped, op)  # type: ignore[arg-type]
-        except WSAError:
+        saved = claim_structure(op.overlapped, op)  # type: ignore[arg-type]
+        if saved is None:
             sock.engine.pending.remove(op)
-            raise
+            raise self._reused(sock)
         if self.parts.debug and op.kind == OpKind.SEND:
             remember(op)
         self.door.posted(op)
@@ -129,22 +148,26 @@ class Transfers:
         ``coalesce=False`` (the asyncio face's sequential awaits) hands the send on
         at once instead of joining the end-of-iteration gather write.
         """
-        sock = self.parts.sockets.get(s)
+        parts = self.parts
+        sock = parts.sockets.find(s) if type(s) is int else None
+        if sock is None:
+            sock = parts.sockets.get(s)
         buffers, total = capture(lpBuffers, dwBufferCount, False)
         engine = sock.engine
-        flags = integer(dwFlags, "dwFlags is not an int")
+        flags = dwFlags if type(dwFlags) is int else integer(dwFlags, "dwFlags is not an int")
         op = self.overlapped(
             sock, OpKind.SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
-        check_count_box(lpNumberOfBytesSent, op is not None)
+        if type(lpNumberOfBytesSent) not in BOXES:
+            check_count_box(lpNumberOfBytesSent, op is not None)
         address = None
         if lpTo is not None and not engine.stream:
             address = sockaddr(engine.family, lpTo)
         engine.check_send(flags, address, total)
         if address is not None and engine.state == SocketState.CREATED:
-            self.parts.implicit_bind(sock)
-        if self.parts.faulty:
-            fault = self.parts.draw_fault(sock, "send")
+            parts.implicit_bind(sock)
+        if parts.faulty:
+            fault = parts.draw_fault(sock, "send")
             if fault is not None:
                 if fault.at == "post" or op is None:
                     raise WSAError(fault.error, "injected")
@@ -153,17 +176,20 @@ class Transfers:
             sent = self._send_now(sock, buffers, total, flags, address)
             store(lpNumberOfBytesSent, sent)
             return 0
-        op.address = address
-        op.urgent = bool(flags & MSG_OOB)
-        here = threading.get_ident() == self.io.ident
-        if engine.stream and here:
+        if address is not None:
+            op.address = address
+        if flags & MSG_OOB:
+            op.urgent = True
+        if engine.stream and threading.get_ident() == self.io.ident:
             # Completions happen on this very thread: count the op only if it is
             # still pending after the post, so a send done at once skips the lock.
-            engine.pending.check(op.nbytes)
-            claim(lpOverlapped, op)  # type: ignore[arg-type]
-            if self.parts.debug:
+            engine.pending.check(total)
+            if claim_structure(lpOverlapped, op) is None:  # type: ignore[arg-type]
+                raise self._reused(sock)
+            if parts.debug:
                 remember(op)
-            self.door.posted(op)
+            if self.door.tracer is not None:
+                self.door.posted(op)
             if sock.post_here(op, coalesce):
                 store(lpNumberOfBytesSent, op.transferred)
                 return 0 if op.status == 0 else PENDING
@@ -200,12 +226,13 @@ class Transfers:
         self, sock: SocketAdapter, buffers: list[Any], total: int, flags: int, address: Any
     ) -> int:
         """Non-overlapped send (S8): blocking returns when consumed; non-blocking is all or nothing."""
-        op = Operation(
-            OpKind.SEND, buffers, total, flags=flags, address=address, handle=sock.handle
-        )
-        op.urgent = bool(flags & MSG_OOB)
+        op = Operation(OpKind.SEND, buffers, total, None, None, None, None, None, flags, address)
+        op.handle = sock.handle
+        if flags & MSG_OOB:
+            op.urgent = True
         engine = sock.engine
-        here = self.io.here()
+        me = threading.get_ident()
+        here = me == self.io.ident
         if not engine.stream:
             if engine.nonblocking or here:
                 # On the loop thread a datagram that cannot go at once must not
@@ -221,7 +248,6 @@ class Transfers:
             return total
         if engine.nonblocking:
             return self.io.call(sock.send_nonblocking, buffers, total)
-        me = threading.get_ident()
         with sock.lock:
             if sock.blocking_owner is not None and sock.blocking_owner != me:
                 raise WSAError(WSAErr.WSAEINPROGRESS)
@@ -235,14 +261,13 @@ class Transfers:
                     )
                 sock.post_here(op, coalesce=False)
             else:
-                done = _listen(op)
-                op.issuer = apc.current_target()
-                direct = total and not op.urgent and not self.parts.debug
-                if direct and sock.send_direct(op):
-                    return total
-                if not direct:
+                if total and not op.urgent and not self.parts.debug:
+                    if sock.send_direct(op, _prepare_wait):
+                        return total
+                else:
+                    _prepare_wait(op)
                     sock.post_foreign(op)
-                done.wait()
+                op.listener.done.wait()  # type: ignore[union-attr]
             if op.status == ABORTED:
                 raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
             if op.status:
@@ -348,11 +373,15 @@ class Transfers:
         ``Internal == STATUS_PENDING``, whoever made the structure.  Waiting works
         for a structure any provider completes.
         """
-        sock = self.parts.sockets.get(s)
+        sock = self.parts.sockets.find(s) if type(s) is int else None
+        if sock is None:
+            sock = self.parts.sockets.get(s)
         if not isinstance(lpOverlapped, WSAOVERLAPPED):
             raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
-        check_box(lpcbTransfer, "lpcbTransfer", optional=False)
-        check_box(lpdwFlags, "lpdwFlags")
+        if type(lpcbTransfer) not in BOXES:
+            check_box(lpcbTransfer, "lpcbTransfer", optional=False)
+        if type(lpdwFlags) not in BOXES:
+            check_box(lpdwFlags, "lpdwFlags")
         op = operation_of(lpOverlapped)
         if op is not None or lpOverlapped.Internal == STATUS_PENDING:
             if not fWait or op is None:
@@ -368,6 +397,24 @@ class Transfers:
         if status:
             raise WSAError(status)
         return True
+
+
+class _Wait:
+    """A blocking caller's wait for its operation: the completion door calls it."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    def __call__(self, _op: Operation) -> None:
+        self.done.set()
+
+
+def _prepare_wait(op: Operation) -> None:
+    """Hook a wait on ``op`` -- only a blocking send that must wait pays for one."""
+    op.listener = _Wait()
+    op.issuer = apc.current_target()
 
 
 def _listen(op: Operation) -> threading.Event:

@@ -119,7 +119,7 @@ class WSAEVENT:
 
 def WSASetLastError(code: int) -> None:
     """Set the calling thread's last Winsock error."""
-    _last_error.code = int(code)
+    _last_error.code = code if type(code) is int else int(code)
 
 
 def WSAGetLastError() -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from .apc import ApcTarget, current_target
+from .constants import STATUS_PENDING
 
 __all__ = [
     "DWORD",
@@ -54,39 +55,56 @@ class WSAOVERLAPPED:
     Offset: int = 0
     OffsetHigh: int = 0
     hEvent: Any = None
-    # The provider's record of the operation while it is pending (None otherwise).
-    # It is how S3.4 (no second post of a pending structure) and S7.2 find the op.
-    # Cleared at completion, so that structure and record never keep each other alive.
-    _op: Any = attrs.field(default=None, init=False, repr=False)
     # Output flags of the completed operation (MSG_PARTIAL for a truncated datagram).
     _flags: int = attrs.field(default=0, init=False, repr=False)
 
     @property
     def pending(self) -> bool:
         """True while an operation posted with this structure has not completed."""
-        return self._op is not None
+        return self in _pending
+
+
+#: The provider's record of each pending structure's operation.  It is how S3.4 (no
+#: second post of a pending structure) and S7.2 find the operation; an entry lives
+#: from the claim to the completion, so structure and record never outlive each other.
+#: ``setdefault`` on it is one atomic step, which is what makes the claim atomic.
+_pending: dict[WSAOVERLAPPED, Any] = {}
+
+
+def claim_structure(ov: WSAOVERLAPPED, op: Any) -> tuple[int, int] | None:
+    """Tie ``ov`` to the pending ``op`` and mark it pending, atomically (S2.5, S3.4).
+
+    Returns what ``Internal``/``InternalHigh`` held (to restore if the post fails),
+    or None when ``ov`` is already pending for another operation.
+    """
+    if _pending.setdefault(ov, op) is not op:
+        return None
+    saved = (ov.Internal, ov.InternalHigh)
+    ov.Internal = STATUS_PENDING
+    return saved
 
 
 def operation_of(ov: WSAOVERLAPPED) -> Any:
     """The provider's record of the operation pending on ``ov`` (None when not pending)."""
-    return ov._op
+    return _pending.get(ov)
 
 
-def bind_operation(ov: WSAOVERLAPPED, op: Any) -> None:
-    """Tie ``ov`` to a pending operation (the completion door's S3.4 claim), or untie it."""
-    ov._op = op
+def release_structure(ov: WSAOVERLAPPED, saved: tuple[int, int]) -> None:
+    """Undo :func:`claim_structure` for a post that failed before anything started."""
+    ov.Internal, ov.InternalHigh = saved
+    _pending.pop(ov, None)
 
 
 def write_result(ov: WSAOVERLAPPED, status: int, nbytes: int, flags: int) -> None:
     """Fill in a completed operation's result (S2.5) and untie the structure from it.
 
-    ``Internal`` is written last, so a poller that sees it leave ``STATUS_PENDING``
-    reads a complete result.
+    ``Internal`` is written before the structure stops being pending, so a waiter
+    that sees it done reads a complete result.
     """
     ov.InternalHigh = nbytes
     ov._flags = flags
     ov.Internal = status
-    ov._op = None
+    _pending.pop(ov, None)
 
 
 def result_flags(ov: WSAOVERLAPPED) -> int:
@@ -127,6 +145,9 @@ class INT:
     value: int = 0
 
 
+_BOXES = (DWORD, INT)
+
+
 def is_box(obj: object) -> bool:
     """True when ``obj`` can serve as an out-parameter: it has a writable ``.value``.
 
@@ -134,6 +155,8 @@ def is_box(obj: object) -> bool:
     ``ctypes.c_ulong()``, or anything of the same shape).  Writing the current
     value back proves writability without changing what the caller put there.
     """
+    if type(obj) in _BOXES:
+        return True
     try:
         obj.value = obj.value  # type: ignore[attr-defined]
     except Exception:
