@@ -69,14 +69,14 @@ def test_foreign_posts_share_one_loop_wakeup(provider, listener):  # type: ignor
     # not once per send (stock asyncio's call_soon_threadsafe writes to a pipe each time).
     s, conn = connect(provider, listener)
     wakeups: list[object] = []
-    sock = provider.socket_of(s)
-    original = sock.wake
+    handoff = provider.socket_of(s).handoff
+    original = handoff.call_on_loop
 
     def counting(fn, *args):  # type: ignore[no-untyped-def]
         wakeups.append(fn)
         original(fn, *args)
 
-    sock.wake = counting
+    handoff.call_on_loop = counting
     busy, release = threading.Event(), threading.Event()
     provider.loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(10)))
     assert busy.wait(10)

@@ -511,7 +511,7 @@ def test_blocking_send_in_progress_elsewhere_is_refused(provider, listener):  # 
     t.start()
     assert started.wait(10)
     sock = provider.socket_of(s)
-    assert provider.wait_until(lambda: sock.blocking_owner is not None, 10)
+    assert provider.wait_until(lambda: sock.handoff.blocking_owner is not None, 10)
     rc, err, _ = send(provider, s, [b"x"])
     assert (rc, err) == (w.SOCKET_ERROR, w.WSAEINPROGRESS)
     assert len(recv_exact(conn, 4 << 20)) == 4 << 20

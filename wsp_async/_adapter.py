@@ -14,16 +14,12 @@ Rules of this module:
 
 The cross-thread hand-off
 -------------------------
-``lock`` guards ``incoming`` (posts made on other threads, in the order they
-entered: S5.3), ``front``, ``closed`` and the engine's shutdown flags.  One
-``call_soon_threadsafe`` (``wake``) drains everything queued since the last
-drain, so a burst of foreign posts costs one wake-up of the loop.
-
-``write_lock`` is held while bytes go to the transport, or, for a blocking send
-from another thread on an idle socket, straight to the kernel (no loop round
-trip, S8.2).  If the kernel takes only part of that send, the rest becomes
-``front``: it is placed before every send posted meanwhile, under the same lock
-that kept those from being written, so no other send lands inside its bytes.
+Posts made on other threads enter :class:`~wsp_async._handoff.HandOff` (its lock
+fixes their order, S5.3) and the loop takes them in bursts.  ``write_lock`` is held
+while bytes go to the transport, or, for a blocking send from another thread on an
+idle socket, straight to the kernel (no loop round trip, S8.2).  If the kernel takes
+only part of that send, the rest goes to the hand-off's *front*, before every send
+posted meanwhile, under the same lock that kept those from being written.
 
 Datagrams are one system call each and cannot interleave, so any thread sends
 one directly under ``lock``; only after an ``EAGAIN`` do later ones queue behind it.
@@ -32,7 +28,6 @@ one directly under ``lock``; only after an ``EAGAIN`` do later ones queue behind
 from __future__ import annotations
 
 import asyncio
-import collections
 import math
 import socket as _pysocket
 import threading
@@ -42,6 +37,7 @@ from typing import Any
 from ._arguments import skip
 from ._completion import CompletionDoor, RoutineLane, isolated
 from ._engine import ABORTED, SocketEngine
+from ._handoff import HandOff
 from ._operation import Operation, OpKind
 from .constants import STATUS_PENDING
 from .errors import WSAErr, WSAError, wsa_code_of
@@ -72,23 +68,16 @@ class SocketAdapter:
         self.engine = engine
         self.door = door
         self.loop = loop
-        #: Schedules a call on the I/O loop from any thread (``call_soon_threadsafe``).
-        self.wake = wake
         #: Told (self, True) when a closing transport starts flushing, (self, False) when gone.
         self.on_closing = on_closing
         self.lane = lane
         self.debug = debug
         self.transport: Any = None
-        self.lock = threading.Lock()
+        #: Posts from other threads on their way here (see :mod:`wsp_async._handoff`).
+        self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused)
         self.write_lock = threading.Lock()
-        self.closed = False
-        self.incoming: collections.deque[Operation] = collections.deque()
-        self.front: Operation | None = None
-        self.drain_scheduled = False
         self.drain_timer: asyncio.TimerHandle | None = None
         self.datagram_backlog = False
-        #: Thread ident of a blocking call in progress (WSAEINPROGRESS).
-        self.blocking_owner: int | None = None
         self.connect_future: asyncio.Future[Any] | None = None
         self.accepting: set[asyncio.Future[Any]] = set()
 
@@ -97,6 +86,19 @@ class SocketAdapter:
         return (
             f"<SocketAdapter {self.handle:#x} {kind} {self.engine.state.name} closed={self.closed}>"
         )
+
+    @property
+    def closed(self) -> bool:
+        return self.handoff.closed
+
+    def _refused(self, op: Operation) -> int:
+        # Read under the hand-off lock, which WSPShutdown holds while it sets the flag.
+        return WSAErr.WSAESHUTDOWN if op.kind == OpKind.SEND and self.engine.send_shut else 0
+
+    def shutdown(self, send: bool, receive: bool) -> None:
+        """Record WSPShutdown (any thread); posts racing it either enter first or fail."""
+        with self.handoff.lock:
+            self.engine.shutdown(send=send, receive=receive)
 
     # ------------------------------------------------------------------ transport
     def attach(self, transport: asyncio.BaseTransport) -> None:
@@ -120,7 +122,7 @@ class SocketAdapter:
     # ------------------------------------------------------------------ stream sends
     def post_here(self, op: Operation, coalesce: bool = True) -> bool:
         """Post a stream send on the loop thread; True when it completed at once."""
-        if self.incoming or self.front is not None:
+        if self.handoff:
             self.take_incoming()
         if self.engine.post_send(op, coalesce):
             self.pump()
@@ -145,7 +147,7 @@ class SocketAdapter:
             failed: BaseException | None = None
             done: list[Operation] = []
             with self.write_lock:
-                if self.front is not None:
+                if self.handoff.front is not None:
                     self._take_front()
                 faulted, batch = engine.next_hand_on()
                 if batch:
@@ -172,7 +174,7 @@ class SocketAdapter:
                 break
         if engine.wants_empty_transport:
             self._limit(0)  # an OOB send needs an empty transport: hear when it is
-        if not self.incoming and self.front is None and engine.eof_ready():
+        if not self.handoff and engine.eof_ready():
             if transport.can_write_eof() and not transport.is_closing():
                 transport.write_eof()
 
@@ -239,16 +241,7 @@ class SocketAdapter:
     # ------------------------------------------------------------------ other threads
     def post_foreign(self, op: Operation) -> None:
         """Queue an operation posted on another thread for the loop to take (S5.3 order)."""
-        with self.lock:
-            if self.closed:
-                raise WSAError(WSAErr.WSAENOTSOCK)
-            if op.kind == OpKind.SEND and self.engine.send_shut:
-                raise WSAError(WSAErr.WSAESHUTDOWN)
-            self.incoming.append(op)
-            if self.drain_scheduled:
-                return
-            self.drain_scheduled = True
-        self.wake(self.take_incoming_and_pump)
+        self.handoff.post(op)
 
     def send_direct(self, op: Operation, prepare: Callable[[Operation], object]) -> bool:
         """A blocking stream send from another thread: straight to the kernel when idle.
@@ -261,16 +254,17 @@ class SocketAdapter:
         """
         engine = self.engine
         sendq = engine.sendq
+        handoff = self.handoff
         with self.write_lock:
             transport = self.transport
-            with self.lock:
+            with handoff.lock:
                 idle = not (
                     transport is None
-                    or self.closed
+                    or handoff.closed
                     or engine.error
                     or engine.send_shut
-                    or self.incoming
-                    or self.front is not None
+                    or handoff.incoming
+                    or handoff.front is not None
                     or sendq.waiting
                     or sendq.inflight
                     or engine.drain_delay is not None
@@ -288,24 +282,14 @@ class SocketAdapter:
                     op.buffers = skip(op.buffers, sent)
                     op.nbytes -= sent
                 prepare(op)
-                with self.lock:
-                    if self.closed:
-                        raise WSAError(
-                            WSAErr.WSAEINTR, "the socket was closed during a blocking send"
-                        )
-                    self.front = op
-                    schedule = not self.drain_scheduled
-                    self.drain_scheduled = True
-                if schedule:
-                    self.wake(self.take_incoming_and_pump)
+                handoff.put_front(op)
                 return False
         prepare(op)
         self.post_foreign(op)
         return False
 
     def _take_front(self) -> None:
-        with self.lock:
-            op, self.front = self.front, None
+        op = self.handoff.take_front()
         if op is not None:
             self.engine.sendq.waiting.appendleft(op)
 
@@ -314,10 +298,7 @@ class SocketAdapter:
 
         ``quietly``: queue everything without doing I/O (before an abort takes it all).
         """
-        with self.lock:
-            batch, self.incoming = self.incoming, collections.deque()
-            self.drain_scheduled = False
-            front, self.front = self.front, None
+        front, batch = self.handoff.take()
         engine = self.engine
         if front is not None:
             engine.sendq.waiting.appendleft(front)
@@ -343,10 +324,11 @@ class SocketAdapter:
     # ------------------------------------------------------------------ datagrams
     def send_datagram(self, op: Operation) -> int | None:
         """Send one datagram now from any thread: error code, 0 when sent, None when queued."""
-        with self.lock:
-            if self.closed:
+        handoff = self.handoff
+        with handoff.lock:
+            if handoff.closed:
                 raise WSAError(WSAErr.WSAENOTSOCK)
-            if not self.datagram_backlog and not self.incoming:
+            if not self.datagram_backlog and not handoff.incoming:
                 try:
                     self._sendmsg(op)
                     return 0
@@ -354,16 +336,15 @@ class SocketAdapter:
                     self.datagram_backlog = True
                 except OSError as exc:
                     return wsa_code_of(exc, WSAErr.WSAENETDOWN)
-            self.incoming.append(op)
-            schedule = not self.drain_scheduled
-            self.drain_scheduled = True
-        if schedule:
-            self.wake(self.take_incoming_and_pump)
+            handoff.incoming.append(op)
+            wake = handoff.schedule_locked()
+        if wake:
+            handoff.wake()
         return None
 
     def send_datagram_nonblocking(self, op: Operation) -> int:
-        with self.lock:
-            if self.datagram_backlog or self.incoming:
+        with self.handoff.lock:
+            if self.datagram_backlog or self.handoff.incoming:
                 raise WSAError(WSAErr.WSAEWOULDBLOCK)
             try:
                 self._sendmsg(op)
@@ -380,7 +361,7 @@ class SocketAdapter:
 
     def _send_datagram_queued(self, op: Operation) -> None:
         """A datagram that waited behind an EAGAIN (loop thread)."""
-        with self.lock:
+        with self.handoff.lock:
             try:
                 if self.transport is not None and self.transport.get_write_buffer_size():
                     raise BlockingIOError
@@ -396,14 +377,14 @@ class SocketAdapter:
                     status = self.engine.write_failed(exc)
             except OSError as exc:
                 status = wsa_code_of(exc, WSAErr.WSAENETDOWN)
-            if not self.incoming:
+            if not self.handoff.incoming:
                 self.datagram_backlog = False
         self.door.complete(op, status, op.nbytes if status == 0 else 0)
 
     # ------------------------------------------------------------------ receives
     def post_receive(self, op: Operation) -> tuple[int, int] | None:
         """Loop thread: (status, bytes) when ``op`` completed at once, else None (queued)."""
-        if self.incoming:
+        if self.handoff:
             self.take_incoming()
         got = self.engine.post_receive(op)
         if got is not None:
@@ -413,7 +394,7 @@ class SocketAdapter:
 
     def receive_nowait(self, op: Operation) -> tuple[int, int] | None:
         """A non-overlapped receive that must not wait: the result now, or None."""
-        if self.incoming:
+        if self.handoff:
             self.take_incoming()
         got = self.engine.receive_now(op)
         if got is not None:
@@ -475,8 +456,7 @@ class SocketAdapter:
 
     def close_here(self) -> None:
         """WSPCloseSocket on the loop thread (S10.2): abort everything, close the transport."""
-        with self.lock:
-            self.closed = True
+        self.handoff.close()
         self.take_incoming(quietly=True)
         self.door.complete_all(self.engine.close(), ABORTED)
         if self.drain_timer is not None:

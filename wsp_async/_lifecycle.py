@@ -204,8 +204,7 @@ class Lifecycle:
         engine = sock.engine
         if engine.stream and engine.state != CONNECTED:
             raise WSAError(WSAErr.WSAENOTCONN)
-        with sock.lock:  # posts from other threads test send_shut under this lock
-            engine.shutdown(send=how != SD_RECEIVE, receive=how != SD_SEND)
+        sock.shutdown(send=how != SD_RECEIVE, receive=how != SD_SEND)
         if engine.stream and how != SD_RECEIVE:
             self.io.call(_half_close, sock)
         return 0
@@ -213,8 +212,7 @@ class Lifecycle:
     def close(self, s: object) -> int:
         """Close: pending operations complete with ``WSA_OPERATION_ABORTED``; the handle dies at once (S10.2)."""
         sock = self.parts.sockets.pop(s)
-        with sock.lock:
-            sock.closed = True
+        sock.handoff.close()
         try:
             self.io.call(sock.close_here)
         except WSAError:

@@ -171,8 +171,7 @@ class Parts:
         self.closed = True
         self.threads.closed = True
         for sock in self.sockets.close():
-            with sock.lock:
-                sock.closed = True
+            sock.handoff.close()
             isolated(sock.close_here)
 
     async def _wind_down(self, timeout: float) -> None:

@@ -248,14 +248,11 @@ class Transfers:
             return total
         if engine.nonblocking:
             return self.io.call(sock.send_nonblocking, buffers, total)
-        with sock.lock:
-            if sock.blocking_owner is not None and sock.blocking_owner != me:
-                raise WSAError(WSAErr.WSAEINPROGRESS)
-            sock.blocking_owner = me
+        sock.handoff.enter_blocking(me)
         try:
             if here:
                 sendq = engine.sendq
-                if sock.incoming or not sendq.idle or sendq.buffered + total > engine.capacity:
+                if sock.handoff or not sendq.idle or sendq.buffered + total > engine.capacity:
                     raise self.io.refuse_blocking(
                         "a blocking send that does not fit the send buffer"
                     )
@@ -274,7 +271,7 @@ class Transfers:
                 raise WSAError(op.status)
             return total
         finally:
-            sock.blocking_owner = None
+            sock.handoff.leave_blocking()
 
     # ------------------------------------------------------------------ receives
     def recv(

@@ -175,11 +175,7 @@ class Provider:
         dwCallbackData: object,
         lpErrno: object,
     ) -> int:
-        """Accept a connection; blocks unless the socket is non-blocking (``FIONBIO``).
-
-        ``addr``, when given, is a box that receives the peer's sockaddr tuple.
-        Conditional acceptance (``lpfnCondition``) is not emulated: it is ignored.
-        """
+        """Accept a connection (``addr``: a box for the peer's sockaddr); ``lpfnCondition`` is ignored."""
         return self._lifecycle.accept(s, addr)
 
     @entry_point(SOCKET_ERROR)
@@ -194,11 +190,7 @@ class Provider:
         lpGQOS: object,
         lpErrno: object,
     ) -> int:
-        """Connect a stream socket, or set a datagram socket's default peer (S11.3).
-
-        On a non-blocking socket, or on the I/O loop's thread, a stream connect
-        starts in the background and returns ``WSAEWOULDBLOCK``, as on Windows.
-        """
+        """Connect a stream socket, or set a datagram socket's default peer (S11.3)."""
         return self._lifecycle.connect(s, name)
 
     @entry_point(SOCKET_ERROR)
@@ -235,12 +227,8 @@ class Provider:
         lpThreadId: object,
         lpErrno: object,
     ) -> int:
-        """Send on a connected socket (S2-S10): 0 when complete at once, else SOCKET_ERROR.
-
-        ``lpErrno`` is ``WSA_IO_PENDING`` when an overlapped send started and
-        will complete later (exactly once, S2.4); any other code means nothing
-        was started and no completion will come (S2.3).
-        """
+        """Send (S2-S10): 0 when complete at once; else ``WSA_IO_PENDING`` (it will complete,
+        exactly once, S2.4) or another code (nothing started, no completion, S2.3)."""
         return self._transfers.send(  # type: ignore[no-any-return]
             s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, None,
             lpOverlapped, lpCompletionRoutine, lpThreadId,

@@ -1,0 +1,127 @@
+"""The cross-thread hand-off of one socket: how posts made on other threads reach its loop.
+
+Rules of this module:
+
+* ``lock`` guards everything here.  The order in which posts enter ``incoming``
+  under it is the order their bytes go out (S5.3).
+* One wake-up of the loop drains everything queued since the last drain
+  (``scheduled``), so a burst of foreign posts costs one ``call_soon_threadsafe``.
+* ``front`` is the rest of a blocking send that went straight to the kernel and
+  was taken only in part: it goes before every send posted meanwhile, so no
+  other bytes land inside it.
+* Once ``closed`` is set (under the lock) nothing more enters: a post fails with
+  ``WSAENOTSOCK`` before it starts, and whatever entered before is taken by the
+  close, exactly once.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+
+from ._operation import Operation
+from .errors import WSAErr, WSAError
+
+__all__ = ["HandOff"]
+
+
+class HandOff:
+    """Posts on their way from other threads to one socket's I/O loop."""
+
+    __slots__ = (
+        "_drain",
+        "_refuse",
+        "blocking_owner",
+        "call_on_loop",
+        "closed",
+        "front",
+        "incoming",
+        "lock",
+        "scheduled",
+    )
+
+    def __init__(
+        self,
+        wake: Callable[[Callable[[], object]], object],
+        drain: Callable[[], object],
+        refuse: Callable[[Operation], int],
+    ) -> None:
+        self.lock = threading.Lock()
+        self.incoming: collections.deque[Operation] = collections.deque()
+        self.front: Operation | None = None
+        self.closed = False
+        self.scheduled = False
+        #: Thread ident of a blocking call in progress (WSAEINPROGRESS).
+        self.blocking_owner: int | None = None
+        #: Schedules a call on the I/O loop from any thread (``call_soon_threadsafe``).
+        self.call_on_loop = wake
+        self._drain = drain
+        #: The S9 code that refuses ``op`` at the door (0: none), read under the lock.
+        self._refuse = refuse
+
+    def __bool__(self) -> bool:
+        """Something waits for the loop to take it."""
+        return bool(self.incoming) or self.front is not None
+
+    def post(self, op: Operation) -> None:
+        """Queue ``op`` for the loop, in arrival order; raises when it may not enter."""
+        with self.lock:
+            if self.closed:
+                raise WSAError(WSAErr.WSAENOTSOCK)
+            code = self._refuse(op)
+            if code:
+                raise WSAError(code)
+            self.incoming.append(op)
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.call_on_loop(self._drain)
+
+    def put_front(self, op: Operation) -> None:
+        """Queue the rest of a partly written blocking send before everything else."""
+        with self.lock:
+            if self.closed:
+                raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
+            self.front = op
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.call_on_loop(self._drain)
+
+    def schedule_locked(self) -> bool:
+        """With ``lock`` held: mark a drain due; True when the caller must wake the loop."""
+        if self.scheduled:
+            return False
+        self.scheduled = True
+        return True
+
+    def wake(self) -> None:
+        self.call_on_loop(self._drain)
+
+    def take(self) -> tuple[Operation | None, collections.deque[Operation]]:
+        """Everything waiting: the front send, then the posts in arrival order."""
+        with self.lock:
+            batch, self.incoming = self.incoming, collections.deque()
+            front, self.front = self.front, None
+            self.scheduled = False
+        return front, batch
+
+    def take_front(self) -> Operation | None:
+        with self.lock:
+            op, self.front = self.front, None
+        return op
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+    def enter_blocking(self, ident: int) -> None:
+        """A blocking call starts on thread ``ident``; one per socket at a time (S9)."""
+        with self.lock:
+            if self.blocking_owner is not None and self.blocking_owner != ident:
+                raise WSAError(WSAErr.WSAEINPROGRESS)
+            self.blocking_owner = ident
+
+    def leave_blocking(self) -> None:
+        self.blocking_owner = None

@@ -1,0 +1,396 @@
+"""The measurements behind ``python -m wsp_async bench``: the receiver process, every
+mode (raw transport and each completion mechanism), latency and memory probes.
+:mod:`wsp_async.tools.bench` drives them and prints the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing
+import socket
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .. import (
+    AF_INET,
+    DWORD,
+    INT,
+    SO_SNDBUF,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    WSA_FLAG_OVERLAPPED,
+    WSA_IO_INCOMPLETE,
+    WSABUF,
+    WSAOVERLAPPED,
+    Provider,
+    SleepEx,
+    WSACreateEvent,
+    WSAResetEvent,
+    wait_for_events,
+)
+
+MODES = ["raw-transport", "routine", "event", "poll", "blocking-thread", "foreign-thread", "aio"]
+SIZES = [64, 1024, 65536, 1 << 20]
+WINDOW = 256  # overlapped sends kept in flight by the windowed modes
+
+
+# ----------------------------------------------------------------------------- receiver
+def _drain_forever(port_queue: Any) -> None:
+    srv = socket.create_server(("127.0.0.1", 0), backlog=64)
+    port_queue.put(srv.getsockname()[1])
+
+    def drain(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(1 << 20):
+                pass
+
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=drain, args=(conn,), daemon=True).start()
+
+
+def start_receiver() -> tuple[Any, int]:
+    ctx = multiprocessing.get_context("spawn")
+    ports = ctx.Queue()
+    proc = ctx.Process(target=_drain_forever, args=(ports,), daemon=True)
+    proc.start()
+    return proc, int(ports.get(timeout=60))
+
+
+# ----------------------------------------------------------------------------- helpers
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
+
+
+def _message(size: int, nbufs: int) -> list[WSABUF]:
+    data = b"w" * size
+    if nbufs == 1:
+        return [WSABUF(size, data)]
+    cut = [size * i // nbufs for i in range(nbufs + 1)]
+    return [
+        WSABUF(cut[i + 1] - cut[i], memoryview(data)[cut[i] : cut[i + 1]]) for i in range(nbufs)
+    ]
+
+
+class _Raw(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+
+async def _raw(port: int, size: int, count: int, nbufs: int) -> float:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(_Raw, "127.0.0.1", port)
+    # The loops' defaults differ (uvloop resumes at 16 bytes, asyncio at 16 KiB):
+    # use asyncio's on both, so the baseline is the same program on each loop.
+    transport.set_write_buffer_limits(high=65536, low=16384)
+    bufs = [b.buf for b in _message(size, nbufs)]
+    start = time.perf_counter()
+    for _ in range(count):
+        if not proto.writable.is_set():
+            await proto.writable.wait()
+        if nbufs == 1:
+            transport.write(bufs[0])
+        else:
+            transport.writelines(bufs)
+    transport.set_write_buffer_limits(0, 0)
+    while transport.get_write_buffer_size():
+        proto.writable.clear()
+        await proto.writable.wait()
+    elapsed = time.perf_counter() - start
+    transport.close()
+    return elapsed
+
+
+async def _embedded(port: int) -> tuple[Provider, int]:
+    p = Provider(loop=asyncio.get_running_loop())
+    err = INT()
+    s = p.WSPSocket(AF_INET, SOCK_STREAM, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
+    await p.connect_async(s, ("127.0.0.1", port))
+    return p, s
+
+
+async def _until_flushed(p: Provider, s: int) -> None:
+    """Wait until the transport holds nothing: every byte has reached the kernel."""
+    err = INT()
+    p.WSPSetSockOpt(s, SOL_SOCKET, SO_SNDBUF, 0, 4, err)
+    ov = WSAOVERLAPPED(hEvent=WSACreateEvent())
+    p.WSPSend(s, [], 0, None, 0, ov, None, None, err)
+    await wait_for_events([ov.hEvent])
+
+
+async def _routine(port: int, size: int, count: int, nbufs: int) -> float:
+    p, s = await _embedded(port)
+    bufs = _message(size, nbufs)
+    n = len(bufs)
+    state = [0, 0]  # completed, in flight
+    wake = asyncio.Event()
+    err = INT()
+
+    def routine(error: int, transferred: int, ov: WSAOVERLAPPED, flags: int) -> None:
+        state[0] += 1
+        state[1] -= 1
+        if error:
+            raise RuntimeError(f"send failed: {error}")
+        wake.set()
+
+    send = p.WSPSend
+    start = time.perf_counter()
+    for _ in range(count):
+        if state[1] >= WINDOW:
+            wake.clear()
+            await wake.wait()
+        state[1] += 1
+        send(s, bufs, n, None, 0, WSAOVERLAPPED(), routine, None, err)
+    while state[0] < count:
+        wake.clear()
+        await wake.wait()
+    await _until_flushed(p, s)
+    elapsed = time.perf_counter() - start
+    p.close()
+    return elapsed
+
+
+async def _event(port: int, size: int, count: int, nbufs: int) -> float:
+    p, s = await _embedded(port)
+    bufs = _message(size, nbufs)
+    n = len(bufs)
+    batch = 64  # WSA_MAXIMUM_WAIT_EVENTS
+    events = [WSACreateEvent() for _ in range(batch)]
+    err = INT()
+    start = time.perf_counter()
+    done = 0
+    while done < count:
+        k = min(batch, count - done)
+        for ev in events[:k]:
+            WSAResetEvent(ev)
+            p.WSPSend(s, bufs, n, None, 0, WSAOVERLAPPED(hEvent=ev), None, None, err)
+        await wait_for_events(events[:k], wait_all=True)
+        done += k
+    await _until_flushed(p, s)
+    elapsed = time.perf_counter() - start
+    p.close()
+    return elapsed
+
+
+async def _poll(port: int, size: int, count: int, nbufs: int) -> float:
+    p, s = await _embedded(port)
+    bufs = _message(size, nbufs)
+    n = len(bufs)
+    err, got, flags = INT(), DWORD(), DWORD()
+    result = p.WSPGetOverlappedResult
+    start = time.perf_counter()
+    done = 0
+    while done < count:
+        k = min(WINDOW, count - done)
+        ovs = [WSAOVERLAPPED() for _ in range(k)]
+        for ov in ovs:
+            p.WSPSend(s, bufs, n, None, 0, ov, None, None, err)
+        for ov in ovs:
+            while not result(s, ov, got, False, flags, err):
+                if err.value != WSA_IO_INCOMPLETE:
+                    raise RuntimeError(f"send failed: {err.value}")
+                await asyncio.sleep(0)
+        done += k
+    await _until_flushed(p, s)
+    elapsed = time.perf_counter() - start
+    p.close()
+    return elapsed
+
+
+async def _aio(port: int, size: int, count: int, nbufs: int) -> float:
+    from .. import aio
+
+    p = Provider(loop=asyncio.get_running_loop())
+    sock = await aio.connect("127.0.0.1", port, provider=p)
+    data: Any = [b.buf for b in _message(size, nbufs)]
+    if nbufs == 1:
+        data = data[0]
+    send = sock.send
+    start = time.perf_counter()
+    for _ in range(count):
+        await send(data)
+    await _until_flushed(p, sock.handle)
+    elapsed = time.perf_counter() - start
+    p.close()
+    return elapsed
+
+
+def _own_provider(kind: str, port: int) -> tuple[Provider, int]:
+    p = Provider(use_uvloop=kind == "uvloop")
+    err = INT()
+    s = p.WSPSocket(AF_INET, SOCK_STREAM, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
+    if p.WSPConnect(s, ("127.0.0.1", port), None, None, None, None, None, err):
+        raise RuntimeError(f"connect failed: {err.value}")
+    return p, s
+
+
+def _flush_blocking(p: Provider, s: int) -> None:
+    err = INT()
+    p.WSPSetSockOpt(s, SOL_SOCKET, SO_SNDBUF, 0, 4, err)
+    p.WSPSend(
+        s, [], 0, DWORD(), 0, None, None, None, err
+    )  # queued behind all: returns when flushed
+
+
+def _blocking_thread(kind: str, port: int, size: int, count: int, nbufs: int) -> float:
+    p, s = _own_provider(kind, port)
+    bufs = _message(size, nbufs)
+    n = len(bufs)
+    err, sent = INT(), DWORD()
+    send = p.WSPSend
+    start = time.perf_counter()
+    for _ in range(count):
+        if send(s, bufs, n, sent, 0, None, None, None, err):
+            raise RuntimeError(f"send failed: {err.value}")
+    _flush_blocking(p, s)
+    elapsed = time.perf_counter() - start
+    p.close()
+    return elapsed
+
+
+def _foreign_thread(kind: str, port: int, size: int, count: int, nbufs: int) -> float:
+    p, s = _own_provider(kind, port)
+    bufs = _message(size, nbufs)
+    n = len(bufs)
+    state = [0, 0]
+    err = INT()
+
+    def routine(error: int, transferred: int, ov: WSAOVERLAPPED, flags: int) -> None:
+        state[0] += 1
+        state[1] -= 1
+        if error:
+            raise RuntimeError(f"send failed: {error}")
+
+    send = p.WSPSend
+    start = time.perf_counter()
+    for _ in range(count):
+        while state[1] >= WINDOW:
+            SleepEx(10_000, True)
+        state[1] += 1
+        send(s, bufs, n, None, 0, WSAOVERLAPPED(), routine, None, err)
+    while state[0] < count:
+        SleepEx(10_000, True)
+    _flush_blocking(p, s)
+    elapsed = time.perf_counter() - start
+    p.close()
+    return elapsed
+
+
+_ASYNC_MODES: dict[str, Callable[[int, int, int, int], Coroutine[Any, Any, float]]] = {
+    "raw-transport": _raw,
+    "routine": _routine,
+    "event": _event,
+    "poll": _poll,
+    "aio": _aio,
+}
+_THREAD_MODES: dict[str, Callable[[str, int, int, int, int], float]] = {
+    "blocking-thread": _blocking_thread,
+    "foreign-thread": _foreign_thread,
+}
+
+
+def measure(mode: str, kind: str, port: int, size: int, count: int, nbufs: int = 1) -> float:
+    """Seconds to send ``count`` messages of ``size`` bytes (in ``nbufs`` WSABUFs) in ``mode``."""
+    gc.collect()
+    if mode in _THREAD_MODES:
+        return _THREAD_MODES[mode](kind, port, size, count, nbufs)
+    loop = new_loop(kind)
+    try:
+        return loop.run_until_complete(_ASYNC_MODES[mode](port, size, count, nbufs))
+    finally:
+        loop.close()
+
+
+# ----------------------------------------------------------------------------- latency, memory
+def latency(kind: str, port: int, samples: int = 2000) -> dict[str, float]:
+    """Post -> routine latency on an idle loop, same thread (microseconds)."""
+
+    async def run() -> list[float]:
+        p, s = await _embedded(port)
+        loop = asyncio.get_running_loop()
+        bufs = [WSABUF(64, b"l" * 64)]
+        err = INT()
+        out: list[float] = []
+        for _ in range(samples + 100):
+            future: asyncio.Future[float] = loop.create_future()
+            t0 = time.perf_counter()
+            p.WSPSend(
+                s,
+                bufs,
+                1,
+                None,
+                0,
+                WSAOVERLAPPED(),
+                lambda *a, future=future: future.set_result(time.perf_counter()),
+                None,
+                err,
+            )
+            out.append((await future) - t0)
+        p.close()
+        return out[100:]
+
+    loop = new_loop(kind)
+    try:
+        values = sorted(loop.run_until_complete(run()))
+    finally:
+        loop.close()
+    return {
+        "p50_us": values[len(values) // 2] * 1e6,
+        "p99_us": values[int(len(values) * 0.99)] * 1e6,
+    }
+
+
+def memory_per_pending_op(kind: str, ops: int = 2000, size: int = 1024) -> dict[str, float]:
+    """tracemalloc bytes the emulator allocates per pending send (caller's objects excluded)."""
+    stalled = socket.create_server(("127.0.0.1", 0))
+
+    async def run() -> dict[str, float]:
+        p, s = await _embedded(stalled.getsockname()[1])
+        peer, _ = stalled.accept()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        p.socket_of(s).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        err = INT()
+        filler = b"f" * (4 << 20)  # fills the kernel buffers: everything after it pends
+        p.WSPSend(s, [WSABUF(len(filler), filler)], 1, None, 0, WSAOVERLAPPED(), None, None, err)
+        payloads = [bytes([i % 256]) * size for i in range(ops)]
+        wsabufs = [[WSABUF(size, d)] for d in payloads]
+        ovs = [WSAOVERLAPPED() for _ in range(ops)]
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for bufs, ov in zip(wsabufs, ovs, strict=True):
+            p.WSPSend(s, bufs, 1, None, 0, ov, None, None, err)
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        pending = sum(1 for ov in ovs if ov.pending)
+        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        p.close()
+        peer.close()
+        return {
+            "pending_ops": pending,
+            "bytes_per_op": grown / max(1, pending),
+            "payload_bytes": size,
+        }
+
+    loop = new_loop(kind)
+    try:
+        return loop.run_until_complete(run())
+    finally:
+        loop.close()
+        stalled.close()
