@@ -18,6 +18,7 @@ from wsp_async import (
     SO_MAX_MSG_SIZE,
     SOCK_DGRAM,
     SOL_SOCKET,
+    STATUS_BUFFER_OVERFLOW,
     WSA_FLAG_OVERLAPPED,
     WSABUF,
     WSAEMSGSIZE,
@@ -64,7 +65,7 @@ def main() -> None:
         WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False)
         out_flags = DWORD()
         p.WSPGetOverlappedResult(s, ov, DWORD(), False, out_flags, err)
-        assert ov.Internal == WSAEMSGSIZE and out_flags.value & MSG_PARTIAL
+        assert ov.Internal == STATUS_BUFFER_OVERFLOW and out_flags.value & MSG_PARTIAL
         print(
             f"receive into 8 bytes: {bytes(buffer)!r}, status WSAEMSGSIZE, MSG_PARTIAL set, from {sender.value}"
         )

@@ -15,8 +15,8 @@ from wsp_async import (
     INT,
     SD_SEND,
     SOCK_STREAM,
+    STATUS_CANCELLED,
     WSA_FLAG_OVERLAPPED,
-    WSA_OPERATION_ABORTED,
     WSABUF,
     WSAOVERLAPPED,
     Provider,
@@ -42,7 +42,7 @@ def wait(ovs: list[WSAOVERLAPPED]) -> dict[str, int]:
             "ok"
             if ov.Internal == 0
             else "aborted"
-            if ov.Internal == WSA_OPERATION_ABORTED
+            if ov.Internal == STATUS_CANCELLED
             else str(ov.Internal)
         ] += 1
     return counts
@@ -71,6 +71,8 @@ def main() -> None:
         p.WSPConnect(s, server.getsockname(), None, None, None, None, None, err)
         peer, _ = server.accept()
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        # A small kernel send buffer too, so that sends pile up behind a slow peer.
+        p.socket_of(s).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
         ovs = post_many(p, s)
         p.WSPCloseSocket(s, err)
         counts = wait(ovs)

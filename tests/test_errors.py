@@ -282,7 +282,7 @@ def test_flush_aborts_unsent_and_socket_stays_usable(provider, listener):  # typ
     assert provider.WSPIoctl(s, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, err) == 0
     wait_all(ovs)
     statuses = [ov.Internal for ov in ovs]
-    assert statuses[-1] == w.WSA_OPERATION_ABORTED
+    assert statuses[-1] == w.STATUS_CANCELLED  # SPEC S2.5: the NTSTATUS
     delivered = sum(ov.InternalHigh for ov in ovs if ov.Internal == 0)
     assert post(provider, s, b"after", WSAOVERLAPPED(hEvent=w.WSACreateEvent()))[1] in (
         0,
@@ -308,8 +308,8 @@ def test_thread_exit_cancels_its_unsent_sends(provider, listener):  # type: igno
     t.start()
     t.join(10)
     wait_all(ovs)
-    assert ovs[-1].Internal == w.WSA_OPERATION_ABORTED
-    assert all(ov.Internal in (0, w.WSA_OPERATION_ABORTED) for ov in ovs)
+    assert ovs[-1].Internal == w.STATUS_CANCELLED
+    assert all(ov.Internal in (0, w.STATUS_CANCELLED) for ov in ovs)
 
 
 def test_thread_exit_drops_routines_but_sets_nothing_twice(provider, listener):  # type: ignore[no-untyped-def]
@@ -330,7 +330,7 @@ def test_thread_exit_drops_routines_but_sets_nothing_twice(provider, listener): 
     t.join(10)
     assert provider.wait_until(lambda: all(not ov.pending for ov in ovs), 20)
     assert calls.calls == []  # the thread that would run them is gone
-    assert ovs[-1].Internal == w.WSA_OPERATION_ABORTED
+    assert ovs[-1].Internal == w.STATUS_CANCELLED
 
 
 def test_provider_close_completes_everything(loop_kind, listener):  # type: ignore[no-untyped-def]
@@ -341,7 +341,7 @@ def test_provider_close_completes_everything(loop_kind, listener):  # type: igno
     ovs = fill(p, s, 64)
     p.close()
     wait_all(ovs)
-    assert ovs[-1].Internal == w.WSA_OPERATION_ABORTED
+    assert ovs[-1].Internal == w.STATUS_CANCELLED
     assert post(p, s) == (w.SOCKET_ERROR, w.WSAENOTSOCK)
 
 
@@ -376,7 +376,7 @@ def test_flushed_sends_never_reach_the_peer(provider, listener):  # type: ignore
     provider.WSPShutdown(s, w.SD_SEND, INT())
     data = recv_all(conn)
     wait_all(ovs)
-    assert any(ov.Internal == w.WSA_OPERATION_ABORTED for ov in ovs)
+    assert any(ov.Internal == w.STATUS_CANCELLED for ov in ovs)
     assert data == b"".join(c for c, ov in zip(chunks, ovs, strict=True) if ov.Internal == 0)
 
 

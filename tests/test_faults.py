@@ -96,7 +96,7 @@ def test_receive_faults_both_ways(provider, listener):  # type: ignore[no-untype
     ov = WSAOVERLAPPED(hEvent=ev)
     provider.WSPRecv(s, [WSABUF(4, bytearray(4))], 1, None, DWORD(0), ov, None, None, err)
     assert w.WSAWaitForMultipleEvents(1, [ev], False, 10_000, False) == 0
-    assert ov.Internal == w.WSAECONNABORTED
+    assert ov.Internal == w.STATUS_CONNECTION_ABORTED
     conn.sendall(b"data")  # later receives are not affected
     buf = bytearray(4)
     got = DWORD()

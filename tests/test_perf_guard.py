@@ -68,6 +68,8 @@ def test_foreign_posts_share_one_loop_wakeup(provider, listener):  # type: ignor
     # SPEC S5.3, S6.3: posts from another thread while the loop is busy wake it once,
     # not once per send (stock asyncio's call_soon_threadsafe writes to a pipe each time).
     s, conn = connect(provider, listener)
+    # A socket that is never idle: sends go through the loop, not straight to the kernel.
+    provider.inject(s, delay_drain=0.0)
     wakeups: list[object] = []
     handoff = provider.socket_of(s).handoff
     original = handoff.call_on_loop

@@ -248,7 +248,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                 self.conn.handle, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, INT()
             )
             for p in pending:  # the flush completes what it aborts before it returns
-                p.flushed = not p.ov.pending and p.ov.Internal == w.WSA_OPERATION_ABORTED
+                p.flushed = not p.ov.pending and p.ov.Internal == w.STATUS_CANCELLED
 
         @rule(how=st.sampled_from(["shutdown", "close", "reset"]))
         def end_connection(self, how: str) -> None:
@@ -411,7 +411,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             for p in conn.posted:
                 if not p.started:
                     continue
-                status = p.ov.Internal
+                status = w.wsa_of(p.ov.Internal)  # S2.5: Internal is the NTSTATUS
                 if p.mechanism == "routine":
                     assert len(p.routine_calls) == 1, (
                         f"send {p.seq}: {len(p.routine_calls)} completions"

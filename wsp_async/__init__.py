@@ -26,6 +26,7 @@ from .events import (
     WSAWaitForMultipleEvents,
     wait_for_events,
 )
+from .ntstatus import NTSTATUS, ntstatus_of, win32_of, wsa_of
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
 
@@ -38,6 +39,7 @@ __all__ = [
     "DWORD",
     "ERRNO_TO_WSA",
     "INT",
+    "NTSTATUS",
     "Provider",
     "WSABUF",
     "WSAEVENT",
@@ -58,7 +60,14 @@ __all__ = [
     "queue_apc",
     "store",
     "wait_for_events",
+    "ntstatus_of",
+    "win32_of",
     "wsa_code_of",
+    "wsa_of",
     *(name for name in dir(_constants) if name.isupper()),
     *(member.name for member in WSAErr),
+    *(member.name for member in NTSTATUS),
 ]
+
+# The NTSTATUS values are importable by name too (STATUS_CANCELLED, ...), SPEC S2.5.
+globals().update({member.name: member for member in NTSTATUS})

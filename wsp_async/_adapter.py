@@ -281,8 +281,11 @@ class SocketAdapter:
                 if sent:
                     op.buffers = skip(op.buffers, sent)
                     op.nbytes -= sent
+                op.direct = sent
                 prepare(op)
-                handoff.put_front(op)
+                if not handoff.put_front(op):
+                    # Closed meanwhile: part of it went out, so it started; it is aborted.
+                    self.door.complete(op, ABORTED, 0)
                 return False
         prepare(op)
         self.post_foreign(op)
@@ -354,10 +357,21 @@ class SocketAdapter:
 
     def _sendmsg(self, op: Operation) -> None:
         buffers = op.buffers or [b""]
-        if op.address is None:
-            self.sock.sendmsg(buffers)
-        else:
-            self.sock.sendmsg(buffers, (), 0, op.address)
+        address = op.address
+        if address is not None and address[1] == 0:
+            return  # Windows takes a datagram to port 0 and drops it; Linux says EINVAL
+        try:
+            if address is None:
+                self.sock.sendmsg(buffers)
+            else:
+                self.sock.sendmsg(buffers, (), 0, address)
+        except ConnectionRefusedError:
+            # Linux reports an ICMP error of an *earlier* datagram on this call;
+            # Windows never fails a send for it (issue 10): that report is spent, send.
+            if address is None:
+                self.sock.sendmsg(buffers)
+            else:
+                self.sock.sendmsg(buffers, (), 0, address)
 
     def _send_datagram_queued(self, op: Operation) -> None:
         """A datagram that waited behind an EAGAIN (loop thread)."""

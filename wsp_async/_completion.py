@@ -38,6 +38,7 @@ from . import apc
 from ._operation import Operation
 from .constants import STATUS_PENDING
 from .errors import WSAErr, WSAError
+from .ntstatus import ntstatus_of
 from .structs import (
     WSAOVERLAPPED,
     claim_structure,
@@ -208,7 +209,9 @@ class CompletionDoor:
         op.buffers = []  # drop our references to the caller's data
         ov = op.overlapped
         if ov is not None:
-            write_result(ov, status, nbytes, op.out_flags)
+            # S2.5: Internal holds the NTSTATUS; the routine's dwError below is the
+            # Winsock code, which ntstatus.wsa_of derives back from it unchanged.
+            write_result(ov, ntstatus_of(status), nbytes, op.out_flags)
         counter = op.counter
         if counter is not None:
             counter.remove(op)
@@ -234,7 +237,7 @@ class CompletionDoor:
     def complete_ok(self, ops: Iterable[Operation]) -> None:
         """Complete sends that were consumed whole (S4.3)."""
         for op in ops:
-            self.complete(op, 0, op.nbytes)
+            self.complete(op, 0, op.nbytes + op.direct)
 
     def complete_all(self, ops: Iterable[Operation], status: int) -> None:
         for op in ops:

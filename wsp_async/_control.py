@@ -14,6 +14,7 @@ from ._completion import claim, unclaim
 from ._engine import SocketState
 from ._operation import OpKind
 from ._parts import Parts
+from ._spi import PENDING
 from ._transfers import Transfers
 from .constants import (
     FIONBIO,
@@ -78,7 +79,7 @@ class Controls:
         lpOverlapped: object,
         lpCompletionRoutine: object,
         lpThreadId: object,
-    ) -> int:
+    ) -> Any:
         """``FIONBIO``, ``FIONREAD`` and ``SIO_FLUSH`` (S10.3).
 
         These complete at once; with ``lpOverlapped`` or a routine the completion
@@ -88,17 +89,27 @@ class Controls:
         op = self.transfers.overlapped(
             sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
-        check_box(lpcbBytesReturned, "lpcbBytesReturned")
+        check_box(lpcbBytesReturned, "lpcbBytesReturned", optional=False)
         saved = None if op is None else claim(op.overlapped, op)  # type: ignore[arg-type]
         try:
             returned = self._control(sock, code, lpvInBuffer, lpvOutBuffer)
+        except WSAError as exc:
+            if op is not None and saved is not None:
+                if exc.winerror == WSAErr.WSAEOPNOTSUPP:
+                    # Overlapped, an unknown code pends and completes with the error,
+                    # as on Windows (the routine gets WSAEOPNOTSUPP).
+                    self.parts.door.complete(op, exc.winerror, 0)
+                    return PENDING
+                unclaim(op, saved)
+            raise
         except BaseException:
             if op is not None and saved is not None:
                 unclaim(op, saved)
             raise
         store(lpcbBytesReturned, returned)
         if op is not None:
-            self.parts.door.complete(op, 0, returned)
+            # The value went to the out-buffer; the completion transfers nothing.
+            self.parts.door.complete(op, 0, 0)
         return 0
 
     def _control(
@@ -122,7 +133,7 @@ class Controls:
                 raise WSAError(WSAErr.WSAEOPNOTSUPP)
             self.io.call(sock.flush)
         else:
-            raise WSAError(WSAErr.WSAEINVAL, f"unsupported ioctl {code!r}")
+            raise WSAError(WSAErr.WSAEOPNOTSUPP, f"unsupported ioctl {code!r}")
         return returned
 
     def set_option(self, s: object, level: object, name: object, optval: object) -> int:

@@ -94,7 +94,9 @@ class SocketEngine:
         self.recv_shut = False
         #: Sticky connection error (reset, abort): later sends fail with it at once.
         self.error = 0
-        #: SO_ERROR: the last asynchronous error, cleared when read.
+        #: What later receives fail with once the connection is gone (see ``lost``).
+        self.recv_error = 0
+        #: SO_ERROR: the last asynchronous error (a failed background connect), cleared when read.
         self.so_error = 0
         self.broadcast = False
         self.capacity = 65536
@@ -121,7 +123,11 @@ class SocketEngine:
         """Raise the first S9 row that ``rows`` say applies (nothing started, S2.3)."""
         for test, code, why in rows:
             if test(self, flags, to, total):
-                raise WSAError(self.error if code is None else code, why)
+                if code is None:
+                    code = self.error
+                elif code == -1:
+                    code = self.recv_error
+                raise WSAError(code, why)
 
     def check_send(self, flags: int, to: Any, total: int) -> None:
         if (
@@ -135,8 +141,9 @@ class SocketEngine:
             self.check(SEND_FLAG_ROWS, flags, to, total)
         self.check(STREAM_SEND_ROWS if self.stream else DATAGRAM_SEND_ROWS, flags, to, total)
 
-    def check_recv(self, flags: int) -> None:
-        self.check(RECV_ROWS, flags)
+    def check_recv(self, flags: int, buffers: int) -> None:
+        """``buffers``: how many WSABUF entries the receive has (none is WSAEINVAL)."""
+        self.check(RECV_ROWS, flags, None, buffers)
 
     # ------------------------------------------------------------------ stream sends
     def post_send(self, op: Operation, coalesce: bool = True) -> bool:
@@ -259,7 +266,11 @@ class SocketEngine:
         sends = self.sendq.remove_all()
         if code is None:
             return sends, status, self.receiver.end()
-        self.so_error = code
+        # A reset is reported through the completions, not SO_ERROR (Windows leaves it
+        # 0).  One drawn by our own send after the peer had closed (its FIN seen) fails
+        # later receives with WSAECONNABORTED, as Windows does, not with a 0-byte read.
+        ended = isinstance(self.receiver, StreamReceiver) and self.receiver.ended
+        self.recv_error = WSAErr.WSAECONNABORTED if ended else code
         return sends, status, [(op, code, 0) for op in self.receiver.remove()]
 
     def close(self) -> list[Operation]:
@@ -291,7 +302,8 @@ class SocketEngine:
 
 
 #: A row of the S9 table: when ``test(engine, flags, to, total)`` holds, the post fails
-#: with ``code`` (``None``: the socket's sticky connection error) and nothing starts.
+#: with ``code`` (``None``: the socket's sticky connection error; -1: its receive error)
+#: and nothing starts.
 Row = tuple[Callable[["SocketEngine", int, Any, int], object], "int | None", str]
 
 SEND_FLAG_ROWS: tuple[Row, ...] = (
@@ -322,6 +334,7 @@ DATAGRAM_SEND_ROWS: tuple[Row, ...] = (
     (lambda e, f, to, n: n > e.max_message, WSAErr.WSAEMSGSIZE, "larger than SO_MAX_MSG_SIZE"),
 )
 RECV_ROWS: tuple[Row, ...] = (
+    (lambda e, f, to, n: not n, WSAErr.WSAEINVAL, "a receive needs buffers"),
     (lambda e, f, to, n: f & ~RECV_FLAGS, WSAErr.WSAEOPNOTSUPP, "unknown flag bits"),
     (
         lambda e, f, to, n: f & (MSG_OOB | MSG_PARTIAL),

@@ -78,16 +78,17 @@ class HandOff:
             self.scheduled = True
         self.call_on_loop(self._drain)
 
-    def put_front(self, op: Operation) -> None:
-        """Queue the rest of a partly written blocking send before everything else."""
+    def put_front(self, op: Operation) -> bool:
+        """Queue the rest of a partly written send before everything else; False if closed."""
         with self.lock:
             if self.closed:
-                raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
+                return False
             self.front = op
             if self.scheduled:
-                return
+                return True
             self.scheduled = True
         self.call_on_loop(self._drain)
+        return True
 
     def schedule_locked(self) -> bool:
         """With ``lock`` held: mark a drain due; True when the caller must wake the loop."""

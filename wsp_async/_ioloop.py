@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .errors import WSAErr, WSAError
+from .events import wait_alertably
 
 __all__ = ["IoLoop"]
 
@@ -115,13 +116,21 @@ class IoLoop:
             raise WSAError(WSAErr.WSAENETDOWN, "the provider's I/O loop is closed") from None
         return future.result()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the loop from another thread and wait for its result."""
+    def run(self, coro: Coroutine[Any, Any, T], alertable: bool = False) -> T:
+        """Run a coroutine on the loop from another thread and wait for its result.
+
+        ``alertable``: the wait of a blocking Winsock call (accept, connect), which
+        runs the calling thread's APCs meanwhile (S6.3).
+        """
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         except RuntimeError:
             coro.close()
             raise WSAError(WSAErr.WSAENETDOWN, "the provider's I/O loop is closed") from None
+        if alertable:
+            signal = threading.Event()
+            future.add_done_callback(lambda _future: signal.set())
+            wait_alertably(future.done, signal)
         return future.result()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -102,7 +102,7 @@ class Lifecycle:
             else:
                 self.io.run(self.parts.attach_stream(child))
         else:
-            child, peer = self.io.run(self.accept_async(sock))
+            child, peer = self.io.run(self.accept_async(sock), alertable=True)
         store(addr, peer)
         return child.handle
 
@@ -136,7 +136,13 @@ class Lifecycle:
         address = sockaddr(sock.engine.family, name)
         engine = sock.engine
         if not engine.stream:
-            sock.sock.connect(address)
+            try:
+                sock.sock.connect(address)
+            except PermissionError:
+                # A broadcast peer: Windows connects (and sends) without SO_BROADCAST;
+                # Linux wants the flag, so the host socket gets it (issue 10).
+                sock.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, 1)
+                sock.sock.connect(address)
             engine.state = CONNECTED
             self.parts.ensure_datagram_transport(sock)
             return 0
@@ -150,7 +156,7 @@ class Lifecycle:
             engine.state = CONNECTING
             self.io.spawn(self._connect_in_background(sock, address))
             raise WSAError(WSAErr.WSAEWOULDBLOCK, "connect started")
-        self.io.run(self.connect_async(sock, address))
+        self.io.run(self.connect_async(sock, address), alertable=True)
         return 0
 
     async def connect_async(self, sock: SocketAdapter, name: tuple[Any, ...]) -> None:

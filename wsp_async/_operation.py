@@ -79,6 +79,10 @@ class PendingCount:
             self.bytes += op.nbytes
         op.counter = self
 
+    def add_checked(self, op: Operation) -> None:
+        """Count ``op`` whose limits were checked already (it turned out to pend)."""
+        self.add(op, checked=True)
+
     def remove(self, op: Operation) -> None:
         if op.counter is self:
             op.counter = None
@@ -113,6 +117,9 @@ class Operation:
     urgent: bool = False
     #: Stream offset just past this send's last byte, set when handed to the transport.
     end: int = 0
+    #: Bytes of a send the kernel took directly before its rest was queued (S4.3: the
+    #: completion still reports the whole length).
+    direct: int = 0
     status: int = STATUS_PENDING
     transferred: int = 0
     #: Output flags of a receive (MSG_PARTIAL), reported through the routine and S7.2.

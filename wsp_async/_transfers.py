@@ -25,7 +25,8 @@ from ._parts import Parts
 from ._spi import PENDING
 from .constants import MSG_OOB, STATUS_PENDING
 from .errors import WSAErr, WSAError
-from .events import WSAEVENT
+from .events import WSAEVENT, wait_alertably
+from .ntstatus import wsa_of
 from .structs import (
     WSAOVERLAPPED,
     WSATHREADID,
@@ -64,8 +65,6 @@ class Transfers:
         """Validate the overlapped arguments (S3, S6.1, S9): the operation, or None (S3.2)."""
         if lpOverlapped is None and lpCompletionRoutine is None:
             return None
-        if not sock.engine.overlapped:
-            raise WSAError(WSAErr.WSAEINVAL, "the socket was made without WSA_FLAG_OVERLAPPED")
         if type(lpOverlapped) is not WSAOVERLAPPED and not isinstance(lpOverlapped, WSAOVERLAPPED):
             raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
         parts = self.parts
@@ -112,6 +111,17 @@ class Transfers:
         if self.parts.debug:
             isolated(report_reused_overlapped, self.door.tracer, sock.handle)
         return WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
+
+    def _claim(self, sock: SocketAdapter, op: Operation) -> tuple[int, int]:
+        """Claim ``op``'s structure (S3.4) and trace its post; what to restore on failure."""
+        saved = claim_structure(op.overlapped, op)  # type: ignore[arg-type]
+        if saved is None:
+            raise self._reused(sock)
+        if self.parts.debug and op.kind == OpKind.SEND:
+            remember(op)
+        if self.door.tracer is not None:
+            self.door.posted(op)
+        return saved
 
     def _start(self, sock: SocketAdapter, op: Operation, checked: bool) -> tuple[int, int]:
         """Count and claim ``op`` (S3.4, S9 limits), trace its post; what to restore on failure."""
@@ -172,8 +182,10 @@ class Transfers:
                 if fault.at == "post" or op is None:
                     raise WSAError(fault.error, "injected")
                 op.fault = fault.error
-        if op is None:
+        if op is None or not engine.overlapped:
             sent = self._send_now(sock, buffers, total, flags, address)
+            if op is not None:
+                self._done_at_once(sock, op, sent)
             store(lpNumberOfBytesSent, sent)
             return 0
         if address is not None:
@@ -195,6 +207,21 @@ class Transfers:
                 return 0 if op.status == 0 else PENDING
             engine.pending.add(op, checked=True)
             return PENDING
+        if engine.stream and total and not op.urgent and not op.fault and not parts.debug:
+            # Another thread's send that fits completes at once, as on Windows: straight
+            # to the kernel when nothing is queued (S2.1; its routine is only queued, S6.2).
+            engine.pending.check(total)
+            saved = self._claim(sock, op)
+            try:
+                done = sock.send_direct(op, engine.pending.add_checked)
+            except WSAError:
+                self._undo(sock, op, saved)
+                raise
+            if not done:
+                return PENDING  # the rest is queued; never read a racing status (S2.2)
+            self.door.complete(op, 0, total)
+            store(lpNumberOfBytesSent, total)
+            return 0
         saved = self._start(sock, op, checked=False)
         if engine.stream:
             try:
@@ -238,10 +265,10 @@ class Transfers:
                 # On the loop thread a datagram that cannot go at once must not
                 # be queued either: that thread may not wait for it (S7.3).
                 return sock.send_datagram_nonblocking(op)
-            done = _listen(op)
+            _prepare_wait(op)
             code = sock.send_datagram(op)
             if code is None:
-                done.wait()
+                op.listener.wait()  # type: ignore[union-attr]
                 code = op.status
             if code:
                 raise WSAError(code)
@@ -264,7 +291,7 @@ class Transfers:
                 else:
                     _prepare_wait(op)
                     sock.post_foreign(op)
-                op.listener.done.wait()  # type: ignore[union-attr]
+                op.listener.wait()  # type: ignore[union-attr]
             if op.status == ABORTED:
                 raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
             if op.status:
@@ -296,28 +323,35 @@ class Transfers:
             sock, OpKind.RECV, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
         check_count_box(lpNumberOfBytesRecvd, op is not None)
-        sock.engine.check_recv(flags)
+        sock.engine.check_recv(flags, len(buffers))
         if self.parts.faulty:
             fault = self.parts.draw_fault(sock, "recv")
             if fault is not None:
                 if fault.at == "post" or op is None:
                     raise WSAError(fault.error, "injected")
                 op.fault = fault.error
-        if op is None:
-            return self._recv_now(
-                sock, buffers, total, flags, lpNumberOfBytesRecvd, lpFlags, lpFrom
-            )
+        if op is None or not sock.engine.overlapped:
+            n = self._recv_now(sock, buffers, total, flags, lpFlags, lpFrom)
+            if op is not None:
+                self._done_at_once(sock, op, n)
+            store(lpNumberOfBytesRecvd, n)
+            return 0
         if lpFrom is not None:
             op.listener = lambda done: store(lpFrom, done.source)
         saved = self._start(sock, op, checked=False)
         if not self.io.here():
-            try:
-                sock.post_foreign(op)
-            except WSAError:
-                self._undo(sock, op, saved)
-                raise
-            return PENDING  # as for sends: never read a racing status
-        sock.post_receive(op)
+            if not (sock.engine.receiver.available() and not sock.handoff):
+                try:
+                    sock.post_foreign(op)
+                except WSAError:
+                    self._undo(sock, op, saved)
+                    raise
+                return PENDING  # as for sends: never read a racing status
+            # Data is already there: the receive completes at once, as on Windows
+            # (one round trip to the loop that owns the received bytes).
+            self.io.call(sock.post_receive, op)
+        else:
+            sock.post_receive(op)
         if op.status == 0:
             store(lpNumberOfBytesRecvd, op.transferred)
             store(lpFlags, op.out_flags)
@@ -330,10 +364,10 @@ class Transfers:
         buffers: list[Any],
         total: int,
         flags: int,
-        lpNumberOfBytesRecvd: object,
         lpFlags: object,
         lpFrom: object,
     ) -> int:
+        """A non-overlapped receive (S11.1 over S8): the bytes received, or raises."""
         op = Operation(OpKind.RECV, buffers, total, flags=flags, handle=sock.handle)
         if self.io.here() or sock.engine.nonblocking:
             result = self.io.call(sock.receive_nowait, op)
@@ -341,10 +375,9 @@ class Transfers:
                 raise WSAError(WSAErr.WSAEWOULDBLOCK)
             status, n = result
         else:
-            done = _listen(op)
-            op.issuer = apc.current_target()
+            _prepare_wait(op)
             sock.post_foreign(op)
-            done.wait()
+            op.listener.wait()  # type: ignore[union-attr]
             status, n = op.status, op.transferred
             if status == ABORTED:
                 status = WSAErr.WSAEINTR
@@ -352,8 +385,13 @@ class Transfers:
         store(lpFlags, op.out_flags)
         if status:
             raise WSAError(status)
-        store(lpNumberOfBytesRecvd, n)
-        return 0
+        return n
+
+    def _done_at_once(self, sock: SocketAdapter, op: Operation, nbytes: int) -> None:
+        """S3.3: an overlapped call on a socket made without WSA_FLAG_OVERLAPPED ran as a
+        blocking call; its structure (and event, or routine) completes as well."""
+        self._claim(sock, op)
+        self.door.complete(op, 0, nbytes)
 
     # ------------------------------------------------------------------ results
     def result(
@@ -388,7 +426,7 @@ class Transfers:
             if self.io.here():
                 raise self.io.refuse_blocking("WSPGetOverlappedResult(fWait=True)")
             wait_result(lpOverlapped)
-        status = lpOverlapped.Internal
+        status = wsa_of(lpOverlapped.Internal)  # S2.5: derived from the NTSTATUS
         store(lpcbTransfer, lpOverlapped.InternalHigh)
         store(lpdwFlags, result_flags(lpOverlapped))
         if status:
@@ -397,25 +435,27 @@ class Transfers:
 
 
 class _Wait:
-    """A blocking caller's wait for its operation: the completion door calls it."""
+    """A blocking caller's wait for its operation; the completion door calls it.
 
-    __slots__ = ("done",)
+    The wait is alertable, as a blocking Winsock call is (S6.3): APCs queued to the
+    waiting thread run during it, and then it goes on waiting for its own result.
+    """
+
+    __slots__ = ("completed", "signal")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.completed = False
+        self.signal = threading.Event()
 
     def __call__(self, _op: Operation) -> None:
-        self.done.set()
+        self.completed = True
+        self.signal.set()
+
+    def wait(self) -> None:
+        wait_alertably(lambda: self.completed, self.signal)
 
 
 def _prepare_wait(op: Operation) -> None:
     """Hook a wait on ``op`` -- only a blocking send that must wait pays for one."""
     op.listener = _Wait()
     op.issuer = apc.current_target()
-
-
-def _listen(op: Operation) -> threading.Event:
-    """A blocking caller's wait for ``op``: set by the completion door."""
-    done = threading.Event()
-    op.listener = lambda _op: done.set()
-    return done

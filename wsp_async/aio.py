@@ -33,6 +33,7 @@ from .constants import (
     WSA_FLAG_OVERLAPPED,
 )
 from .errors import WSAErr, WSAError, wsa_code_of
+from .ntstatus import wsa_of
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED
 
@@ -125,7 +126,7 @@ class OverlappedSocket:
             _raise_unless_started(post(ov, routine, err), err)
             await self._await_completion(future, ov)
         if ov.Internal:
-            raise WSAError(ov.Internal)
+            raise WSAError(wsa_of(ov.Internal))
         return ov.InternalHigh, ov
 
     async def _await_completion(self, future: asyncio.Future[None], ov: WSAOVERLAPPED) -> None:
@@ -153,7 +154,7 @@ class OverlappedSocket:
                 provider.when_complete(ov, lambda: _resolve(future))
                 await self._await_completion(future, ov)
             if ov.Internal:
-                raise WSAError(ov.Internal)
+                raise WSAError(wsa_of(ov.Internal))
             return ov.InternalHigh
 
         def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
@@ -208,7 +209,7 @@ class OverlappedSocket:
             if ov.pending:
                 await future
         if ov.Internal:
-            raise WSAError(ov.Internal)
+            raise WSAError(wsa_of(ov.Internal))
         return ov.InternalHigh
 
     # -- receives -----------------------------------------------------------------------

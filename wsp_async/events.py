@@ -294,6 +294,35 @@ def _block(
             target.remove_waiter(wake)
 
 
+def wait_alertably(done: Callable[[], bool], signal: threading.Event) -> None:
+    """Block until ``done()``, running the calling thread's APCs meanwhile (SPEC S6.3).
+
+    This is how a blocking Winsock call waits: an APC queued to the blocked thread
+    runs during the call, which then goes on waiting for its own result.
+    ``signal`` is set by whatever makes ``done()`` true.  A thread that runs an
+    asyncio loop gets its APCs from that loop instead, so it waits plainly.
+    """
+    if apc.on_loop_thread():
+        while not done():
+            signal.wait()
+            signal.clear()
+        return
+    target = apc.thread_target()
+    target.add_waiter(signal.set)
+    try:
+        while True:
+            # Clear before looking (as _block does): no wake-up is lost.
+            signal.clear()
+            if done():
+                return
+            if target.pending():
+                target.drain()
+                continue
+            signal.wait()
+    finally:
+        target.remove_waiter(signal.set)
+
+
 def SleepEx(dwMilliseconds: int, bAlertable: bool) -> int:
     """Sleep; an alertable sleep returns ``WAIT_IO_COMPLETION`` as soon as it ran an APC.
 

@@ -325,7 +325,7 @@ class Provider:
         lpErrno: object,
     ) -> int:
         """``FIONBIO``, ``FIONREAD`` and ``SIO_FLUSH`` (S10.3)."""
-        return self._controls.ioctl(
+        return self._controls.ioctl(  # type: ignore[no-any-return]
             s, dwIoControlCode, lpvInBuffer, lpvOutBuffer, lpcbBytesReturned,
             lpOverlapped, lpCompletionRoutine, lpThreadId,
         )  # fmt: skip
