@@ -128,6 +128,19 @@ def connect(
     return s, conn
 
 
+def eventually(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it holds (for states no completion announces)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.001)
+    return True
+
+
 def recv_exact(conn: socket.socket, n: int) -> bytes:
     out = bytearray()
     while len(out) < n:

@@ -19,7 +19,16 @@ from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID
 from wsp_async.trace import JsonLinesTracer
 from wsp_async.verifier import VerifierWarning
 
-from .conftest import Completions, connect, make_socket, recv_all, recv_exact, run_in_loop, stall
+from .conftest import (
+    Completions,
+    connect,
+    eventually,
+    make_socket,
+    recv_all,
+    recv_exact,
+    run_in_loop,
+    stall,
+)
 
 
 def post(p: w.Provider, s: object, bufs: object, ov: object = None, routine: object = None, tid: object = None, count: object = None) -> tuple[int, int]:  # fmt: skip
@@ -251,7 +260,7 @@ def test_the_thread_id_of_a_dead_thread_is_refused_at_post(provider, listener): 
     t = threading.Thread(target=lambda: box.append(WSATHREADID.current()))
     t.start()
     t.join(10)
-    assert provider.wait_until(lambda: not box[0].target.alive, 10)  # type: ignore[union-attr]
+    assert eventually(lambda: not box[0].target.alive)  # type: ignore[union-attr]
     ov = WSAOVERLAPPED()
     rc = post(provider, s, [WSABUF(1, b"x")], ov, lambda *a: None, box[0])
     assert rc == (w.SOCKET_ERROR, w.WSAEINVAL)

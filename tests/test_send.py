@@ -13,7 +13,16 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID
 
-from .conftest import Completions, connect, make_socket, recv_all, recv_exact, run_in_loop, stall
+from .conftest import (
+    Completions,
+    connect,
+    eventually,
+    make_socket,
+    recv_all,
+    recv_exact,
+    run_in_loop,
+    stall,
+)
 
 
 def send(p: w.Provider, s: int, chunks: list[bytes], ov=None, routine=None, tid=None, flags=0):  # type: ignore[no-untyped-def]
@@ -535,7 +544,7 @@ def test_blocking_send_in_progress_elsewhere_is_refused(provider, listener):  # 
     t.start()
     assert started.wait(10)
     sock = provider.socket_of(s)
-    assert provider.wait_until(lambda: sock.handoff.blocking_owner is not None, 10)
+    assert eventually(lambda: sock.handoff.blocking_owner is not None)
     rc, err, _ = send(provider, s, [b"x"])
     assert (rc, err) == (w.SOCKET_ERROR, w.WSAEINPROGRESS)
     assert len(recv_exact(conn, 4 << 20)) == 4 << 20

@@ -352,8 +352,8 @@ RECV_ROWS: tuple[Row, ...] = (
         "not connected",
     ),
     (
-        lambda e, f, to, n: e.stream and e.error and not e.receiver.available(),
-        None,
+        lambda e, f, to, n: e.stream and e.recv_error and not e.receiver.available(),
+        -1,
         "the connection failed earlier",
     ),
     (
