@@ -121,7 +121,9 @@ def test_each_abort_takes_exactly_what_its_rule_names(posts, handed_on, abort) -
         handed.extend(batch)
     waiting = [op for op in sends if op not in handed]
     if abort == "close":
-        taken, expected = e.close(), handed + waiting + receives
+        taken, kept = e.close()
+        expected = handed + waiting + receives
+        assert kept == []  # nothing here was complete before it was handed on
     elif abort == "flush":
         taken, expected = e.flush(), waiting
     elif abort == "reset":
@@ -141,6 +143,30 @@ def test_each_abort_takes_exactly_what_its_rule_names(posts, handed_on, abort) -
     left = list(e.sendq.inflight) + list(e.sendq.waiting) + list(e.receiver.waiting)  # type: ignore[union-attr]
     assert not {id(op) for op in left} & {id(op) for op in taken}
     assert len(left) + len(taken) == len(sends) + len(receives)
+
+
+def test_close_keeps_the_bytes_of_sends_already_complete() -> None:
+    # SPEC S10.2, S4.1: a send copied into the emulated send buffer completed at once;
+    # a graceful close still sends its bytes, and aborts only what is pending.
+    e = engine()
+    pending, done = send(10), send(5)
+    done.status = 0
+    e.post_send(pending)
+    e.post_send(done)
+    aborted, kept = e.close()
+    assert aborted == [pending] and kept == [done]
+    assert e.flush() == []
+
+
+def test_flush_leaves_sends_already_complete() -> None:
+    # SPEC S10.3
+    e = engine()
+    pending, done = send(10), send(5)
+    done.status = 0
+    e.post_send(done)
+    e.post_send(pending)
+    assert e.flush() == [pending]
+    assert list(e.sendq.waiting) == [done]
 
 
 def test_pending_count_enforces_both_limits() -> None:

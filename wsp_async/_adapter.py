@@ -291,6 +291,42 @@ class SocketAdapter:
         self.post_foreign(op)
         return False
 
+    def send_staged(self, op: Operation) -> bool:
+        """Another thread's small send, copied into the emulated send buffer: True when it
+        fits there, so it is complete at once (S4.1: held within SO_SNDBUF is consumed).
+
+        The copy (a ``bytes`` buffer is shared, not copied) joins the hand-off in order
+        as a send that is already complete; the loop writes it with the next batch.  It
+        costs a copy instead of a system call and a loop wake-up per send.
+        """
+        engine = self.engine
+        if self.transport is None or engine.drain_delay is not None:
+            return False
+        buffers = op.buffers
+        data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
+        carrier = Operation(OpKind.SEND, [data], op.nbytes, status=0)
+        sendq = engine.sendq
+        handoff = self.handoff
+        with handoff.lock:
+            if (
+                handoff.closed
+                or engine.send_shut
+                or engine.error
+                or handoff.front is not None
+                or handoff.pending_posts
+                or engine.pending.count
+                or sendq.waiting
+                or sendq.inflight
+                or handoff.staged + sendq.buffered + op.nbytes > engine.capacity
+            ):
+                return False
+            handoff.incoming.append(carrier)
+            handoff.staged += op.nbytes
+            wake = handoff.schedule_locked()
+        if wake:
+            handoff.wake()
+        return True
+
     def _take_front(self) -> None:
         op = self.handoff.take_front()
         if op is not None:
@@ -301,18 +337,26 @@ class SocketAdapter:
 
         ``quietly``: queue everything without doing I/O (before an abort takes it all).
         """
-        front, batch = self.handoff.take()
         engine = self.engine
-        if front is not None:
-            engine.sendq.waiting.appendleft(front)
-        for op in batch:
+        sendq = engine.sendq
+        rest: list[Operation] = []
+        # Stream sends move into the send queue under the hand-off lock: a thread that
+        # checks "nothing queued" under that lock never sees one in transit (S5.3).
+        with self.handoff.lock:
+            front, batch = self.handoff.take_locked()
+            if front is not None:
+                sendq.waiting.appendleft(front)
+            for op in batch:
+                if op.kind == OpKind.SEND and (engine.stream or quietly):
+                    sendq.post(op)
+                else:
+                    rest.append(op)
+        for op in rest:
             if op.kind != OpKind.SEND:
                 if quietly:
                     engine.receiver.post(op)
                 else:
                     self.post_receive(op)
-            elif engine.stream or quietly:
-                engine.sendq.post(op)
             else:
                 self._send_datagram_queued(op)
 
@@ -340,6 +384,7 @@ class SocketAdapter:
                 except OSError as exc:
                     return wsa_code_of(exc, WSAErr.WSAENETDOWN)
             handoff.incoming.append(op)
+            handoff.pending_posts += 1
             wake = handoff.schedule_locked()
         if wake:
             handoff.wake()
@@ -472,7 +517,14 @@ class SocketAdapter:
         """WSPCloseSocket on the loop thread (S10.2): abort everything, close the transport."""
         self.handoff.close()
         self.take_incoming(quietly=True)
-        self.door.complete_all(self.engine.close(), ABORTED)
+        aborted, kept = self.engine.close()
+        self.door.complete_all(aborted, ABORTED)
+        transport = self.transport
+        if kept and transport is not None and not transport.is_closing():
+            try:
+                transport.writelines([buf for op in kept for buf in op.buffers])
+            except Exception:
+                pass  # the connection is going anyway; nothing waits for these bytes
         if self.drain_timer is not None:
             self.drain_timer.cancel()
             self.drain_timer = None

@@ -212,9 +212,6 @@ class CompletionDoor:
             # S2.5: Internal holds the NTSTATUS; the routine's dwError below is the
             # Winsock code, which ntstatus.wsa_of derives back from it unchanged.
             write_result(ov, ntstatus_of(status), nbytes, op.out_flags)
-        counter = op.counter
-        if counter is not None:
-            counter.remove(op)
         if op.routine is not None:
             # S6.6: hEvent is the caller's; with a routine we never touch it.  A
             # target that is gone drops the APC, as the kernel does (S10.4).
@@ -222,6 +219,11 @@ class CompletionDoor:
                 op.thread.post(op.lane.run, (op,))
         elif op.event is not None:
             op.event.set()  # S7.1
+        counter = op.counter
+        if counter is not None:
+            # Only now: a socket with nothing outstanding lets another thread's send
+            # complete at once, and its notice must not overtake this one (S6.4).
+            counter.remove(op)
         listener = op.listener
         if listener is not None:
             try:

@@ -273,13 +273,19 @@ class SocketEngine:
         self.recv_error = WSAErr.WSAECONNABORTED if ended else code
         return sends, status, [(op, code, 0) for op in self.receiver.remove()]
 
-    def close(self) -> list[Operation]:
-        """WSPCloseSocket (S10.2): every pending operation, to complete aborted."""
-        return self.sendq.remove_all() + self.receiver.remove()
+    def close(self) -> tuple[list[Operation], list[Operation]]:
+        """WSPCloseSocket (S10.2): every pending operation, to complete aborted -- and the
+        sends already complete whose bytes still wait here (copied into the emulated send
+        buffer), which a graceful close still sends, in order."""
+        sends = self.sendq.remove_all()
+        kept = [op for op in sends if not op.pending]
+        aborted = [op for op in sends if op.pending] if kept else sends
+        return aborted + self.receiver.remove(), kept
 
     def flush(self) -> list[Operation]:
-        """SIO_FLUSH (S10.3): the sends not yet handed on, to complete aborted."""
-        return self.sendq.remove_waiting()
+        """SIO_FLUSH (S10.3): the sends not yet handed on, to complete aborted (a send
+        already complete was consumed: its bytes are no longer the caller's to cancel)."""
+        return self.sendq.remove_waiting(_still_pending)
 
     def cancel_issued_by(self, target: object) -> list[Operation]:
         """S10.4: a thread is gone; its operations not yet handed on, to complete aborted.
@@ -299,6 +305,10 @@ class SocketEngine:
             return candidate is op
 
         return self.sendq.remove_waiting(this) + self.receiver.remove(this)
+
+
+def _still_pending(op: Operation) -> bool:
+    return op.pending
 
 
 #: A row of the S9 table: when ``test(engine, flags, to, total)`` holds, the post fails

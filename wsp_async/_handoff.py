@@ -38,7 +38,9 @@ class HandOff:
         "front",
         "incoming",
         "lock",
+        "pending_posts",
         "scheduled",
+        "staged",
     )
 
     def __init__(
@@ -52,6 +54,11 @@ class HandOff:
         self.front: Operation | None = None
         self.closed = False
         self.scheduled = False
+        #: Bytes of sends copied into ``incoming`` that the loop has not taken yet.
+        self.staged = 0
+        #: Operations in ``incoming`` that are still pending: nothing after them may
+        #: complete at once, or completions would overtake posting order (S6.4).
+        self.pending_posts = 0
         #: Thread ident of a blocking call in progress (WSAEINPROGRESS).
         self.blocking_owner: int | None = None
         #: Schedules a call on the I/O loop from any thread (``call_soon_threadsafe``).
@@ -73,6 +80,7 @@ class HandOff:
             if code:
                 raise WSAError(code)
             self.incoming.append(op)
+            self.pending_posts += 1
             if self.scheduled:
                 return
             self.scheduled = True
@@ -100,12 +108,13 @@ class HandOff:
     def wake(self) -> None:
         self.call_on_loop(self._drain)
 
-    def take(self) -> tuple[Operation | None, collections.deque[Operation]]:
-        """Everything waiting: the front send, then the posts in arrival order."""
-        with self.lock:
-            batch, self.incoming = self.incoming, collections.deque()
-            front, self.front = self.front, None
-            self.scheduled = False
+    def take_locked(self) -> tuple[Operation | None, collections.deque[Operation]]:
+        """With ``lock`` held: everything waiting, the front send, then the posts in order."""
+        batch, self.incoming = self.incoming, collections.deque()
+        front, self.front = self.front, None
+        self.scheduled = False
+        self.staged = 0
+        self.pending_posts = 0
         return front, batch
 
     def take_front(self) -> Operation | None:

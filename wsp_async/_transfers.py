@@ -19,7 +19,7 @@ from . import apc
 from ._adapter import SocketAdapter
 from ._arguments import BOXES, capture, check_box, check_count_box, integer, sockaddr
 from ._completion import isolated, unclaim, wait_result
-from ._engine import SocketState
+from ._engine import COALESCE_BELOW, SocketState
 from ._operation import Operation, OpKind
 from ._parts import Parts
 from ._spi import PENDING
@@ -207,13 +207,24 @@ class Transfers:
                 return 0 if op.status == 0 else PENDING
             engine.pending.add(op, checked=True)
             return PENDING
-        if engine.stream and total and not op.urgent and not op.fault and not parts.debug:
-            # Another thread's send that fits completes at once, as on Windows: straight
-            # to the kernel when nothing is queued (S2.1; its routine is only queued, S6.2).
+        if (
+            engine.stream
+            and total
+            and not engine.pending.count  # nothing outstanding whose notice it could overtake
+            and not op.urgent
+            and not op.fault
+            and not parts.debug
+        ):
+            # Another thread's send that fits completes at once, as on Windows (S2.1; its
+            # routine is only queued, S6.2): a small one is copied into the emulated send
+            # buffer, a large one goes straight to the kernel when nothing is queued.
             engine.pending.check(total)
             saved = self._claim(sock, op)
             try:
-                done = sock.send_direct(op, engine.pending.add_checked)
+                if total < COALESCE_BELOW and sock.send_staged(op):
+                    done = True
+                else:
+                    done = sock.send_direct(op, engine.pending.add_checked)
             except WSAError:
                 self._undo(sock, op, saved)
                 raise
