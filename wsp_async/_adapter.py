@@ -122,7 +122,8 @@ class SocketAdapter:
     # ------------------------------------------------------------------ stream sends
     def post_here(self, op: Operation, coalesce: bool = True) -> bool:
         """Post a stream send on the loop thread; True when it completed at once."""
-        if self.handoff:
+        handoff = self.handoff
+        if handoff.incoming or handoff.front is not None:
             self.take_incoming()
         if self.engine.post_send(op, coalesce):
             self.pump()
@@ -443,7 +444,8 @@ class SocketAdapter:
     # ------------------------------------------------------------------ receives
     def post_receive(self, op: Operation) -> tuple[int, int] | None:
         """Loop thread: (status, bytes) when ``op`` completed at once, else None (queued)."""
-        if self.handoff:
+        handoff = self.handoff
+        if handoff.incoming or handoff.front is not None:
             self.take_incoming()
         got = self.engine.post_receive(op)
         if got is not None:
@@ -453,7 +455,8 @@ class SocketAdapter:
 
     def receive_nowait(self, op: Operation) -> tuple[int, int] | None:
         """A non-overlapped receive that must not wait: the result now, or None."""
-        if self.handoff:
+        handoff = self.handoff
+        if handoff.incoming or handoff.front is not None:
             self.take_incoming()
         got = self.engine.receive_now(op)
         if got is not None:

@@ -211,7 +211,7 @@ class CompletionDoor:
         if ov is not None:
             # S2.5: Internal holds the NTSTATUS; the routine's dwError below is the
             # Winsock code, which ntstatus.wsa_of derives back from it unchanged.
-            write_result(ov, ntstatus_of(status), nbytes, op.out_flags)
+            write_result(ov, ntstatus_of(status) if status else 0, nbytes, op.out_flags)
         if op.routine is not None:
             # S6.6: hEvent is the caller's; with a routine we never touch it.  A
             # target that is gone drops the APC, as the kernel does (S10.4).

@@ -89,11 +89,15 @@ class SocketEngine:
         self.family = family
         self.overlapped = overlapped
         self.nonblocking = False
-        self.state = SocketState.CREATED
-        self.send_shut = False
+        self._state = SocketState.CREATED
+        #: A plain stream send meets no S9 row: connected, not shut down, no error.
+        #: Kept up to date by the three things it depends on, so the hot path reads
+        #: one attribute instead of walking the table.
+        self.send_ready = False
+        self._send_shut = False
         self.recv_shut = False
         #: Sticky connection error (reset, abort): later sends fail with it at once.
-        self.error = 0
+        self._error = 0
         #: What later receives fail with once the connection is gone (see ``lost``).
         self.recv_error = 0
         #: SO_ERROR: the last asynchronous error (a failed background connect), cleared when read.
@@ -115,6 +119,41 @@ class SocketEngine:
         self.drain_delay: float | None = None
 
     @property
+    def state(self) -> SocketState:
+        return self._state
+
+    @state.setter
+    def state(self, state: SocketState) -> None:
+        self._state = state
+        self._update_ready()
+
+    @property
+    def send_shut(self) -> bool:
+        return self._send_shut
+
+    @send_shut.setter
+    def send_shut(self, shut: bool) -> None:
+        self._send_shut = shut
+        self._update_ready()
+
+    @property
+    def error(self) -> int:
+        return self._error
+
+    @error.setter
+    def error(self, code: int) -> None:
+        self._error = code
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        self.send_ready = (
+            self.stream
+            and self._state is SocketState.CONNECTED
+            and not self._send_shut
+            and not self._error
+        )
+
+    @property
     def max_message(self) -> int:
         return UDP_MAX_MSG_SIZE_V4 if self.family == AF_INET else UDP_MAX_MSG_SIZE_V6
 
@@ -130,13 +169,9 @@ class SocketEngine:
                 raise WSAError(code, why)
 
     def check_send(self, flags: int, to: Any, total: int) -> None:
-        if (
-            not flags
-            and self.stream
-            and self.state is SocketState.CONNECTED
-            and not (self.send_shut or self.error)
-        ):
-            return  # no row of STREAM_SEND_ROWS applies: the common case, without the walk
+        """The S9 rows of a send (callers may skip it when ``send_ready`` and no flags)."""
+        if not flags and self.send_ready:
+            return
         if flags:
             self.check(SEND_FLAG_ROWS, flags, to, total)
         self.check(STREAM_SEND_ROWS if self.stream else DATAGRAM_SEND_ROWS, flags, to, total)

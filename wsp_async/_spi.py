@@ -29,7 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from .constants import SOCKET_ERROR
 from .errors import WSAErr, WSAError, wsa_code_of
-from .events import WSASetLastError
+from .events import LAST_ERROR, WSASetLastError
 from .structs import INT, is_box
 
 __all__ = ["PENDING", "entry_point", "report"]
@@ -81,15 +81,15 @@ def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 WSASetLastError(WSAErr.WSAEFAULT)
                 return failure  # type: ignore[no-any-return]
             try:
-                result = body(*args, **kwargs)
+                result = body(*args, **kwargs) if kwargs else body(*args)  # type: ignore[call-arg]
             except Exception as exc:
                 report(lpErrno, exc)
                 return failure  # type: ignore[no-any-return]
             if result is PENDING:
                 lpErrno.value = IO_PENDING  # type: ignore[attr-defined]
-                WSASetLastError(IO_PENDING)
+                LAST_ERROR.code = IO_PENDING
                 return SOCKET_ERROR  # type: ignore[return-value]
-            WSASetLastError(0)
+            LAST_ERROR.code = 0
             return result
 
         return entry

@@ -173,7 +173,8 @@ class Transfers:
         address = None
         if lpTo is not None and not engine.stream:
             address = sockaddr(engine.family, lpTo)
-        engine.check_send(flags, address, total)
+        if flags or not engine.send_ready:
+            engine.check_send(flags, address, total)
         if address is not None and engine.state == SocketState.CREATED:
             parts.implicit_bind(sock)
         if parts.faulty:
@@ -428,8 +429,9 @@ class Transfers:
             check_box(lpcbTransfer, "lpcbTransfer", optional=False)
         if type(lpdwFlags) not in BOXES:
             check_box(lpdwFlags, "lpdwFlags")
-        op = operation_of(lpOverlapped)
-        if op is not None or lpOverlapped.Internal == STATUS_PENDING:
+        status = lpOverlapped.Internal
+        if status == STATUS_PENDING:
+            op = operation_of(lpOverlapped)
             if not fWait or op is None:
                 raise WSAError(WSAErr.WSA_IO_INCOMPLETE)
             if op.routine is not None and self.parts.debug:
@@ -437,11 +439,15 @@ class Transfers:
             if self.io.here():
                 raise self.io.refuse_blocking("WSPGetOverlappedResult(fWait=True)")
             wait_result(lpOverlapped)
-        status = wsa_of(lpOverlapped.Internal)  # S2.5: derived from the NTSTATUS
-        store(lpcbTransfer, lpOverlapped.InternalHigh)
-        store(lpdwFlags, result_flags(lpOverlapped))
+            status = lpOverlapped.Internal
+        if type(lpcbTransfer) in BOXES:
+            lpcbTransfer.value = lpOverlapped.InternalHigh  # type: ignore[attr-defined]
+        else:
+            store(lpcbTransfer, lpOverlapped.InternalHigh)
+        if lpdwFlags is not None:
+            store(lpdwFlags, result_flags(lpOverlapped))
         if status:
-            raise WSAError(status)
+            raise WSAError(wsa_of(status))  # S2.5: derived from the NTSTATUS
         return True
 
 

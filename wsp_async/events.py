@@ -51,7 +51,8 @@ __all__ = [
 log = logging.getLogger("wsp_async.events")
 
 _lock = threading.Lock()
-_last_error = threading.local()
+#: The calling thread's last Winsock error (``.code``); the SPI wrapper writes it directly.
+LAST_ERROR = threading.local()
 
 Wake = Callable[[], object]
 
@@ -119,12 +120,12 @@ class WSAEVENT:
 
 def WSASetLastError(code: int) -> None:
     """Set the calling thread's last Winsock error."""
-    _last_error.code = code if type(code) is int else int(code)
+    LAST_ERROR.code = code if type(code) is int else int(code)
 
 
 def WSAGetLastError() -> int:
     """The calling thread's last Winsock error, as set by the module-level functions."""
-    return int(getattr(_last_error, "code", 0))
+    return int(getattr(LAST_ERROR, "code", 0))
 
 
 def WSACreateEvent() -> WSAEVENT:
