@@ -133,12 +133,18 @@ def test_the_win32_view_is_what_kernel32_reports() -> None:
 # --- 3. blocking calls are alertable (S6.3) ----------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["recv", "send"])
+@pytest.mark.parametrize("call", ["recv", "send", "accept"])
 def test_a_thread_blocked_in_a_winsock_call_runs_its_apcs(provider, listener, call):  # type: ignore[no-untyped-def]
     # SPEC S6.3: the APC runs during the call, which then goes on waiting.
     s, conn = connect(provider, listener)
     if call == "send":
         stall(provider, s, conn)
+    if call == "accept":
+        s = make_socket(provider)
+        name = DWORD()
+        assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+        assert provider.WSPListen(s, 4, INT()) == 0
+        assert provider.WSPGetSockName(s, name, None, INT()) == 0
     tid: list[WSATHREADID] = []
     ran = threading.Event()
     go = threading.Event()
@@ -152,6 +158,9 @@ def test_a_thread_blocked_in_a_winsock_call_runs_its_apcs(provider, listener, ca
         if call == "recv":
             rc, _err, n, _ = recv(provider, s, 10)
             result.append((rc, n))
+        elif call == "accept":
+            child = provider.WSPAccept(s, None, None, None, None, INT())
+            result.append((0, int(child != w.INVALID_SOCKET)))
         else:
             rc, _err, n = send(provider, s, b"b" * (16 << 20))
             result.append((rc, n))
@@ -170,11 +179,15 @@ def test_a_thread_blocked_in_a_winsock_call_runs_its_apcs(provider, listener, ca
     assert ran_while_blocked == [True]
     if call == "recv":
         conn.sendall(b"hello")
+    elif call == "accept":
+        client = socket.create_connection(name.value, timeout=10)
     else:
         assert recv_exact(conn, 16 << 20) == b"b" * (16 << 20)
     assert returned.wait(20)
     t.join(10)
-    assert result == [(0, 5 if call == "recv" else 16 << 20)]
+    assert result == [(0, {"recv": 5, "accept": 1, "send": 16 << 20}[call])]
+    if call == "accept":
+        client.close()
 
 
 # --- 4, 5, 6: blocking forms, counts, the last error --------------------------------------
