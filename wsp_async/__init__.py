@@ -26,6 +26,18 @@ from .events import (
     WSAWaitForMultipleEvents,
     wait_for_events,
 )
+from .iocp import (
+    OVERLAPPED_ENTRY,
+    CloseHandle,
+    CreateIoCompletionPort,
+    GetLastError,
+    GetQueuedCompletionStatus,
+    GetQueuedCompletionStatusEx,
+    NoPortPacket,
+    PostQueuedCompletionStatus,
+    SetFileCompletionNotificationModes,
+    SetLastError,
+)
 from .ntstatus import NTSTATUS, ntstatus_of, win32_of, wsa_of
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
@@ -40,6 +52,16 @@ __all__ = [
     "ERRNO_TO_WSA",
     "INT",
     "NTSTATUS",
+    "OVERLAPPED_ENTRY",
+    "CloseHandle",
+    "CreateIoCompletionPort",
+    "GetLastError",
+    "GetQueuedCompletionStatus",
+    "GetQueuedCompletionStatusEx",
+    "NoPortPacket",
+    "PostQueuedCompletionStatus",
+    "SetFileCompletionNotificationModes",
+    "SetLastError",
     "Provider",
     "WSABUF",
     "WSAEVENT",

@@ -78,6 +78,9 @@ class SocketAdapter:
         self.write_lock = threading.Lock()
         self.drain_timer: asyncio.TimerHandle | None = None
         self.datagram_backlog = False
+        #: The completion port this socket is associated with (S13.1), and its modes.
+        self.port_link: Any = None
+        self._skip_on_success = False
         self.connect_future: asyncio.Future[Any] | None = None
         self.accepting: set[asyncio.Future[Any]] = set()
 
@@ -90,6 +93,26 @@ class SocketAdapter:
     @property
     def closed(self) -> bool:
         return self.handoff.closed
+
+    def associate(self, link: Any) -> bool:
+        """Associate with a completion port (S13.1); False when already associated."""
+        with self.handoff.lock:
+            if self.port_link is not None:
+                return False
+            link.skip_on_success = self._skip_on_success
+            self.port_link = link
+        return True
+
+    @property
+    def skip_on_success(self) -> bool:
+        return self._skip_on_success
+
+    @skip_on_success.setter
+    def skip_on_success(self, skip: bool) -> None:
+        """FILE_SKIP_COMPLETION_PORT_ON_SUCCESS (S13.3)."""
+        self._skip_on_success = skip
+        if self.port_link is not None:
+            self.port_link.skip_on_success = skip
 
     def _refused(self, op: Operation) -> int:
         # Read under the hand-off lock, which WSPShutdown holds while it sets the flag.

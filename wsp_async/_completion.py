@@ -208,10 +208,11 @@ class CompletionDoor:
         op.transferred = nbytes
         op.buffers = []  # drop our references to the caller's data
         ov = op.overlapped
+        nt = ntstatus_of(status) if status else 0
         if ov is not None:
             # S2.5: Internal holds the NTSTATUS; the routine's dwError below is the
             # Winsock code, which ntstatus.wsa_of derives back from it unchanged.
-            write_result(ov, ntstatus_of(status) if status else 0, nbytes, op.out_flags)
+            write_result(ov, nt, nbytes, op.out_flags)
         if op.routine is not None:
             # S6.6: hEvent is the caller's; with a routine we never touch it.  A
             # target that is gone drops the APC, as the kernel does (S10.4).
@@ -219,6 +220,9 @@ class CompletionDoor:
                 op.thread.post(op.lane.run, (op,))
         elif op.event is not None:
             op.event.set()  # S7.1
+        link = op.port_link
+        if link is not None and not (op.in_call and not status and link.skip_on_success):
+            link.port.queue((nbytes, link.key, ov, nt))  # S13.2: exactly one packet
         counter = op.counter
         if counter is not None:
             # Only now: a socket with nothing outstanding lets another thread's send

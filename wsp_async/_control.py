@@ -109,6 +109,7 @@ class Controls:
         store(lpcbBytesReturned, returned)
         if op is not None:
             # The value went to the out-buffer; the completion transfers nothing.
+            op.in_call = True
             self.parts.door.complete(op, 0, 0)
         return 0
 

@@ -20,11 +20,27 @@ from typing import Generic, TypeVar
 
 from .errors import WSAErr, WSAError
 
-__all__ = ["HandleTable"]
+__all__ = ["HandleTable", "find_anywhere", "new_handle"]
 
 T = TypeVar("T")
 
 _handles = itertools.count(0x104, 4)  # next() on a count is atomic under the GIL
+
+#: Every open item of every table, by handle: the process-wide functions (completion
+#: ports, S13.1) accept any provider's socket.
+_everywhere: dict[int, object] = {}
+
+
+def new_handle() -> int:
+    """A fresh process-unique handle (sockets and completion ports share the space)."""
+    return next(_handles)
+
+
+def find_anywhere(handle: object) -> object | None:
+    """The open socket (of any provider) that ``handle`` names, or None."""
+    if not isinstance(handle, int):
+        return None
+    return _everywhere.get(int(handle))
 
 
 class HandleTable(Generic[T]):
@@ -46,6 +62,7 @@ class HandleTable(Generic[T]):
             handle = next(_handles)
             item = make(handle)
             self._items[handle] = item
+            _everywhere[handle] = item
         return item
 
     def get(self, s: object) -> T:
@@ -65,6 +82,7 @@ class HandleTable(Generic[T]):
             if self._items.get(int(s)) is not item:  # type: ignore[call-overload]
                 raise WSAError(WSAErr.WSAENOTSOCK)
             del self._items[int(s)]  # type: ignore[call-overload]
+            _everywhere.pop(int(s), None)  # type: ignore[call-overload]
         return item
 
     def close(self) -> list[T]:
@@ -72,6 +90,8 @@ class HandleTable(Generic[T]):
         with self._lock:
             self.closed = True
             items = list(self._items.values())
+            for handle in self._items:
+                _everywhere.pop(handle, None)
             self._items.clear()
         return items
 

@@ -22,7 +22,11 @@ from typing import Any, TypeVar
 from .errors import WSAErr, WSAError
 from .events import wait_alertably
 
-__all__ = ["IoLoop"]
+__all__ = ["IO_THREADS", "IoLoop"]
+
+#: The threads that run a provider's I/O loop: no blocking wait may run there (S7.3),
+#: whichever provider it waits on (a completion port is process-wide).
+IO_THREADS: set[int] = set()
 
 log = logging.getLogger("wsp_async")
 T = TypeVar("T")
@@ -58,6 +62,11 @@ class IoLoop:
                 running = None
             self.ident = threading.get_ident() if running is loop else self._learn_thread(loop)
         self.wake = self.loop.call_soon_threadsafe
+        IO_THREADS.add(self.ident)
+
+    def release(self) -> None:
+        """The provider is closed: its loop's thread may block again."""
+        IO_THREADS.discard(self.ident)
 
     @staticmethod
     def _learn_thread(loop: asyncio.AbstractEventLoop) -> int:

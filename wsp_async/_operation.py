@@ -113,6 +113,10 @@ class Operation:
     listener: Listener | None = None
     #: The per-socket lane that keeps routines from nesting (S6.4).
     lane: Any = None
+    #: The socket's completion port and key when it is associated (S13.2): one packet.
+    port_link: Any = None
+    #: True while the initiating call itself completes it (S13.3 skips that packet).
+    in_call: bool = False
     #: MSG_OOB send: bypasses the transport's buffer, so it waits until that is empty.
     urgent: bool = False
     #: Stream offset just past this send's last byte, set when handed to the transport.

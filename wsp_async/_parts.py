@@ -170,6 +170,7 @@ class Parts:
             return
         self.closed = True
         self.threads.closed = True
+        self.io.release()
         for sock in self.sockets.close():
             sock.handoff.close()
             isolated(sock.close_here)

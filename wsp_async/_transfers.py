@@ -30,6 +30,7 @@ from .ntstatus import wsa_of
 from .structs import (
     WSAOVERLAPPED,
     WSATHREADID,
+    NoPortPacket,
     claim_structure,
     operation_of,
     result_flags,
@@ -69,12 +70,16 @@ class Transfers:
             raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
         parts = self.parts
         here = threading.get_ident() == self.io.ident
-        issuer = parts.loop_target if here else apc.current_target()
+        issuer: apc.ApcTarget | None = parts.loop_target if here else apc.current_target()
         event = None
         thread: apc.ApcTarget | None = None
+        link = sock.port_link
         if lpCompletionRoutine is not None:
             if not callable(lpCompletionRoutine):
                 raise WSAError(WSAErr.WSAEFAULT, "lpCompletionRoutine is not callable")
+            if link is not None:
+                # S13.2 (sock.c: test_WSARecv): a port, or routines, not both.
+                raise WSAError(WSAErr.WSAEINVAL, "a completion routine on a port's socket")
             if lpThreadId is None:
                 thread = issuer
             elif isinstance(lpThreadId, WSATHREADID):
@@ -87,10 +92,17 @@ class Transfers:
                 raise WSAError(WSAErr.WSAEFAULT, "lpThreadId is not a WSATHREADID")
         else:
             hevent = lpOverlapped.hEvent
+            if link is not None and (
+                isinstance(hevent, NoPortPacket) or (type(hevent) is int and hevent & 1)
+            ):
+                link = None  # the low bit of hEvent: no packet (S13.2)
+                hevent = getattr(hevent, "event", None)
             event = hevent if isinstance(hevent, WSAEVENT) else None
-        if issuer not in parts.threads.watched:
+        if sock.port_link is not None:
+            issuer = None  # a port's operations outlive their thread (S10.4, S13.2)
+        elif issuer is not None and issuer not in parts.threads.watched:
             parts.threads.watch(issuer)
-        return Operation(
+        op = Operation(
             kind,
             buffers,
             nbytes,
@@ -105,6 +117,9 @@ class Transfers:
             None,
             sock.lane,
         )
+        if link is not None:
+            op.port_link = link
+        return op
 
     def _reused(self, sock: SocketAdapter) -> WSAError:
         """S3.4: the structure is pending for another operation (the verifier says so too)."""
@@ -203,7 +218,10 @@ class Transfers:
                 remember(op)
             if self.door.tracer is not None:
                 self.door.posted(op)
-            if sock.post_here(op, coalesce):
+            op.in_call = True  # a completion inside post_here is this call's (S13.3)
+            done = sock.post_here(op, coalesce)
+            op.in_call = False
+            if done:
                 store(lpNumberOfBytesSent, op.transferred)
                 return 0 if op.status == 0 else PENDING
             engine.pending.add(op, checked=True)
@@ -231,6 +249,7 @@ class Transfers:
                 raise
             if not done:
                 return PENDING  # the rest is queued; never read a racing status (S2.2)
+            op.in_call = True
             self.door.complete(op, 0, total)
             store(lpNumberOfBytesSent, total)
             return 0
@@ -257,6 +276,7 @@ class Transfers:
             raise WSAError(code)
         if code is None:
             return PENDING  # queued behind an EAGAIN
+        op.in_call = True
         self.door.complete(op, 0, total)
         store(lpNumberOfBytesSent, total)
         return 0
@@ -361,9 +381,9 @@ class Transfers:
                 return PENDING  # as for sends: never read a racing status
             # Data is already there: the receive completes at once, as on Windows
             # (one round trip to the loop that owns the received bytes).
-            self.io.call(sock.post_receive, op)
+            self.io.call(_receive_in_call, sock, op)
         else:
-            sock.post_receive(op)
+            _receive_in_call(sock, op)
         if op.status == 0:
             store(lpNumberOfBytesRecvd, op.transferred)
             store(lpFlags, op.out_flags)
@@ -403,7 +423,30 @@ class Transfers:
         """S3.3: an overlapped call on a socket made without WSA_FLAG_OVERLAPPED ran as a
         blocking call; its structure (and event, or routine) completes as well."""
         self._claim(sock, op)
+        op.in_call = True
         self.door.complete(op, 0, nbytes)
+
+    def complete_request(
+        self, s: object, lpOverlapped: object, dwError: object, cbTransferred: object
+    ) -> int:
+        """WPUCompleteOverlappedRequest (S13.9): a layered provider completes a request
+        of its own through the same door -- the socket's port if it has one, else the event."""
+        sock = self.parts.sockets.get(s)
+        if not isinstance(lpOverlapped, WSAOVERLAPPED):
+            raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
+        code = integer(dwError, "dwError is not a code")
+        nbytes = integer(cbTransferred, "cbTransferred is not a count")
+        hevent = lpOverlapped.hEvent
+        link = sock.port_link
+        if isinstance(hevent, NoPortPacket) or (type(hevent) is int and hevent & 1):
+            link = None
+            hevent = getattr(hevent, "event", None)
+        op = Operation(OpKind.IOCTL, [], 0, lpOverlapped, handle=sock.handle)
+        op.event = hevent if isinstance(hevent, WSAEVENT) else None
+        op.port_link = link
+        self._claim(sock, op)
+        self.door.complete(op, code, nbytes)
+        return 0
 
     # ------------------------------------------------------------------ results
     def result(
@@ -449,6 +492,13 @@ class Transfers:
         if status:
             raise WSAError(wsa_of(status))  # S2.5: derived from the NTSTATUS
         return True
+
+
+def _receive_in_call(sock: SocketAdapter, op: Operation) -> None:
+    """Post a receive on the loop thread; a completion inside it is the call's (S13.3)."""
+    op.in_call = True
+    sock.post_receive(op)
+    op.in_call = False
 
 
 class _Wait:

@@ -356,6 +356,13 @@ class Provider:
             raise WSAError(WSAErr.WSAEINVAL, "the thread has exited")
         return 0
 
+    @entry_point(SOCKET_ERROR)
+    def WPUCompleteOverlappedRequest(
+        self, s: int, lpOverlapped: object, dwError: int, cbTransferred: int, lpErrno: object
+    ) -> int:
+        """Complete a caller-made overlapped request: port packet, or event (S13.9)."""
+        return self._transfers.complete_request(s, lpOverlapped, dwError, cbTransferred)
+
     # ------------------------------------------------------------------ beyond Winsock (S12)
     def inject(
         self,

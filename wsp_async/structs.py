@@ -19,6 +19,7 @@ from .constants import STATUS_PENDING
 __all__ = [
     "DWORD",
     "INT",
+    "NoPortPacket",
     "WSABUF",
     "WSAOVERLAPPED",
     "WSATHREADID",
@@ -129,6 +130,18 @@ class WSATHREADID:
     def current(cls) -> WSATHREADID:
         """The calling thread (with its running event loop, if it runs one)."""
         return cls(threading.get_ident(), 0, current_target())
+
+
+@attrs.frozen(eq=False)
+class NoPortPacket:
+    """An ``hEvent`` with its low bit set (SPEC S13.2): ``event`` is still set when the
+    operation completes, but no packet goes to the socket's completion port.
+
+    Windows code writes ``(HANDLE)((ULONG_PTR)hEvent | 1)``; here an ``int`` handle with
+    bit 0 set means the same, and an event object is wrapped in this.
+    """
+
+    event: Any
 
 
 @attrs.define(eq=False)

@@ -1,0 +1,231 @@
+"""Completion ports (SPEC S13): packets, keys, waiters, close, notification modes.
+
+Real sockets on 127.0.0.1 with plain-socket peers; both loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+
+import wsp_async as w
+from wsp_async import DWORD, INT, OVERLAPPED_ENTRY, WSABUF, WSAOVERLAPPED
+
+from .conftest import Completions, connect, eventually, make_socket, recv_exact, run_in_loop, stall
+
+
+class Box:
+    def __init__(self, value: object = None) -> None:
+        self.value = value
+
+
+def send(p: w.Provider, s: int, data: bytes, ov: WSAOVERLAPPED, routine: object = None) -> tuple[int, int]:  # fmt: skip
+    err = INT()
+    rc = p.WSPSend(s, [WSABUF(len(data), data)], 1, None, 0, ov, routine, None, err)
+    return rc, err.value
+
+
+def gqcs(port: int, ms: int = 10_000) -> tuple[bool, int, object, object, int]:
+    n, key, ov = DWORD(), Box(), Box()
+    ok = w.GetQueuedCompletionStatus(port, n, key, ov, ms)
+    return ok, n.value, key.value, ov.value, w.GetLastError()
+
+
+def test_a_port_gets_one_packet_per_operation_with_its_key(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.1, S13.2: associate with a key; each started operation queues exactly one
+    # packet, in the socket's completion order (posting order for a stream's sends).
+    s, conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    assert port
+    assert w.CreateIoCompletionPort(s, port, "conn-1", 0) == port
+    ovs = [WSAOVERLAPPED() for _ in range(20)]
+    for i, ov in enumerate(ovs):
+        assert send(provider, s, bytes([i]) * 10, ov)[0] in (0, w.SOCKET_ERROR)
+    got = [gqcs(port) for _ in ovs]
+    assert [g[3] for g in got] == ovs
+    assert all(g[0] and g[1] == 10 and g[2] == "conn-1" for g in got)
+    assert gqcs(port, 0)[0] is False and gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # exactly one each
+    assert recv_exact(conn, 200) == b"".join(bytes([i]) * 10 for i in range(20))
+    assert w.CloseHandle(port)
+
+
+def test_a_failed_operation_reports_its_win32_code(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.4, S16.2: False with the packet filled in, ERROR_OPERATION_ABORTED.
+    s, _conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, 7, 0)  # create and associate at once
+    provider.inject(s, delay_drain=math.inf)
+    ov = WSAOVERLAPPED()
+    assert send(provider, s, b"x", ov) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    assert provider.WSPCloseSocket(s, INT()) == 0
+    ok, n, key, got, error = gqcs(port)
+    assert (ok, n, key, got, error) == (False, 0, 7, ov, w.ERROR_OPERATION_ABORTED)
+    assert ov.Internal == w.STATUS_CANCELLED
+    w.CloseHandle(port)
+
+
+def test_timeout_and_closing_a_port_release_waiters(provider):  # type: ignore[no-untyped-def]
+    # SPEC S13.4, S13.8
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    ok, _, _, ov, error = gqcs(port, 20)
+    assert (ok, ov, error) == (False, None, w.WAIT_TIMEOUT)
+    result: list[tuple[bool, int, object, object, int]] = []
+    t = threading.Thread(target=lambda: result.append(gqcs(port, w.INFINITE)))
+    t.start()
+    assert eventually(lambda: bool(port_waiters(port)))
+    assert w.CloseHandle(port)
+    t.join(10)
+    assert result and result[0][0] is False and result[0][4] == w.ERROR_ABANDONED_WAIT_0
+    assert result[0][3] is None
+    assert not w.PostQueuedCompletionStatus(port, 1, 2, None)  # closed: an invalid handle
+
+
+def port_waiters(port: int) -> int:
+    from wsp_async import iocp
+
+    found = iocp.port_object(port)
+    return 0 if found is None else found.waiting
+
+
+def test_waiters_are_released_last_in_first_out(provider):  # type: ignore[no-untyped-def]
+    # SPEC S13.6, S13.7: PostQueuedCompletionStatus, LIFO release.
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 2)
+    order: list[tuple[str, object]] = []
+    lock = threading.Lock()
+
+    def waiter(name: str) -> None:
+        key = gqcs(port)[2]
+        with lock:
+            order.append((name, key))
+
+    threads = []
+    for name in ("first", "second", "third"):
+        t = threading.Thread(target=waiter, args=(name,))
+        t.start()
+        threads.append(t)
+        count = len(threads)
+        assert eventually(lambda count=count: port_waiters(port) == count)
+    for key in ("a", "b", "c"):
+        assert w.PostQueuedCompletionStatus(port, 0, key, None)
+        assert eventually(lambda k=key: any(o[1] == k for o in order))
+    for t in threads:
+        t.join(10)
+    assert order == [("third", "a"), ("second", "b"), ("first", "c")]
+    w.CloseHandle(port)
+
+
+def test_ex_removes_several_packets_and_is_alertable(provider):  # type: ignore[no-untyped-def]
+    # SPEC S13.5
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    for i in range(5):
+        assert w.PostQueuedCompletionStatus(port, i, f"k{i}", None)
+    entries = [OVERLAPPED_ENTRY() for _ in range(3)]
+    removed = DWORD()
+    assert w.GetQueuedCompletionStatusEx(port, entries, 3, removed, 0, False)
+    assert removed.value == 3 and [e.lpCompletionKey for e in entries] == ["k0", "k1", "k2"]
+    assert w.GetQueuedCompletionStatusEx(port, entries, 3, removed, 0, False)
+    assert removed.value == 2
+    ran: list[int] = []
+    tid = w.WSATHREADID.current()
+    assert provider.WPUQueueApc(tid, ran.append, 1, INT()) == 0
+    assert not w.GetQueuedCompletionStatusEx(port, entries, 3, removed, w.INFINITE, True)
+    assert w.GetLastError() == w.WAIT_IO_COMPLETION and ran == [1]
+    w.CloseHandle(port)
+
+
+def test_skip_on_success_and_the_low_bit_of_hevent(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.2, S13.3
+    s, conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, "k", 0)
+    assert w.SetFileCompletionNotificationModes(s, w.FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)
+    ov = WSAOVERLAPPED()
+    assert send(provider, s, b"fits", ov) == (0, 0)  # completed at once: no packet
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT
+    provider.inject(s, delay_drain=math.inf)
+    pending = WSAOVERLAPPED()
+    assert send(provider, s, b"waits", pending) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    ev = w.WSACreateEvent()
+    quiet = WSAOVERLAPPED(hEvent=w.NoPortPacket(ev))
+    assert send(provider, s, b"quiet", quiet) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    provider.inject(s, delay_drain=None)
+    ok, n, _, got, _ = gqcs(port)
+    assert (ok, n, got) == (True, 5, pending)  # the pending one completes through the port
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 10_000, False) == 0  # event still set
+    assert not quiet.pending and gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # but no packet
+    assert recv_exact(conn, 14) == b"fitswaitsquiet"
+    w.CloseHandle(port)
+
+
+def test_routines_are_refused_and_a_second_association_fails(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.1, S13.2 (sock.c: test_WSARecv): nothing started, the routine never runs.
+    s, _conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, 0, 0)
+    other = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    assert w.CreateIoCompletionPort(s, other, 0, 0) is None
+    assert w.GetLastError() == w.ERROR_INVALID_PARAMETER
+    calls = Completions()
+    ov = WSAOVERLAPPED()
+    assert send(provider, s, b"r", ov, calls) == (w.SOCKET_ERROR, w.WSAEINVAL)
+    assert not ov.pending and calls.calls == []
+    assert w.CreateIoCompletionPort(0xBAD0, port, 0, 0) is None
+    assert w.GetLastError() == w.ERROR_INVALID_HANDLE
+    w.CloseHandle(port)
+    w.CloseHandle(other)
+
+
+def test_any_providers_sockets_share_a_port_and_survive_their_threads(loop_kind, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.1 (handles unique in the process), S13.2 (no cancel at thread exit).
+    kind = loop_kind == "uvloop"
+    with w.Provider(use_uvloop=kind) as a, w.Provider(use_uvloop=kind) as b:
+        sa, conn_a = connect(a, listener)
+        sb, conn_b = connect(b, listener)
+        port = w.CreateIoCompletionPort(sa, None, "a", 0)
+        assert w.CreateIoCompletionPort(sb, port, "b", 0) == port
+        stall(a, sa, conn_a)
+        a.inject(sa, delay_drain=math.inf)
+        ov_a, ov_b = WSAOVERLAPPED(), WSAOVERLAPPED()
+        t = threading.Thread(target=lambda: send(a, sa, b"from a", ov_a))
+        t.start()
+        t.join(10)  # the issuing thread is gone; a port's operation lives on
+        assert ov_a.pending
+        assert send(b, sb, b"from b", ov_b)[0] in (0, w.SOCKET_ERROR)
+        a.inject(sa, delay_drain=None)
+        got = {gqcs(port)[2], gqcs(port)[2]}
+        assert got == {"a", "b"}
+        assert ov_a.Internal == 0 and recv_exact(conn_a, 6) == b"from a"
+        assert recv_exact(conn_b, 6) == b"from b"
+        w.CloseHandle(port)
+
+
+def test_wpu_complete_overlapped_request_uses_the_port(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.9
+    s, _conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, "lsp", 0)
+    ov = WSAOVERLAPPED()
+    assert provider.WPUCompleteOverlappedRequest(s, ov, 0, 42, INT()) == 0
+    assert gqcs(port)[:4] == (True, 42, "lsp", ov)
+    plain = make_socket(provider)
+    ev = w.WSACreateEvent()
+    ov2 = WSAOVERLAPPED(hEvent=ev)
+    assert provider.WPUCompleteOverlappedRequest(plain, ov2, w.WSAECONNRESET, 0, INT()) == 0
+    assert ev.signaled and ov2.Internal == w.STATUS_CONNECTION_RESET
+    w.CloseHandle(port)
+
+
+def test_waiting_on_the_io_loop_thread_is_refused(provider):  # type: ignore[no-untyped-def]
+    # SPEC S13.7, S7.3: the thread that delivers completions may not wait for them.
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    assert run_in_loop(provider.loop, lambda: (gqcs(port, 0)[0], w.GetLastError())) == (
+        False,
+        w.WSAEWOULDBLOCK,
+    )
+    w.CloseHandle(port)
+
+
+async def test_a_thread_running_its_own_loop_may_wait_on_a_port() -> None:
+    # SPEC S13.7: an asyncio loop that polls a port (not the provider's I/O loop).
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    w.PostQueuedCompletionStatus(port, 3, "mine", None)
+    assert gqcs(port, 0)[:3] == (True, 3, "mine")
+    await asyncio.sleep(0)
+    w.CloseHandle(port)
