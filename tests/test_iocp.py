@@ -229,3 +229,82 @@ async def test_a_thread_running_its_own_loop_may_wait_on_a_port() -> None:
     assert gqcs(port, 0)[:3] == (True, 3, "mine")
     await asyncio.sleep(0)
     w.CloseHandle(port)
+
+
+# --- cancellation (S15) ------------------------------------------------------------------
+
+
+def test_cancel_io_ex_aborts_one_queued_operation_exactly_once(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S15.1, S2.4: cancelled from another thread; its bytes never go out.
+    s, conn = connect(provider, listener)
+    provider.inject(s, delay_drain=math.inf)
+    keep, drop = WSAOVERLAPPED(hEvent=w.WSACreateEvent()), WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert send(provider, s, b"keep", keep)[1] == w.WSA_IO_PENDING
+    assert send(provider, s, b"drop", drop)[1] == w.WSA_IO_PENDING
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(w.CancelIoEx(s, drop)))
+    t.start()
+    t.join(10)
+    assert result == [True]
+    assert drop.Internal == w.STATUS_CANCELLED and drop.hEvent.signaled
+    assert not w.CancelIoEx(s, drop) and w.GetLastError() == w.ERROR_NOT_FOUND
+    provider.inject(s, delay_drain=None)
+    assert w.WSAWaitForMultipleEvents(1, [keep.hEvent], False, 10_000, False) == 0
+    assert send(provider, s, b"!", WSAOVERLAPPED())[0] in (0, w.SOCKET_ERROR)
+    assert recv_exact(conn, 5) == b"keep!"
+
+
+def test_cancel_io_ex_with_none_cancels_sends_and_receives_through_the_port(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S15.1, S13.2: each cancelled operation queues its one packet.
+    s, _conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, "k", 0)
+    provider.inject(s, delay_drain=math.inf)
+    sent = WSAOVERLAPPED()
+    assert send(provider, s, b"x", sent)[1] == w.WSA_IO_PENDING
+    buf = bytearray(8)
+    received = WSAOVERLAPPED()
+    err = INT()
+    rc = provider.WSPRecv(s, [WSABUF(8, buf)], 1, None, DWORD(0), received, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    assert w.CancelIoEx(s, None)
+    packets = {gqcs(port)[3]: w.GetLastError() for _ in range(2)}
+    assert packets == {sent: w.ERROR_OPERATION_ABORTED, received: w.ERROR_OPERATION_ABORTED}
+    assert not w.CancelIoEx(s, None) and w.GetLastError() == w.ERROR_NOT_FOUND
+    w.CloseHandle(port)
+
+
+def test_an_operation_already_handed_on_completes_normally(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S15.1, S10.3's boundary: bytes given to the transport cannot be taken back.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    big = b"h" * (8 << 20)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert run_in_loop(provider.loop, lambda: send(provider, s, big, ov))[1] == w.WSA_IO_PENDING
+    assert w.CancelIoEx(s, ov)  # found, but on its way: it is not cancelled
+    assert recv_exact(conn, len(big)) == big
+    assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+    assert ov.Internal == 0 and ov.InternalHigh == len(big)
+
+
+def test_cancel_io_cancels_only_what_the_calling_thread_issued(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S15.1
+    s, _conn = connect(provider, listener)
+    provider.inject(s, delay_drain=math.inf)
+    theirs, mine = WSAOVERLAPPED(), WSAOVERLAPPED()
+    posted, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        send(provider, s, b"theirs", theirs)
+        posted.set()
+        release.wait(10)  # stays alive: its operation is not cancelled by its exit
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert posted.wait(10)
+    assert send(provider, s, b"mine", mine)[1] == w.WSA_IO_PENDING
+    assert w.CancelIo(s)
+    assert mine.Internal == w.STATUS_CANCELLED and theirs.pending
+    release.set()
+    t.join(10)
+    assert eventually(lambda: not theirs.pending)  # its thread exited (S10.4)
+    assert theirs.Internal == w.STATUS_CANCELLED

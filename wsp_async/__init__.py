@@ -28,6 +28,8 @@ from .events import (
 )
 from .iocp import (
     OVERLAPPED_ENTRY,
+    CancelIo,
+    CancelIoEx,
     CloseHandle,
     CreateIoCompletionPort,
     GetLastError,
@@ -53,6 +55,8 @@ __all__ = [
     "INT",
     "NTSTATUS",
     "OVERLAPPED_ENTRY",
+    "CancelIo",
+    "CancelIoEx",
     "CloseHandle",
     "CreateIoCompletionPort",
     "GetLastError",

@@ -62,6 +62,7 @@ class SocketAdapter:
         on_closing: Callable[[SocketAdapter, bool], object],
         lane: RoutineLane,
         debug: bool = False,
+        run: Callable[..., Any] | None = None,
     ) -> None:
         self.handle = handle
         self.sock = sock
@@ -72,6 +73,8 @@ class SocketAdapter:
         self.on_closing = on_closing
         self.lane = lane
         self.debug = debug
+        #: Runs a function on the I/O loop and returns its result, from any thread.
+        self.run = run
         self.transport: Any = None
         #: Posts from other threads on their way here (see :mod:`wsp_async._handoff`).
         self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused)
@@ -538,6 +541,18 @@ class SocketAdapter:
         if self.engine.stream:
             self.pump()
         return bool(removed)
+
+    def cancel_where(self, which: Callable[[Operation], bool]) -> int:
+        """CancelIoEx/CancelIo on the loop (S15.1): abort what ``which`` selects that is
+        not handed on; the count aborted, or -1 when nothing pending matched at all."""
+        self.take_incoming()
+        removed = self.engine.cancel_where(which)
+        self.door.complete_all(removed, ABORTED)
+        if self.engine.stream:
+            self.pump()
+        if removed:
+            return len(removed)
+        return 0 if self.engine.has_pending(which) else -1
 
     def close_here(self) -> None:
         """WSPCloseSocket on the loop thread (S10.2): abort everything, close the transport."""

@@ -329,9 +329,10 @@ class SocketEngine:
         """
 
         def gone(op: Operation) -> bool:
-            return op.issuer is target or op.thread is target
+            # A port's operations outlive their thread (S13.2), as on Windows since Vista.
+            return (op.issuer is target or op.thread is target) and op.port_link is None
 
-        return self.sendq.remove_waiting(gone) + self.receiver.remove(gone)
+        return self.cancel_where(gone)
 
     def cancel(self, op: Operation) -> list[Operation]:
         """Withdraw one operation not yet handed on ([] when it is on its way or done)."""
@@ -339,7 +340,25 @@ class SocketEngine:
         def this(candidate: Operation) -> bool:
             return candidate is op
 
-        return self.sendq.remove_waiting(this) + self.receiver.remove(this)
+        return self.cancel_where(this)
+
+    def cancel_where(self, which: Callable[[Operation], bool]) -> list[Operation]:
+        """Withdraw the pending operations ``which`` selects that are not handed on yet
+        (CancelIoEx, S15.1: one handed to the transport completes normally)."""
+
+        def chosen(op: Operation) -> bool:
+            return op.pending and which(op)
+
+        return self.sendq.remove_waiting(chosen) + self.receiver.remove(chosen)
+
+    def has_pending(self, which: Callable[[Operation], bool]) -> bool:
+        """Some pending operation, handed on or not, is one ``which`` selects."""
+        sendq = self.sendq
+        return any(
+            op.pending and which(op)
+            for q in (sendq.inflight, sendq.waiting, self.receiver.waiting)
+            for op in q
+        )
 
 
 def _still_pending(op: Operation) -> bool:

@@ -87,6 +87,7 @@ class Parts:
                 self._closing,
                 lane,
                 self.debug,
+                self.io.call,
             )
 
         return self.sockets.add(make)

@@ -70,7 +70,7 @@ class Transfers:
             raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
         parts = self.parts
         here = threading.get_ident() == self.io.ident
-        issuer: apc.ApcTarget | None = parts.loop_target if here else apc.current_target()
+        issuer = parts.loop_target if here else apc.current_target()
         event = None
         thread: apc.ApcTarget | None = None
         link = sock.port_link
@@ -98,9 +98,7 @@ class Transfers:
                 link = None  # the low bit of hEvent: no packet (S13.2)
                 hevent = getattr(hevent, "event", None)
             event = hevent if isinstance(hevent, WSAEVENT) else None
-        if sock.port_link is not None:
-            issuer = None  # a port's operations outlive their thread (S10.4, S13.2)
-        elif issuer is not None and issuer not in parts.threads.watched:
+        if issuer is not None and issuer not in parts.threads.watched:
             parts.threads.watch(issuer)
         op = Operation(
             kind,
