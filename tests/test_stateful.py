@@ -60,6 +60,8 @@ class Posted:
     completed_at: int = -1
     #: Aborted by SIO_FLUSH: it was never handed on, so none of its bytes may arrive (S10.3).
     flushed: bool = False
+    #: Posted after its socket was associated with a completion port (S13.2).
+    via_port: bool = False
 
     @property
     def started(self) -> bool:
@@ -78,6 +80,8 @@ class Connection:
     open: bool = True
     #: The peer reset it: what was consumed but not yet read is lost (S4.3).
     reset: bool = False
+    #: The completion port it is associated with (S13), if any.
+    port: int | None = None
 
 
 class Worker:
@@ -100,6 +104,10 @@ class Worker:
     def end(self) -> None:
         self.jobs.put(None)
         self.thread.join(30)
+
+
+class _Box:
+    value: object = None
 
 
 def _raising_tracer(record: object) -> None:
@@ -177,6 +185,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             bufs = [WSABUF(len(p), p) for p in pieces]
             ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent() if mechanism == "event" else seq)
             record = Posted(seq, data, mechanism, ov, 0, 0)
+            record.via_port = conn.port is not None
 
             def routine(error: int, n: int, got: WSAOVERLAPPED, flags: int) -> None:
                 self.completions += 1
@@ -344,6 +353,26 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             assert done.wait(30)
             _count("shutdown races")
 
+        @rule()
+        def associate_port(self) -> None:
+            # S13.1, S13.2: from now on each started operation queues one packet (and
+            # routines are refused at post, nothing started).
+            conn = self.conn
+            if conn.port is None and conn.open:
+                conn.port = w.CreateIoCompletionPort(conn.handle, None, conn.handle, 0)
+                assert conn.port
+                _count("ports")
+
+        @rule(which=st.sampled_from(["one", "all"]), index=st.integers(0, 50))
+        def cancel(self, which: str, index: int) -> None:
+            # S15.1, S2.4: what was not handed on completes aborted, exactly once.
+            conn = self.conn
+            pending = [p for p in conn.posted if p.started and p.ov.pending]
+            target = None if which == "all" or not pending else pending[index % len(pending)].ov
+            ok = w.CancelIoEx(conn.handle, target)
+            assert ok or w.GetLastError() in (w.ERROR_NOT_FOUND, w.ERROR_INVALID_HANDLE)
+            _count("cancels")
+
         @rule(index=st.sampled_from([0, 1]))
         def end_worker(self, index: int) -> None:
             self.workers[index].end()
@@ -402,6 +431,35 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                 conn.reading.set()
                 conn.reader.join(30)
                 self._check_connection(conn)
+                if conn.port is not None:
+                    self._check_packets(conn)
+
+        def _check_packets(self, conn: Connection) -> None:
+            """S13.2: exactly one packet per operation started after the association,
+            none for one refused, each with the connection's key and its status."""
+            packets: dict[int, int] = {}
+            n, key, ov = w.DWORD(), _Box(), _Box()
+            while True:
+                ok = w.GetQueuedCompletionStatus(conn.port, n, key, ov, 0)
+                if ov.value is None:
+                    break
+                assert key.value == conn.handle
+                packets[id(ov.value)] = packets.get(id(ov.value), 0) + 1
+                status = ov.value.Internal
+                assert ok == (status == 0)
+                if not ok:
+                    assert w.GetLastError() == w.win32_of(status)
+            assert all(count == 1 for count in packets.values()), "a doubled packet"
+            for p in conn.posted:
+                # An int hEvent with its low bit set (odd poll seqs) asks for no packet.
+                wanted = (
+                    p.started
+                    and p.via_port
+                    and not (isinstance(p.ov.hEvent, int) and p.ov.hEvent & 1)
+                )
+                assert packets.get(id(p.ov), 0) == int(wanted), f"send {p.seq}: packets"
+            _count("packets", len(packets))
+            w.CloseHandle(conn.port)
 
         def _check_connection(self, conn: Connection) -> None:
             stream = bytes(conn.received)
