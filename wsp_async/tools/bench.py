@@ -13,6 +13,8 @@ Modes
   blocking-thread non-overlapped blocking WSPSend from a worker thread
   foreign-thread  overlapped WSPSend + routine from a thread that is not the I/O loop's,
                   routines delivered in its alertable SleepEx
+  iocp-1, iocp-2  overlapped WSPSend from a plain thread, completed through a completion
+                  port drained by 1 or 2 worker threads (GetQueuedCompletionStatusEx)
   aio             ``await sock.send(data)`` on the asyncio face
 
 Also measured: completion latency post -> routine (same thread, idle loop, p50/p99),

@@ -6,6 +6,7 @@ mode (raw transport and each completion mechanism), latency and memory probes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import multiprocessing
 import socket
@@ -18,7 +19,9 @@ from typing import Any
 from .. import (
     AF_INET,
     DWORD,
+    INFINITE,
     INT,
+    OVERLAPPED_ENTRY,
     SO_SNDBUF,
     SOCK_STREAM,
     SOL_SOCKET,
@@ -26,6 +29,10 @@ from .. import (
     WSA_IO_INCOMPLETE,
     WSABUF,
     WSAOVERLAPPED,
+    CloseHandle,
+    CreateIoCompletionPort,
+    GetQueuedCompletionStatusEx,
+    PostQueuedCompletionStatus,
     Provider,
     SleepEx,
     WSACreateEvent,
@@ -33,7 +40,17 @@ from .. import (
     wait_for_events,
 )
 
-MODES = ["raw-transport", "routine", "event", "poll", "blocking-thread", "foreign-thread", "aio"]
+MODES = [
+    "raw-transport",
+    "routine",
+    "event",
+    "poll",
+    "blocking-thread",
+    "foreign-thread",
+    "iocp-1",
+    "iocp-2",
+    "aio",
+]
 SIZES = [64, 1024, 65536, 1 << 20]
 WINDOW = 256  # overlapped sends kept in flight by the windowed modes
 
@@ -292,6 +309,61 @@ def _foreign_thread(kind: str, port: int, size: int, count: int, nbufs: int) -> 
     return elapsed
 
 
+class _Box:
+    value: Any = None
+
+
+def _iocp(workers: int, kind: str, port: int, size: int, count: int, nbufs: int) -> float:
+    """Overlapped sends from a plain thread, completed through a port that ``workers``
+    threads drain in batches (GetQueuedCompletionStatusEx), the shape of an IOCP server."""
+    p, s = _own_provider(kind, port)
+    cp = CreateIoCompletionPort(s, None, 1, workers)
+    bufs = _message(size, nbufs)
+    n = len(bufs)
+    err = INT()
+    cond = threading.Condition()
+    done = [0]
+
+    def drain() -> None:
+        entries = [OVERLAPPED_ENTRY() for _ in range(64)]
+        removed = DWORD()
+        while True:
+            if not GetQueuedCompletionStatusEx(cp, entries, 64, removed, INFINITE, False):
+                return
+            got = removed.value
+            if any(e.lpCompletionKey is None for e in entries[:got]):
+                return  # the shutdown packet
+            if any(e.Internal for e in entries[:got]):
+                raise RuntimeError("a send failed")
+            with cond:
+                done[0] += got
+                cond.notify()
+
+    threads = [threading.Thread(target=drain, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    send = p.WSPSend
+    start = time.perf_counter()
+    for posted in range(count):
+        if posted - done[0] >= WINDOW:
+            with cond:
+                while posted - done[0] >= WINDOW:
+                    cond.wait()
+        send(s, bufs, n, None, 0, WSAOVERLAPPED(), None, None, err)
+    with cond:
+        while done[0] < count:
+            cond.wait()
+    _flush_blocking(p, s)
+    elapsed = time.perf_counter() - start
+    for _ in threads:
+        PostQueuedCompletionStatus(cp, 0, None, None)
+    for t in threads:
+        t.join(10)
+    CloseHandle(cp)
+    p.close()
+    return elapsed
+
+
 _ASYNC_MODES: dict[str, Callable[[int, int, int, int], Coroutine[Any, Any, float]]] = {
     "raw-transport": _raw,
     "routine": _routine,
@@ -302,6 +374,8 @@ _ASYNC_MODES: dict[str, Callable[[int, int, int, int], Coroutine[Any, Any, float
 _THREAD_MODES: dict[str, Callable[[str, int, int, int, int], float]] = {
     "blocking-thread": _blocking_thread,
     "foreign-thread": _foreign_thread,
+    "iocp-1": functools.partial(_iocp, 1),
+    "iocp-2": functools.partial(_iocp, 2),
 }
 
 
