@@ -19,7 +19,7 @@ from . import apc
 from ._adapter import SocketAdapter
 from ._arguments import BOXES, capture, check_box, check_count_box, integer, sockaddr
 from ._completion import isolated, unclaim, wait_result
-from ._engine import COALESCE_BELOW, SocketState
+from ._engine import SocketState
 from ._operation import Operation, OpKind
 from ._parts import Parts
 from ._spi import PENDING
@@ -238,7 +238,7 @@ class Transfers:
             engine.pending.check(total)
             saved = self._claim(sock, op)
             try:
-                if total < COALESCE_BELOW and sock.send_staged(op):
+                if sock.send_staged(op):
                     done = True
                 else:
                     done = sock.send_direct(op, engine.pending.add_checked)
