@@ -529,30 +529,27 @@ class SocketAdapter:
     def cancel_issued_by(self, target: object) -> None:
         """S10.4: the issuing (or delivering) thread of some operations is gone."""
         self.take_incoming()
-        self.door.complete_all(self.engine.cancel_issued_by(target), ABORTED)
-        if self.engine.stream:
-            self.pump()
+        self._aborted(self.engine.cancel_issued_by(target))
 
     def cancel(self, op: Operation) -> bool:
         """Withdraw one operation not yet handed on, aborted (loop thread); False if on its way."""
-        self.take_incoming()
-        removed = self.engine.cancel(op)
-        self.door.complete_all(removed, ABORTED)
-        if self.engine.stream:
-            self.pump()
-        return bool(removed)
+        return self.cancel_where(lambda candidate: candidate is op) > 0
 
     def cancel_where(self, which: Callable[[Operation], bool]) -> int:
         """CancelIoEx/CancelIo on the loop (S15.1): abort what ``which`` selects that is
         not handed on; the count aborted, or -1 when nothing pending matched at all."""
         self.take_incoming()
         removed = self.engine.cancel_where(which)
-        self.door.complete_all(removed, ABORTED)
-        if self.engine.stream:
-            self.pump()
+        self._aborted(removed)
         if removed:
             return len(removed)
         return 0 if self.engine.has_pending(which) else -1
+
+    def _aborted(self, removed: list[Operation]) -> None:
+        """Complete withdrawn operations aborted, and let the sends behind them go."""
+        self.door.complete_all(removed, ABORTED)
+        if self.engine.stream:
+            self.pump()
 
     def close_here(self) -> None:
         """WSPCloseSocket on the loop thread (S10.2): abort everything, close the transport."""
