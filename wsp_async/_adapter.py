@@ -16,13 +16,13 @@ The cross-thread hand-off
 -------------------------
 Posts made on other threads enter :class:`~wsp_async._handoff.HandOff` (its lock
 fixes their order, S5.3) and the loop takes them in bursts.  ``write_lock`` is held
-while bytes go to the transport, or, for a blocking send from another thread on an
-idle socket, straight to the kernel (no loop round trip, S8.2).  If the kernel takes
+while bytes go to the transport, or, for a send from another thread on an idle
+socket, straight to the kernel (:mod:`wsp_async._foreign`).  If the kernel takes
 only part of that send, the rest goes to the hand-off's *front*, before every send
 posted meanwhile, under the same lock that kept those from being written.
 
-Datagrams are one system call each and cannot interleave, so any thread sends
-one directly under ``lock``; only after an ``EAGAIN`` do later ones queue behind it.
+Datagrams are one system call each and cannot interleave: any thread sends one
+directly (:mod:`wsp_async._datagrams`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._arguments import skip
 from ._completion import CompletionDoor, RoutineLane, isolated
+from ._datagrams import DatagramSender
 from ._engine import ABORTED, SocketEngine
 from ._handoff import HandOff
 from ._operation import Operation, OpKind
@@ -80,7 +80,8 @@ class SocketAdapter:
         self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused)
         self.write_lock = threading.Lock()
         self.drain_timer: asyncio.TimerHandle | None = None
-        self.datagram_backlog = False
+        #: Datagram sends, from any thread (see :mod:`wsp_async._datagrams`).
+        self.datagrams = DatagramSender(sock, engine, door, self.handoff, lambda: self.transport)
         #: The completion port this socket is associated with (S13.1), and its modes.
         self.port_link: Any = None
         self._skip_on_success = False
@@ -270,90 +271,6 @@ class SocketAdapter:
         """Queue an operation posted on another thread for the loop to take (S5.3 order)."""
         self.handoff.post(op)
 
-    def send_direct(self, op: Operation, prepare: Callable[[Operation], object]) -> bool:
-        """A blocking stream send from another thread: straight to the kernel when idle.
-
-        Idle means nothing queued, in flight or buffered here and no drain fault.
-        Returns True when the kernel took all of it.  Otherwise ``prepare(op)`` is
-        called (the caller hooks its wait) and the rest is queued at the front (see
-        the module docstring) or, when not idle, the whole send is posted as usual;
-        it then completes through the door.
-        """
-        engine = self.engine
-        sendq = engine.sendq
-        handoff = self.handoff
-        with self.write_lock:
-            transport = self.transport
-            with handoff.lock:
-                idle = not (
-                    transport is None
-                    or handoff.closed
-                    or engine.error
-                    or engine.send_shut
-                    or handoff.incoming
-                    or handoff.front is not None
-                    or sendq.waiting
-                    or sendq.inflight
-                    or engine.drain_delay is not None
-                    or transport.is_closing()
-                    or transport.get_write_buffer_size()
-                )
-            if idle:
-                try:
-                    sent = self.sock.sendmsg(op.buffers)
-                except OSError:
-                    sent = 0  # EAGAIN, or an error the queued path meets through the transport
-                if sent == op.nbytes:
-                    return True
-                if sent:
-                    op.buffers = skip(op.buffers, sent)
-                    op.nbytes -= sent
-                op.direct = sent
-                prepare(op)
-                if not handoff.put_front(op):
-                    # Closed meanwhile: part of it went out, so it started; it is aborted.
-                    self.door.complete(op, ABORTED, 0)
-                return False
-        prepare(op)
-        self.post_foreign(op)
-        return False
-
-    def send_staged(self, op: Operation) -> bool:
-        """Another thread's small send, copied into the emulated send buffer: True when it
-        fits there, so it is complete at once (S4.1: held within SO_SNDBUF is consumed).
-
-        The copy (a ``bytes`` buffer is shared, not copied) joins the hand-off in order
-        as a send that is already complete; the loop writes it with the next batch.  It
-        costs a copy instead of a system call and a loop wake-up per send.
-        """
-        engine = self.engine
-        if self.transport is None or engine.drain_delay is not None:
-            return False
-        buffers = op.buffers
-        data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
-        carrier = Operation(OpKind.SEND, [data], op.nbytes, status=0)
-        sendq = engine.sendq
-        handoff = self.handoff
-        with handoff.lock:
-            if (
-                handoff.closed
-                or engine.send_shut
-                or engine.error
-                or handoff.front is not None
-                or handoff.pending_posts
-                or engine.pending.count
-                or sendq.waiting
-                or sendq.inflight
-                or handoff.staged + sendq.buffered + op.nbytes > engine.capacity
-            ):
-                return False
-            handoff.incoming.append(carrier)
-            handoff.staged += op.nbytes
-            wake = handoff.schedule_locked()
-        if wake:
-            handoff.wake()
-        return True
-
     def _take_front(self) -> None:
         op = self.handoff.take_front()
         if op is not None:
@@ -385,7 +302,7 @@ class SocketAdapter:
                 else:
                     self.post_receive(op)
             else:
-                self._send_datagram_queued(op)
+                self.datagrams.send_queued(op)
 
     def take_incoming_and_pump(self) -> None:
         if self.closed:
@@ -394,78 +311,6 @@ class SocketAdapter:
         self.take_incoming()
         if self.engine.stream:
             self.pump()
-
-    # ------------------------------------------------------------------ datagrams
-    def send_datagram(self, op: Operation) -> int | None:
-        """Send one datagram now from any thread: error code, 0 when sent, None when queued."""
-        handoff = self.handoff
-        with handoff.lock:
-            if handoff.closed:
-                raise WSAError(WSAErr.WSAENOTSOCK)
-            if not self.datagram_backlog and not handoff.incoming:
-                try:
-                    self._sendmsg(op)
-                    return 0
-                except BlockingIOError:
-                    self.datagram_backlog = True
-                except OSError as exc:
-                    return wsa_code_of(exc, WSAErr.WSAENETDOWN)
-            handoff.incoming.append(op)
-            handoff.pending_posts += 1
-            wake = handoff.schedule_locked()
-        if wake:
-            handoff.wake()
-        return None
-
-    def send_datagram_nonblocking(self, op: Operation) -> int:
-        with self.handoff.lock:
-            if self.datagram_backlog or self.handoff.incoming:
-                raise WSAError(WSAErr.WSAEWOULDBLOCK)
-            try:
-                self._sendmsg(op)
-            except BlockingIOError:
-                raise WSAError(WSAErr.WSAEWOULDBLOCK) from None
-        return op.nbytes
-
-    def _sendmsg(self, op: Operation) -> None:
-        buffers = op.buffers or [b""]
-        address = op.address
-        if address is not None and address[1] == 0:
-            return  # Windows takes a datagram to port 0 and drops it; Linux says EINVAL
-        try:
-            if address is None:
-                self.sock.sendmsg(buffers)
-            else:
-                self.sock.sendmsg(buffers, (), 0, address)
-        except ConnectionRefusedError:
-            # Linux reports an ICMP error of an *earlier* datagram on this call;
-            # Windows never fails a send for it (issue 10): that report is spent, send.
-            if address is None:
-                self.sock.sendmsg(buffers)
-            else:
-                self.sock.sendmsg(buffers, (), 0, address)
-
-    def _send_datagram_queued(self, op: Operation) -> None:
-        """A datagram that waited behind an EAGAIN (loop thread)."""
-        with self.handoff.lock:
-            try:
-                if self.transport is not None and self.transport.get_write_buffer_size():
-                    raise BlockingIOError
-                self._sendmsg(op)
-                status = 0
-            except BlockingIOError:
-                # The transport keeps it until the socket is writable again:
-                # handed on, so consumed (S4.1).
-                try:
-                    self.transport.sendto(b"".join(op.buffers), op.address)
-                    status = 0
-                except Exception as exc:
-                    status = self.engine.write_failed(exc)
-            except OSError as exc:
-                status = wsa_code_of(exc, WSAErr.WSAENETDOWN)
-            if not self.handoff.incoming:
-                self.datagram_backlog = False
-        self.door.complete(op, status, op.nbytes if status == 0 else 0)
 
     # ------------------------------------------------------------------ receives
     def post_receive(self, op: Operation) -> tuple[int, int] | None:

@@ -14,8 +14,8 @@ from ._completion import claim, unclaim
 from ._engine import SocketState
 from ._operation import OpKind
 from ._parts import Parts
+from ._posting import Posting
 from ._spi import PENDING
-from ._transfers import Transfers
 from .constants import (
     FIONBIO,
     FIONREAD,
@@ -64,10 +64,10 @@ MAX_SNDBUF = 0x7FFFFFFF
 class Controls:
     """Ioctl, option and fault-injection bodies over the provider's parts."""
 
-    def __init__(self, parts: Parts, transfers: Transfers) -> None:
+    def __init__(self, parts: Parts, posting: Posting) -> None:
         self.parts = parts
         self.io = parts.io
-        self.transfers = transfers
+        self.posting = posting
 
     def ioctl(
         self,
@@ -86,7 +86,7 @@ class Controls:
         notice is issued before the call returns 0 (S2.1).
         """
         sock = self.parts.sockets.get(s)
-        op = self.transfers.overlapped(
+        op = self.posting.overlapped(
             sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
         check_box(lpcbBytesReturned, "lpcbBytesReturned", optional=False)

@@ -5,7 +5,7 @@ thread), a :class:`HandleTable` (process-unique handles), a
 :class:`CompletionDoor` (the one way out of ``STATUS_PENDING``), a
 :class:`ThreadWatch` (S10.4), the provider-wide fault plan (S12.1) and the
 options.  The groups of entry points (:mod:`wsp_async._lifecycle`,
-:mod:`wsp_async._transfers`, :mod:`wsp_async._control`) each get this one
+:mod:`wsp_async._sends`, :mod:`wsp_async._receives`, :mod:`wsp_async._control`, over :mod:`wsp_async._posting`) each get this one
 record and nothing else.
 """
 

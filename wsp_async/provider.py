@@ -9,7 +9,7 @@ from any thread, including inside completion routines (S6.5).
 How it is built (see ``docs/architecture.md``): the provider is composed of
 parts (:mod:`wsp_async._parts`): the I/O loop, the handle table, the completion
 door, the thread watch and the fault plan.  The bodies of the entry points live
-in three groups -- :mod:`wsp_async._lifecycle`, :mod:`wsp_async._transfers`,
+in groups -- :mod:`wsp_async._lifecycle`, :mod:`wsp_async._sends`, :mod:`wsp_async._receives`,
 :mod:`wsp_async._control` -- over per-socket engines (:mod:`wsp_async._engine`,
 no I/O) and their transport adapters (:mod:`wsp_async._adapter`).
 
@@ -33,9 +33,11 @@ from ._handles import HandleTable
 from ._ioloop import IoLoop
 from ._lifecycle import Lifecycle
 from ._parts import Parts
+from ._posting import Posting
+from ._receives import Receives
+from ._sends import Sends
 from ._spi import entry_point
 from ._threadwatch import ThreadWatch
-from ._transfers import Transfers
 from .constants import INVALID_SOCKET, SOCKET_ERROR
 from .errors import WSAErr, WSAError
 from .structs import WSAOVERLAPPED, WSATHREADID, operation_of
@@ -86,8 +88,10 @@ class Provider:
         self._parts = parts
         self._io = io
         self._lifecycle = Lifecycle(parts)
-        self._transfers = Transfers(parts)
-        self._controls = Controls(parts, self._transfers)
+        posting = Posting(parts)
+        self._sends = Sends(parts, posting)
+        self._receives = Receives(parts, posting)
+        self._controls = Controls(parts, posting)
         #: How long close() lets closing transports flush to the kernel (seconds).
         self.close_timeout = 5.0
         # An embedded provider whose loop ended is closed with it.
@@ -229,7 +233,7 @@ class Provider:
     ) -> int:
         """Send (S2-S10): 0 when complete at once; else ``WSA_IO_PENDING`` (it will complete,
         exactly once, S2.4) or another code (nothing started, no completion, S2.3)."""
-        return self._transfers.send(  # type: ignore[no-any-return]
+        return self._sends.send(  # type: ignore[no-any-return]
             s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, None,
             lpOverlapped, lpCompletionRoutine, lpThreadId,
         )  # fmt: skip
@@ -250,7 +254,7 @@ class Provider:
         lpErrno: object,
     ) -> int:
         """``WSPSend`` with a destination (datagram sockets; ignored on streams)."""
-        return self._transfers.send(  # type: ignore[no-any-return]
+        return self._sends.send(  # type: ignore[no-any-return]
             s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpTo,
             lpOverlapped, lpCompletionRoutine, lpThreadId,
         )  # fmt: skip
@@ -269,7 +273,7 @@ class Provider:
         lpErrno: object,
     ) -> int:
         """Receive (S11.1): completes with at least one byte, or 0 at a graceful close."""
-        return self._transfers.recv(  # type: ignore[no-any-return]
+        return self._receives.recv(  # type: ignore[no-any-return]
             s, lpBuffers, dwBufferCount, lpNumberOfBytesRecvd, lpFlags, None,
             lpOverlapped, lpCompletionRoutine, lpThreadId,
         )  # fmt: skip
@@ -290,7 +294,7 @@ class Provider:
         lpErrno: object,
     ) -> int:
         """``WSPRecv`` that also reports the sender (``lpFrom`` box) of a datagram."""
-        return self._transfers.recv(  # type: ignore[no-any-return]
+        return self._receives.recv(  # type: ignore[no-any-return]
             s, lpBuffers, dwBufferCount, lpNumberOfBytesRecvd, lpFlags, lpFrom,
             lpOverlapped, lpCompletionRoutine, lpThreadId,
         )  # fmt: skip
@@ -306,7 +310,7 @@ class Provider:
         lpErrno: object,
     ) -> bool:
         """The result of an overlapped operation (S7.2); ``fWait`` blocks until it completes."""
-        return self._transfers.result(s, lpOverlapped, lpcbTransfer, fWait, lpdwFlags)
+        return self._receives.result(s, lpOverlapped, lpcbTransfer, fWait, lpdwFlags)
 
     # ------------------------------------------------------------------ control
     @entry_point(SOCKET_ERROR)
@@ -361,7 +365,7 @@ class Provider:
         self, s: int, lpOverlapped: object, dwError: int, cbTransferred: int, lpErrno: object
     ) -> int:
         """Complete a caller-made overlapped request: port packet, or event (S13.9)."""
-        return self._transfers.complete_request(s, lpOverlapped, dwError, cbTransferred)
+        return self._receives.complete_request(s, lpOverlapped, dwError, cbTransferred)
 
     # ------------------------------------------------------------------ beyond Winsock (S12)
     def inject(
@@ -400,7 +404,7 @@ class Provider:
         that awaits each send; raises ``WSAError`` when nothing started.  The send
         is pending while ``ov.pending``; its result is then in ``ov``.
         """
-        self._transfers.send(s, buffers, count, None, flags, None, ov, None, None, False)
+        self._sends.send(s, buffers, count, None, flags, None, ov, None, None, False)
 
     def when_complete(self, ov: WSAOVERLAPPED, callback: Callable[[], object]) -> bool:
         """Call ``callback()`` on the I/O loop when ``ov`` completes; False if it is not pending.

@@ -1,0 +1,173 @@
+"""The overlapped contract of every post (SPEC S3, S6.1, S9, S13.2): validating the
+overlapped arguments, building the operation record, claiming its structure, and the
+blocking caller's alertable wait.  Shared by :mod:`wsp_async._sends`,
+:mod:`wsp_async._receives` and :mod:`wsp_async._control`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import apc
+from ._adapter import SocketAdapter
+from ._completion import isolated, unclaim
+from ._operation import Operation, OpKind
+from ._parts import Parts
+from .errors import WSAErr, WSAError
+from .events import WSAEVENT, wait_alertably
+from .structs import (
+    WSAOVERLAPPED,
+    WSATHREADID,
+    NoPortPacket,
+    claim_structure,
+)
+from .verifier import remember, report_reused_overlapped
+
+__all__ = ["Posting", "prepare_wait"]
+
+ABORTED = WSAErr.WSA_OPERATION_ABORTED
+
+
+class Posting:
+    """Turns a post's overlapped arguments into a started operation, or an S9 error."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.io = parts.io
+        self.door = parts.door
+
+    # ------------------------------------------------------------------ the overlapped contract
+    def overlapped(
+        self,
+        sock: SocketAdapter,
+        kind: OpKind,
+        buffers: list[Any],
+        nbytes: int,
+        flags: int,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+    ) -> Operation | None:
+        """Validate the overlapped arguments (S3, S6.1, S9): the operation, or None (S3.2)."""
+        if lpOverlapped is None and lpCompletionRoutine is None:
+            return None
+        if type(lpOverlapped) is not WSAOVERLAPPED and not isinstance(lpOverlapped, WSAOVERLAPPED):
+            raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
+        parts = self.parts
+        here = threading.get_ident() == self.io.ident
+        issuer = parts.loop_target if here else apc.current_target()
+        event = None
+        thread: apc.ApcTarget | None = None
+        link = sock.port_link
+        if lpCompletionRoutine is not None:
+            if not callable(lpCompletionRoutine):
+                raise WSAError(WSAErr.WSAEFAULT, "lpCompletionRoutine is not callable")
+            if link is not None:
+                # S13.2 (sock.c: test_WSARecv): a port, or routines, not both.
+                raise WSAError(WSAErr.WSAEINVAL, "a completion routine on a port's socket")
+            if lpThreadId is None:
+                thread = issuer
+            elif isinstance(lpThreadId, WSATHREADID):
+                thread = lpThreadId.target
+                if thread is None or not thread.alive:
+                    raise WSAError(WSAErr.WSAEINVAL, "lpThreadId names no live thread")
+                if thread is not issuer:
+                    parts.threads.watch(thread)
+            else:
+                raise WSAError(WSAErr.WSAEFAULT, "lpThreadId is not a WSATHREADID")
+        else:
+            hevent = lpOverlapped.hEvent
+            if link is not None and (
+                isinstance(hevent, NoPortPacket) or (type(hevent) is int and hevent & 1)
+            ):
+                link = None  # the low bit of hEvent: no packet (S13.2)
+                hevent = getattr(hevent, "event", None)
+            event = hevent if isinstance(hevent, WSAEVENT) else None
+        if issuer is not None and issuer not in parts.threads.watched:
+            parts.threads.watch(issuer)
+        op = Operation(
+            kind,
+            buffers,
+            nbytes,
+            lpOverlapped,
+            lpCompletionRoutine,
+            thread,
+            event,
+            issuer,
+            flags,
+            None,
+            sock.handle,
+            None,
+            sock.lane,
+        )
+        if link is not None:
+            op.port_link = link
+        return op
+
+    def reused(self, sock: SocketAdapter) -> WSAError:
+        """S3.4: the structure is pending for another operation (the verifier says so too)."""
+        if self.parts.debug:
+            isolated(report_reused_overlapped, self.door.tracer, sock.handle)
+        return WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
+
+    def claim(self, sock: SocketAdapter, op: Operation) -> tuple[int, int]:
+        """Claim ``op``'s structure (S3.4) and trace its post; what to restore on failure."""
+        saved = claim_structure(op.overlapped, op)  # type: ignore[arg-type]
+        if saved is None:
+            raise self.reused(sock)
+        if self.parts.debug and op.kind == OpKind.SEND:
+            remember(op)
+        if self.door.tracer is not None:
+            self.door.posted(op)
+        return saved
+
+    def start(self, sock: SocketAdapter, op: Operation, checked: bool) -> tuple[int, int]:
+        """Count and claim ``op`` (S3.4, S9 limits), trace its post; what to restore on failure."""
+        sock.engine.pending.add(op, checked)
+        saved = claim_structure(op.overlapped, op)  # type: ignore[arg-type]
+        if saved is None:
+            sock.engine.pending.remove(op)
+            raise self.reused(sock)
+        if self.parts.debug and op.kind == OpKind.SEND:
+            remember(op)
+        self.door.posted(op)
+        return saved
+
+    def undo(self, sock: SocketAdapter, op: Operation, saved: tuple[int, int]) -> None:
+        sock.engine.pending.remove(op)
+        unclaim(op, saved)
+
+    def done_at_once(self, sock: SocketAdapter, op: Operation, nbytes: int) -> None:
+        """S3.3: an overlapped call on a socket made without WSA_FLAG_OVERLAPPED ran as a
+        blocking call; its structure (and event, or routine) completes as well."""
+        self.claim(sock, op)
+        op.in_call = True
+        self.door.complete(op, 0, nbytes)
+
+
+class _Wait:
+    """A blocking caller's wait for its operation; the completion door calls it.
+
+    The wait is alertable, as a blocking Winsock call is (S6.3): APCs queued to the
+    waiting thread run during it, and then it goes on waiting for its own result.
+    """
+
+    __slots__ = ("completed", "signal")
+
+    def __init__(self) -> None:
+        self.completed = False
+        self.signal = threading.Event()
+
+    def __call__(self, _op: Operation) -> None:
+        self.completed = True
+        self.signal.set()
+
+    def wait(self) -> None:
+        wait_alertably(lambda: self.completed, self.signal)
+
+
+def prepare_wait(op: Operation) -> None:
+    """Hook a wait on ``op`` -- only a blocking send that must wait pays for one."""
+    op.listener = _Wait()
+    op.issuer = apc.current_target()

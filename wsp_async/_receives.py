@@ -1,0 +1,203 @@
+"""``WSPRecv``/``WSPRecvFrom`` (S11), ``WSPGetOverlappedResult`` (S7.2) and
+``WPUCompleteOverlappedRequest`` (S13.9): bodies only; :mod:`wsp_async.provider` wraps
+each in the S2 protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._adapter import SocketAdapter
+from ._arguments import BOXES, capture, check_box, check_count_box, integer
+from ._completion import isolated, wait_result
+from ._operation import Operation, OpKind
+from ._parts import Parts
+from ._posting import Posting, prepare_wait
+from ._spi import PENDING
+from .constants import STATUS_PENDING
+from .errors import WSAErr, WSAError
+from .events import WSAEVENT
+from .ntstatus import wsa_of
+from .structs import (
+    WSAOVERLAPPED,
+    NoPortPacket,
+    operation_of,
+    result_flags,
+    store,
+)
+from .verifier import report_wait_with_routine
+
+__all__ = ["Receives"]
+
+ABORTED = WSAErr.WSA_OPERATION_ABORTED
+
+
+class Receives:
+    """Receive and result bodies over the provider's parts and the overlapped contract."""
+
+    def __init__(self, parts: Parts, posting: Posting) -> None:
+        self.parts = parts
+        self.io = parts.io
+        self.door = parts.door
+        self.posting = posting
+
+    # ------------------------------------------------------------------ receives
+    def recv(
+        self,
+        s: object,
+        lpBuffers: object,
+        dwBufferCount: object,
+        lpNumberOfBytesRecvd: object,
+        lpFlags: object,
+        lpFrom: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+    ) -> Any:
+        """The common receive body (S11.1): 0, PENDING, or raises."""
+        sock = self.parts.sockets.get(s)
+        check_box(lpFrom, "lpFrom")
+        buffers, total = capture(lpBuffers, dwBufferCount, True)
+        check_box(lpFlags, "lpFlags", optional=False)
+        flags = integer(lpFlags.value, "lpFlags holds no int")  # type: ignore[attr-defined]
+        op = self.posting.overlapped(
+            sock, OpKind.RECV, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
+        )
+        check_count_box(lpNumberOfBytesRecvd, op is not None)
+        sock.engine.check_recv(flags, len(buffers))
+        if self.parts.faulty:
+            fault = self.parts.draw_fault(sock, "recv")
+            if fault is not None:
+                if fault.at == "post" or op is None:
+                    raise WSAError(fault.error, "injected")
+                op.fault = fault.error
+        if op is None or not sock.engine.overlapped:
+            n = self._recv_now(sock, buffers, total, flags, lpFlags, lpFrom)
+            if op is not None:
+                self.posting.done_at_once(sock, op, n)
+            store(lpNumberOfBytesRecvd, n)
+            return 0
+        if lpFrom is not None:
+            op.listener = lambda done: store(lpFrom, done.source)
+        saved = self.posting.start(sock, op, checked=False)
+        if not self.io.here():
+            if not (sock.engine.receiver.available() and not sock.handoff):
+                try:
+                    sock.post_foreign(op)
+                except WSAError:
+                    self.posting.undo(sock, op, saved)
+                    raise
+                return PENDING  # as for sends: never read a racing status
+            # Data is already there: the receive completes at once, as on Windows
+            # (one round trip to the loop that owns the received bytes).
+            self.io.call(_receive_in_call, sock, op)
+        else:
+            _receive_in_call(sock, op)
+        if op.status == 0:
+            store(lpNumberOfBytesRecvd, op.transferred)
+            store(lpFlags, op.out_flags)
+            return 0
+        return PENDING
+
+    def _recv_now(
+        self,
+        sock: SocketAdapter,
+        buffers: list[Any],
+        total: int,
+        flags: int,
+        lpFlags: object,
+        lpFrom: object,
+    ) -> int:
+        """A non-overlapped receive (S11.1 over S8): the bytes received, or raises."""
+        op = Operation(OpKind.RECV, buffers, total, flags=flags, handle=sock.handle)
+        if self.io.here() or sock.engine.nonblocking:
+            result = self.io.call(sock.receive_nowait, op)
+            if result is None:
+                raise WSAError(WSAErr.WSAEWOULDBLOCK)
+            status, n = result
+        else:
+            prepare_wait(op)
+            sock.post_foreign(op)
+            op.listener.wait()  # type: ignore[union-attr]
+            status, n = op.status, op.transferred
+            if status == ABORTED:
+                status = WSAErr.WSAEINTR
+        store(lpFrom, op.source)
+        store(lpFlags, op.out_flags)
+        if status:
+            raise WSAError(status)
+        return n
+
+    def complete_request(
+        self, s: object, lpOverlapped: object, dwError: object, cbTransferred: object
+    ) -> int:
+        """WPUCompleteOverlappedRequest (S13.9): a layered provider completes a request
+        of its own through the same door -- the socket's port if it has one, else the event."""
+        sock = self.parts.sockets.get(s)
+        if not isinstance(lpOverlapped, WSAOVERLAPPED):
+            raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
+        code = integer(dwError, "dwError is not a code")
+        nbytes = integer(cbTransferred, "cbTransferred is not a count")
+        hevent = lpOverlapped.hEvent
+        link = sock.port_link
+        if isinstance(hevent, NoPortPacket) or (type(hevent) is int and hevent & 1):
+            link = None
+            hevent = getattr(hevent, "event", None)
+        op = Operation(OpKind.IOCTL, [], 0, lpOverlapped, handle=sock.handle)
+        op.event = hevent if isinstance(hevent, WSAEVENT) else None
+        op.port_link = link
+        self.posting.claim(sock, op)
+        self.door.complete(op, code, nbytes)
+        return 0
+
+    # ------------------------------------------------------------------ results
+    def result(
+        self,
+        s: object,
+        lpOverlapped: object,
+        lpcbTransfer: object,
+        fWait: object,
+        lpdwFlags: object,
+    ) -> bool:
+        """The result of an overlapped operation (S7.2); ``fWait`` blocks until it completes.
+
+        It reads the structure, as Windows does (S2.5): pending is
+        ``Internal == STATUS_PENDING``, whoever made the structure.  Waiting works
+        for a structure any provider completes.
+        """
+        sock = self.parts.sockets.find(s) if type(s) is int else None
+        if sock is None:
+            sock = self.parts.sockets.get(s)
+        if not isinstance(lpOverlapped, WSAOVERLAPPED):
+            raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
+        if type(lpcbTransfer) not in BOXES:
+            check_box(lpcbTransfer, "lpcbTransfer", optional=False)
+        if type(lpdwFlags) not in BOXES:
+            check_box(lpdwFlags, "lpdwFlags")
+        status = lpOverlapped.Internal
+        if status == STATUS_PENDING:
+            op = operation_of(lpOverlapped)
+            if not fWait or op is None:
+                raise WSAError(WSAErr.WSA_IO_INCOMPLETE)
+            if op.routine is not None and self.parts.debug:
+                isolated(report_wait_with_routine, self.door.tracer, sock.handle)
+            if self.io.here():
+                raise self.io.refuse_blocking("WSPGetOverlappedResult(fWait=True)")
+            wait_result(lpOverlapped)
+            status = lpOverlapped.Internal
+        if type(lpcbTransfer) in BOXES:
+            lpcbTransfer.value = lpOverlapped.InternalHigh  # type: ignore[attr-defined]
+        else:
+            store(lpcbTransfer, lpOverlapped.InternalHigh)
+        if lpdwFlags is not None:
+            store(lpdwFlags, result_flags(lpOverlapped))
+        if status:
+            raise WSAError(wsa_of(status))  # S2.5: derived from the NTSTATUS
+        return True
+
+
+def _receive_in_call(sock: SocketAdapter, op: Operation) -> None:
+    """Post a receive on the loop thread; a completion inside it is the call's (S13.3)."""
+    op.in_call = True
+    sock.post_receive(op)
+    op.in_call = False

@@ -1,0 +1,223 @@
+"""``WSPSend`` and ``WSPSendTo`` (SPEC S2-S10): bodies only; :mod:`wsp_async.provider`
+wraps each in the S2 protocol.
+
+A post walks the S9 table in the order a Windows provider meets its rows -- the
+handle, the arguments, the overlapped contract, the flags, the socket's state
+(the engine's rows), an injected fault -- and only then starts anything: the
+``WSAOVERLAPPED`` is claimed, the post traced, and the operation handed to the
+adapter (on the loop thread) or to the cross-thread hand-off.  A failure before
+that point starts nothing and leaves the structure as it was (S2.3).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ._adapter import SocketAdapter
+from ._arguments import BOXES, capture, check_count_box, integer, sockaddr
+from ._engine import SocketState
+from ._foreign import send_direct, send_staged
+from ._operation import Operation, OpKind
+from ._parts import Parts
+from ._posting import Posting, prepare_wait
+from ._spi import PENDING
+from .constants import MSG_OOB
+from .errors import WSAErr, WSAError
+from .structs import (
+    claim_structure,
+    store,
+)
+from .verifier import remember
+
+__all__ = ["Sends"]
+
+ABORTED = WSAErr.WSA_OPERATION_ABORTED
+
+
+class Sends:
+    """Send bodies over the provider's parts and the shared overlapped contract."""
+
+    def __init__(self, parts: Parts, posting: Posting) -> None:
+        self.parts = parts
+        self.io = parts.io
+        self.door = parts.door
+        self.posting = posting
+
+    # ------------------------------------------------------------------ sends
+    def send(
+        self,
+        s: object,
+        lpBuffers: object,
+        dwBufferCount: object,
+        lpNumberOfBytesSent: object,
+        dwFlags: object,
+        lpTo: object,
+        lpOverlapped: object,
+        lpCompletionRoutine: object,
+        lpThreadId: object,
+        coalesce: bool = True,
+    ) -> Any:
+        """The common send body (``lpTo`` None for WSPSend): 0, PENDING, or raises.
+
+        ``coalesce=False`` (the asyncio face's sequential awaits) hands the send on
+        at once instead of joining the end-of-iteration gather write.
+        """
+        parts = self.parts
+        sock = parts.sockets.find(s) if type(s) is int else None
+        if sock is None:
+            sock = parts.sockets.get(s)
+        buffers, total = capture(lpBuffers, dwBufferCount, False)
+        engine = sock.engine
+        flags = dwFlags if type(dwFlags) is int else integer(dwFlags, "dwFlags is not an int")
+        op = self.posting.overlapped(
+            sock, OpKind.SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
+        )
+        if type(lpNumberOfBytesSent) not in BOXES:
+            check_count_box(lpNumberOfBytesSent, op is not None)
+        address = None
+        if lpTo is not None and not engine.stream:
+            address = sockaddr(engine.family, lpTo)
+        if flags or not engine.send_ready:
+            engine.check_send(flags, address, total)
+        if address is not None and engine.state == SocketState.CREATED:
+            parts.implicit_bind(sock)
+        if parts.faulty:
+            fault = parts.draw_fault(sock, "send")
+            if fault is not None:
+                if fault.at == "post" or op is None:
+                    raise WSAError(fault.error, "injected")
+                op.fault = fault.error
+        if op is None or not engine.overlapped:
+            sent = self._send_now(sock, buffers, total, flags, address)
+            if op is not None:
+                self.posting.done_at_once(sock, op, sent)
+            store(lpNumberOfBytesSent, sent)
+            return 0
+        if address is not None:
+            op.address = address
+        if flags & MSG_OOB:
+            op.urgent = True
+        if engine.stream and threading.get_ident() == self.io.ident:
+            # Completions happen on this very thread: count the op only if it is
+            # still pending after the post, so a send done at once skips the lock.
+            engine.pending.check(total)
+            if claim_structure(lpOverlapped, op) is None:  # type: ignore[arg-type]
+                raise self.posting.reused(sock)
+            if parts.debug:
+                remember(op)
+            if self.door.tracer is not None:
+                self.door.posted(op)
+            op.in_call = True  # a completion inside post_here is this call's (S13.3)
+            done = sock.post_here(op, coalesce)
+            op.in_call = False
+            if done:
+                store(lpNumberOfBytesSent, op.transferred)
+                return 0 if op.status == 0 else PENDING
+            engine.pending.add(op, checked=True)
+            return PENDING
+        if (
+            engine.stream
+            and total
+            and not engine.pending.count  # nothing outstanding whose notice it could overtake
+            and not op.urgent
+            and not op.fault
+            and not parts.debug
+        ):
+            # Another thread's send that fits completes at once, as on Windows (S2.1; its
+            # routine is only queued, S6.2): a small one is copied into the emulated send
+            # buffer, a large one goes straight to the kernel when nothing is queued.
+            engine.pending.check(total)
+            saved = self.posting.claim(sock, op)
+            try:
+                if send_staged(sock, op):
+                    done = True
+                else:
+                    done = send_direct(sock, op, engine.pending.add_checked)
+            except WSAError:
+                self.posting.undo(sock, op, saved)
+                raise
+            if not done:
+                return PENDING  # the rest is queued; never read a racing status (S2.2)
+            op.in_call = True
+            self.door.complete(op, 0, total)
+            store(lpNumberOfBytesSent, total)
+            return 0
+        saved = self.posting.start(sock, op, checked=False)
+        if engine.stream:
+            try:
+                sock.post_foreign(op)
+            except WSAError:
+                self.posting.undo(sock, op, saved)
+                raise
+            # Pending by construction: the loop may already have completed it,
+            # but reading op.status now would race with it (S2.2).
+            return PENDING
+        if op.fault:
+            self.door.complete(op, op.fault, 0)  # an injected completion-time fault
+            return PENDING
+        try:
+            code = sock.datagrams.send(op)
+        except WSAError:
+            self.posting.undo(sock, op, saved)
+            raise
+        if code:
+            self.posting.undo(sock, op, saved)
+            raise WSAError(code)
+        if code is None:
+            return PENDING  # queued behind an EAGAIN
+        op.in_call = True
+        self.door.complete(op, 0, total)
+        store(lpNumberOfBytesSent, total)
+        return 0
+
+    def _send_now(
+        self, sock: SocketAdapter, buffers: list[Any], total: int, flags: int, address: Any
+    ) -> int:
+        """Non-overlapped send (S8): blocking returns when consumed; non-blocking is all or nothing."""
+        op = Operation(OpKind.SEND, buffers, total, None, None, None, None, None, flags, address)
+        op.handle = sock.handle
+        if flags & MSG_OOB:
+            op.urgent = True
+        engine = sock.engine
+        me = threading.get_ident()
+        here = me == self.io.ident
+        if not engine.stream:
+            if engine.nonblocking or here:
+                # On the loop thread a datagram that cannot go at once must not
+                # be queued either: that thread may not wait for it (S7.3).
+                return sock.datagrams.send_nonblocking(op)
+            prepare_wait(op)
+            code = sock.datagrams.send(op)
+            if code is None:
+                op.listener.wait()  # type: ignore[union-attr]
+                code = op.status
+            if code:
+                raise WSAError(code)
+            return total
+        if engine.nonblocking:
+            return self.io.call(sock.send_nonblocking, buffers, total)
+        sock.handoff.enter_blocking(me)
+        try:
+            if here:
+                sendq = engine.sendq
+                if sock.handoff or not sendq.idle or sendq.buffered + total > engine.capacity:
+                    raise self.io.refuse_blocking(
+                        "a blocking send that does not fit the send buffer"
+                    )
+                sock.post_here(op, coalesce=False)
+            else:
+                if total and not op.urgent and not self.parts.debug:
+                    if send_direct(sock, op, prepare_wait):
+                        return total
+                else:
+                    prepare_wait(op)
+                    sock.post_foreign(op)
+                op.listener.wait()  # type: ignore[union-attr]
+            if op.status == ABORTED:
+                raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
+            if op.status:
+                raise WSAError(op.status)
+            return total
+        finally:
+            sock.handoff.leave_blocking()
