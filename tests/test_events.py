@@ -18,7 +18,7 @@ from wsp_async import (
     WSAWaitForMultipleEvents,
 )
 
-from .conftest import loop_thread, run_in_loop
+from .conftest import eventually, loop_thread, run_in_loop
 
 
 def test_new_event_is_nonsignaled_and_times_out() -> None:  # SPEC S1
@@ -178,3 +178,54 @@ def test_event_set_from_a_loop_wakes_a_thread(loop_kind: str) -> None:  # SPEC S
         loop.call_soon_threadsafe(w.WSASetEvent, ev)
         assert WSAWaitForMultipleEvents(1, [ev], False, 10_000, False) == WSA_WAIT_EVENT_0
         assert run_in_loop(loop, lambda: w.WSAWaitForMultipleEvents(1, [ev], False, 0, False)) == 0
+
+
+# --- Win32 events (S16.3) -------------------------------------------------------------------
+
+
+def test_an_auto_reset_event_releases_one_waiter_per_set() -> None:
+    # SPEC S16.3: the wait it satisfies resets it.
+    ev = w.CreateEvent(None, False, False, None)
+    assert ev is not None and ev.auto_reset
+    released: list[int] = []
+    lock = threading.Lock()
+
+    def waiter(i: int) -> None:
+        if w.WaitForSingleObject(ev, 10_000) == w.WAIT_OBJECT_0:
+            with lock:
+                released.append(i)
+
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for expected in (1, 2, 3):
+        assert w.SetEvent(ev)
+        assert eventually(lambda n=expected: len(released) == n)
+        assert not ev.signaled  # consumed by the one wait it released
+    for t in threads:
+        t.join(10)
+    assert sorted(released) == [0, 1, 2]
+
+
+def test_a_manual_reset_event_and_the_wait_family() -> None:
+    # SPEC S16.3
+    ev = w.CreateEvent(None, True, True, None)
+    other = w.CreateEvent(None, True, False, None)
+    assert w.WaitForSingleObject(ev, 0) == w.WAIT_OBJECT_0 and ev.signaled  # not reset
+    assert w.WaitForMultipleObjects(2, [other, ev], False, 0) == w.WAIT_OBJECT_0 + 1
+    assert w.WaitForMultipleObjects(2, [other, ev], True, 0) == w.WAIT_TIMEOUT
+    assert w.ResetEvent(ev) and w.WaitForSingleObject(ev, 0) == w.WAIT_TIMEOUT
+    ran: list[int] = []
+    w.queue_apc(w.WSATHREADID.current(), ran.append, 5)
+    assert w.WaitForSingleObjectEx(ev, 10_000, True) == w.WAIT_IO_COMPLETION and ran == [5]
+    assert w.CloseHandle(ev) and not w.SetEvent(ev)
+    assert w.GetLastError() == w.ERROR_INVALID_HANDLE
+    assert w.WaitForSingleObject(ev, 0) == w.WAIT_FAILED
+
+
+def test_named_events_are_shared_in_the_process() -> None:
+    # SPEC S16.3
+    first = w.CreateEvent(None, True, False, "wsp-test-event")
+    again = w.CreateEvent(None, True, False, "wsp-test-event")
+    assert again is first and w.GetLastError() == 183  # ERROR_ALREADY_EXISTS
+    assert w.SetEvent(first) and again is not None and again.signaled

@@ -40,6 +40,15 @@ from .iocp import (
     SetFileCompletionNotificationModes,
     SetLastError,
 )
+from .kernel32 import (
+    CreateEvent,
+    ResetEvent,
+    SetEvent,
+    WaitForMultipleObjects,
+    WaitForMultipleObjectsEx,
+    WaitForSingleObject,
+    WaitForSingleObjectEx,
+)
 from .ntstatus import NTSTATUS, ntstatus_of, win32_of, wsa_of
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
@@ -58,14 +67,21 @@ __all__ = [
     "CancelIo",
     "CancelIoEx",
     "CloseHandle",
+    "CreateEvent",
     "CreateIoCompletionPort",
     "GetLastError",
     "GetQueuedCompletionStatus",
     "GetQueuedCompletionStatusEx",
     "NoPortPacket",
     "PostQueuedCompletionStatus",
+    "ResetEvent",
+    "SetEvent",
     "SetFileCompletionNotificationModes",
     "SetLastError",
+    "WaitForMultipleObjects",
+    "WaitForMultipleObjectsEx",
+    "WaitForSingleObject",
+    "WaitForSingleObjectEx",
     "Provider",
     "WSABUF",
     "WSAEVENT",

@@ -58,17 +58,19 @@ Wake = Callable[[], object]
 
 
 class WSAEVENT:
-    """A manual-reset event object (the handle ``WSACreateEvent`` returns).
+    """An event object: manual-reset from ``WSACreateEvent``; ``CreateEvent`` (S16.3) also
+    makes auto-reset ones, which a satisfied wait resets, so each set releases one waiter.
 
     Thread-safe; awaitable from any loop with ``await ev.wait()``.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_signaled", "_waiters")
+    __slots__ = ("__weakref__", "_closed", "_signaled", "_waiters", "auto_reset")
 
-    def __init__(self) -> None:
-        self._signaled = False
+    def __init__(self, auto_reset: bool = False, signaled: bool = False) -> None:
+        self._signaled = signaled
         self._closed = False
         self._waiters: list[Wake] = []
+        self.auto_reset = auto_reset
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("signaled" if self._signaled else "nonsignaled")
@@ -185,9 +187,16 @@ def _check(events: Sequence[WSAEVENT], wait_all: bool) -> int | None:
     if any(ev._closed for ev in events):
         return WSA_WAIT_FAILED
     if wait_all:
-        return WSA_WAIT_EVENT_0 if all(ev._signaled for ev in events) else None
+        if not all(ev._signaled for ev in events):
+            return None
+        for ev in events:
+            if ev.auto_reset:
+                ev._signaled = False  # the satisfied wait resets it (S16.3)
+        return WSA_WAIT_EVENT_0
     for index, ev in enumerate(events):
         if ev._signaled:
+            if ev.auto_reset:
+                ev._signaled = False
             return WSA_WAIT_EVENT_0 + index
     return None
 

@@ -50,7 +50,7 @@ from .constants import (
     WAIT_TIMEOUT,
 )
 from .errors import WSAErr, WSAError
-from .events import LAST_ERROR
+from .events import LAST_ERROR, WSAEVENT
 from .ntstatus import win32_of
 from .structs import WSAOVERLAPPED, NoPortPacket, is_box, operation_of, store
 
@@ -270,7 +270,13 @@ def _forget(port: CompletionPort) -> None:
 
 
 def CloseHandle(hObject: object) -> bool:
-    """Close a completion port: its waiters return ERROR_ABANDONED_WAIT_0 (S13.8)."""
+    """Close a completion port (its waiters return ERROR_ABANDONED_WAIT_0, S13.8) or an
+    event object (S16.3)."""
+    if isinstance(hObject, WSAEVENT):
+        if not hObject.close():
+            _fail(ERROR_INVALID_HANDLE)
+            return False
+        return True
     port = _port(hObject)
     if port is None:
         _fail(ERROR_INVALID_HANDLE)

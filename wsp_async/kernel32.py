@@ -1,0 +1,99 @@
+"""Win32 event objects beside the WSA ones (SPEC S16.3).
+
+``CreateEvent`` makes manual- or auto-reset events; they are the same objects as
+``WSACreateEvent``'s (so ``WSAWaitForMultipleEvents`` waits on them too), and the
+``WaitFor*`` functions are the WSA waits under their kernel32 names, with the same
+return values (``WAIT_OBJECT_0 + i``, ``WAIT_TIMEOUT``, ``WAIT_IO_COMPLETION``,
+``WAIT_FAILED``) and the reason of a failure in ``GetLastError()``.  An auto-reset
+event is reset by the wait it satisfies, so one ``SetEvent`` releases one waiter.
+
+Named events live in this process only: a second ``CreateEvent`` with the same name
+returns the same event with ``ERROR_ALREADY_EXISTS`` in ``GetLastError()``.
+``CloseHandle`` (in :mod:`wsp_async.iocp`) closes events and completion ports.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+
+from .constants import INFINITE
+from .errors import WSAErr
+from .events import LAST_ERROR, WSAEVENT, WSAWaitForMultipleEvents
+
+__all__ = [
+    "CreateEvent",
+    "ResetEvent",
+    "SetEvent",
+    "WaitForMultipleObjects",
+    "WaitForMultipleObjectsEx",
+    "WaitForSingleObject",
+    "WaitForSingleObjectEx",
+]
+
+ERROR_ALREADY_EXISTS = 183
+
+_named: weakref.WeakValueDictionary[str, WSAEVENT] = weakref.WeakValueDictionary()
+_named_lock = threading.Lock()
+
+
+def CreateEvent(
+    lpEventAttributes: object, bManualReset: bool, bInitialState: bool, lpName: object
+) -> WSAEVENT | None:
+    """A new event (or the existing one of that name in this process)."""
+    if lpName is not None and not isinstance(lpName, str):
+        LAST_ERROR.code = WSAErr.WSA_INVALID_PARAMETER
+        return None
+    if lpName is None:
+        LAST_ERROR.code = 0
+        return WSAEVENT(auto_reset=not bManualReset, signaled=bool(bInitialState))
+    with _named_lock:
+        existing = _named.get(lpName)
+        if existing is not None and not existing.closed:
+            LAST_ERROR.code = ERROR_ALREADY_EXISTS
+            return existing
+        event = WSAEVENT(auto_reset=not bManualReset, signaled=bool(bInitialState))
+        _named[lpName] = event
+    LAST_ERROR.code = 0
+    return event
+
+
+def _event_call(hEvent: object, set_it: bool) -> bool:
+    if not isinstance(hEvent, WSAEVENT) or hEvent.closed:
+        LAST_ERROR.code = WSAErr.WSA_INVALID_HANDLE
+        return False
+    return hEvent.set() if set_it else hEvent.reset()
+
+
+def SetEvent(hEvent: object) -> bool:
+    return _event_call(hEvent, True)
+
+
+def ResetEvent(hEvent: object) -> bool:
+    return _event_call(hEvent, False)
+
+
+def WaitForMultipleObjectsEx(
+    nCount: int,
+    lpHandles: Sequence[WSAEVENT],
+    bWaitAll: bool,
+    dwMilliseconds: int,
+    bAlertable: bool,
+) -> int:
+    """Wait for one (or all) of the events; alertable, run the thread's APCs (S6.3)."""
+    return WSAWaitForMultipleEvents(nCount, lpHandles, bWaitAll, dwMilliseconds, bAlertable)
+
+
+def WaitForMultipleObjects(
+    nCount: int, lpHandles: Sequence[WSAEVENT], bWaitAll: bool, dwMilliseconds: int
+) -> int:
+    return WSAWaitForMultipleEvents(nCount, lpHandles, bWaitAll, dwMilliseconds, False)
+
+
+def WaitForSingleObjectEx(hHandle: WSAEVENT, dwMilliseconds: int, bAlertable: bool) -> int:
+    return WSAWaitForMultipleEvents(1, [hHandle], False, dwMilliseconds, bAlertable)
+
+
+def WaitForSingleObject(hHandle: WSAEVENT, dwMilliseconds: int = INFINITE) -> int:
+    return WSAWaitForMultipleEvents(1, [hHandle], False, dwMilliseconds, False)
