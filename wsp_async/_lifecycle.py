@@ -16,6 +16,7 @@ from ._parts import Parts
 from .constants import (
     AF_INET,
     AF_INET6,
+    AF_UNIX,
     IPPROTO_TCP,
     IPPROTO_UDP,
     SD_BOTH,
@@ -63,6 +64,41 @@ class Lifecycle:
         except BaseException:
             sock.close()
             raise
+
+    def adopt(self, sock: object) -> int:
+        """A handle for an existing OS socket (S16.1); see ``Provider.adopt``."""
+        if not isinstance(sock, _pysocket.socket) or sock.fileno() < 0:
+            raise WSAError(WSAErr.WSAENOTSOCK, "adopt takes an open socket.socket")
+        family = {_pysocket.AF_INET: AF_INET, _pysocket.AF_INET6: AF_INET6}.get(
+            sock.family, AF_UNIX
+        )
+        if sock.type not in (_pysocket.SOCK_STREAM, _pysocket.SOCK_DGRAM):
+            raise WSAError(WSAErr.WSAESOCKTNOSUPPORT)
+        state = _state_of(sock)
+        adapter = self.parts.new_socket(sock, family, True, state)
+        with self.parts.by_fd_lock:
+            self.parts.by_fd[sock.fileno()] = adapter
+        if sock.type == _pysocket.SOCK_STREAM:
+            if state == CONNECTED and self.io.here():
+                self.io.loop.create_task(self.parts.attach_stream(adapter))
+            elif state == CONNECTED:
+                self.io.run(self.parts.attach_stream(adapter))
+        elif state in (BOUND, CONNECTED):
+            self.parts.ensure_datagram_transport(adapter)
+        return adapter.handle
+
+    def handle_of_fd(self, fd: object) -> int | None:
+        """The handle of the adopted socket that owns ``fd`` now, or None (S16.1).
+
+        An fd number the OS reused after the adopted socket closed names nothing:
+        the entry is kept only while that very socket object still holds the fd.
+        """
+        if not isinstance(fd, int):
+            return None
+        adapter = self.parts.by_fd.get(fd)
+        if adapter is None or adapter.closed or adapter.sock.fileno() != fd:
+            return None
+        return adapter.handle
 
     def bind(self, s: object, name: object) -> int:
         sock = self.parts.sockets.get(s)
@@ -219,11 +255,35 @@ class Lifecycle:
         """Close: pending operations complete with ``WSA_OPERATION_ABORTED``; the handle dies at once (S10.2)."""
         sock = self.parts.sockets.pop(s)
         sock.handoff.close()
+        with self.parts.by_fd_lock:
+            fd = sock.sock.fileno()
+            if self.parts.by_fd.get(fd) is sock:
+                del self.parts.by_fd[fd]
         try:
             self.io.call(sock.close_here)
         except WSAError:
             sock.close_here()  # the loop is gone: nothing else can touch the socket
         return 0
+
+
+def _state_of(sock: _pysocket.socket) -> SocketState:
+    """Where an existing socket is in its life (S16.1)."""
+    try:
+        if sock.getsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_ACCEPTCONN):
+            return LISTENING
+    except OSError:
+        pass
+    try:
+        sock.getpeername()
+        return CONNECTED
+    except OSError:
+        pass
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return CREATED
+    bound = bool(name[1]) if isinstance(name, tuple) else bool(name)
+    return BOUND if bound else CREATED
 
 
 def _half_close(sock: SocketAdapter) -> None:

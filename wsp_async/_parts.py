@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket as _pysocket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,9 @@ class Parts:
     closing: set[SocketAdapter] = attrs.field(factory=set)
     closing_changed: Callable[[], object] | None = None
     closed: bool = False
+    #: Adopted sockets by file descriptor (S16.1), checked against the fd on lookup.
+    by_fd: dict[int, SocketAdapter] = attrs.field(factory=dict)
+    by_fd_lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def new_socket(
         self,

@@ -22,6 +22,7 @@ ioctl).  Blocking waits refuse to run on the loop's thread (S7.3).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -395,6 +396,23 @@ class Provider:
     def clear_faults(self, s: int | None = None) -> None:
         """Disarm the faults of socket ``s`` (or the provider-wide ones)."""
         (self._parts.faults if s is None else self._parts.sockets.get(s).engine.faults).clear()
+
+    # ------------------------------------------------------------------ existing sockets (S16.1)
+    def adopt(self, sock: socket.socket) -> int:
+        """A handle for an existing OS socket: AF_INET, AF_INET6 or AF_UNIX, stream or datagram.
+
+        The emulated socket *shares* the caller's object and its file descriptor (no
+        duplicate): from now on do I/O through the handle only; ``WSPCloseSocket``
+        closes the object too, and closing the object first makes the handle's
+        operations fail as a reset connection would.  Connected, listening and bound
+        states carry over.  Raises ``WSAError`` for anything that is not an open socket.
+        """
+        return self._lifecycle.adopt(sock)
+
+    def handle_of_fd(self, fd: int) -> int | None:
+        """The handle of the adopted socket that holds ``fd`` now; an fd number the OS
+        reused after that socket closed gives None, never the old handle."""
+        return self._lifecycle.handle_of_fd(fd)
 
     # ------------------------------------------------------------------ for the asyncio face
     def send_now(self, s: int, buffers: object, count: int, flags: int, ov: WSAOVERLAPPED) -> None:
