@@ -308,3 +308,56 @@ def test_cancel_io_cancels_only_what_the_calling_thread_issued(provider, listene
     t.join(10)
     assert eventually(lambda: not theirs.pending)  # its thread exited (S10.4)
     assert theirs.Internal == w.STATUS_CANCELLED
+
+
+# --- the asyncio face ---------------------------------------------------------------------
+
+
+async def test_a_coroutine_reads_a_ports_packets_without_a_thread() -> None:
+    # SPEC S13 through the asyncio face: async for over the packets of real sends.
+    from wsp_async import aio
+
+    received: list[bytes] = []
+    server = await asyncio.start_server(lambda r, _w: received.append(b""), "127.0.0.1", 0)
+    sock = await aio.connect(*server.sockets[0].getsockname()[:2])
+    port = w.CreateIoCompletionPort(sock.handle, None, "aio", 0)
+    reader = aio.CompletionPortReader(port)
+    ovs = [sock.send_overlapped(b"packet %d" % i) for i in range(5)]
+    got = []
+    async for entry in reader:
+        got.append(entry)
+        if len(got) == 5:
+            break
+    assert [e.lpOverlapped for e in got] == ovs
+    assert all(e.lpCompletionKey == "aio" and e.Internal == 0 for e in got)
+    waiting = asyncio.ensure_future(reader.get())
+    await asyncio.sleep(0)
+    assert w.CloseHandle(port)
+    try:
+        await asyncio.wait_for(waiting, 10)
+    except w.WSAError as exc:
+        assert exc.winerror == w.ERROR_ABANDONED_WAIT_0
+    else:
+        raise AssertionError("a closed port must end the wait")
+    sock.close()
+    server.close()
+
+
+async def test_a_cancelled_wait_gives_its_packet_back() -> None:
+    # SPEC S2.4 through the port: a packet handed to a wait that is cancelled is not lost.
+    from wsp_async import aio
+
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    reader = aio.CompletionPortReader(port)
+    waiting = asyncio.ensure_future(reader.get())
+    await asyncio.sleep(0)
+    assert w.PostQueuedCompletionStatus(port, 1, "once", None)
+    waiting.cancel()  # the packet's delivery is on its way to a wait that is gone
+    await asyncio.gather(waiting, return_exceptions=True)
+    if waiting.cancelled():
+        entry = await asyncio.wait_for(reader.get(), 10)
+        assert entry.lpCompletionKey == "once"
+    else:
+        assert waiting.result().lpCompletionKey == "once"
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # exactly once
+    w.CloseHandle(port)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -90,6 +91,8 @@ class OVERLAPPED_ENTRY:
 class _Waiter:
     signal: threading.Event = attrs.field(factory=threading.Event)
     packet: Packet | None = None
+    #: For a coroutine's wait: called (on the releasing thread) instead of a thread's wake-up.
+    notify: Callable[[_Waiter], object] | None = None
 
 
 class CompletionPort:
@@ -117,9 +120,13 @@ class CompletionPort:
             if self._waiters:
                 waiter = self._waiters.pop()  # the last to wait is released first (S13.7)
                 waiter.packet = packet
-                waiter.signal.set()
+                if waiter.notify is None:
+                    waiter.signal.set()
+                    return True
+            else:
+                self._packets.append(packet)
                 return True
-            self._packets.append(packet)
+        waiter.notify(waiter)
         return True
 
     def close(self) -> None:
@@ -129,7 +136,29 @@ class CompletionPort:
             waiters, self._waiters = self._waiters, []
             self._packets.clear()
         for waiter in waiters:
-            waiter.signal.set()
+            if waiter.notify is None:
+                waiter.signal.set()
+            else:
+                waiter.notify(waiter)
+
+    def take_or_wait(self, notify: Callable[[_Waiter], object]) -> Packet | int | _Waiter:
+        """For a coroutine: a packet now, ERROR_ABANDONED_WAIT_0, or a registered waiter
+        whose ``notify`` is called once a packet (or the close) comes."""
+        with self._lock:
+            if self.closed:
+                return ERROR_ABANDONED_WAIT_0
+            if self._packets:
+                return self._packets.popleft()
+            waiter = _Waiter(notify=notify)
+            self._waiters.append(waiter)
+            return waiter
+
+    def withdraw(self, waiter: _Waiter) -> Packet | None:
+        """A coroutine gave up waiting: its waiter leaves the stack (its packet, if one came)."""
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            return waiter.packet
 
     def take(self, count: int, milliseconds: int, alertable: bool) -> list[Packet] | int:
         """Up to ``count`` packets, waiting up to ``milliseconds``; else a Win32 wait code.
