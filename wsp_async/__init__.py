@@ -28,8 +28,6 @@ from .events import (
 )
 from .iocp import (
     OVERLAPPED_ENTRY,
-    CancelIo,
-    CancelIoEx,
     CloseHandle,
     CreateIoCompletionPort,
     GetLastError,
@@ -41,6 +39,8 @@ from .iocp import (
     SetLastError,
 )
 from .kernel32 import (
+    CancelIo,
+    CancelIoEx,
     CreateEvent,
     ResetEvent,
     SetEvent,

@@ -1,4 +1,4 @@
-"""Completion ports (SPEC S13) and cancellation (S15): the kernel32 side of overlapped I/O.
+"""Completion ports (SPEC S13): the completion mechanism Windows servers are built on.
 
 How a port fits the emulator
 ----------------------------
@@ -42,7 +42,6 @@ from .constants import (
     ERROR_ABANDONED_WAIT_0,
     ERROR_INVALID_HANDLE,
     ERROR_INVALID_PARAMETER,
-    ERROR_NOT_FOUND,
     FILE_SKIP_COMPLETION_PORT_ON_SUCCESS,
     FILE_SKIP_SET_EVENT_ON_HANDLE,
     INFINITE,
@@ -50,15 +49,13 @@ from .constants import (
     WAIT_IO_COMPLETION,
     WAIT_TIMEOUT,
 )
-from .errors import WSAErr, WSAError
+from .errors import WSAErr
 from .events import LAST_ERROR, WSAEVENT
 from .ntstatus import win32_of
-from .structs import WSAOVERLAPPED, NoPortPacket, is_box, operation_of, store
+from .structs import NoPortPacket, is_box, store
 
 __all__ = [
     "OVERLAPPED_ENTRY",
-    "CancelIo",
-    "CancelIoEx",
     "CloseHandle",
     "CompletionPort",
     "CreateIoCompletionPort",
@@ -343,48 +340,6 @@ def PostQueuedCompletionStatus(
     if not port.queue((dwNumberOfBytesTransferred, dwCompletionKey, lpOverlapped, 0)):
         _fail(ERROR_INVALID_HANDLE)
         return False
-    return True
-
-
-def _cancel(hFile: object, which: Any) -> bool:
-    sock: Any = find_anywhere(hFile)
-    if sock is None or sock.run is None:
-        _fail(ERROR_INVALID_HANDLE)
-        return False
-    try:
-        found = sock.run(sock.cancel_where, which)
-    except WSAError:
-        found = -1  # the provider's loop is gone: nothing is pending any more
-    if found < 0:
-        _fail(ERROR_NOT_FOUND)
-        return False
-    return True
-
-
-def CancelIoEx(hFile: object, lpOverlapped: object) -> bool:
-    """Cancel the operation of ``lpOverlapped`` on ``hFile`` (all of them with None), from
-    any thread (S15.1).  Cancelled operations complete once, ``WSA_OPERATION_ABORTED``
-    (routine, event or packet as usual); one already handed to the transport completes
-    normally.  Nothing pending matched: False with ``ERROR_NOT_FOUND``."""
-    if lpOverlapped is None:
-        return _cancel(hFile, _any)
-    op = operation_of(lpOverlapped) if isinstance(lpOverlapped, WSAOVERLAPPED) else None
-    if op is None:
-        if find_anywhere(hFile) is None:
-            _fail(ERROR_INVALID_HANDLE)
-        else:
-            _fail(ERROR_NOT_FOUND)
-        return False
-    return _cancel(hFile, lambda candidate: candidate is op)
-
-
-def CancelIo(hFile: object) -> bool:
-    """Cancel the operations the calling thread issued on ``hFile`` (S15.1)."""
-    me = apc.current_target()
-    return _cancel(hFile, lambda op: op.issuer is me)
-
-
-def _any(op: object) -> bool:
     return True
 
 

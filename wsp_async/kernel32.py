@@ -1,4 +1,4 @@
-"""Win32 event objects beside the WSA ones (SPEC S16.3).
+"""Win32 event objects beside the WSA ones (SPEC S16.3), and cancellation (S15).
 
 ``CreateEvent`` makes manual- or auto-reset events; they are the same objects as
 ``WSACreateEvent``'s (so ``WSAWaitForMultipleEvents`` waits on them too), and the
@@ -17,12 +17,23 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
-from .constants import INFINITE
-from .errors import WSAErr
+from . import apc
+from ._handles import find_anywhere
+from .constants import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, INFINITE
+from .errors import WSAErr, WSAError
 from .events import LAST_ERROR, WSAEVENT, WSAWaitForMultipleEvents
+from .structs import WSAOVERLAPPED, operation_of
+
+
+def _fail(code: int) -> None:
+    LAST_ERROR.code = code
+
 
 __all__ = [
+    "CancelIo",
+    "CancelIoEx",
     "CreateEvent",
     "ResetEvent",
     "SetEvent",
@@ -97,3 +108,45 @@ def WaitForSingleObjectEx(hHandle: WSAEVENT, dwMilliseconds: int, bAlertable: bo
 
 def WaitForSingleObject(hHandle: WSAEVENT, dwMilliseconds: int = INFINITE) -> int:
     return WSAWaitForMultipleEvents(1, [hHandle], False, dwMilliseconds, False)
+
+
+def _cancel(hFile: object, which: Any) -> bool:
+    sock: Any = find_anywhere(hFile)
+    if sock is None or sock.run is None:
+        _fail(ERROR_INVALID_HANDLE)
+        return False
+    try:
+        found = sock.run(sock.cancel_where, which)
+    except WSAError:
+        found = -1  # the provider's loop is gone: nothing is pending any more
+    if found < 0:
+        _fail(ERROR_NOT_FOUND)
+        return False
+    return True
+
+
+def CancelIoEx(hFile: object, lpOverlapped: object) -> bool:
+    """Cancel the operation of ``lpOverlapped`` on ``hFile`` (all of them with None), from
+    any thread (S15.1).  Cancelled operations complete once, ``WSA_OPERATION_ABORTED``
+    (routine, event or packet as usual); one already handed to the transport completes
+    normally.  Nothing pending matched: False with ``ERROR_NOT_FOUND``."""
+    if lpOverlapped is None:
+        return _cancel(hFile, _any)
+    op = operation_of(lpOverlapped) if isinstance(lpOverlapped, WSAOVERLAPPED) else None
+    if op is None:
+        if find_anywhere(hFile) is None:
+            _fail(ERROR_INVALID_HANDLE)
+        else:
+            _fail(ERROR_NOT_FOUND)
+        return False
+    return _cancel(hFile, lambda candidate: candidate is op)
+
+
+def CancelIo(hFile: object) -> bool:
+    """Cancel the operations the calling thread issued on ``hFile`` (S15.1)."""
+    me = apc.current_target()
+    return _cancel(hFile, lambda op: op.issuer is me)
+
+
+def _any(op: object) -> bool:
+    return True

@@ -380,17 +380,11 @@ class Provider:
         every: bool = False,
         delay_drain: float | str | None = "unchanged",
     ) -> None:
-        """Arm a fault on socket ``s`` (or, with ``s=None``, on every socket) -- SPEC S12.1.
-
-        ``error`` makes the ``nth`` operation of kind ``op`` (``"send"``,
-        ``"recv"`` or ``"any"``) -- or, with ``every``, the ``nth`` and all after
-        it -- fail with that WSA code: at once (``at="post"``: SOCKET_ERROR,
-        nothing started, no completion, S2.3) or as its completion status
-        (``at="completion"``: WSA_IO_PENDING, then the error through the normal
-        completion path, in posting order, S2.2).  ``delay_drain`` slows the
-        socket's drain to one hand-on per that many seconds (``math.inf``
-        stalls it; ``None`` restores full speed).  See :mod:`wsp_async.faults`.
-        """
+        """Arm a fault on socket ``s`` (every socket with None), SPEC S12.1: the ``nth``
+        operation of kind ``op`` (or, with ``every``, all from the ``nth``) fails with
+        ``error`` at ``"post"`` (nothing started, S2.3) or at ``"completion"`` (S2.2);
+        ``delay_drain`` slows (``math.inf``: stalls; None: restores) the socket's drain.
+        See :mod:`wsp_async.faults` for examples."""
         self._controls.inject(s, op, error, at, nth, every, delay_drain)
 
     def clear_faults(self, s: int | None = None) -> None:
