@@ -49,6 +49,15 @@ from .kernel32 import (
     WaitForSingleObject,
     WaitForSingleObjectEx,
 )
+from .mswsock import (
+    SIO_GET_EXTENSION_FUNCTION_POINTER,
+    WSAID_ACCEPTEX,
+    WSAID_CONNECTEX,
+    WSAID_DISCONNECTEX,
+    WSAID_GETACCEPTEXSOCKADDRS,
+    WSAID_TRANSMITFILE,
+    GetAcceptExSockaddrs,
+)
 from .ntstatus import NTSTATUS, ntstatus_of, win32_of, wsa_of
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
@@ -69,15 +78,22 @@ __all__ = [
     "CloseHandle",
     "CreateEvent",
     "CreateIoCompletionPort",
+    "GetAcceptExSockaddrs",
     "GetLastError",
     "GetQueuedCompletionStatus",
     "GetQueuedCompletionStatusEx",
     "NoPortPacket",
     "PostQueuedCompletionStatus",
     "ResetEvent",
+    "SIO_GET_EXTENSION_FUNCTION_POINTER",
     "SetEvent",
     "SetFileCompletionNotificationModes",
     "SetLastError",
+    "WSAID_ACCEPTEX",
+    "WSAID_CONNECTEX",
+    "WSAID_DISCONNECTEX",
+    "WSAID_GETACCEPTEXSOCKADDRS",
+    "WSAID_TRANSMITFILE",
     "WaitForMultipleObjects",
     "WaitForMultipleObjectsEx",
     "WaitForSingleObject",

@@ -118,6 +118,13 @@ class SocketAdapter:
         if self.port_link is not None:
             self.port_link.skip_on_success = skip
 
+    def replace_socket(self, sock: _pysocket.socket) -> None:
+        """AcceptEx (S14.2): this socket takes over an accepted connection's host socket."""
+        sock.setblocking(False)
+        old, self.sock = self.sock, sock
+        self.datagrams.sock = sock
+        old.close()
+
     def _refused(self, op: Operation) -> int:
         # Read under the hand-off lock, which WSPShutdown holds while it sets the flag.
         return WSAErr.WSAESHUTDOWN if op.kind == OpKind.SEND and self.engine.send_shut else 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket as _pysocket
 import struct
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ._adapter import SocketAdapter
@@ -41,6 +43,7 @@ from .constants import (
 )
 from .errors import WSAErr, WSAError
 from .faults import Fault
+from .mswsock import SIO_GET_EXTENSION_FUNCTION_POINTER
 from .structs import store
 
 __all__ = ["Controls"]
@@ -68,6 +71,8 @@ class Controls:
         self.parts = parts
         self.io = parts.io
         self.posting = posting
+        #: SIO_GET_EXTENSION_FUNCTION_POINTER's answers by GUID (S14.1), set by the provider.
+        self.extension_functions: dict[object, Callable[..., object]] = {}
 
     def ioctl(
         self,
@@ -133,6 +138,14 @@ class Controls:
             if not sock.engine.stream:
                 raise WSAError(WSAErr.WSAEOPNOTSUPP)
             self.io.call(sock.flush)
+        elif code == SIO_GET_EXTENSION_FUNCTION_POINTER:
+            guid = getattr(lpvInBuffer, "value", lpvInBuffer)
+            function = self.extension_functions.get(guid) if isinstance(guid, uuid.UUID) else None
+            if function is None:
+                raise WSAError(WSAErr.WSAEINVAL, "no extension function has that GUID")
+            check_box(lpvOutBuffer, "lpvOutBuffer", optional=False)
+            store(lpvOutBuffer, function)
+            returned = 8  # sizeof a function pointer
         else:
             raise WSAError(WSAErr.WSAEOPNOTSUPP, f"unsupported ioctl {code!r}")
         return returned

@@ -32,7 +32,7 @@ from .errors import WSAErr, WSAError, wsa_code_of
 from .events import LAST_ERROR, WSASetLastError
 from .structs import INT, is_box
 
-__all__ = ["PENDING", "entry_point", "report"]
+__all__ = ["PENDING", "entry_point", "extension", "report"]
 
 log = logging.getLogger("wsp_async")
 
@@ -95,3 +95,23 @@ def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return entry
 
     return wrap
+
+
+def extension(body: Callable[P, Any]) -> Callable[P, bool]:
+    """Wrap an ``mswsock`` extension function: it returns a BOOL and leaves its error in
+    ``WSAGetLastError()`` (S14.1) -- ``WSA_IO_PENDING`` when the operation started."""
+
+    @functools.wraps(body)
+    def call(*args: P.args, **kwargs: P.kwargs) -> bool:
+        try:
+            result = body(*args, **kwargs)
+        except Exception as exc:
+            report(None, exc)
+            return False
+        if result is PENDING:
+            LAST_ERROR.code = IO_PENDING
+            return False
+        LAST_ERROR.code = 0
+        return True
+
+    return call

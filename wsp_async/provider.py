@@ -30,6 +30,7 @@ from . import apc
 from ._adapter import SocketAdapter
 from ._completion import CompletionDoor, wait_until
 from ._control import Controls
+from ._extensions import Extensions
 from ._handles import HandleTable
 from ._ioloop import IoLoop
 from ._lifecycle import Lifecycle
@@ -37,10 +38,16 @@ from ._parts import Parts
 from ._posting import Posting
 from ._receives import Receives
 from ._sends import Sends
-from ._spi import entry_point
+from ._spi import entry_point, extension
 from ._threadwatch import ThreadWatch
 from .constants import INVALID_SOCKET, SOCKET_ERROR
 from .errors import WSAErr, WSAError
+from .mswsock import (
+    WSAID_ACCEPTEX,
+    WSAID_CONNECTEX,
+    WSAID_GETACCEPTEXSOCKADDRS,
+    GetAcceptExSockaddrs,
+)
 from .structs import WSAOVERLAPPED, WSATHREADID, operation_of
 
 __all__ = ["Provider"]
@@ -93,6 +100,12 @@ class Provider:
         self._sends = Sends(parts, posting)
         self._receives = Receives(parts, posting)
         self._controls = Controls(parts, posting)
+        self._extensions = Extensions(parts, self._lifecycle, posting)
+        self._controls.extension_functions = {
+            WSAID_ACCEPTEX: self.AcceptEx,
+            WSAID_CONNECTEX: self.ConnectEx,
+            WSAID_GETACCEPTEXSOCKADDRS: GetAcceptExSockaddrs,
+        }
         #: How long close() lets closing transports flush to the kernel (seconds).
         self.close_timeout = 5.0
         # An embedded provider whose loop ended is closed with it.
@@ -147,17 +160,13 @@ class Provider:
         """Block (off the loop) until ``predicate()`` holds after some completion."""
         return wait_until(predicate, timeout)
 
+    # The ws2spi.h signatures, kept compact.
+    # fmt: off
     # ------------------------------------------------------------------ socket life (S1, S10)
     @entry_point(INVALID_SOCKET)
     def WSPSocket(
-        self,
-        af: int,
-        type: int,
-        protocol: int,
-        lpProtocolInfo: object,
-        g: int,
-        dwFlags: int,
-        lpErrno: object,
+        self, af: int, type: int, protocol: int, lpProtocolInfo: object, g: int, dwFlags: int,
+        lpErrno: object
     ) -> int:
         """Create a socket; returns its handle (unique in the process) or ``INVALID_SOCKET``."""
         return self._lifecycle.socket(af, type, protocol, dwFlags)
@@ -172,28 +181,16 @@ class Provider:
 
     @entry_point(INVALID_SOCKET)
     def WSPAccept(
-        self,
-        s: int,
-        addr: object,
-        addrlen: object,
-        lpfnCondition: object,
-        dwCallbackData: object,
-        lpErrno: object,
+        self, s: int, addr: object, addrlen: object, lpfnCondition: object,
+        dwCallbackData: object, lpErrno: object
     ) -> int:
         """Accept a connection (``addr``: a box for the peer's sockaddr); ``lpfnCondition`` is ignored."""
         return self._lifecycle.accept(s, addr)
 
     @entry_point(SOCKET_ERROR)
     def WSPConnect(
-        self,
-        s: int,
-        name: object,
-        namelen: object,
-        lpCallerData: object,
-        lpCalleeData: object,
-        lpSQOS: object,
-        lpGQOS: object,
-        lpErrno: object,
+        self, s: int, name: object, namelen: object, lpCallerData: object, lpCalleeData: object,
+        lpSQOS: object, lpGQOS: object, lpErrno: object
     ) -> int:
         """Connect a stream socket, or set a datagram socket's default peer (S11.3)."""
         return self._lifecycle.connect(s, name)
@@ -221,16 +218,9 @@ class Provider:
     # ------------------------------------------------------------------ data (S2-S11)
     @entry_point(SOCKET_ERROR)
     def WSPSend(
-        self,
-        s: int,
-        lpBuffers: object,
-        dwBufferCount: int,
-        lpNumberOfBytesSent: object,
-        dwFlags: int,
-        lpOverlapped: object,
-        lpCompletionRoutine: object,
-        lpThreadId: object,
-        lpErrno: object,
+        self, s: int, lpBuffers: object, dwBufferCount: int, lpNumberOfBytesSent: object,
+        dwFlags: int, lpOverlapped: object, lpCompletionRoutine: object, lpThreadId: object,
+        lpErrno: object
     ) -> int:
         """Send (S2-S10): 0 when complete at once; else ``WSA_IO_PENDING`` (it will complete,
         exactly once, S2.4) or another code (nothing started, no completion, S2.3)."""
@@ -241,18 +231,9 @@ class Provider:
 
     @entry_point(SOCKET_ERROR)
     def WSPSendTo(
-        self,
-        s: int,
-        lpBuffers: object,
-        dwBufferCount: int,
-        lpNumberOfBytesSent: object,
-        dwFlags: int,
-        lpTo: object,
-        iTolen: object,
-        lpOverlapped: object,
-        lpCompletionRoutine: object,
-        lpThreadId: object,
-        lpErrno: object,
+        self, s: int, lpBuffers: object, dwBufferCount: int, lpNumberOfBytesSent: object,
+        dwFlags: int, lpTo: object, iTolen: object, lpOverlapped: object,
+        lpCompletionRoutine: object, lpThreadId: object, lpErrno: object
     ) -> int:
         """``WSPSend`` with a destination (datagram sockets; ignored on streams)."""
         return self._sends.send(  # type: ignore[no-any-return]
@@ -262,16 +243,9 @@ class Provider:
 
     @entry_point(SOCKET_ERROR)
     def WSPRecv(
-        self,
-        s: int,
-        lpBuffers: object,
-        dwBufferCount: int,
-        lpNumberOfBytesRecvd: object,
-        lpFlags: object,
-        lpOverlapped: object,
-        lpCompletionRoutine: object,
-        lpThreadId: object,
-        lpErrno: object,
+        self, s: int, lpBuffers: object, dwBufferCount: int, lpNumberOfBytesRecvd: object,
+        lpFlags: object, lpOverlapped: object, lpCompletionRoutine: object, lpThreadId: object,
+        lpErrno: object
     ) -> int:
         """Receive (S11.1): completes with at least one byte, or 0 at a graceful close."""
         return self._receives.recv(  # type: ignore[no-any-return]
@@ -281,18 +255,9 @@ class Provider:
 
     @entry_point(SOCKET_ERROR)
     def WSPRecvFrom(
-        self,
-        s: int,
-        lpBuffers: object,
-        dwBufferCount: int,
-        lpNumberOfBytesRecvd: object,
-        lpFlags: object,
-        lpFrom: object,
-        lpFromlen: object,
-        lpOverlapped: object,
-        lpCompletionRoutine: object,
-        lpThreadId: object,
-        lpErrno: object,
+        self, s: int, lpBuffers: object, dwBufferCount: int, lpNumberOfBytesRecvd: object,
+        lpFlags: object, lpFrom: object, lpFromlen: object, lpOverlapped: object,
+        lpCompletionRoutine: object, lpThreadId: object, lpErrno: object
     ) -> int:
         """``WSPRecv`` that also reports the sender (``lpFrom`` box) of a datagram."""
         return self._receives.recv(  # type: ignore[no-any-return]
@@ -302,13 +267,8 @@ class Provider:
 
     @entry_point(False)
     def WSPGetOverlappedResult(
-        self,
-        s: int,
-        lpOverlapped: object,
-        lpcbTransfer: object,
-        fWait: bool,
-        lpdwFlags: object,
-        lpErrno: object,
+        self, s: int, lpOverlapped: object, lpcbTransfer: object, fWait: bool, lpdwFlags: object,
+        lpErrno: object
     ) -> bool:
         """The result of an overlapped operation (S7.2); ``fWait`` blocks until it completes."""
         return self._receives.result(s, lpOverlapped, lpcbTransfer, fWait, lpdwFlags)
@@ -316,18 +276,9 @@ class Provider:
     # ------------------------------------------------------------------ control
     @entry_point(SOCKET_ERROR)
     def WSPIoctl(
-        self,
-        s: int,
-        dwIoControlCode: int,
-        lpvInBuffer: object,
-        cbInBuffer: object,
-        lpvOutBuffer: object,
-        cbOutBuffer: object,
-        lpcbBytesReturned: object,
-        lpOverlapped: object,
-        lpCompletionRoutine: object,
-        lpThreadId: object,
-        lpErrno: object,
+        self, s: int, dwIoControlCode: int, lpvInBuffer: object, cbInBuffer: object,
+        lpvOutBuffer: object, cbOutBuffer: object, lpcbBytesReturned: object,
+        lpOverlapped: object, lpCompletionRoutine: object, lpThreadId: object, lpErrno: object
     ) -> int:
         """``FIONBIO``, ``FIONREAD`` and ``SIO_FLUSH`` (S10.3)."""
         return self._controls.ioctl(  # type: ignore[no-any-return]
@@ -361,12 +312,37 @@ class Provider:
             raise WSAError(WSAErr.WSAEINVAL, "the thread has exited")
         return 0
 
+    # ------------------------------------------------------------------ mswsock.h (S14)
+    @extension
+    def AcceptEx(
+        self, sListenSocket: int, sAcceptSocket: int, lpOutputBuffer: object,
+        dwReceiveDataLength: int, dwLocalAddressLength: int, dwRemoteAddressLength: int,
+        lpdwBytesReceived: object, lpOverlapped: object
+    ) -> Any:
+        """Accept a connection into ``sAcceptSocket`` (S14.2): False with WSA_IO_PENDING."""
+        return self._extensions.accept_ex(
+            sListenSocket, sAcceptSocket, lpOutputBuffer, dwReceiveDataLength,
+            dwLocalAddressLength, dwRemoteAddressLength, lpOverlapped,
+        )  # fmt: skip
+
+    @extension
+    def ConnectEx(
+        self, s: int, name: object, namelen: object, lpSendBuffer: object, dwSendDataLength: int,
+        lpdwBytesSent: object, lpOverlapped: object
+    ) -> Any:
+        """Connect a bound socket and send the first data (S14.3): False with WSA_IO_PENDING."""
+        return self._extensions.connect_ex(s, name, lpSendBuffer, dwSendDataLength, lpOverlapped)
+
+    GetAcceptExSockaddrs = staticmethod(GetAcceptExSockaddrs)
+
     @entry_point(SOCKET_ERROR)
     def WPUCompleteOverlappedRequest(
         self, s: int, lpOverlapped: object, dwError: int, cbTransferred: int, lpErrno: object
     ) -> int:
         """Complete a caller-made overlapped request: port packet, or event (S13.9)."""
         return self._receives.complete_request(s, lpOverlapped, dwError, cbTransferred)
+
+    # fmt: on
 
     # ------------------------------------------------------------------ beyond Winsock (S12)
     def inject(

@@ -1,0 +1,177 @@
+"""Extension functions (SPEC S14): AcceptEx, GetAcceptExSockaddrs, ConnectEx.
+
+Plain sockets are the peers on 127.0.0.1; both loops.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import wsp_async as w
+from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
+
+from .conftest import make_socket, recv_exact
+
+ADDR = 16 + 16  # sizeof(SOCKADDR_IN) + 16, the smallest address block
+
+
+class Box:
+    value: object = None
+
+
+def listening(p: w.Provider) -> tuple[int, tuple[str, int]]:
+    s = make_socket(p)
+    name = DWORD()
+    assert p.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    assert p.WSPListen(s, 8, INT()) == 0
+    assert p.WSPGetSockName(s, name, None, INT()) == 0
+    return s, name.value  # type: ignore[return-value]
+
+
+def wait(ov: WSAOVERLAPPED) -> None:
+    assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+
+
+def test_extension_functions_come_from_wsp_ioctl(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.1: the mswsock.h GUIDs; another GUID is WSAEINVAL.
+    s = make_socket(provider)
+    for guid, expected in (
+        (w.WSAID_ACCEPTEX, provider.AcceptEx),
+        (w.WSAID_CONNECTEX, provider.ConnectEx),
+        (w.WSAID_GETACCEPTEXSOCKADDRS, w.GetAcceptExSockaddrs),
+    ):
+        out, err = Box(), INT()
+        code = w.SIO_GET_EXTENSION_FUNCTION_POINTER
+        assert provider.WSPIoctl(s, code, guid, 16, out, 8, DWORD(), None, None, None, err) == 0
+        assert out.value == expected
+    err = INT()
+    rc = provider.WSPIoctl(s, w.SIO_GET_EXTENSION_FUNCTION_POINTER, w.WSAID_TRANSMITFILE, 16, Box(), 8, DWORD(), None, None, None, err)  # fmt: skip
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEINVAL)  # not emulated yet
+
+
+def test_accept_ex_hands_the_connection_to_the_accept_socket(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2: the addresses in the output buffer; the accept socket works.
+    listener, address = listening(provider)
+    acceptor = make_socket(provider)
+    output = bytearray(2 * ADDR)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    client = socket.create_connection(address, timeout=10)
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 0)
+    local, remote = Box(), Box()
+    w.GetAcceptExSockaddrs(output, 0, ADDR, ADDR, local, DWORD(), remote, DWORD())
+    assert local.value == address and remote.value == client.getsockname()
+    err = INT()
+    assert (
+        provider.WSPSend(acceptor, [WSABUF(5, b"hello")], 1, DWORD(), 0, None, None, None, err) == 0
+    )
+    assert recv_exact(client, 5) == b"hello"
+    client.close()
+
+
+def test_accept_ex_with_receive_data_waits_for_the_first_bytes(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2: the data first, then the addresses.
+    listener, address = listening(provider)
+    acceptor = make_socket(provider)
+    output = bytearray(64 + 2 * ADDR)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.AcceptEx(listener, acceptor, output, 64, ADDR, ADDR, DWORD(), ov)
+    client = socket.create_connection(address, timeout=10)
+    assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 50, False) == w.WSA_WAIT_TIMEOUT
+    client.sendall(b"GET /")
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 5) and bytes(output[:5]) == b"GET /"
+    remote = Box()
+    w.GetAcceptExSockaddrs(output, 64, ADDR, ADDR, Box(), DWORD(), remote, DWORD())
+    assert remote.value == client.getsockname()
+    client.close()
+
+
+def test_pending_accept_ex_take_connections_in_posting_order(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2: many pending on one listener; each connection goes to exactly one.
+    listener, address = listening(provider)
+    posted = []
+    for _ in range(3):
+        acceptor = make_socket(provider)
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        output = bytearray(2 * ADDR)
+        assert not provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
+        posted.append((ov, output))
+    clients = []
+    for ov, output in posted:
+        clients.append(socket.create_connection(address, timeout=10))
+        wait(ov)
+        remote = Box()
+        w.GetAcceptExSockaddrs(output, 0, ADDR, ADDR, Box(), DWORD(), remote, DWORD())
+        assert remote.value == clients[-1].getsockname()
+    for c in clients:
+        c.close()
+
+
+def test_accept_ex_refuses_a_bound_accept_socket_and_aborts_at_close(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2, S10.2
+    listener, _address = listening(provider)
+    bound = make_socket(provider)
+    assert provider.WSPBind(bound, ("127.0.0.1", 0), None, INT()) == 0
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.AcceptEx(listener, bound, bytearray(2 * ADDR), 0, ADDR, ADDR, DWORD(), ov)
+    assert w.WSAGetLastError() == w.WSAEINVAL and not ov.pending
+    pending = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    acceptor = make_socket(provider)
+    assert not provider.AcceptEx(
+        listener, acceptor, bytearray(2 * ADDR), 0, ADDR, ADDR, DWORD(), pending
+    )
+    assert provider.WSPCloseSocket(listener, INT()) == 0
+    wait(pending)
+    assert pending.Internal == w.STATUS_CANCELLED
+
+
+def test_accept_ex_completes_through_the_listeners_port(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2, S13.2
+    listener, address = listening(provider)
+    port = w.CreateIoCompletionPort(listener, None, "listener", 0)
+    acceptor = make_socket(provider)
+    ov = WSAOVERLAPPED()
+    assert not provider.AcceptEx(
+        listener, acceptor, bytearray(2 * ADDR), 0, ADDR, ADDR, DWORD(), ov
+    )
+    client = socket.create_connection(address, timeout=10)
+    n, key, got = DWORD(), Box(), Box()
+    assert w.GetQueuedCompletionStatus(port, n, key, got, 10_000)
+    assert (key.value, got.value) == ("listener", ov)
+    client.close()
+    w.CloseHandle(port)
+
+
+def test_connect_ex_connects_a_bound_socket_and_sends_first_data(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.3
+    s = make_socket(provider)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.ConnectEx(s, listener.getsockname(), 16, b"first", 5, DWORD(), ov)
+    assert w.WSAGetLastError() == w.WSAEINVAL  # not bound yet
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    assert not provider.ConnectEx(s, listener.getsockname(), 16, b"first", 5, DWORD(), ov)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    peer, _ = listener.accept()
+    peer.settimeout(10)
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 5)
+    assert recv_exact(peer, 5) == b"first"
+    peer.close()
+
+
+def test_connect_ex_to_a_closed_port_is_refused(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.3, S16.2
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    address = probe.getsockname()
+    probe.close()
+    s = make_socket(provider)
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.ConnectEx(s, address, 16, None, 0, DWORD(), ov)
+    wait(ov)
+    assert ov.Internal == w.STATUS_CONNECTION_REFUSED
+    assert w.win32_of(ov.Internal) == w.ERROR_CONNECTION_REFUSED

@@ -1,0 +1,213 @@
+"""The extension functions of ``mswsock.h`` (SPEC S14): ``AcceptEx`` and ``ConnectEx``.
+
+Both are overlapped operations like any other -- one record, claimed, counted, and
+completed once through the completion door (event, or packet of the socket's port).
+
+* ``AcceptEx`` posts on the *listening* socket (its port gets the packet).  Many may be
+  pending on one listener; each accepted connection goes to the oldest one (posting
+  order), whose accept socket then takes over the connection.  With
+  ``dwReceiveDataLength > 0`` it completes once the first data arrived, the data first
+  in the output buffer, then the local and the remote address (``mswsock``).  Closing
+  the listener aborts them (S10.2).
+* ``ConnectEx`` connects a bound socket and sends the optional first data; a refused
+  connection completes with ``WSAECONNREFUSED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import attrs
+
+from ._adapter import SocketAdapter
+from ._arguments import capture, integer, sockaddr
+from ._engine import ABORTED, SocketState
+from ._lifecycle import Lifecycle
+from ._operation import Operation, OpKind
+from ._parts import Parts
+from ._posting import Posting
+from ._spi import PENDING
+from .errors import WSAErr, WSAError, wsa_code_of
+from .mswsock import MIN_ADDRESS_LENGTH, encode_sockaddr
+from .structs import WSABUF
+
+__all__ = ["Extensions"]
+
+
+@attrs.define(eq=False)
+class _Accept:
+    """One pending AcceptEx: its operation and where the connection goes."""
+
+    op: Operation
+    acceptor: SocketAdapter
+    output: memoryview
+    receive: int
+    local: int
+    remote: int
+
+
+class Extensions:
+    """AcceptEx and ConnectEx bodies over the provider's parts."""
+
+    def __init__(self, parts: Parts, lifecycle: Lifecycle, posting: Posting) -> None:
+        self.parts = parts
+        self.io = parts.io
+        self.door = parts.door
+        self.lifecycle = lifecycle
+        self.posting = posting
+        #: Pending AcceptEx per listening socket, oldest first (loop thread only).
+        self.accepts: dict[int, collections.deque[_Accept]] = {}
+
+    # ------------------------------------------------------------------ AcceptEx
+    def accept_ex(
+        self,
+        sListenSocket: object,
+        sAcceptSocket: object,
+        lpOutputBuffer: object,
+        dwReceiveDataLength: object,
+        dwLocalAddressLength: object,
+        dwRemoteAddressLength: object,
+        lpOverlapped: object,
+    ) -> Any:
+        listener = self.parts.sockets.get(sListenSocket)
+        acceptor = self.parts.sockets.get(sAcceptSocket)
+        receive = integer(dwReceiveDataLength, "dwReceiveDataLength is not a length")
+        local = integer(dwLocalAddressLength, "dwLocalAddressLength is not a length")
+        remote = integer(dwRemoteAddressLength, "dwRemoteAddressLength is not a length")
+        if listener.engine.state != SocketState.LISTENING:
+            raise WSAError(WSAErr.WSAEINVAL, "sListenSocket is not listening")
+        if not acceptor.engine.stream or acceptor.engine.state != SocketState.CREATED:
+            raise WSAError(WSAErr.WSAEINVAL, "sAcceptSocket must be neither bound nor connected")
+        if receive < 0 or local < MIN_ADDRESS_LENGTH or remote < MIN_ADDRESS_LENGTH:
+            raise WSAError(WSAErr.WSAEINVAL, "address lengths are sizeof(sockaddr) + 16 at least")
+        views, _size = capture([WSABUF(receive + local + remote, lpOutputBuffer)], 1, True)
+        op = self.posting.overlapped(listener, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
+        if op is None:
+            raise WSAError(WSAErr.WSAEFAULT, "AcceptEx needs its WSAOVERLAPPED")
+        self.posting.start(listener, op, checked=False)
+        record = _Accept(op, acceptor, views[0], receive, local, remote)
+        self.io.call(self._queue_accept, listener, record)
+        return PENDING
+
+    def _queue_accept(self, listener: SocketAdapter, record: _Accept) -> None:
+        queue = self.accepts.get(listener.handle)
+        if queue is None:
+            queue = self.accepts[listener.handle] = collections.deque()
+            self.io.loop.create_task(self._accept_loop(listener, queue))
+        queue.append(record)
+
+    async def _accept_loop(
+        self, listener: SocketAdapter, queue: collections.deque[_Accept]
+    ) -> None:
+        loop = self.io.loop
+        try:
+            while queue:
+                future = asyncio.ensure_future(loop.sock_accept(listener.sock))
+                listener.accepting.add(future)
+                try:
+                    conn, _peer = await future
+                except (asyncio.CancelledError, OSError) as exc:
+                    code = (
+                        ABORTED
+                        if listener.closed or isinstance(exc, asyncio.CancelledError)
+                        else wsa_code_of(exc)
+                    )
+                    self.door.complete_all([r.op for r in queue], code)
+                    queue.clear()
+                    return
+                finally:
+                    listener.accepting.discard(future)
+                record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
+                if not record.op.pending or record.acceptor.closed:
+                    conn.close()
+                    self.door.complete(record.op, ABORTED, 0)
+                    continue
+                record.acceptor.replace_socket(conn)
+                record.acceptor.engine.state = SocketState.CONNECTED
+                await self.parts.attach_stream(record.acceptor)
+                loop.create_task(self._complete_accept(record))
+        finally:
+            del self.accepts[listener.handle]
+
+    async def _complete_accept(self, record: _Accept) -> None:
+        acceptor, output, receive = record.acceptor, record.output, record.receive
+        received = 0
+        if receive:
+            first = Operation(OpKind.RECV, [output[:receive]], receive)
+            arrived: asyncio.Future[None] = self.io.loop.create_future()
+            first.listener = lambda _op: _resolve(arrived)
+            acceptor.post_receive(first)
+            await arrived
+            if first.status:
+                self.door.complete(record.op, first.status, 0)
+                return
+            received = first.transferred
+        try:
+            local = encode_sockaddr(acceptor.sock.getsockname())
+            remote = encode_sockaddr(acceptor.sock.getpeername())
+        except OSError as exc:
+            self.door.complete(record.op, wsa_code_of(exc), 0)
+            return
+        output[receive : receive + len(local)] = local
+        start = receive + record.local
+        output[start : start + len(remote)] = remote
+        self.door.complete(record.op, 0, received)
+
+    # ------------------------------------------------------------------ ConnectEx
+    def connect_ex(
+        self,
+        s: object,
+        name: object,
+        lpSendBuffer: object,
+        dwSendDataLength: object,
+        lpOverlapped: object,
+    ) -> Any:
+        sock = self.parts.sockets.get(s)
+        engine = sock.engine
+        address = sockaddr(engine.family, name)
+        if not engine.stream:
+            raise WSAError(WSAErr.WSAEINVAL, "ConnectEx is for stream sockets")
+        if engine.state == SocketState.CONNECTED:
+            raise WSAError(WSAErr.WSAEISCONN)
+        if engine.state != SocketState.BOUND:
+            raise WSAError(WSAErr.WSAEINVAL, "ConnectEx needs a bound socket")
+        length = integer(dwSendDataLength, "dwSendDataLength is not a length")
+        data: list[Any] = []
+        if lpSendBuffer is not None and length:
+            data, length = capture([WSABUF(length, lpSendBuffer)], 1, False)
+        op = self.posting.overlapped(sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
+        if op is None:
+            raise WSAError(WSAErr.WSAEFAULT, "ConnectEx needs its WSAOVERLAPPED")
+        self.posting.start(sock, op, checked=False)
+        self.io.spawn(self._connect(sock, address, op, data, length))
+        return PENDING
+
+    async def _connect(
+        self,
+        sock: SocketAdapter,
+        address: tuple[Any, ...],
+        op: Operation,
+        data: list[Any],
+        length: int,
+    ) -> None:
+        try:
+            await self.lifecycle.connect_async(sock, address)
+        except BaseException as exc:
+            self.door.complete(op, wsa_code_of(exc, WSAErr.WSAECONNREFUSED), 0)
+            return
+        if not length:
+            self.door.complete(op, 0, 0)
+            return
+        first = Operation(OpKind.SEND, data, length)
+        sent: asyncio.Future[None] = self.io.loop.create_future()
+        first.listener = lambda _op: _resolve(sent)
+        sock.post_here(first, coalesce=False)
+        await sent
+        self.door.complete(op, first.status, first.transferred if not first.status else 0)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
