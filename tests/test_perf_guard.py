@@ -112,4 +112,6 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
     # S5.2: pending sends are not copied: far less than their 1 KiB payload per op.
     assert extra["memory"]["pending_ops"] > 1000
     assert extra["memory"]["bytes_per_op"] < 1024
+    # S14.2: the AcceptEx accept-rate probe ran against asyncio's, with the same load.
+    assert extra["accept"]["asyncio_per_s"] > 0 and extra["accept"]["acceptex_per_s"] > 0
     assert "x raw" in bench.format_table(result)

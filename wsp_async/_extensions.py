@@ -88,7 +88,10 @@ class Extensions:
             raise WSAError(WSAErr.WSAEFAULT, "AcceptEx needs its WSAOVERLAPPED")
         self.posting.start(listener, op, checked=False)
         record = _Accept(op, acceptor, views[0], receive, local, remote)
-        self.io.call(self._queue_accept, listener, record)
+        if self.io.here():
+            self._queue_accept(listener, record)
+        else:
+            self.io.wake(self._queue_accept, listener, record)  # FIFO: posting order kept
         return PENDING
 
     def _queue_accept(self, listener: SocketAdapter, record: _Accept) -> None:

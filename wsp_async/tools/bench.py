@@ -33,6 +33,7 @@ from typing import Any
 from .benchmodes import (
     MODES,
     SIZES,
+    accept_rate,
     latency,
     measure,
     memory_per_pending_op,
@@ -98,7 +99,11 @@ def run(
         if not quiet:
             _progress("measuring latency and memory...")
         extra = {
-            kind: {"latency": latency(kind, port), "memory": memory_per_pending_op(kind)}
+            kind: {
+                "latency": latency(kind, port),
+                "memory": memory_per_pending_op(kind),
+                "accept": accept_rate(kind, 100 if budget < (64 << 20) else 2000),
+            }
             for kind in kinds
         }
     finally:
@@ -129,6 +134,11 @@ def format_table(result: dict[str, Any]) -> str:
             f"{kind}: post->routine latency p50 {lat['p50_us']:.1f} us, p99 {lat['p99_us']:.1f} us; "
             f"emulator memory per pending op {mem['bytes_per_op']:.0f} B "
             f"({mem['pending_ops']} pending sends of {mem['payload_bytes']} B)"
+        )
+        acc = extra["accept"]
+        lines.append(
+            f"{kind}: accepts/s asyncio.start_server {acc['asyncio_per_s']:.0f}, "
+            f"AcceptEx through a port {acc['acceptex_per_s']:.0f} ({acc['ratio']:.2f}x)"
         )
     lines.append(f"peak RSS {result['peak_rss_kib'] / 1024:.1f} MiB")
     return "\n".join(lines)

@@ -31,6 +31,8 @@ from .. import (
     WSAOVERLAPPED,
     CloseHandle,
     CreateIoCompletionPort,
+    GetLastError,
+    GetQueuedCompletionStatus,
     GetQueuedCompletionStatusEx,
     PostQueuedCompletionStatus,
     Provider,
@@ -468,3 +470,88 @@ def memory_per_pending_op(kind: str, ops: int = 2000, size: int = 1024) -> dict[
     finally:
         loop.close()
         stalled.close()
+
+
+# ----------------------------------------------------------------------------- accept rate
+def _connect_many(address: tuple[str, int], count: int) -> None:
+    """The load: ``count`` connections made and closed one after another (a plain client)."""
+    for _ in range(count):
+        with socket.create_connection(address, timeout=30):
+            pass
+
+
+def accept_rate(kind: str, count: int = 2000) -> dict[str, float]:
+    """Connections accepted per second: ``asyncio.start_server`` against ``AcceptEx``
+    (16 pending, completed through a port drained by one worker), the same client load
+    (4 threads connecting and closing).  ``count`` is rounded down to a multiple of 4."""
+    count -= count % 4
+
+    async def asyncio_side() -> float:
+        accepted = 0
+        done = asyncio.Event()
+
+        def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            writer.close()
+            if accepted == count:
+                done.set()
+
+        server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+        address = server.sockets[0].getsockname()[:2]
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        loads = [loop.run_in_executor(None, _connect_many, address, count // 4) for _ in range(4)]
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        await asyncio.gather(*loads)
+        server.close()
+        await server.wait_closed()
+        return elapsed
+
+    loop = new_loop(kind)
+    try:
+        asyncio_seconds = loop.run_until_complete(asyncio_side())
+    finally:
+        loop.close()
+
+    p = Provider(use_uvloop=kind == "uvloop")
+    err = INT()
+    listener = p.WSPSocket(AF_INET, SOCK_STREAM, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
+    p.WSPBind(listener, ("127.0.0.1", 0), None, err)
+    p.WSPListen(listener, 128, err)
+    name = DWORD()
+    p.WSPGetSockName(listener, name, None, err)
+    cp = CreateIoCompletionPort(listener, None, "listener", 1)
+    sockets: dict[int, int] = {}
+
+    def post_accept() -> None:
+        s = p.WSPSocket(AF_INET, SOCK_STREAM, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
+        ov = WSAOVERLAPPED()
+        sockets[id(ov)] = s
+        p.AcceptEx(listener, s, bytearray(64), 0, 32, 32, DWORD(), ov)
+
+    for _ in range(16):
+        post_accept()
+    start = time.perf_counter()
+    loads = [
+        threading.Thread(target=_connect_many, args=(name.value, count // 4)) for _ in range(4)
+    ]
+    for load in loads:
+        load.start()
+    n, key, ov = DWORD(), _Box(), _Box()
+    for _ in range(count):
+        if not GetQueuedCompletionStatus(cp, n, key, ov, 30_000):
+            raise RuntimeError(f"AcceptEx failed: {GetLastError()}")
+        p.WSPCloseSocket(sockets.pop(id(ov.value)), err)
+        post_accept()
+    acceptex_seconds = time.perf_counter() - start
+    for load in loads:
+        load.join(30)
+    CloseHandle(cp)
+    p.close()
+    return {
+        "asyncio_per_s": count / asyncio_seconds,
+        "acceptex_per_s": count / acceptex_seconds,
+        "ratio": asyncio_seconds / acceptex_seconds,
+    }
