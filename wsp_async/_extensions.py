@@ -107,34 +107,47 @@ class Extensions:
         loop = self.io.loop
         try:
             while queue:
-                future = asyncio.ensure_future(loop.sock_accept(listener.sock))
-                listener.accepting.add(future)
                 try:
-                    conn, _peer = await future
-                except (asyncio.CancelledError, OSError) as exc:
-                    code = (
-                        ABORTED
-                        if listener.closed or isinstance(exc, asyncio.CancelledError)
-                        else wsa_code_of(exc)
-                    )
+                    if listener.closed:
+                        raise asyncio.CancelledError  # closed before this accept began
+                    future = asyncio.ensure_future(loop.sock_accept(listener.sock))
+                    listener.accepting.add(future)
+                    try:
+                        conn, _peer = await future
+                    finally:
+                        listener.accepting.discard(future)
+                except (asyncio.CancelledError, Exception) as exc:
+                    # Whatever ends the listening, every pending AcceptEx completes once
+                    # (S2.4): aborted by a close (S10.2), else with the error.
+                    aborted = listener.closed or isinstance(exc, asyncio.CancelledError)
+                    code = ABORTED if aborted else wsa_code_of(exc, WSAErr.WSAEINVAL)
                     self.door.complete_all([r.op for r in queue], code)
                     queue.clear()
                     return
-                finally:
-                    listener.accepting.discard(future)
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
                 if not record.op.pending or record.acceptor.closed:
                     conn.close()
                     self.door.complete(record.op, ABORTED, 0)
                     continue
-                record.acceptor.replace_socket(conn)
-                record.acceptor.engine.state = SocketState.CONNECTED
-                await self.parts.attach_stream(record.acceptor)
+                try:
+                    record.acceptor.replace_socket(conn)
+                    record.acceptor.engine.state = SocketState.CONNECTED
+                    await self.parts.attach_stream(record.acceptor)
+                except Exception as exc:  # the accept socket went away meanwhile
+                    conn.close()
+                    self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
+                    continue
                 loop.create_task(self._complete_accept(record))
         finally:
             del self.accepts[listener.handle]
 
     async def _complete_accept(self, record: _Accept) -> None:
+        try:
+            await self._finish_accept(record)
+        except Exception as exc:  # never strand the AcceptEx (S2.4)
+            self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
+
+    async def _finish_accept(self, record: _Accept) -> None:
         acceptor, output, receive = record.acceptor, record.output, record.receive
         received = 0
         if receive:
