@@ -116,6 +116,24 @@ def make_socket(
     return s
 
 
+#: Peers made by :func:`connect`, closed after each test (``-W error`` runs stay clean).
+_PEERS: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_peers() -> Iterator[None]:
+    yield
+    while _PEERS:
+        _PEERS.pop().close()
+
+
+def udp_peer() -> socket.socket:
+    """A plain UDP socket (an independent peer), closed after the test."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    _PEERS.append(peer)
+    return peer
+
+
 def connect(
     p: w.Provider, srv: socket.socket, flags: int = w.WSA_FLAG_OVERLAPPED
 ) -> tuple[int, socket.socket]:
@@ -125,6 +143,7 @@ def connect(
     assert p.WSPConnect(s, srv.getsockname(), None, None, None, None, None, err) == 0, err.value
     conn, _ = srv.accept()
     conn.settimeout(10)
+    _PEERS.append(conn)
     return s, conn
 
 

@@ -11,6 +11,8 @@ import pytest
 import wsp_async as w
 from wsp_async import aio
 
+from .conftest import udp_peer
+
 
 async def _plain_server() -> tuple[socket.socket, asyncio.Future[socket.socket]]:
     srv = socket.create_server(("127.0.0.1", 0))
@@ -158,7 +160,7 @@ async def test_start_server_echo_with_plain_client() -> None:  # SPEC S0, S11.1
 
 
 async def test_datagrams_and_truncation() -> None:  # SPEC S11.2, S11.3
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = udp_peer()
     peer.bind(("127.0.0.1", 0))
     sock = await aio.open_datagram(local_addr=("127.0.0.1", 0))
     await sock.sendto([b"to ", b"peer"], peer.getsockname())

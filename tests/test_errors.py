@@ -11,7 +11,16 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
 
-from .conftest import Completions, connect, make_socket, recv_all, recv_exact, run_in_loop, stall
+from .conftest import (
+    Completions,
+    connect,
+    make_socket,
+    recv_all,
+    recv_exact,
+    run_in_loop,
+    stall,
+    udp_peer,
+)
 
 
 def post(p, s, data=b"x", ov=None, routine=None, flags=0, count=None):  # type: ignore[no-untyped-def]
@@ -113,7 +122,7 @@ def test_eopnotsupp_rows(provider, listener, kind, flags):  # type: ignore[no-un
         s, _conn = connect(provider, listener)
     else:
         s = make_socket(provider, w.SOCK_DGRAM)
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer = udp_peer()
         peer.bind(("127.0.0.1", 0))
         assert provider.WSPConnect(s, peer.getsockname(), None, None, None, None, None, INT()) == 0
     assert post(provider, s, flags=flags) == (w.SOCKET_ERROR, w.WSAEOPNOTSUPP)
@@ -133,7 +142,7 @@ def test_oob_on_a_stream_is_sent_urgent(provider, listener):  # type: ignore[no-
 
 def test_emsgsize_for_oversized_datagram_sends_nothing(provider):  # type: ignore[no-untyped-def]
     # SPEC S9 (WSAEMSGSIZE)
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = udp_peer()
     peer.bind(("127.0.0.1", 0))
     peer.settimeout(0.2)
     s = make_socket(provider, w.SOCK_DGRAM)

@@ -8,7 +8,7 @@ import threading
 import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
 
-from .conftest import Completions, connect, make_socket, run_in_loop
+from .conftest import Completions, connect, make_socket, run_in_loop, udp_peer
 
 
 def recv(p, s, bufs, ov=None, routine=None, flags=0):  # type: ignore[no-untyped-def]
@@ -108,7 +108,7 @@ def test_datagram_receive_reports_sender_and_truncation(provider):  # type: igno
     err = INT()
     assert provider.WSPBind(s, ("127.0.0.1", 0), 16, err) == 0
     addr = provider.socket_of(s).sock.getsockname()
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = udp_peer()
     peer.bind(("127.0.0.1", 0))
     buf = bytearray(4)
     ev = w.WSACreateEvent()
@@ -137,7 +137,7 @@ def test_datagram_receive_reports_sender_and_truncation(provider):  # type: igno
 
 def test_connected_datagram_socket_accepts_wspsend(provider):  # type: ignore[no-untyped-def]
     # SPEC S11.3
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = udp_peer()
     peer.bind(("127.0.0.1", 0))
     peer.settimeout(10)
     s = make_socket(provider, w.SOCK_DGRAM)
