@@ -270,3 +270,37 @@ async def test_listener_accepts_plain_clients() -> None:  # SPEC S1 (WSPAccept),
         assert await loop.sock_recv(client, 2) == b"yo"
         sock.close()
         client.close()
+
+
+def test_a_program_that_leaves_sockets_open_ends_clean_under_w_error() -> None:
+    # SPEC S2.4, S10.2 through the asyncio face: the embedded provider closes its
+    # sockets while the loop can still run (asyncio.run, uvloop.run), so no transport is
+    # left open when the loop closes -- nothing to warn about, even under -W error.
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, socket
+from wsp_async import aio
+
+async def main():
+    srv = socket.create_server(("127.0.0.1", 0))
+    sock = await aio.connect(*srv.getsockname())
+    conn, _ = srv.accept()
+    await sock.send(b"hello")
+    assert conn.recv(10) == b"hello"
+    conn.close()
+    srv.close()
+
+for run in (asyncio.run, __import__("uvloop").run):
+    run(main())
+print("clean")
+"""
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "clean" and not out.stderr

@@ -64,7 +64,28 @@ def get_provider(**options: Any) -> Provider:
     if provider is None or provider.closed:
         provider = Provider(loop=loop, **options)
         setattr(loop, _PROVIDER_ATTR, provider)
+        _close_before_the_loop(loop, provider)
     return provider
+
+
+def _close_before_the_loop(loop: asyncio.AbstractEventLoop, provider: Provider) -> None:
+    """Close the provider while its loop can still run, not after ``loop.close()``.
+
+    ``asyncio.run`` (and ``asyncio.Runner``) await ``loop.shutdown_asyncgens()`` before
+    closing the loop; the provider's sockets are closed there, and their transports get
+    the loop iterations they need to finish, so no transport is left open (a
+    ``ResourceWarning``, an error under ``-W error``) when the loop closes.
+    """
+    original = loop.shutdown_asyncgens
+
+    async def shutdown_asyncgens() -> None:
+        if not provider.closed:
+            provider.close()
+            for _ in range(3):
+                await asyncio.sleep(0)
+        await original()
+
+    loop.shutdown_asyncgens = shutdown_asyncgens  # type: ignore[method-assign]
 
 
 def _family(host: str) -> int:
