@@ -175,3 +175,51 @@ def test_connect_ex_to_a_closed_port_is_refused(provider):  # type: ignore[no-un
     wait(ov)
     assert ov.Internal == w.STATUS_CONNECTION_REFUSED
     assert w.win32_of(ov.Internal) == w.ERROR_CONNECTION_REFUSED
+
+
+def test_disconnect_ex_waits_for_the_sends_then_reuse_connects_again(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.4: graceful once the sends before it are done; TF_REUSE_SOCKET lets the
+    # same handle go to ConnectEx again.
+    s = make_socket(provider)
+    assert provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, INT()) == 0
+    first, _ = listener.accept()
+    first.settimeout(10)
+    sent = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    rc = provider.WSPSend(s, [WSABUF(7, b"goodbye")], 1, None, 0, sent, None, None, INT())
+    assert rc == 0 or w.WSAGetLastError() == w.WSA_IO_PENDING
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.DisconnectEx(s, ov, w.TF_REUSE_SOCKET, 0)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    wait(ov)
+    assert ov.Internal == 0 and sent.Internal == 0
+    got = b""
+    while chunk := first.recv(100):
+        got += chunk
+    assert got == b"goodbye"  # every byte, then the FIN
+    first.close()
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.ConnectEx(s, listener.getsockname(), 16, b"hello", 5, DWORD(), again)
+    second, _ = listener.accept()
+    second.settimeout(10)
+    wait(again)
+    assert again.Internal == 0 and recv_exact(second, 5) == b"hello"
+    second.close()
+
+
+def test_disconnect_ex_without_reuse_leaves_a_socket_to_close(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.4
+    s = make_socket(provider)
+    assert provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, INT()) == 0
+    peer, _ = listener.accept()
+    peer.settimeout(10)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.DisconnectEx(s, ov, 0, 0)
+    wait(ov)
+    assert peer.recv(10) == b""
+    err = INT()
+    assert provider.WSPSend(s, [WSABUF(1, b"x")], 1, DWORD(), 0, None, None, None, err) == -1
+    assert err.value == w.WSAESHUTDOWN
+    assert not provider.DisconnectEx(s, WSAOVERLAPPED(), 0, 0)
+    assert w.WSAGetLastError() in (w.WSAENOTCONN, w.WSAESHUTDOWN)
+    peer.close()

@@ -39,6 +39,7 @@ from ._datagrams import DatagramSender
 from ._engine import ABORTED, SocketEngine
 from ._handoff import HandOff
 from ._operation import Operation, OpKind
+from ._protocols import Detached
 from .constants import STATUS_PENDING
 from .errors import WSAErr, WSAError, wsa_code_of
 from .verifier import check_unchanged
@@ -117,6 +118,29 @@ class SocketAdapter:
         self._skip_on_success = skip
         if self.port_link is not None:
             self.port_link.skip_on_success = skip
+
+    def disconnect(self, reuse: bool) -> None:
+        """DisconnectEx (S14.4), loop thread, once the sends before it are done: close the
+        connection gracefully; with ``reuse`` the socket becomes a fresh unbound one."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if reuse:
+                protocol = transport.get_protocol()
+                protocol.sock = Detached()  # the old connection's events concern us no more
+            transport.close()  # graceful: what it holds still goes out, then FIN
+        if not reuse:
+            self.engine.shutdown(send=True, receive=True)
+            return
+        engine = self.engine
+        self.door.complete_all(engine.sendq.remove_all() + engine.receiver.remove(), ABORTED)
+        old = self.sock
+        self.sock = _pysocket.socket(old.family, old.type)
+        self.sock.setblocking(False)
+        self.datagrams.sock = self.sock
+        self.transport = None
+        if transport is None:
+            old.close()
+        self.engine.reset()
 
     def replace_socket(self, sock: _pysocket.socket) -> None:
         """AcceptEx (S14.2): this socket takes over an accepted connection's host socket."""

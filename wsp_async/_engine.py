@@ -237,6 +237,15 @@ class SocketEngine:
             if self.stream:
                 self.eof_due = True
 
+    def reset(self) -> None:
+        """DisconnectEx with TF_REUSE_SOCKET (S14.4): a fresh, unbound socket again."""
+        self.state = SocketState.CREATED
+        self.error = self.so_error = self.recv_error = 0
+        self.send_shut = self.recv_shut = False
+        self.eof_due = self.coalescing = self.reading_paused = False
+        self.sendq = SendQueue(self.capacity)
+        self.receiver = StreamReceiver()
+
     def bypassed(self, nbytes: int, buffered: int) -> None:
         """A non-blocking send (S8.1) gave ``nbytes`` to the transport outside the queue."""
         self.sendq.bypassed(nbytes, buffered)

@@ -1,4 +1,4 @@
-"""The extension functions of ``mswsock.h`` (SPEC S14): ``AcceptEx`` and ``ConnectEx``.
+"""The extension functions of ``mswsock.h`` (SPEC S14): ``AcceptEx``, ``ConnectEx``, ``DisconnectEx``.
 
 Both are overlapped operations like any other -- one record, claimed, counted, and
 completed once through the completion door (event, or packet of the socket's port).
@@ -29,6 +29,7 @@ from ._operation import Operation, OpKind
 from ._parts import Parts
 from ._posting import Posting
 from ._spi import PENDING
+from .constants import TF_DISCONNECT, TF_REUSE_SOCKET
 from .errors import WSAErr, WSAError, wsa_code_of
 from .mswsock import MIN_ADDRESS_LENGTH, encode_sockaddr
 from .structs import WSABUF
@@ -170,6 +171,41 @@ class Extensions:
         start = receive + record.local
         output[start : start + len(remote)] = remote
         self.door.complete(record.op, 0, received)
+
+    # ------------------------------------------------------------------ DisconnectEx
+    def disconnect_ex(
+        self, s: object, lpOverlapped: object, dwFlags: object, dwReserved: object
+    ) -> Any:
+        sock = self.parts.sockets.get(s)
+        flags = integer(dwFlags, "dwFlags is not an int")
+        if dwReserved not in (0, None) or flags & ~(TF_DISCONNECT | TF_REUSE_SOCKET):
+            raise WSAError(WSAErr.WSAEINVAL)
+        engine = sock.engine
+        if not engine.stream or engine.state != SocketState.CONNECTED or engine.recv_shut:
+            raise WSAError(WSAErr.WSAENOTCONN)  # never connected, or disconnected already
+        op = self.posting.overlapped(sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
+        reuse = bool(flags & TF_REUSE_SOCKET)
+        if op is None:  # no structure: DisconnectEx blocks until done
+            self.io.run(self._disconnect(sock, None, reuse), alertable=True)
+            return 0
+        self.posting.start(sock, op, checked=False)
+        self.io.spawn(self._disconnect(sock, op, reuse))
+        return PENDING
+
+    async def _disconnect(self, sock: SocketAdapter, op: Operation | None, reuse: bool) -> None:
+        """Once the sends before it are done (a 0-byte marker behind them completes), close
+        the connection gracefully (S14.4); with TF_REUSE_SOCKET the socket is fresh again."""
+        status = sock.engine.error
+        if not status:
+            marker = Operation(OpKind.SEND, [], 0)
+            done: asyncio.Future[None] = self.io.loop.create_future()
+            marker.listener = lambda _op: _resolve(done)
+            sock.post_here(marker, coalesce=False)
+            await done
+            status = marker.status
+        sock.disconnect(reuse)
+        if op is not None:
+            self.door.complete(op, status, 0)
 
     # ------------------------------------------------------------------ ConnectEx
     def connect_ex(

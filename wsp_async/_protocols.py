@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from .errors import wsa_code_of
 
-__all__ = ["DatagramProtocol", "StreamProtocol", "TransportEvents"]
+__all__ = ["DatagramProtocol", "Detached", "StreamProtocol", "TransportEvents"]
 
 
 class TransportEvents(Protocol):
@@ -23,6 +23,29 @@ class TransportEvents(Protocol):
     def ended(self) -> None: ...
     def lost(self, exc: BaseException | None) -> None: ...
     def icmp_error(self, code: int) -> None: ...
+
+
+class Detached:
+    """Where a transport's events go once its socket moved on (DisconnectEx with
+    TF_REUSE_SOCKET, S14.4): nowhere -- the old connection no longer concerns it."""
+
+    def attach(self, transport: asyncio.BaseTransport) -> None:
+        pass
+
+    def drained(self) -> None:
+        pass
+
+    def received(self, data: bytes, source: Any) -> None:
+        pass
+
+    def ended(self) -> None:
+        pass
+
+    def lost(self, exc: BaseException | None) -> None:
+        pass
+
+    def icmp_error(self, code: int) -> None:
+        pass
 
 
 class StreamProtocol(asyncio.Protocol):

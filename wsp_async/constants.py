@@ -145,3 +145,7 @@ ERROR_CONNECTION_REFUSED: Final = 1225
 ERROR_PORT_UNREACHABLE: Final = 1234
 ERROR_CONNECTION_ABORTED: Final = 1236
 ERROR_MORE_DATA: Final = 234
+
+# --- TransmitFile / DisconnectEx flags (mswsock.h, SPEC S14.4) -------------------------
+TF_DISCONNECT: Final = 0x01
+TF_REUSE_SOCKET: Final = 0x02

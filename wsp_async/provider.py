@@ -45,6 +45,7 @@ from .errors import WSAErr, WSAError
 from .mswsock import (
     WSAID_ACCEPTEX,
     WSAID_CONNECTEX,
+    WSAID_DISCONNECTEX,
     WSAID_GETACCEPTEXSOCKADDRS,
     GetAcceptExSockaddrs,
 )
@@ -104,6 +105,7 @@ class Provider:
         self._controls.extension_functions = {
             WSAID_ACCEPTEX: self.AcceptEx,
             WSAID_CONNECTEX: self.ConnectEx,
+            WSAID_DISCONNECTEX: self.DisconnectEx,
             WSAID_GETACCEPTEXSOCKADDRS: GetAcceptExSockaddrs,
         }
         #: How long close() lets closing transports flush to the kernel (seconds).
@@ -332,6 +334,12 @@ class Provider:
     ) -> Any:
         """Connect a bound socket and send the first data (S14.3): False with WSA_IO_PENDING."""
         return self._extensions.connect_ex(s, name, lpSendBuffer, dwSendDataLength, lpOverlapped)
+
+    @extension
+    def DisconnectEx(self, s: int, lpOverlapped: object, dwFlags: int, dwReserved: int) -> Any:
+        """Close gracefully once the sends before it are done; with TF_REUSE_SOCKET the
+        socket can go to AcceptEx or ConnectEx again (S14.4)."""
+        return self._extensions.disconnect_ex(s, lpOverlapped, dwFlags, dwReserved)
 
     GetAcceptExSockaddrs = staticmethod(GetAcceptExSockaddrs)
 
