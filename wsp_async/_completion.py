@@ -16,9 +16,10 @@ Rules of this module:
   and their failures are reported the way S6.7 reports a routine's: they never
   strand an operation or stop the completions after them.
 
-The S3.4 guard also lives here, because it is the other half of the same
-promise: :func:`claim` ties a ``WSAOVERLAPPED`` to one pending operation,
-atomically, so that two threads posting one structure cannot both succeed.
+The S3.4 guard is the other half of the same promise: ``structs.claim_structure``
+ties a ``WSAOVERLAPPED`` to one pending operation atomically (one ``dict.setdefault``),
+so that two threads posting one structure cannot both succeed; :func:`unclaim`
+undoes it for a post that fails before anything started.
 
 Waiting for a result is process-wide (one condition for every provider), so a
 ``WSPGetOverlappedResult(fWait=True)`` wakes whichever provider completes the
@@ -37,11 +38,9 @@ from typing import Any
 from . import apc
 from ._operation import Operation
 from .constants import STATUS_PENDING
-from .errors import WSAErr, WSAError
 from .ntstatus import ntstatus_of
 from .structs import (
     WSAOVERLAPPED,
-    claim_structure,
     operation_of,
     release_structure,
     write_result,
@@ -52,7 +51,6 @@ from .verifier import report_slow_routine
 __all__ = [
     "CompletionDoor",
     "RoutineLane",
-    "claim",
     "isolated",
     "unclaim",
     "wait_result",
@@ -75,16 +73,9 @@ def isolated(hook: Callable[..., object], *args: Any) -> None:
         apc.report(hook, exc)
 
 
-def claim(ov: WSAOVERLAPPED, op: Operation) -> tuple[int, int]:
-    """Mark ``ov`` pending for ``op`` (S2.5, S3.4); returns what to restore if the post fails."""
-    saved = claim_structure(ov, op)
-    if saved is None:
-        raise WSAError(WSAErr.WSAEINVAL, "this WSAOVERLAPPED is still pending (S3.4)")
-    return saved
-
-
 def unclaim(op: Operation, saved: tuple[int, int]) -> None:
-    """Undo :func:`claim` for a post that failed before anything started (S2.3)."""
+    """Undo a claim (``structs.claim_structure``) for a post that failed before anything
+    started (S2.3)."""
     ov = op.overlapped
     if ov is not None and operation_of(ov) is op:
         release_structure(ov, saved)

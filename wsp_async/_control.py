@@ -12,7 +12,6 @@ from typing import Any
 
 from ._adapter import SocketAdapter
 from ._arguments import check_box, option_int
-from ._completion import claim, unclaim
 from ._engine import SocketState
 from ._operation import OpKind
 from ._parts import Parts
@@ -95,21 +94,18 @@ class Controls:
             sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
         check_box(lpcbBytesReturned, "lpcbBytesReturned", optional=False)
-        saved = None if op is None else claim(op.overlapped, op)  # type: ignore[arg-type]
+        saved = None if op is None else self.posting.claim(sock, op)
         try:
             returned = self._control(sock, code, lpvInBuffer, lpvOutBuffer)
-        except WSAError as exc:
-            if op is not None and saved is not None:
-                if exc.winerror == WSAErr.WSAEOPNOTSUPP:
-                    # Overlapped, an unknown code pends and completes with the error,
-                    # as on Windows (the routine gets WSAEOPNOTSUPP).
-                    self.parts.door.complete(op, exc.winerror, 0)
-                    return PENDING
-                unclaim(op, saved)
-            raise
-        except BaseException:
-            if op is not None and saved is not None:
-                unclaim(op, saved)
+        except BaseException as exc:
+            if op is None or saved is None:
+                raise
+            if isinstance(exc, WSAError) and exc.winerror == WSAErr.WSAEOPNOTSUPP:
+                # Overlapped, an unknown code pends and completes with the error, as on
+                # Windows (the routine gets WSAEOPNOTSUPP).
+                self.parts.door.complete(op, exc.winerror, 0)
+                return PENDING
+            self.posting.undo(sock, op, saved)
             raise
         store(lpcbBytesReturned, returned)
         if op is not None:

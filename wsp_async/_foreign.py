@@ -80,7 +80,9 @@ def send_staged(adapter: SocketAdapter, op: Operation) -> bool:
     """Another thread's small send, copied into the emulated send buffer: True when it
     fits there, so it is complete at once (S4.1: held within SO_SNDBUF is consumed).
 
-    The copy (a ``bytes`` buffer is shared, not copied) joins the hand-off in order
+    The caller has checked that nothing of the socket is outstanding, so this completion
+    cannot overtake an earlier one (S6.4).  The copy (a ``bytes`` buffer is shared, not
+    copied) joins the hand-off in order
     as a send that is already complete; the loop writes it with the next batch.  It
     costs a copy instead of a system call and a loop wake-up per send.
     """
@@ -99,7 +101,6 @@ def send_staged(adapter: SocketAdapter, op: Operation) -> bool:
             or engine.error
             or handoff.front is not None
             or handoff.pending_posts
-            or engine.pending.count
             or sendq.waiting
             or sendq.inflight
             or handoff.staged + sendq.buffered + op.nbytes > engine.capacity

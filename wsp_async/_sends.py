@@ -25,10 +25,8 @@ from ._spi import PENDING
 from .constants import MSG_OOB
 from .errors import WSAErr, WSAError
 from .structs import (
-    claim_structure,
     store,
 )
-from .verifier import remember
 
 __all__ = ["Sends"]
 
@@ -102,12 +100,7 @@ class Sends:
             # Completions happen on this very thread: count the op only if it is
             # still pending after the post, so a send done at once skips the lock.
             engine.pending.check(total)
-            if claim_structure(lpOverlapped, op) is None:  # type: ignore[arg-type]
-                raise self.posting.reused(sock)
-            if parts.debug:
-                remember(op)
-            if self.door.tracer is not None:
-                self.door.posted(op)
+            self.posting.claim(sock, op)
             op.in_call = True  # a completion inside post_here is this call's (S13.3)
             done = sock.post_here(op, coalesce)
             op.in_call = False
