@@ -221,3 +221,74 @@ def test_a_truncated_datagram_is_partial_and_msgsize() -> None:
     assert r.feed(b"too long", ("127.0.0.1", 9)) == [(small, w.WSAEMSGSIZE, 4)]
     assert small.out_flags & w.MSG_PARTIAL and small.source == ("127.0.0.1", 9)
     assert r.available() == 0
+
+
+class ListParts:
+    """A part source over a list of pieces (the engine never reads files itself)."""
+
+    def __init__(self, pieces: list[bytes], error: int = 0) -> None:
+        self.pieces = list(pieces)
+        self.sent = 0
+        self.error = 0
+        self._error = error
+
+    def take(self) -> tuple[bytes, bool]:
+        data = self.pieces.pop(0)
+        self.sent += len(data)
+        if not self.pieces:
+            self.error = self._error
+        return data, not self.pieces
+
+
+def transmit(pieces: list[bytes], error: int = 0) -> Operation:
+    op = Operation(OpKind.SEND, [], sum(map(len, pieces)))
+    op.parts = ListParts(pieces, error)
+    return op
+
+
+def written(batch: list[object]) -> bytes:
+    return b"".join(buf for op in batch for buf in op.buffers)  # type: ignore[attr-defined]
+
+
+def test_a_transmit_file_goes_in_pieces_as_room_appears_and_nothing_lands_inside() -> None:
+    # SPEC S14.5, S4.4: pieces are taken only while the buffer has room; a send posted
+    # after it goes after its last piece; it completes when that piece is consumed.
+    e = engine()
+    e.capacity = e.sendq.capacity = 100
+    first, tf, last = send(10), transmit([b"h" * 5, b"f" * 80, b"f" * 80, b"t" * 5]), send(3)
+    for op in (first, tf, last):
+        e.post_send(op, coalesce=False)
+    _none, batch = e.next_hand_on()
+    assert written(batch) == b"x" * 10 + b"h" * 5 + b"f" * 80 + b"f" * 80  # one overshoot
+    assert e.handed(batch, 175) == [first]  # 175 - 100 over: the first 100 bytes consumed
+    assert e.next_hand_on() == (None, [])  # no room: nothing read
+    assert e.observe(0) == []  # its pieces are consumed, but not its last one
+    _none, batch = e.next_hand_on()
+    assert written(batch) == b"t" * 5 + b"x" * 3
+    assert e.handed(batch, 0) == [tf, last]
+    assert tf.direct == 0 and e.sendq.outstanding() == []
+
+
+def test_a_transmit_file_with_no_room_left_waits_and_an_abort_takes_it_once() -> None:
+    # SPEC S14.5 with S10.2: handed on in part, it is still pending; close takes it once,
+    # and its pieces already written stand for nothing.
+    e = engine()
+    e.capacity = e.sendq.capacity = 10
+    tf = transmit([b"a" * 20, b"b" * 20, b"c"])
+    e.post_send(tf, coalesce=False)
+    _none, batch = e.next_hand_on()
+    assert written(batch) == b"a" * 20
+    assert e.handed(batch, 20) == []
+    assert e.sendq.outstanding() == [tf]
+    assert e.has_pending(lambda op: op is tf)
+    aborted, kept = e.close()
+    assert aborted == [tf] and kept == []
+
+
+def test_a_transmit_file_whose_read_failed_carries_its_code() -> None:
+    # SPEC S14.5, S2.4: the source's error rides on the operation to its completion.
+    e = engine()
+    tf = transmit([b"abc", b""], error=w.WSAEFAULT)
+    e.post_send(tf, coalesce=False)
+    _none, batch = e.next_hand_on()
+    assert e.handed(batch, 0) == [tf] and tf.fault == w.WSAEFAULT

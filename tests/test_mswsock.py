@@ -6,6 +6,7 @@ Plain sockets are the peers on 127.0.0.1; both loops.
 from __future__ import annotations
 
 import socket
+import uuid
 
 import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
@@ -39,14 +40,17 @@ def test_extension_functions_come_from_wsp_ioctl(provider):  # type: ignore[no-u
         (w.WSAID_ACCEPTEX, provider.AcceptEx),
         (w.WSAID_CONNECTEX, provider.ConnectEx),
         (w.WSAID_GETACCEPTEXSOCKADDRS, w.GetAcceptExSockaddrs),
+        (w.WSAID_DISCONNECTEX, provider.DisconnectEx),
+        (w.WSAID_TRANSMITFILE, provider.TransmitFile),
     ):
         out, err = Box(), INT()
         code = w.SIO_GET_EXTENSION_FUNCTION_POINTER
         assert provider.WSPIoctl(s, code, guid, 16, out, 8, DWORD(), None, None, None, err) == 0
         assert out.value == expected
     err = INT()
-    rc = provider.WSPIoctl(s, w.SIO_GET_EXTENSION_FUNCTION_POINTER, w.WSAID_TRANSMITFILE, 16, Box(), 8, DWORD(), None, None, None, err)  # fmt: skip
-    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEINVAL)  # not emulated yet
+    unknown = uuid.UUID("d9689da0-1f90-11d3-9971-00c04f68c876")  # TransmitPackets: not emulated
+    rc = provider.WSPIoctl(s, w.SIO_GET_EXTENSION_FUNCTION_POINTER, unknown, 16, Box(), 8, DWORD(), None, None, None, err)  # fmt: skip
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEINVAL)
 
 
 def test_accept_ex_hands_the_connection_to_the_accept_socket(provider):  # type: ignore[no-untyped-def]

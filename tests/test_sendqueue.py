@@ -15,6 +15,8 @@ class Op:
     end: int = 0
     urgent: bool = False
     fault: int = 0
+    parts: None = None
+    direct: int = 0
 
 
 def test_send_completes_only_when_within_capacity() -> None:  # SPEC S4.1

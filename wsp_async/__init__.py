@@ -60,7 +60,16 @@ from .mswsock import (
 )
 from .ntstatus import NTSTATUS, ntstatus_of, win32_of, wsa_of
 from .provider import Provider
-from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED, WSATHREADID, is_box, store
+from .structs import (
+    DWORD,
+    INT,
+    TRANSMIT_FILE_BUFFERS,
+    WSABUF,
+    WSAOVERLAPPED,
+    WSATHREADID,
+    is_box,
+    store,
+)
 
 try:
     __version__: str = _metadata.version("wsp_async")
@@ -99,6 +108,7 @@ __all__ = [
     "WaitForSingleObject",
     "WaitForSingleObjectEx",
     "Provider",
+    "TRANSMIT_FILE_BUFFERS",
     "WSABUF",
     "WSAEVENT",
     "WSAOVERLAPPED",

@@ -227,6 +227,8 @@ class SocketAdapter:
             if failed is not None:
                 door.complete_all(batch, engine.write_failed(failed))
                 continue
+            if engine.sendq.pieces:
+                self._ending(done)
             door.complete_ok(done)
             if engine.drain_delay is not None:
                 self.drain_timer = self.loop.call_later(engine.drain_delay, self._drain_tick)
@@ -236,6 +238,14 @@ class SocketAdapter:
         if not self.handoff and engine.eof_ready():
             if transport.can_write_eof() and not transport.is_closing():
                 transport.write_eof()
+
+    def _ending(self, done: list[Operation]) -> None:
+        """A TransmitFile with TF_DISCONNECT among the consumed sends: disconnect before
+        it completes, so that its socket may be reused once its notice arrives (S14.5)."""
+        for op in done:
+            parts = op.parts
+            if parts is not None and parts.disconnect and not op.fault:
+                self.disconnect(parts.reuse)
 
     def _write(self, transport: Any, batch: list[Operation]) -> None:
         first = batch[0]
@@ -272,8 +282,11 @@ class SocketAdapter:
         """The transport's buffer fell to the capacity (or was resized): settle and refill."""
         if self.transport is None:
             return
-        self.door.complete_ok(self.engine.observe(self.transport.get_write_buffer_size()))
+        done = self.engine.observe(self.transport.get_write_buffer_size())
         sendq = self.engine.sendq
+        if sendq.pieces:
+            self._ending(done)
+        self.door.complete_ok(done)
         if sendq.waiting and sendq.waiting[0].urgent and not sendq.buffered:
             self._limit(self.engine.capacity)
         self.pump()

@@ -232,9 +232,13 @@ class CompletionDoor:
             isolated(tracer, completion_record(op))
 
     def complete_ok(self, ops: Iterable[Operation]) -> None:
-        """Complete sends that were consumed whole (S4.3)."""
+        """Complete sends that were consumed whole (S4.3); a TransmitFile whose file failed
+        to read carries its code in ``fault``."""
         for op in ops:
-            self.complete(op, 0, op.nbytes + op.direct)
+            if op.fault:
+                self.complete(op, op.fault, 0)
+            else:
+                self.complete(op, 0, op.nbytes + op.direct)
 
     def complete_all(self, ops: Iterable[Operation], status: int) -> None:
         for op in ops:

@@ -362,10 +362,9 @@ class SocketEngine:
 
     def has_pending(self, which: Callable[[Operation], bool]) -> bool:
         """Some pending operation, handed on or not, is one ``which`` selects."""
-        sendq = self.sendq
         return any(
             op.pending and which(op)
-            for q in (sendq.inflight, sendq.waiting, self.receiver.waiting)
+            for q in (self.sendq.outstanding(), self.receiver.waiting)
             for op in q
         )
 

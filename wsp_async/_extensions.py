@@ -1,6 +1,7 @@
-"""The extension functions of ``mswsock.h`` (SPEC S14): ``AcceptEx``, ``ConnectEx``, ``DisconnectEx``.
+"""The extension functions of ``mswsock.h`` (SPEC S14): AcceptEx, ConnectEx, DisconnectEx,
+TransmitFile.
 
-Both are overlapped operations like any other -- one record, claimed, counted, and
+Each is overlapped operations like any other -- one record, claimed, counted, and
 completed once through the completion door (event, or packet of the socket's port).
 
 * ``AcceptEx`` posts on the *listening* socket (its port gets the packet).  Many may be
@@ -11,12 +12,17 @@ completed once through the completion door (event, or packet of the socket's por
   the listener aborts them (S10.2).
 * ``ConnectEx`` connects a bound socket and sends the optional first data; a refused
   connection completes with ``WSAECONNREFUSED``.
+* ``TransmitFile`` is one send whose bytes -- head, file, tail -- the send queue hands
+  on piece by piece as the buffer drains (:mod:`wsp_async._transmit`), in order with
+  the socket's other sends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import threading
 from typing import Any
 
 import attrs
@@ -27,12 +33,19 @@ from ._engine import ABORTED, SocketState
 from ._lifecycle import Lifecycle
 from ._operation import Operation, OpKind
 from ._parts import Parts
-from ._posting import Posting
+from ._posting import Posting, prepare_wait
 from ._spi import PENDING
-from .constants import TF_DISCONNECT, TF_REUSE_SOCKET
+from ._transmit import DEFAULT_PER_SEND, FileParts
+from .constants import (
+    TF_DISCONNECT,
+    TF_REUSE_SOCKET,
+    TF_USE_KERNEL_APC,
+    TF_USE_SYSTEM_THREAD,
+    TF_WRITE_BEHIND,
+)
 from .errors import WSAErr, WSAError, wsa_code_of
 from .mswsock import MIN_ADDRESS_LENGTH, encode_sockaddr
-from .structs import WSABUF
+from .structs import TRANSMIT_FILE_BUFFERS, WSABUF
 
 __all__ = ["Extensions"]
 
@@ -258,6 +271,132 @@ class Extensions:
         sock.post_here(first, coalesce=False)
         await sent
         self.door.complete(op, first.status, first.transferred if not first.status else 0)
+
+    # ------------------------------------------------------------------ TransmitFile
+    def transmit_file(
+        self,
+        hSocket: object,
+        hFile: object,
+        nNumberOfBytesToWrite: object,
+        nNumberOfBytesPerSend: object,
+        lpOverlapped: object,
+        lpTransmitBuffers: object,
+        dwFlags: object,
+    ) -> Any:
+        sock = self.parts.sockets.get(hSocket)
+        engine = sock.engine
+        to_write = integer(nNumberOfBytesToWrite, "nNumberOfBytesToWrite is not a length")
+        per_send = integer(nNumberOfBytesPerSend, "nNumberOfBytesPerSend is not a length")
+        flags = integer(dwFlags, "dwFlags is not an int")
+        if to_write < 0 or per_send < 0 or flags & ~_TRANSMIT_FLAGS:
+            raise WSAError(WSAErr.WSAEINVAL)
+        if flags & TF_REUSE_SOCKET and not flags & TF_DISCONNECT:
+            raise WSAError(WSAErr.WSAEINVAL, "TF_REUSE_SOCKET needs TF_DISCONNECT")
+        head, tail = _head_and_tail(lpTransmitBuffers)
+        fd = _file_descriptor(hFile)
+        if not engine.stream:
+            raise WSAError(WSAErr.WSAENOTCONN, "TransmitFile needs a connected stream socket")
+        engine.check_send(0, None, 0)  # shut down, failed, not connected (S9)
+        op = self.posting.overlapped(sock, OpKind.SEND, [], 0, 0, lpOverlapped, None, None)
+        if op is None:
+            offset = os.lseek(fd, 0, os.SEEK_CUR) if fd is not None else 0
+        else:
+            ov = op.overlapped
+            low = integer(ov.Offset, "Offset is not a file offset")  # type: ignore[union-attr]
+            high = integer(ov.OffsetHigh, "OffsetHigh is not a file offset")  # type: ignore[union-attr]
+            if not (0 <= low < 1 << 32 and 0 <= high < 1 << 32):
+                raise WSAError(WSAErr.WSAEINVAL, "Offset/OffsetHigh is not a file offset")
+            offset = high << 32 | low
+        count = 0
+        if fd is not None:
+            available = max(0, _file_size(fd) - offset)
+            count = min(to_write, available) if to_write else available
+        parts = FileParts(head, fd, offset, count, per_send or DEFAULT_PER_SEND, tail)
+        parts.disconnect = bool(flags & TF_DISCONNECT)
+        parts.reuse = bool(flags & TF_REUSE_SOCKET)
+        total = len(head) + count + len(tail)
+        if op is None:  # no structure: TransmitFile blocks until done, from the file pointer
+            return self._transmit_blocking(sock, parts, total, fd)
+        op.nbytes = total
+        op.parts = parts
+        saved = self.posting.start(sock, op, checked=False)
+        if threading.get_ident() == self.io.ident:
+            sock.post_here(op, coalesce=False)
+        else:
+            try:
+                sock.post_foreign(op)
+            except WSAError:
+                self.posting.undo(sock, op, saved)
+                raise
+        return PENDING
+
+    def _transmit_blocking(
+        self, sock: SocketAdapter, parts: FileParts, total: int, fd: int | None
+    ) -> int:
+        if self.io.here():
+            raise self.io.refuse_blocking("a blocking TransmitFile")
+        op = Operation(OpKind.SEND, [], total)
+        op.handle = sock.handle
+        op.parts = parts
+        prepare_wait(op)
+        sock.post_foreign(op)
+        op.listener.wait()  # type: ignore[union-attr]
+        if fd is not None:
+            os.lseek(fd, parts.offset, os.SEEK_SET)  # the file pointer moves past what went
+        if op.status:
+            raise WSAError(op.status)
+        return 0
+
+
+_TRANSMIT_FLAGS = (
+    TF_DISCONNECT | TF_REUSE_SOCKET | TF_WRITE_BEHIND | TF_USE_SYSTEM_THREAD | TF_USE_KERNEL_APC
+)
+
+
+def _head_and_tail(buffers: object) -> tuple[Any, Any]:
+    """The head and tail of a ``TRANSMIT_FILE_BUFFERS`` (None: neither), captured now."""
+    if buffers is None:
+        return b"", b""
+    if not isinstance(buffers, TRANSMIT_FILE_BUFFERS):
+        raise WSAError(WSAErr.WSAEFAULT, "lpTransmitBuffers is not a TRANSMIT_FILE_BUFFERS")
+    pieces = []
+    for buf, length in ((buffers.Head, buffers.HeadLength), (buffers.Tail, buffers.TailLength)):
+        size = integer(length, "HeadLength/TailLength is not a length")
+        if buf is None or not size:
+            pieces.append(b"")
+            continue
+        views, _total = capture([WSABUF(size, buf)], 1, False)
+        pieces.append(views[0])
+    return pieces[0], pieces[1]
+
+
+def _file_descriptor(hFile: object) -> int | None:
+    """The file's descriptor: an int, or an object with ``fileno()``; None or 0 for no file.
+
+    Descriptor 0 is stdin, never a file anyone transmits: as on Windows, a null
+    handle means "only the transmit buffers"."""
+    if hFile is None or hFile is False:
+        return None
+    try:
+        fd = hFile if type(hFile) is int else hFile.fileno()  # type: ignore[attr-defined]
+        if type(fd) is not int:
+            raise TypeError
+    except Exception:
+        raise WSAError(WSAErr.WSA_INVALID_HANDLE, "hFile is not an open file") from None
+    if fd == 0:
+        return None
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise WSAError(WSAErr.WSA_INVALID_HANDLE, "hFile is not an open file") from None
+    return fd
+
+
+def _file_size(fd: int) -> int:
+    try:
+        return os.fstat(fd).st_size
+    except OSError:
+        raise WSAError(WSAErr.WSA_INVALID_HANDLE, "hFile is not an open file") from None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -121,9 +121,13 @@ class Operation:
     urgent: bool = False
     #: Stream offset just past this send's last byte, set when handed to the transport.
     end: int = 0
-    #: Bytes of a send the kernel took directly before its rest was queued (S4.3: the
-    #: completion still reports the whole length).
+    #: Bytes the completion reports beyond ``nbytes``: those of a send the kernel took
+    #: directly before its rest was queued (S4.3: the completion still reports the whole
+    #: length), or fewer for a TransmitFile whose file ended early.
     direct: int = 0
+    #: A TransmitFile's source of pieces (head, file chunks, tail), handed on as the send
+    #: buffer drains (S14.5); see :mod:`wsp_async._sendqueue`.
+    parts: Any = None
     status: int = STATUS_PENDING
     transferred: int = 0
     #: Output flags of a receive (MSG_PARTIAL), reported through the routine and S7.2.

@@ -31,13 +31,24 @@ as references to the caller's buffers, never copied (S5.2).
 ``buffered`` is only learnt when the adapter reports it (after a write, and when
 the transport says it drained to the capacity), so a completion may come a
 little *late*, never early: ``consumed`` can only be under-estimated.
+
+One operation may be handed on in parts: a ``TransmitFile`` (S14.5) carries a
+:class:`PartSource` and stays at the head of ``waiting`` while its source hands
+out :class:`Piece` objects -- head, file chunks, tail -- as room appears in the
+send buffer, so a file is never read whole and no later send lands inside it.
+Its pieces travel through ``inflight`` like sends; the last one names the
+operation as its ``owner``, and the operation completes when that piece is
+consumed.  The queue only asks the source for the next piece; reading the file
+is the source's business, outside this module.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
 
 T = TypeVar("T")
 
@@ -56,6 +67,18 @@ def withdraw(queue: collections.deque[T], which: Callable[[T], bool] | None) -> 
     return removed
 
 
+class PartSource(Protocol):
+    """Hands out one operation's bytes piece by piece (a TransmitFile, S14.5)."""
+
+    #: Bytes handed out so far.
+    sent: int
+    #: Once the last piece is out: 0, or the WSA code the operation completes with.
+    error: int
+
+    def take(self) -> tuple[Any, bool]:
+        """The next piece's buffer, and True when it is the last one."""
+
+
 class Sendable(Protocol):
     """What the queue needs of an operation: its size, its place, and OOB-ness."""
 
@@ -63,15 +86,35 @@ class Sendable(Protocol):
     end: int
     urgent: bool
     fault: int
+    parts: PartSource | None
+    #: Bytes the completion reports beyond ``nbytes`` (negative: fewer).
+    direct: int
 
 
 Op = TypeVar("Op", bound=Sendable)
 
 
+@attrs.define(eq=False, slots=True)
+class Piece(Generic[Op]):
+    """One part of an operation handed on in parts; the last one names its ``owner``."""
+
+    buffers: list[Any]
+    nbytes: int
+    owner: Op | None = None
+    end: int = 0
+    urgent: bool = False
+    fault: int = 0
+    parts: None = None
+    direct: int = 0
+    #: Nothing to verify or trace: the owner is the operation the caller sees.
+    checksum: None = None
+    pending: bool = False
+
+
 class SendQueue(Generic[Op]):
     """Posting-order queue of one socket's sends, with S4 completion accounting."""
 
-    __slots__ = ("buffered", "capacity", "inflight", "waiting", "written")
+    __slots__ = ("buffered", "capacity", "inflight", "pieces", "waiting", "written")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -83,6 +126,8 @@ class SendQueue(Generic[Op]):
         self.written = 0
         #: The transport's write-buffer size as last reported.
         self.buffered = 0
+        #: Some operation was handed on in pieces: ``inflight`` may hold :class:`Piece`.
+        self.pieces = False
 
     def __len__(self) -> int:
         return len(self.waiting) + len(self.inflight)
@@ -112,6 +157,11 @@ class SendQueue(Generic[Op]):
             op = waiting[0]
             if op.fault:
                 break  # it completes with its fault, not through the transport
+            if op.parts is not None:
+                estimate = self._take_pieces(op, batch, estimate)
+                if waiting and waiting[0] is op:
+                    break  # the rest of it when the buffer drains
+                continue
             if op.urgent:
                 if batch or self.buffered:
                     break
@@ -122,6 +172,24 @@ class SendQueue(Generic[Op]):
             estimate += op.nbytes
             batch.append(waiting.popleft())
         return batch
+
+    def _take_pieces(self, op: Op, batch: list[Any], estimate: int) -> int:
+        """Add ``op``'s next pieces to ``batch`` while the buffer has room (``op`` leaves
+        ``waiting`` with its last one); returns the new buffer estimate."""
+        parts = op.parts
+        assert parts is not None
+        self.pieces = True
+        while not batch or estimate < self.capacity:
+            data, last = parts.take()
+            size = len(data)
+            batch.append(Piece([data] if size else [], size, op if last else None))
+            estimate += size
+            if last:
+                self.waiting.popleft()
+                op.fault = parts.error  # it completes with that once its bytes are consumed
+                op.direct = parts.sent - op.nbytes  # a file shorter than announced
+                break
+        return estimate
 
     @property
     def blocked_on_urgent(self) -> bool:
@@ -149,10 +217,12 @@ class SendQueue(Generic[Op]):
         if inflight[-1].end <= consumed:  # the common case: everything handed on is consumed
             done = list(inflight)
             inflight.clear()
-            return done
-        done = []
-        while inflight and inflight[0].end <= consumed:
-            done.append(inflight.popleft())
+        else:
+            done = []
+            while inflight and inflight[0].end <= consumed:
+                done.append(inflight.popleft())
+        if self.pieces:
+            return _owners(done)
         return done
 
     def bypassed(self, nbytes: int, buffered: int) -> None:
@@ -166,8 +236,22 @@ class SendQueue(Generic[Op]):
 
     def remove_all(self) -> list[Op]:
         """Withdraw every unconsumed send (handed-on ones first: posting order)."""
-        removed = list(self.inflight)
+        removed = _owners(self.inflight) if self.pieces else list(self.inflight)
         self.inflight.clear()
         removed.extend(self.waiting)
         self.waiting.clear()
         return removed
+
+    def outstanding(self) -> list[Op]:
+        """Every unconsumed operation, handed on or not, in posting order."""
+        handed = _owners(self.inflight) if self.pieces else list(self.inflight)
+        return handed + list(self.waiting)
+
+
+def _owners(items: Any) -> list[Any]:
+    """The operations among handed-on items: a piece stands for its owner, or for nothing."""
+    return [
+        item.owner if type(item) is Piece else item
+        for item in items
+        if type(item) is not Piece or item.owner is not None
+    ]

@@ -146,6 +146,10 @@ ERROR_PORT_UNREACHABLE: Final = 1234
 ERROR_CONNECTION_ABORTED: Final = 1236
 ERROR_MORE_DATA: Final = 234
 
-# --- TransmitFile / DisconnectEx flags (mswsock.h, SPEC S14.4) -------------------------
+# --- TransmitFile / DisconnectEx flags (mswsock.h, SPEC S14.4, S14.5) ------------------
 TF_DISCONNECT: Final = 0x01
 TF_REUSE_SOCKET: Final = 0x02
+TF_WRITE_BEHIND: Final = 0x04
+TF_USE_DEFAULT_WORKER: Final = 0x00
+TF_USE_SYSTEM_THREAD: Final = 0x10
+TF_USE_KERNEL_APC: Final = 0x20

@@ -47,6 +47,7 @@ from .mswsock import (
     WSAID_CONNECTEX,
     WSAID_DISCONNECTEX,
     WSAID_GETACCEPTEXSOCKADDRS,
+    WSAID_TRANSMITFILE,
     GetAcceptExSockaddrs,
 )
 from .structs import WSAOVERLAPPED, WSATHREADID, operation_of
@@ -107,6 +108,7 @@ class Provider:
             WSAID_CONNECTEX: self.ConnectEx,
             WSAID_DISCONNECTEX: self.DisconnectEx,
             WSAID_GETACCEPTEXSOCKADDRS: GetAcceptExSockaddrs,
+            WSAID_TRANSMITFILE: self.TransmitFile,
         }
         #: How long close() lets closing transports flush to the kernel (seconds).
         self.close_timeout = 5.0
@@ -340,6 +342,19 @@ class Provider:
         """Close gracefully once the sends before it are done; with TF_REUSE_SOCKET the
         socket can go to AcceptEx or ConnectEx again (S14.4)."""
         return self._extensions.disconnect_ex(s, lpOverlapped, dwFlags, dwReserved)
+
+    @extension
+    def TransmitFile(
+        self, hSocket: int, hFile: object, nNumberOfBytesToWrite: int,
+        nNumberOfBytesPerSend: int, lpOverlapped: object, lpTransmitBuffers: object,
+        dwFlags: int
+    ) -> Any:
+        """Send head, file bytes (from the overlapped's Offset) and tail, in order with the
+        socket's other sends, reading the file as the connection drains (S14.5)."""
+        return self._extensions.transmit_file(
+            hSocket, hFile, nNumberOfBytesToWrite, nNumberOfBytesPerSend, lpOverlapped,
+            lpTransmitBuffers, dwFlags,
+        )  # fmt: skip
 
     GetAcceptExSockaddrs = staticmethod(GetAcceptExSockaddrs)
 

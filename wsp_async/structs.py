@@ -20,6 +20,7 @@ __all__ = [
     "DWORD",
     "INT",
     "NoPortPacket",
+    "TRANSMIT_FILE_BUFFERS",
     "WSABUF",
     "WSAOVERLAPPED",
     "WSATHREADID",
@@ -39,6 +40,17 @@ class WSABUF:
 
     len: int
     buf: Any
+
+
+@attrs.define(eq=False)
+class TRANSMIT_FILE_BUFFERS:
+    """``TransmitFile``'s head and tail: ``HeadLength`` bytes of ``Head`` go before the
+    file, ``TailLength`` bytes of ``Tail`` after it (SPEC S14.5).  Either may be None."""
+
+    Head: Any = None
+    HeadLength: int = 0
+    Tail: Any = None
+    TailLength: int = 0
 
 
 @attrs.define(eq=False)

@@ -1,0 +1,322 @@
+"""TransmitFile (SPEC S14.5): head, file bytes from the overlapped's offset, tail, in order
+with the socket's other sends, the file read as the connection drains.
+
+Plain sockets are the peers on 127.0.0.1; both loops.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import wsp_async as w
+from wsp_async import DWORD, INT, TRANSMIT_FILE_BUFFERS, WSABUF, WSAOVERLAPPED
+
+from .conftest import connect, make_socket, recv_all, recv_exact, stall
+
+
+class Box:
+    value: object = None
+
+
+def gqcs(port: int, ms: int) -> tuple[bool, int, object, object, int]:
+    n, key, ov = DWORD(), Box(), Box()
+    ok = w.GetQueuedCompletionStatus(port, n, key, ov, ms)
+    return ok, n.value, key.value, ov.value, w.GetLastError()
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    return bytes((i * 7 + seed) & 0xFF for i in range(size))
+
+
+@pytest.fixture
+def data_file() -> Iterator[tuple[int, bytes]]:
+    """An open file of 1 MiB plus a few bytes, and its contents."""
+    content = pattern((1 << 20) + 123)
+    with tempfile.TemporaryFile() as f:
+        f.write(content)
+        f.flush()
+        yield f.fileno(), content
+
+
+def event_ov(offset: int = 0) -> WSAOVERLAPPED:
+    return WSAOVERLAPPED(
+        Offset=offset & 0xFFFFFFFF, OffsetHigh=offset >> 32, hEvent=w.WSACreateEvent()
+    )
+
+
+def wait(ov: WSAOVERLAPPED) -> None:
+    assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 20_000, False) == 0
+
+
+def send(p: w.Provider, s: int, data: bytes) -> WSAOVERLAPPED:
+    ov = event_ov()
+    rc = p.WSPSend(s, [WSABUF(len(data), data)], 1, DWORD(), 0, ov, None, None, INT())
+    assert rc == 0 or w.WSAGetLastError() == w.WSA_IO_PENDING
+    return ov
+
+
+def test_head_file_and_tail_arrive_in_order_and_the_count_covers_all(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5: head, file, tail; the completion reports every byte.
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    buffers = TRANSMIT_FILE_BUFFERS(b"HEAD:", 5, bytearray(b":TAIL"), 5)
+    ov = event_ov()
+    assert not provider.TransmitFile(s, fd, 0, 0, ov, buffers, 0)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    received = recv_exact(conn, 5 + len(content) + 5)
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 5 + len(content) + 5)
+    assert received == b"HEAD:" + content + b":TAIL"
+
+
+def test_offset_and_count_choose_the_file_bytes(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5: from Offset/OffsetHigh, nNumberOfBytesToWrite of them, in pieces of
+    # nNumberOfBytesPerSend; the file's own position is left alone.
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    os.lseek(fd, 17, os.SEEK_SET)
+    ov = event_ov(1000)
+    provider.TransmitFile(s, fd, 70_000, 4096, ov, None, 0)
+    assert recv_exact(conn, 70_000) == content[1000:71_000]
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 70_000)
+    assert os.lseek(fd, 0, os.SEEK_CUR) == 17
+
+
+def test_a_count_past_the_end_sends_what_the_file_has(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5: the file ends first; the completion reports what was sent.
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    ov = event_ov(len(content) - 10)
+    provider.TransmitFile(s, fd, 1000, 0, ov, TRANSMIT_FILE_BUFFERS(None, 0, b"!", 1), 0)
+    assert recv_exact(conn, 11) == content[-10:] + b"!"
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 11)
+
+
+def test_no_file_sends_the_buffers_alone(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.5: hFile NULL transmits the head and tail only.
+    s, conn = connect(provider, listener)
+    ov = event_ov()
+    provider.TransmitFile(s, None, 0, 0, ov, TRANSMIT_FILE_BUFFERS(b"ab", 2, b"cd", 2), 0)
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 4)
+    assert recv_exact(conn, 4) == b"abcd"
+
+
+def test_ordered_with_the_sockets_other_sends_from_any_thread(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5, S5.3: a send posted after TransmitFile never lands inside it, and
+    # completions come in order (S6.4).  TransmitFile is posted by a worker thread that
+    # lives until it completes (S10.4 would cancel it at that thread's exit).
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    before = send(provider, s, b"<before>")
+    ov = event_ov()
+    posted = threading.Event()
+
+    def worker() -> None:
+        provider.TransmitFile(s, fd, 0, 0, ov, None, 0)
+        posted.set()
+        wait(ov)
+
+    poster = threading.Thread(target=worker)
+    poster.start()
+    assert posted.wait(10)
+    after = send(provider, s, b"<after>")
+    expected = b"<before>" + content + b"<after>"
+    assert recv_exact(conn, len(expected)) == expected
+    poster.join(10)
+    for each in (before, ov, after):
+        wait(each)
+        assert each.Internal == 0
+
+
+def test_the_file_is_read_as_the_connection_drains(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.5: not read whole at the call -- bytes written to the file's end after the
+    # call, while the peer does not read yet, are the bytes that arrive.
+    size = 32 << 20
+    with tempfile.TemporaryFile() as f:
+        f.truncate(size)  # sparse: 32 MiB of zeros
+        s, conn = connect(provider, listener)
+        stall(provider, s, conn)
+        ov = event_ov()
+        provider.TransmitFile(s, f.fileno(), 0, 0, ov, None, 0)
+        os.pwrite(f.fileno(), b"late-end", size - 8)
+        received = recv_exact(conn, size)
+        wait(ov)
+    assert ov.InternalHigh == size
+    assert received[-8:] == b"late-end"
+    assert received.count(0) == size - 8
+
+
+def test_tf_disconnect_ends_the_connection_after_the_bytes(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S14.4: TF_DISCONNECT closes gracefully once everything went.
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    ov = event_ov()
+    provider.TransmitFile(s, fd, 5000, 0, ov, None, w.TF_DISCONNECT)
+    assert recv_all(conn) == content[:5000]  # then the FIN
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 5000)
+
+
+def test_tf_reuse_socket_gives_a_socket_connect_ex_takes_again(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S14.4: once complete, the socket is fresh: bind it and ConnectEx.
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    ov = event_ov()
+    provider.TransmitFile(s, fd, 100, 0, ov, None, w.TF_DISCONNECT | w.TF_REUSE_SOCKET)
+    assert recv_all(conn) == content[:100]
+    wait(ov)
+    assert ov.Internal == 0
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    again = event_ov()
+    provider.ConnectEx(s, listener.getsockname(), None, None, 0, DWORD(), again)
+    second, _ = listener.accept()
+    with second:
+        wait(again)
+        assert again.Internal == 0
+
+
+def test_a_port_gets_one_packet_with_the_whole_count(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S13.2: one packet per started operation.
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    assert w.CreateIoCompletionPort(s, port, 42, 0) == port
+    ov = WSAOVERLAPPED()
+    provider.TransmitFile(s, fd, 0, 0, ov, TRANSMIT_FILE_BUFFERS(b"h", 1, None, 0), 0)
+    assert recv_exact(conn, 1 + len(content)) == b"h" + content
+    assert gqcs(port, 10_000)[:4] == (True, 1 + len(content), 42, ov)
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # exactly one
+    w.CloseHandle(port)
+
+
+def test_close_aborts_a_transmission_in_progress_once(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S10.2: closing the socket aborts it, exactly once.
+    with tempfile.TemporaryFile() as f:
+        f.truncate(64 << 20)
+        s, conn = connect(provider, listener)
+        stall(provider, s, conn)
+        port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+        w.CreateIoCompletionPort(s, port, 7, 0)
+        ov = WSAOVERLAPPED()
+        provider.TransmitFile(s, f.fileno(), 0, 0, ov, None, 0)
+        assert provider.WSPCloseSocket(s, INT()) == 0
+        ok, count, key, which, error = gqcs(port, 10_000)
+    assert (ok, count, key, which, error) == (False, 0, 7, ov, w.ERROR_OPERATION_ABORTED)
+    assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # exactly once
+    w.CloseHandle(port)
+
+
+def test_cancel_io_ex_aborts_the_rest_and_later_sends_still_go(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S15.1: a cancelled TransmitFile completes aborted, once; the socket
+    # stays usable and a later send arrives after the part that went.
+    with tempfile.TemporaryFile() as f:
+        f.truncate(64 << 20)
+        s, conn = connect(provider, listener)
+        stall(provider, s, conn)
+        ov = event_ov()
+        provider.TransmitFile(s, f.fileno(), 0, 0, ov, None, 0)
+        tail = send(provider, s, b"\xffend")
+        assert w.CancelIoEx(s, ov)
+        wait(ov)
+        assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+        received = bytearray()
+        while not received.endswith(b"\xffend"):
+            chunk = conn.recv(1 << 20)
+            assert chunk
+            received += chunk
+        wait(tail)
+        assert tail.Internal == 0
+    assert len(received) - 4 < 64 << 20  # the transmission stopped short
+
+
+def test_the_blocking_form_uses_and_moves_the_file_pointer(provider, listener, data_file):  # type: ignore[no-untyped-def]
+    # SPEC S14.5: without a WSAOVERLAPPED it returns when done, from the file pointer.
+    fd, content = data_file
+    s, conn = connect(provider, listener)
+    os.lseek(fd, 300, os.SEEK_SET)
+    assert provider.TransmitFile(s, fd, 1000, 0, None, None, 0)
+    assert recv_exact(conn, 1000) == content[300:1300]
+    assert os.lseek(fd, 0, os.SEEK_CUR) == 1300
+
+
+def test_a_file_that_cannot_be_read_completes_with_an_error(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.5, S2.4: a read error ends it with an error, once; nothing is lost.
+    with tempfile.TemporaryDirectory() as folder:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if os.fstat(fd).st_size == 0:
+                pytest.skip("this file system reports directories as empty")
+            s, _conn = connect(provider, listener)
+            ov = event_ov()
+            provider.TransmitFile(s, fd, 0, 0, ov, None, 0)
+            wait(ov)
+        finally:
+            os.close(fd)
+    assert ov.Internal != 0 and ov.InternalHigh == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        ({"dwFlags": 0x4000}, w.WSAEINVAL),
+        ({"dwFlags": w.TF_REUSE_SOCKET}, w.WSAEINVAL),
+        ({"nNumberOfBytesToWrite": -1}, w.WSAEINVAL),
+        ({"nNumberOfBytesToWrite": 1.5}, w.WSAEFAULT),
+        ({"lpTransmitBuffers": [b"head"]}, w.WSAEFAULT),
+        ({"lpTransmitBuffers": TRANSMIT_FILE_BUFFERS(b"ab", 3)}, w.WSAEFAULT),
+        ({"hFile": "file.txt"}, w.WSA_INVALID_HANDLE),
+        ({"hFile": 1 << 20}, w.WSA_INVALID_HANDLE),
+    ],
+)
+def test_bad_arguments_fail_and_leave_the_structure(provider, listener, data_file, args, code):  # type: ignore[no-untyped-def]
+    # SPEC S9, S2.3: a clear error, nothing started.
+    fd, _content = data_file
+    s, conn = connect(provider, listener)
+    ov = event_ov()
+    call = {
+        "hFile": fd,
+        "nNumberOfBytesToWrite": 0,
+        "nNumberOfBytesPerSend": 0,
+        "lpTransmitBuffers": None,
+        "dwFlags": 0,
+    } | args
+    ok = provider.TransmitFile(
+        s, call["hFile"], call["nNumberOfBytesToWrite"], call["nNumberOfBytesPerSend"], ov,
+        call["lpTransmitBuffers"], call["dwFlags"],
+    )  # fmt: skip
+    assert not ok and w.WSAGetLastError() == code
+    assert (ov.Internal, ov.InternalHigh) == (0, 0)
+    assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 0, False) == w.WSA_WAIT_TIMEOUT
+    send(provider, s, b"x")
+    assert recv_exact(conn, 1) == b"x"  # nothing of the refused call went out
+
+
+def test_an_unconnected_or_datagram_socket_is_not_connected(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S9: TransmitFile needs a connected stream socket.
+    for kind in (w.SOCK_STREAM, w.SOCK_DGRAM):
+        s = make_socket(provider, kind)
+        assert not provider.TransmitFile(s, None, 0, 0, event_ov(), None, 0)
+        assert w.WSAGetLastError() == w.WSAENOTCONN
+    assert not provider.TransmitFile(12345, None, 0, 0, event_ov(), None, 0)
+    assert w.WSAGetLastError() == w.WSAENOTSOCK
+
+
+def test_the_guid_hands_out_transmit_file(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.1: WSAID_TRANSMITFILE.
+    s = make_socket(provider)
+    out = Box()
+    code = w.SIO_GET_EXTENSION_FUNCTION_POINTER
+    rc = provider.WSPIoctl(
+        s, code, w.WSAID_TRANSMITFILE, 16, out, 8, DWORD(), None, None, None, INT()
+    )
+    assert rc == 0 and out.value == provider.TransmitFile
