@@ -4,8 +4,12 @@ Each accepted connection is associated with the port, its context travelling as 
 completion key; the workers loop on ``GetQueuedCompletionStatus`` and, for every
 packet, either post the echo of what was received or post the next receive.  The
 clients are plain ``socket`` objects in threads (independent code), and each checks
-that it gets its own bytes back, in order.  (``AcceptEx`` comes with S14; this server
-accepts with a blocking ``WSPAccept`` in its own thread.)
+that it gets its own bytes back, in order.
+
+Connections come in through ``AcceptEx`` (S14.2), pre-posted on the listening socket,
+whose packets reach the same port under the listener's own key: the worker that gets
+one associates the new socket with the port and posts the next ``AcceptEx`` in its
+place, so a few are always waiting.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from wsp_async import (
     GetQueuedCompletionStatus,
     PostQueuedCompletionStatus,
     Provider,
+    WSAGetLastError,
 )
 
 CLIENTS = 8
 MESSAGES = 50
 WORKERS = 3
+PRE_POSTED = 2
+ADDRESS = 16 + 16  # sizeof(SOCKADDR_IN) + 16: one AcceptEx address block
 
 
 @attrs.define(eq=False)
@@ -50,8 +57,36 @@ class Connection:
     send_ov: WSAOVERLAPPED = attrs.field(factory=WSAOVERLAPPED)
 
 
+@attrs.define(eq=False)
+class Accepting:
+    """One pre-posted AcceptEx: its accept socket, buffer and structure."""
+
+    handle: int
+    output: bytearray = attrs.field(factory=lambda: bytearray(2 * ADDRESS))
+    ov: WSAOVERLAPPED = attrs.field(factory=WSAOVERLAPPED)
+
+
+@attrs.define(eq=False)
+class Listening:
+    """The listener's context (its completion key): the AcceptEx calls pending on it."""
+
+    handle: int
+    pending: dict[int, Accepting] = attrs.field(factory=dict)  # id(ov) -> AcceptEx
+    accepted: int = 0
+
+
 class Box:
     value: object = None
+
+
+def post_accept(p: Provider, listening: Listening) -> None:
+    err = INT()
+    s = p.WSPSocket(AF_INET, SOCK_STREAM, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
+    assert s != INVALID_SOCKET, err.value
+    accept = Accepting(s)
+    listening.pending[id(accept.ov)] = accept
+    ok = p.AcceptEx(listening.handle, s, accept.output, 0, ADDRESS, ADDRESS, None, accept.ov)
+    assert ok or WSAGetLastError() == WSA_IO_PENDING
 
 
 def post_recv(p: Provider, conn: Connection) -> None:
@@ -67,6 +102,18 @@ def worker(p: Provider, port: int, served: list[int]) -> None:
         conn = key.value
         if conn is None:  # the shutdown packet
             return
+        if isinstance(conn, Listening):
+            accepted = conn.pending.pop(id(ov.value))
+            if not ok:  # the listener closed: its AcceptEx calls are aborted
+                p.WSPCloseSocket(accepted.handle, INT())
+                continue
+            new = Connection(accepted.handle)
+            assert CreateIoCompletionPort(new.handle, port, new, 0) == port
+            post_recv(p, new)
+            conn.accepted += 1
+            if conn.accepted + len(conn.pending) < CLIENTS:
+                post_accept(p, conn)  # keep AcceptEx calls waiting
+            continue
         assert isinstance(conn, Connection)
         if not ok or (ov.value is conn.recv_ov and n.value == 0):
             p.WSPCloseSocket(conn.handle, INT())  # the client is done (or gone)
@@ -108,16 +155,10 @@ def main() -> None:
         for t in workers:
             t.start()
 
-        def acceptor() -> None:
-            for _ in range(CLIENTS):
-                s = p.WSPAccept(listener, None, None, None, None, err)
-                assert s != INVALID_SOCKET, err.value
-                conn = Connection(s)
-                assert CreateIoCompletionPort(s, port, conn, 0) == port
-                post_recv(p, conn)
-
-        accepting = threading.Thread(target=acceptor)
-        accepting.start()
+        listening = Listening(listener)
+        assert CreateIoCompletionPort(listener, port, listening, 0) == port
+        for _ in range(PRE_POSTED):
+            post_accept(p, listening)
         failures: list[str] = []
         clients = [
             threading.Thread(target=client, args=(name.value, i, failures)) for i in range(CLIENTS)
@@ -126,7 +167,6 @@ def main() -> None:
             t.start()
         for t in clients:
             t.join(60)
-        accepting.join(30)
         while len(served) < CLIENTS and any(t.is_alive() for t in workers):
             threading.Event().wait(0.01)
         for _ in workers:
@@ -138,7 +178,7 @@ def main() -> None:
         assert not failures, failures
         print(
             f"{WORKERS} workers on one port echoed {CLIENTS * MESSAGES} messages "
-            f"for {CLIENTS} clients, each in order"
+            f"for {CLIENTS} clients accepted by AcceptEx, each in order"
         )
 
 

@@ -272,6 +272,78 @@ async def test_listener_accepts_plain_clients() -> None:  # SPEC S1 (WSPAccept),
         client.close()
 
 
+async def test_accept_ex_awaited_hands_over_the_first_data() -> None:  # SPEC S14.2
+    async with await aio.listen() as listener:
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(listener.accept_ex(receive=16))
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, listener.address)
+        await loop.sock_sendall(client, b"GET /")
+        sock, peer, first = await asyncio.wait_for(waiting, 10)
+        assert (peer, first) == (client.getsockname(), b"GET /")
+        await sock.send(b"200")
+        assert await loop.sock_recv(client, 3) == b"200"
+        sock.close()
+        client.close()
+
+
+async def test_many_accept_ex_awaits_each_get_one_connection_in_order() -> None:  # SPEC S14.2
+    async with await aio.listen() as listener:
+        loop = asyncio.get_running_loop()
+        waits = [asyncio.ensure_future(listener.accept_ex()) for _ in range(3)]
+        clients = []
+        for _ in range(3):
+            client = socket.socket()
+            client.setblocking(False)
+            await loop.sock_connect(client, listener.address)
+            clients.append(client)
+        accepted = await asyncio.wait_for(asyncio.gather(*waits), 10)
+        assert [peer for _sock, peer, _data in accepted] == [c.getsockname() for c in clients]
+        for (sock, _peer, _data), client in zip(accepted, clients, strict=True):
+            sock.close()
+            client.close()
+
+
+async def test_cancelling_an_accept_ex_await_loses_no_connection() -> None:  # SPEC S15.1, S14.2
+    async with await aio.listen() as listener:
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(listener.accept_ex())
+        await asyncio.sleep(0)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, listener.address)
+        sock, peer, _data = await asyncio.wait_for(listener.accept_ex(), 10)
+        assert peer == client.getsockname()
+        sock.close()
+        client.close()
+
+
+async def test_connect_ex_sends_its_first_data() -> None:  # SPEC S14.3
+    srv, accepted = await _plain_server()
+    with srv:
+        sock = await aio.connect_ex(*srv.getsockname(), data=[b"hel", b"lo"])
+        conn = await asyncio.wait_for(accepted, 10)
+        loop = asyncio.get_running_loop()
+        assert await loop.sock_recv(conn, 5) == b"hello"
+        assert sock.getpeername() == srv.getsockname()
+        sock.close()
+        conn.close()
+
+
+async def test_connect_ex_refused_is_a_wsaerror() -> None:  # SPEC S14.3
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    address = closed.getsockname()
+    closed.close()
+    with pytest.raises(w.WSAError) as info:
+        await aio.connect_ex(*address)
+    assert info.value.winerror == w.WSAECONNREFUSED
+
+
 def test_a_program_that_leaves_sockets_open_ends_clean_under_w_error() -> None:
     # SPEC S2.4, S10.2 through the asyncio face: the embedded provider closes its
     # sockets while the loop can still run (asyncio.run, uvloop.run), so no transport is

@@ -227,3 +227,59 @@ def test_disconnect_ex_without_reuse_leaves_a_socket_to_close(provider, listener
     assert not provider.DisconnectEx(s, WSAOVERLAPPED(), 0, 0)
     assert w.WSAGetLastError() in (w.WSAENOTCONN, w.WSAESHUTDOWN)
     peer.close()
+
+
+def test_cancel_io_ex_aborts_a_pending_accept_ex_and_the_next_one_gets_the_connection(provider):  # type: ignore[no-untyped-def]
+    # SPEC S15.1 with S14.2: a cancelled AcceptEx completes aborted once; a connection that
+    # arrives afterwards is not lost but goes to the next AcceptEx.
+    listener, address = listening(provider)
+    first, second = make_socket(provider), make_socket(provider)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    provider.AcceptEx(listener, first, bytearray(2 * ADDR), 0, ADDR, ADDR, DWORD(), ov)
+    assert w.CancelIoEx(listener, ov)
+    wait(ov)
+    assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+    assert not w.CancelIoEx(listener, ov) and w.GetLastError() == w.ERROR_NOT_FOUND
+    client = socket.create_connection(address, timeout=10)
+    again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    provider.AcceptEx(listener, second, bytearray(2 * ADDR), 0, ADDR, ADDR, DWORD(), again)
+    wait(again)
+    assert again.Internal == 0
+    client.sendall(b"ping")
+    out = bytearray(4)
+    rc = provider.WSPRecv(second, [WSABUF(4, out)], 1, DWORD(), DWORD(), None, None, None, INT())
+    assert rc == 0 and out == b"ping"
+    client.close()
+
+
+def test_cancel_io_ex_aborts_a_connect_ex_in_progress_once(provider):  # type: ignore[no-untyped-def]
+    # SPEC S15.1 with S14.3: a ConnectEx waiting for its connection is cancellable; it
+    # completes exactly once, aborted.  (A listener with a full backlog never answers.)
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = []
+    for _ in range(8):  # fill the backlog so that the next SYN is not answered
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(full.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    s = make_socket(provider)
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    w.CreateIoCompletionPort(s, port, 5, 0)
+    ov = WSAOVERLAPPED()
+    assert not provider.ConnectEx(s, full.getsockname(), None, None, 0, DWORD(), ov)
+    cancelled = w.CancelIoEx(s, ov)
+    n, key, box = DWORD(), Box(), Box()
+    w.GetQueuedCompletionStatus(port, n, key, box, 10_000)
+    assert cancelled and box.value is ov and key.value == 5
+    assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+    assert not w.GetQueuedCompletionStatus(port, n, key, box, 0)  # exactly one packet
+    w.CloseHandle(port)
+    for filler in fillers:
+        filler.close()
+    full.close()

@@ -88,6 +88,12 @@ class SocketAdapter:
         self._skip_on_success = False
         self.connect_future: asyncio.Future[Any] | None = None
         self.accepting: set[asyncio.Future[Any]] = set()
+        #: Pending operations that wait outside the engine's queues -- AcceptEx,
+        #: ConnectEx, DisconnectEx (loop thread only) -- so that CancelIoEx finds them.
+        self.elsewhere: list[Operation] = []
+        #: Connections a listener accepted for AcceptEx calls cancelled meanwhile: the
+        #: next AcceptEx takes them first (loop thread only).
+        self.parked: list[_pysocket.socket] = []
 
     def __repr__(self) -> str:
         kind = "stream" if self.engine.stream else "datagram"
@@ -424,11 +430,21 @@ class SocketAdapter:
         """Withdraw one operation not yet handed on, aborted (loop thread); False if on its way."""
         return self.cancel_where(lambda candidate: candidate is op) > 0
 
+    def wait_elsewhere(self, op: Operation) -> None:
+        """``op`` pends outside the queues (an extension function): cancellable (loop thread)."""
+        self.elsewhere = [other for other in self.elsewhere if other.pending]
+        self.elsewhere.append(op)
+
     def cancel_where(self, which: Callable[[Operation], bool]) -> int:
         """CancelIoEx/CancelIo on the loop (S15.1): abort what ``which`` selects that is
-        not handed on; the count aborted, or -1 when nothing pending matched at all."""
+        not handed on; the count aborted, or -1 when nothing pending matched at all.
+
+        An extension function waiting for its connection is not handed on: it is
+        aborted, and the task that serves it sees that and lets go."""
         self.take_incoming()
         removed = self.engine.cancel_where(which)
+        if self.elsewhere:
+            removed += [op for op in self.elsewhere if op.pending and which(op)]
         self._aborted(removed)
         if removed:
             return len(removed)
@@ -457,6 +473,9 @@ class SocketAdapter:
             self.drain_timer = None
         for future in list(self.accepting):
             future.cancel()
+        for conn in self.parked:
+            conn.close()
+        self.parked.clear()
         if self.connect_future is not None:
             self.connect_future.cancel()
         if self.transport is None:

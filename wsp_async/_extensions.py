@@ -109,6 +109,9 @@ class Extensions:
         return PENDING
 
     def _queue_accept(self, listener: SocketAdapter, record: _Accept) -> None:
+        if not record.op.pending:
+            return  # cancelled before it got here
+        listener.wait_elsewhere(record.op)
         queue = self.accepts.get(listener.handle)
         if queue is None:
             queue = self.accepts[listener.handle] = collections.deque()
@@ -120,16 +123,19 @@ class Extensions:
     ) -> None:
         loop = self.io.loop
         try:
-            while queue:
+            while _drop_cancelled(queue):
                 try:
                     if listener.closed:
                         raise asyncio.CancelledError  # closed before this accept began
-                    future = asyncio.ensure_future(loop.sock_accept(listener.sock))
-                    listener.accepting.add(future)
-                    try:
-                        conn, _peer = await future
-                    finally:
-                        listener.accepting.discard(future)
+                    if listener.parked:
+                        conn = listener.parked.pop(0)
+                    else:
+                        future = asyncio.ensure_future(loop.sock_accept(listener.sock))
+                        listener.accepting.add(future)
+                        try:
+                            conn, _peer = await future
+                        finally:
+                            listener.accepting.discard(future)
                 except (asyncio.CancelledError, Exception) as exc:
                     # Whatever ends the listening, every pending AcceptEx completes once
                     # (S2.4): aborted by a close (S10.2), else with the error.
@@ -138,8 +144,13 @@ class Extensions:
                     self.door.complete_all([r.op for r in queue], code)
                     queue.clear()
                     return
+                if not _drop_cancelled(queue):
+                    # Every AcceptEx was cancelled meanwhile: the connection waits for the
+                    # next one, as it would in the listener's backlog.
+                    listener.parked.append(conn)
+                    break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
-                if not record.op.pending or record.acceptor.closed:
+                if record.acceptor.closed:
                     conn.close()
                     self.door.complete(record.op, ABORTED, 0)
                     continue
@@ -185,6 +196,14 @@ class Extensions:
         output[start : start + len(remote)] = remote
         self.door.complete(record.op, 0, received)
 
+    def _pend_elsewhere(self, sock: SocketAdapter, op: Operation) -> None:
+        """Make ``op`` findable by CancelIoEx before the call returns: a cancel made after
+        it reaches the loop after this (both go through the loop's FIFO)."""
+        if self.io.here():
+            sock.wait_elsewhere(op)
+        else:
+            self.io.wake(sock.wait_elsewhere, op)
+
     # ------------------------------------------------------------------ DisconnectEx
     def disconnect_ex(
         self, s: object, lpOverlapped: object, dwFlags: object, dwReserved: object
@@ -202,6 +221,7 @@ class Extensions:
             self.io.run(self._disconnect(sock, None, reuse), alertable=True)
             return 0
         self.posting.start(sock, op, checked=False)
+        self._pend_elsewhere(sock, op)
         self.io.spawn(self._disconnect(sock, op, reuse))
         return PENDING
 
@@ -246,6 +266,7 @@ class Extensions:
         if op is None:
             raise WSAError(WSAErr.WSAEFAULT, "ConnectEx needs its WSAOVERLAPPED")
         self.posting.start(sock, op, checked=False)
+        self._pend_elsewhere(sock, op)
         self.io.spawn(self._connect(sock, address, op, data, length))
         return PENDING
 
@@ -397,6 +418,14 @@ def _file_size(fd: int) -> int:
         return os.fstat(fd).st_size
     except OSError:
         raise WSAError(WSAErr.WSA_INVALID_HANDLE, "hFile is not an open file") from None
+
+
+def _drop_cancelled(queue: collections.deque[_Accept]) -> bool:
+    """Forget the AcceptEx cancelled while queued (CancelIoEx completed them); True if any
+    is left."""
+    while queue and not queue[0].op.pending:
+        queue.popleft()
+    return bool(queue)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -34,6 +34,9 @@ from .constants import (
     WSA_FLAG_OVERLAPPED,
 )
 from .errors import WSAErr, WSAError, wsa_code_of
+from .events import WSAGetLastError
+from .kernel32 import CancelIoEx
+from .mswsock import GetAcceptExSockaddrs
 from .ntstatus import wsa_of
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED
@@ -44,6 +47,7 @@ __all__ = [
     "OverlappedSocket",
     "Server",
     "connect",
+    "connect_ex",
     "get_provider",
     "listen",
     "open_connection",
@@ -55,6 +59,14 @@ log = logging.getLogger("wsp_async.aio")
 
 Buffers: TypeAlias = "bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]"
 _PROVIDER_ATTR = "_wsp_async_aio_provider"
+#: An AcceptEx address block large enough for either family: sizeof(SOCKADDR_IN6) + 16.
+_ADDRESS_BLOCK = 28 + 16
+
+
+class _Box:
+    """An out-parameter (GetAcceptExSockaddrs writes ``value``)."""
+
+    value: Any = None
 
 
 def get_provider(**options: Any) -> Provider:
@@ -212,28 +224,29 @@ class OverlappedSocket:
 
     async def get_overlapped_result(self, ov: WSAOVERLAPPED) -> int:
         """The awaitable ``WSPGetOverlappedResult(fWait=True)``: bytes transferred, or WSAError."""
-        if ov.pending:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            provider = self.provider
-            if provider.loop is loop and provider.on_loop_thread():
-                # Completions run on this thread: none can come before the hook is on.
-                provider.when_complete(ov, lambda: _resolve(future))
-            else:
+        return await _result(self.provider, ov)
 
-                def resolve() -> None:
-                    loop.call_soon_threadsafe(_resolve, future)
+    async def connect_ex(self, address: tuple[Any, ...], data: Buffers = b"") -> int:
+        """``ConnectEx`` awaited (S14.3): connect, then send ``data``; the bytes sent.
 
-                def hook() -> None:
-                    if not provider.when_complete(ov, resolve):
-                        resolve()  # it completed before the hook got there
-
-                provider.loop.call_soon_threadsafe(hook)
-            if ov.pending:
-                await future
-        if ov.Internal:
-            raise WSAError(wsa_of(ov.Internal))
-        return ov.InternalHigh
+        The socket must be bound (``ConnectEx``'s rule); an unbound one is bound to
+        the wildcard address and an ephemeral port first, as Windows programs do.
+        Cancelling the await cancels the ConnectEx (``CancelIoEx``); the socket is then
+        in no known state and should be closed, as on Windows.
+        """
+        provider = self.provider
+        err = INT()
+        if provider.WSPGetSockName(self.handle, DWORD(), None, INT()) == SOCKET_ERROR:
+            wildcard = "::" if len(address) == 4 else "0.0.0.0"
+            self._check(provider.WSPBind(self.handle, (wildcard, 0), None, err), err)
+        bufs = _as_wsabufs(data)
+        payload = bufs[0].buf if len(bufs) == 1 else b"".join(b.buf for b in bufs)
+        ov = WSAOVERLAPPED()
+        started = provider.ConnectEx(
+            self.handle, address, None, payload or None, len(payload), None, ov
+        )
+        _raise_unless_pending(started)
+        return await _result(provider, ov, self.handle)
 
     # -- receives -----------------------------------------------------------------------
     async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
@@ -315,6 +328,45 @@ class OverlappedSocket:
         self.close()
 
 
+async def _result(provider: Provider, ov: WSAOVERLAPPED, handle: int | None = None) -> int:
+    """Await ``ov``'s completion: its byte count, or WSAError.  With ``handle``, cancelling
+    the await cancels the operation (CancelIoEx, S15.1)."""
+    if ov.pending:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if provider.loop is loop and provider.on_loop_thread():
+            # Completions run on this thread: none can come before the hook is on.
+            provider.when_complete(ov, lambda: _resolve(future))
+        else:
+
+            def resolve() -> None:
+                loop.call_soon_threadsafe(_resolve, future)
+
+            def hook() -> None:
+                if not provider.when_complete(ov, resolve):
+                    resolve()  # it completed before the hook got there
+
+            provider.loop.call_soon_threadsafe(hook)
+        if ov.pending:
+            try:
+                await future
+            except asyncio.CancelledError:
+                if handle is not None and ov.pending:
+                    CancelIoEx(handle, ov)
+                raise
+    if ov.Internal:
+        raise WSAError(wsa_of(ov.Internal))
+    return ov.InternalHigh
+
+
+def _raise_unless_pending(started: bool) -> None:
+    """An extension function's BOOL: True (done) or False with WSA_IO_PENDING is started."""
+    if not started:
+        code = WSAGetLastError()
+        if code != WSAErr.WSA_IO_PENDING:
+            raise WSAError(code)
+
+
 def _raise_unless_started(rc: int, err: INT) -> None:
     """S2: 0 or WSA_IO_PENDING means started; any other code is the error."""
     if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
@@ -334,6 +386,20 @@ def _new_socket(provider: Provider, family: int, kind: int) -> int:
     if handle == INVALID_SOCKET:
         raise WSAError(err.value)
     return handle
+
+
+async def connect_ex(
+    host: str, port: int, data: Buffers = b"", *, provider: Provider | None = None
+) -> OverlappedSocket:
+    """Connect with ``ConnectEx`` (S14.3), sending ``data`` as the first bytes."""
+    provider = provider or get_provider()
+    sock = OverlappedSocket(provider, _new_socket(provider, _family(host), SOCK_STREAM))
+    try:
+        await sock.connect_ex((host, port), data)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def connect(host: str, port: int, *, provider: Provider | None = None) -> OverlappedSocket:
@@ -363,6 +429,40 @@ class Listener:
     @property
     def address(self) -> Any:
         return _name(self.provider.WSPGetSockName, self.handle)
+
+    async def accept_ex(
+        self, receive: int = 0, into: OverlappedSocket | None = None
+    ) -> tuple[OverlappedSocket, Any, bytes]:
+        """``AcceptEx`` awaited (S14.2): ``(socket, peer address, first data)``.
+
+        ``receive`` > 0 waits for the connection's first bytes too (up to that many).
+        ``into`` is an accept socket to reuse (one ``DisconnectEx(TF_REUSE_SOCKET)``
+        freed); by default a new one is made.  Many may be awaited at once: each
+        connection goes to the oldest.  Cancelling the await cancels the AcceptEx.
+        """
+        provider = self.provider
+        peer_family = AF_INET6 if len(self.address) == 4 else AF_INET
+        acceptor = into or OverlappedSocket(
+            provider, _new_socket(provider, peer_family, SOCK_STREAM)
+        )
+        output = bytearray(receive + 2 * _ADDRESS_BLOCK)
+        ov = WSAOVERLAPPED()
+        try:
+            started = provider.AcceptEx(
+                self.handle, acceptor.handle, output, receive, _ADDRESS_BLOCK, _ADDRESS_BLOCK,
+                None, ov,
+            )  # fmt: skip
+            _raise_unless_pending(started)
+            count = await _result(provider, ov, self.handle)
+        except BaseException:
+            if into is None:
+                acceptor.close()
+            raise
+        local, remote = _Box(), _Box()
+        GetAcceptExSockaddrs(
+            output, receive, _ADDRESS_BLOCK, _ADDRESS_BLOCK, local, DWORD(), remote, DWORD()
+        )
+        return acceptor, remote.value, bytes(output[:count])
 
     async def accept(self) -> tuple[OverlappedSocket, Any]:
         try:
