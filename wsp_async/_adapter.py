@@ -91,6 +91,7 @@ class SocketAdapter:
         #: Pending operations that wait outside the engine's queues -- AcceptEx,
         #: ConnectEx, DisconnectEx (loop thread only) -- so that CancelIoEx finds them.
         self.elsewhere: list[Operation] = []
+        self._prune_at = 16
         #: Connections a listener accepted for AcceptEx calls cancelled meanwhile: the
         #: next AcceptEx takes them first (loop thread only).
         self.parked: list[_pysocket.socket] = []
@@ -431,9 +432,15 @@ class SocketAdapter:
         return self.cancel_where(lambda candidate: candidate is op) > 0
 
     def wait_elsewhere(self, op: Operation) -> None:
-        """``op`` pends outside the queues (an extension function): cancellable (loop thread)."""
-        self.elsewhere = [other for other in self.elsewhere if other.pending]
-        self.elsewhere.append(op)
+        """``op`` pends outside the queues (an extension function): cancellable (loop thread).
+
+        Completed ones are dropped when the list has doubled since the last pruning, so
+        a listener with many AcceptEx calls in flight pays O(1) per call."""
+        elsewhere = self.elsewhere
+        if len(elsewhere) >= self._prune_at:
+            elsewhere[:] = [other for other in elsewhere if other.pending]
+            self._prune_at = 2 * len(elsewhere) + 16
+        elsewhere.append(op)
 
     def cancel_where(self, which: Callable[[Operation], bool]) -> int:
         """CancelIoEx/CancelIo on the loop (S15.1): abort what ``which`` selects that is

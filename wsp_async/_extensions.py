@@ -125,17 +125,7 @@ class Extensions:
         try:
             while _drop_cancelled(queue):
                 try:
-                    if listener.closed:
-                        raise asyncio.CancelledError  # closed before this accept began
-                    if listener.parked:
-                        conn = listener.parked.pop(0)
-                    else:
-                        future = asyncio.ensure_future(loop.sock_accept(listener.sock))
-                        listener.accepting.add(future)
-                        try:
-                            conn, _peer = await future
-                        finally:
-                            listener.accepting.discard(future)
+                    conn = await self._next_connection(listener)
                 except (asyncio.CancelledError, Exception) as exc:
                     # Whatever ends the listening, every pending AcceptEx completes once
                     # (S2.4): aborted by a close (S10.2), else with the error.
@@ -154,19 +144,43 @@ class Extensions:
                     conn.close()
                     self.door.complete(record.op, ABORTED, 0)
                     continue
-                try:
-                    record.acceptor.replace_socket(conn)
-                    record.acceptor.engine.state = SocketState.CONNECTED
-                    await self.parts.attach_stream(record.acceptor)
-                except Exception as exc:  # the accept socket went away meanwhile
-                    conn.close()
-                    self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
-                    continue
-                loop.create_task(self._complete_accept(record))
+                # Handed over in a task of its own: the next connection is accepted
+                # meanwhile, so a burst of them costs no loop iteration each.
+                loop.create_task(self._hand_over(record, conn))
         finally:
             del self.accepts[listener.handle]
 
-    async def _complete_accept(self, record: _Accept) -> None:
+    async def _next_connection(self, listener: SocketAdapter) -> Any:
+        """The next connection: one parked, one already waiting, else the next to come."""
+        if listener.closed:
+            raise asyncio.CancelledError  # closed before this accept began
+        if listener.parked:
+            return listener.parked.pop(0)
+        try:
+            conn, _peer = listener.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            conn.setblocking(False)
+            return conn
+        future = asyncio.ensure_future(self.io.loop.sock_accept(listener.sock))
+        listener.accepting.add(future)
+        try:
+            conn, _peer = await future
+        finally:
+            listener.accepting.discard(future)
+        return conn
+
+    async def _hand_over(self, record: _Accept, conn: Any) -> None:
+        """The accept socket takes over ``conn``; then the AcceptEx completes (S14.2)."""
+        try:
+            record.acceptor.replace_socket(conn)
+            record.acceptor.engine.state = SocketState.CONNECTED
+            await self.parts.attach_stream(record.acceptor)
+        except Exception as exc:  # the accept socket went away meanwhile
+            conn.close()
+            self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
+            return
         try:
             await self._finish_accept(record)
         except Exception as exc:  # never strand the AcceptEx (S2.4)

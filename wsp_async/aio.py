@@ -425,6 +425,8 @@ class Listener:
     def __init__(self, provider: Provider, handle: int) -> None:
         self.provider = provider
         self.handle = handle
+        #: The family of the sockets AcceptEx accepts into: the listener's own.
+        self.family = AF_INET6 if len(self.address) == 4 else AF_INET
 
     @property
     def address(self) -> Any:
@@ -441,9 +443,8 @@ class Listener:
         connection goes to the oldest.  Cancelling the await cancels the AcceptEx.
         """
         provider = self.provider
-        peer_family = AF_INET6 if len(self.address) == 4 else AF_INET
         acceptor = into or OverlappedSocket(
-            provider, _new_socket(provider, peer_family, SOCK_STREAM)
+            provider, _new_socket(provider, self.family, SOCK_STREAM)
         )
         output = bytearray(receive + 2 * _ADDRESS_BLOCK)
         ov = WSAOVERLAPPED()

@@ -138,7 +138,8 @@ def format_table(result: dict[str, Any]) -> str:
         acc = extra["accept"]
         lines.append(
             f"{kind}: accepts/s asyncio.start_server {acc['asyncio_per_s']:.0f}, "
-            f"AcceptEx through a port {acc['acceptex_per_s']:.0f} ({acc['ratio']:.2f}x)"
+            f"AcceptEx through a port {acc['acceptex_per_s']:.0f} ({acc['ratio']:.2f}x), "
+            f"AcceptEx awaited {acc['face_per_s']:.0f} ({acc['face_ratio']:.2f}x)"
         )
     lines.append(f"peak RSS {result['peak_rss_kib'] / 1024:.1f} MiB")
     return "\n".join(lines)

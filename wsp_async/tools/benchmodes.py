@@ -10,6 +10,8 @@ import functools
 import gc
 import multiprocessing
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -473,38 +475,67 @@ def memory_per_pending_op(kind: str, ops: int = 2000, size: int = 1024) -> dict[
 
 
 # ----------------------------------------------------------------------------- accept rate
+#: Client threads of the accept-rate load (in a process of their own).
+LOAD_THREADS = 4
+
+
 def _connect_many(address: tuple[str, int], count: int) -> None:
-    """The load: ``count`` connections made and closed one after another (a plain client)."""
+    """One client of the load: ``count`` connections, each waiting until the server has
+    accepted and closed it (a closed loop: an open-loop client that closes at once
+    fills the listen backlog faster than any Python server accepts, and every SYN the
+    kernel then drops costs a one-second retransmission -- which measured the backlog,
+    not the server)."""
     for _ in range(count):
-        with socket.create_connection(address, timeout=30):
-            pass
+        with socket.create_connection(address, timeout=30) as conn:
+            conn.recv(1)  # the server's close
+
+
+def _load(address: tuple[str, int], count: int) -> None:
+    threads = [
+        threading.Thread(target=_connect_many, args=(address, count // LOAD_THREADS))
+        for _ in range(LOAD_THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _start_load(address: tuple[str, int], count: int) -> Any:
+    """The load runs in its own process, so that it takes no interpreter time from the
+    server under test."""
+    code = f"from wsp_async.tools.benchmodes import _load; _load({tuple(address)!r}, {count})"
+    return subprocess.Popen([sys.executable, "-c", code])
 
 
 def accept_rate(kind: str, count: int = 2000) -> dict[str, float]:
-    """Connections accepted per second: ``asyncio.start_server`` against ``AcceptEx``
-    (16 pending, completed through a port drained by one worker), the same client load
-    (4 threads connecting and closing).  ``count`` is rounded down to a multiple of 4."""
-    count -= count % 4
+    """Connections accepted per second: ``asyncio.start_server`` against ``AcceptEx`` --
+    16 pending, completed through a port drained by one worker thread (the classic IOCP
+    server), and awaited on the loop itself (``aio.Listener.accept_ex``) -- under the
+    same client load (4 threads of another process, each connecting, waiting for the
+    server's close, connecting again).  ``count`` is rounded down to a multiple of 4."""
+    count -= count % LOAD_THREADS
 
     async def asyncio_side() -> float:
         accepted = 0
+        start = 0.0
         done = asyncio.Event()
 
         def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            nonlocal accepted
+            nonlocal accepted, start
             accepted += 1
+            if accepted == 1:
+                start = time.perf_counter()  # from the first accept on, as below
             writer.close()
             if accepted == count:
                 done.set()
 
-        server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+        server = await asyncio.start_server(on_connection, "127.0.0.1", 0, backlog=128)
         address = server.sockets[0].getsockname()[:2]
-        loop = asyncio.get_running_loop()
-        start = time.perf_counter()
-        loads = [loop.run_in_executor(None, _connect_many, address, count // 4) for _ in range(4)]
+        load = _start_load(address, count)
         await done.wait()
         elapsed = time.perf_counter() - start
-        await asyncio.gather(*loads)
+        await asyncio.get_running_loop().run_in_executor(None, load.wait, 30)
         server.close()
         await server.wait_closed()
         return elapsed
@@ -533,25 +564,61 @@ def accept_rate(kind: str, count: int = 2000) -> dict[str, float]:
 
     for _ in range(16):
         post_accept()
-    start = time.perf_counter()
-    loads = [
-        threading.Thread(target=_connect_many, args=(name.value, count // 4)) for _ in range(4)
-    ]
-    for load in loads:
-        load.start()
+    load = _start_load(name.value, count)  # type: ignore[arg-type]
+    start = 0.0
     n, key, ov = DWORD(), _Box(), _Box()
-    for _ in range(count):
+    for i in range(count):
         if not GetQueuedCompletionStatus(cp, n, key, ov, 30_000):
             raise RuntimeError(f"AcceptEx failed: {GetLastError()}")
+        if not i:
+            start = time.perf_counter()  # from the first accept on: the load's start-up
         p.WSPCloseSocket(sockets.pop(id(ov.value)), err)
         post_accept()
     acceptex_seconds = time.perf_counter() - start
-    for load in loads:
-        load.join(30)
+    load.wait(30)
     CloseHandle(cp)
     p.close()
+
+    async def face_side() -> float:
+        """AcceptEx awaited on the loop itself (``Listener.accept_ex``, 16 at a time)."""
+        from .. import aio
+
+        listener = await aio.listen("127.0.0.1", 0, backlog=128)
+        accepted = 0
+        start = 0.0
+        done = asyncio.Event()
+
+        async def acceptor() -> None:
+            nonlocal accepted, start
+            while accepted < count:
+                sock, _peer, _data = await listener.accept_ex()
+                accepted += 1
+                if accepted == 1:
+                    start = time.perf_counter()
+                sock.close()
+                if accepted == count:
+                    done.set()
+
+        tasks = [asyncio.ensure_future(acceptor()) for _ in range(16)]
+        load = _start_load(listener.address, count)
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, load.wait, 30)
+        listener.close()
+        return elapsed
+
+    loop = new_loop(kind)
+    try:
+        face_seconds = loop.run_until_complete(face_side())
+    finally:
+        loop.close()
     return {
-        "asyncio_per_s": count / asyncio_seconds,
-        "acceptex_per_s": count / acceptex_seconds,
+        "asyncio_per_s": (count - 1) / asyncio_seconds,
+        "acceptex_per_s": (count - 1) / acceptex_seconds,
         "ratio": asyncio_seconds / acceptex_seconds,
+        "face_per_s": (count - 1) / face_seconds,
+        "face_ratio": asyncio_seconds / face_seconds,
     }
