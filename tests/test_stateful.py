@@ -21,6 +21,7 @@ import os
 import queue
 import socket
 import struct
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,8 @@ def _count(key: str, n: int = 1) -> None:
     TOTALS[key] = TOTALS.get(key, 0) + n
 
 
+#: Mechanisms that complete through an event object.
+EVENTS = ("event", "transmit")
 ALLOWED_FAILURES = {w.WSA_OPERATION_ABORTED, w.WSAECONNRESET, w.WSAECONNABORTED}
 
 
@@ -133,6 +136,8 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             gone.start()
             gone.join(10)
             self.dead = box[0]
+            #: The files TransmitFile posts read from (open until the teardown).
+            self.files: list[Any] = []
             self.connect()
 
         # -- plumbing -------------------------------------------------------------
@@ -195,6 +200,21 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                     raise RuntimeError("a routine that raises (S6.7)")
 
             err = INT()
+            if mechanism == "transmit":
+                # S14.5: the same bytes as one TransmitFile -- the header as its head
+                # buffer, the body from a file -- completing through its event.
+                ov.hEvent = w.WSACreateEvent()
+                file = tempfile.TemporaryFile()
+                file.write(body)
+                file.flush()
+                self.files.append(file)
+                head = w.TRANSMIT_FILE_BUFFERS(header, len(header), None, 0)
+                done = self.provider.TransmitFile(conn.handle, file, 0, 0, ov, head, 0)
+                record.rc = 0 if done else w.SOCKET_ERROR
+                record.err = 0 if done else w.WSAGetLastError()
+                conn.posted.append(record)
+                _count("transmit files")
+                return
             record.rc = self.provider.WSPSend(
                 conn.handle,
                 bufs,
@@ -214,7 +234,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             posts=st.lists(
                 st.tuples(
                     st.lists(st.sampled_from([0, 1, 100, 5000, 70000]), min_size=0, max_size=3),
-                    st.sampled_from(["routine", "event", "poll"]),
+                    st.sampled_from(["routine", "event", "poll", "transmit"]),
                     st.sampled_from(["main", "main", 0, 1]),
                 ),
                 min_size=1,
@@ -384,7 +404,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                 for p in conn.posted:
                     if not p.started:
                         assert p.routine_calls == []
-                        assert not (p.mechanism == "event" and p.ov.hEvent.signaled)
+                        assert not (p.mechanism in EVENTS and p.ov.hEvent.signaled)
 
         # -- the model's verdict ------------------------------------------------------
         def teardown(self) -> None:
@@ -413,6 +433,8 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                 for conn in self.connections:
                     conn.peer.close()
                 self.listener.close()
+                for file in self.files:
+                    file.close()
 
         def _check_all(self) -> None:
             everything = [p for c in self.connections for p in c.posted]
@@ -475,7 +497,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                         f"send {p.seq}: {len(p.routine_calls)} completions"
                     )
                     assert p.routine_calls[0] == (status, p.ov.InternalHigh)
-                if p.mechanism == "event":
+                if p.mechanism in EVENTS:
                     assert p.ov.hEvent.signaled
                 if status == 0:
                     assert p.ov.InternalHigh == len(p.data)

@@ -216,27 +216,46 @@ def test_close_aborts_a_transmission_in_progress_once(provider, listener):  # ty
     w.CloseHandle(port)
 
 
-def test_cancel_io_ex_aborts_the_rest_and_later_sends_still_go(provider, listener):  # type: ignore[no-untyped-def]
-    # SPEC S14.5 with S15.1: a cancelled TransmitFile completes aborted, once; the socket
-    # stays usable and a later send arrives after the part that went.
+def test_cancel_io_ex_aborts_one_not_started_and_none_of_its_bytes_go(
+    provider, listener, data_file
+):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S15.1: queued behind a stalled drain, it is withdrawn whole.
+    fd, _content = data_file
+    s, conn = connect(provider, listener)
+    provider.inject(s, delay_drain=float("inf"))
+    ov = event_ov()
+    provider.TransmitFile(s, fd, 0, 0, ov, TRANSMIT_FILE_BUFFERS(b"never", 5, None, 0), 0)
+    assert w.CancelIoEx(s, ov)
+    wait(ov)
+    assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+    provider.inject(s, delay_drain=None)
+    later = send(provider, s, b"later")
+    assert recv_exact(conn, 5) == b"later"
+    wait(later)
+
+
+def test_one_partly_sent_is_on_its_way_and_completes_whole(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 with S15.1 and S10.3: once its first piece went, CancelIoEx and SIO_FLUSH
+    # leave it (as a send handed to the transport), so the stream is never cut inside it.
+    size = 16 << 20
     with tempfile.TemporaryFile() as f:
-        f.truncate(64 << 20)
+        f.truncate(size)
         s, conn = connect(provider, listener)
         stall(provider, s, conn)
         ov = event_ov()
         provider.TransmitFile(s, f.fileno(), 0, 0, ov, None, 0)
-        tail = send(provider, s, b"\xffend")
-        assert w.CancelIoEx(s, ov)
+        assert conn.recv(1)  # it started
+        assert w.CancelIoEx(s, ov)  # found, but on its way
+        err = INT()
+        assert (
+            provider.WSPIoctl(s, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, err) == 0
+        )
+        after = send(provider, s, b"\xffend")
+        received = recv_exact(conn, size - 1 + 4)
         wait(ov)
-        assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
-        received = bytearray()
-        while not received.endswith(b"\xffend"):
-            chunk = conn.recv(1 << 20)
-            assert chunk
-            received += chunk
-        wait(tail)
-        assert tail.Internal == 0
-    assert len(received) - 4 < 64 << 20  # the transmission stopped short
+        wait(after)
+    assert (ov.Internal, ov.InternalHigh) == (0, size)
+    assert received[-4:] == b"\xffend" and received.count(0) == size - 1
 
 
 def test_the_blocking_form_uses_and_moves_the_file_pointer(provider, listener, data_file):  # type: ignore[no-untyped-def]

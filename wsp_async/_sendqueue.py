@@ -231,8 +231,22 @@ class SendQueue(Generic[Op]):
         self.buffered = buffered
 
     def remove_waiting(self, which: Callable[[Op], bool] | None = None) -> list[Op]:
-        """Withdraw sends not yet handed on (all, or those ``which`` selects), in order."""
-        return withdraw(self.waiting, which)
+        """Withdraw sends not yet handed on (all, or those ``which`` selects), in order.
+
+        An operation handed on in part is on its way, like a send handed on whole: it
+        stays, so that the stream never holds a piece of it followed by later sends.
+        """
+        waiting = self.waiting
+        if waiting and self.pieces:
+            head = waiting[0]
+            parts = head.parts
+            if parts is not None and parts.sent:
+                waiting.popleft()
+                try:
+                    return withdraw(waiting, which)
+                finally:
+                    waiting.appendleft(head)
+        return withdraw(waiting, which)
 
     def remove_all(self) -> list[Op]:
         """Withdraw every unconsumed send (handed-on ones first: posting order)."""
