@@ -1,4 +1,5 @@
-"""``python -m wsp_async demo|bench|timeline``: the tools of :mod:`wsp_async.tools`."""
+"""``python -m wsp_async demo|bench|timeline|cpython-suite``: the tools of
+:mod:`wsp_async.tools`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="overlapped sends over real loopback sockets, every mechanism")
     sub.add_parser(
         "bench", help="completion mechanisms against raw asyncio (see --help)", add_help=False
+    )
+    sub.add_parser(
+        "cpython-suite",
+        help="CPython's own Proactor tests on Linux over wsp_async (see --help)",
+        add_help=False,
     )
     timeline = sub.add_parser(
         "timeline", help="print a JSON-lines trace (JsonLinesTracer) as a table"
@@ -27,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tools.bench import main as bench_main
 
         return bench_main(rest)
+    if args.command == "cpython-suite":
+        from .tools.cpython_suite import main as suite_main
+
+        return suite_main(rest)
     if args.command == "demo":
         from .tools.demo import main as demo_main
 

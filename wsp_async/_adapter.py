@@ -451,7 +451,13 @@ class SocketAdapter:
         self.take_incoming()
         removed = self.engine.cancel_where(which)
         if self.elsewhere:
-            removed += [op for op in self.elsewhere if op.pending and which(op)]
+            aside = [op for op in self.elsewhere if op.pending and which(op)]
+            if aside and self.accepting:
+                # A listener whose AcceptEx calls were cancelled stops accepting until
+                # another is posted: no accept is left waiting on its descriptor.
+                for future in list(self.accepting):
+                    future.cancel()
+            removed += aside
         self._aborted(removed)
         if removed:
             return len(removed)

@@ -126,11 +126,16 @@ class Extensions:
             while _drop_cancelled(queue):
                 try:
                     conn = await self._next_connection(listener)
-                except (asyncio.CancelledError, Exception) as exc:
+                except asyncio.CancelledError:
+                    if listener.closed:
+                        self.door.complete_all([r.op for r in queue], ABORTED)  # S10.2
+                        queue.clear()
+                        return
+                    continue  # AcceptEx calls were cancelled: see what is left
+                except Exception as exc:
                     # Whatever ends the listening, every pending AcceptEx completes once
                     # (S2.4): aborted by a close (S10.2), else with the error.
-                    aborted = listener.closed or isinstance(exc, asyncio.CancelledError)
-                    code = ABORTED if aborted else wsa_code_of(exc, WSAErr.WSAEINVAL)
+                    code = ABORTED if listener.closed else wsa_code_of(exc, WSAErr.WSAEINVAL)
                     self.door.complete_all([r.op for r in queue], code)
                     queue.clear()
                     return

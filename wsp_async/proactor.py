@@ -1,0 +1,232 @@
+"""CPython's own ProactorEventLoop, unmodified, on Linux over wsp_async (SPEC S17.2).
+
+The Proactor is pure Python: ``asyncio/windows_events.py`` in the running
+interpreter's standard library.  What it lacks on Linux is the C module
+``_overlapped``, a few ``_winapi`` and ``msvcrt`` names, and ``sys.platform ==
+'win32'`` at the top of the file.  This module compiles the interpreter's own
+``windows_events.py`` (and ``windows_utils.py``, which it imports) from their
+source files, unmodified, and runs each in a fresh module namespace whose
+``import`` statements find:
+
+* ``_overlapped`` -> :mod:`wsp_async.overlapped`;
+* ``_winapi`` and ``msvcrt`` -> the few names the socket paths use (below), every
+  other name raising ``NotImplementedError`` (named pipes, subprocesses);
+* ``sys`` -> a view of the real ``sys`` whose ``platform`` reads ``'win32'``;
+* ``errno`` -> the real module plus Windows' ``WSAE*`` names;
+* ``socket`` -> the real module, except that sockets the Proactor makes itself (the
+  sockets ``AcceptEx`` accepts into) accept Windows' ``SO_UPDATE_ACCEPT_CONTEXT``;
+* ``from . import windows_utils`` -> the copy loaded here.
+
+Everything else -- ``asyncio.events``, ``proactor_events``, ``futures`` -- is the
+process's own.  Nothing is added to ``sys.modules`` and nothing global changes, so
+other code in the process is untouched; where the real ``_overlapped`` exists
+(Windows), this module is not needed and loads nothing of its own
+(:data:`ProactorEventLoop` is then the standard library's).
+
+Use ``asyncio.Runner(loop_factory=wsp_async.proactor.ProactorEventLoop)``, or
+:func:`new_event_loop`, or the pytest plugin (``pytest --asyncio-proactor``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import errno
+import importlib.util
+import socket as _socket
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from . import overlapped as _overlapped_face
+from .errors import WSAErr
+
+__all__ = [
+    "IocpProactor",
+    "ProactorEventLoop",
+    "ProactorEventLoopPolicy",
+    "load",
+    "msvcrt",
+    "new_event_loop",
+    "winapi",
+]
+
+#: ``_winapi`` names the socket paths of the Proactor use.
+_WINAPI_NAMES = {
+    "NULL": 0,
+    "INFINITE": _overlapped_face.INFINITE,
+    "WAIT_OBJECT_0": 0,
+    "WAIT_TIMEOUT": _overlapped_face.WAIT_TIMEOUT,
+    "CloseHandle": _overlapped_face.CloseHandle,
+    "WaitForSingleObject": _overlapped_face.WaitForSingleObject,
+}
+
+
+class _Names(types.ModuleType):
+    """A module of a few names; any other raises ``NotImplementedError`` when looked up."""
+
+    def __init__(self, name: str, names: dict[str, Any], why: str) -> None:
+        super().__init__(name)
+        self.__dict__.update(names)
+        self._why = why
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise NotImplementedError(f"{self.__name__}.{name}: {self._why}")
+
+
+_WHY = "named pipes and subprocesses are not emulated by wsp_async (sockets only)"
+
+
+def _get_osfhandle(fd: int) -> int:
+    """msvcrt.get_osfhandle: on Linux a file's handle is its descriptor."""
+    return fd
+
+
+def _open_osfhandle(handle: int, flags: int) -> int:
+    return handle
+
+
+class _Errno(types.ModuleType):
+    """The real ``errno`` with Windows' ``WSAE*`` names (its ``errno`` module has them)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("WSA") and name in WSAErr.__members__:
+            return int(WSAErr[name])
+        return getattr(errno, name)
+
+
+class _Sys(types.ModuleType):
+    """The real ``sys``, except that ``platform`` reads ``'win32'``."""
+
+    platform = "win32"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys, name)
+
+
+class _SocketMeta(type):
+    """``isinstance(any_socket, socket.socket)`` stays true for the loaded module."""
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, _socket.socket)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, _socket.socket)
+
+
+class _AcceptSocket(_socket.socket, metaclass=_SocketMeta):
+    """A socket the Proactor makes: ``setsockopt`` takes Windows' context updates.
+
+    After ``AcceptEx`` the Proactor calls ``setsockopt(SOL_SOCKET,
+    SO_UPDATE_ACCEPT_CONTEXT, listener)``, which Linux does not know; the accepted
+    connection already carries its context here, so the call has nothing to do.
+    """
+
+    def setsockopt(self, level: int, optname: int, value: Any, optlen: Any = None) -> None:
+        if level == _socket.SOL_SOCKET and optname == _overlapped_face.SO_UPDATE_ACCEPT_CONTEXT:
+            return
+        if optlen is None:
+            super().setsockopt(level, optname, value)
+        else:
+            super().setsockopt(level, optname, value, optlen)
+
+
+class _Socket(types.ModuleType):
+    """The real ``socket`` module with :class:`_AcceptSocket` as its ``socket``."""
+
+    socket = _AcceptSocket
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_socket, name)
+
+
+def _stdlib_module(name: str, importer: Any) -> types.ModuleType:
+    """Compile and run the interpreter's own ``asyncio/<name>.py`` in a fresh namespace."""
+    spec = importlib.util.find_spec(f"asyncio.{name}")
+    if spec is None or spec.origin is None or spec.loader is None:
+        raise ImportError(f"this interpreter's standard library has no asyncio/{name}.py")
+    source = spec.loader.get_source(f"asyncio.{name}")  # type: ignore[attr-defined]
+    module = types.ModuleType(f"asyncio.{name}")
+    module.__file__ = spec.origin
+    module.__package__ = "asyncio"
+    namespace = dict(builtins.__dict__)
+    namespace["__import__"] = importer
+    module.__builtins__ = namespace  # type: ignore[attr-defined]
+    exec(compile(source, spec.origin, "exec"), module.__dict__)
+    return module
+
+
+#: The ``_winapi`` the loaded modules import (the names above; others raise).
+winapi = _Names("_winapi", _WINAPI_NAMES, _WHY)
+#: The ``msvcrt`` they import: a file's handle is its descriptor.
+msvcrt = _Names(
+    "msvcrt", {"get_osfhandle": _get_osfhandle, "open_osfhandle": _open_osfhandle}, _WHY
+)
+
+
+def _load() -> types.ModuleType:
+    real_import = builtins.__import__
+    fakes: dict[str, types.ModuleType] = {
+        "_overlapped": _overlapped_face,
+        "_winapi": winapi,
+        "msvcrt": msvcrt,
+        "sys": _Sys("sys"),
+        "errno": _Errno("errno"),
+        "socket": _Socket("socket"),
+    }
+    siblings: dict[str, types.ModuleType] = {}
+
+    def importer(
+        name: str,
+        globals: Any = None,
+        locals: Any = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> Any:
+        if level == 0 and name in fakes:
+            return fakes[name]
+        if level == 1 and name == "" and fromlist and set(fromlist) <= set(siblings):
+            return types.SimpleNamespace(**{n: siblings[n] for n in fromlist})
+        if level == 1 and name == "" and fromlist and "windows_utils" in fromlist:
+            raise ImportError("windows_utils is loaded before windows_events")
+        return real_import(name, globals, locals, fromlist, level)
+
+    siblings["windows_utils"] = _stdlib_module("windows_utils", importer)
+    return _stdlib_module("windows_events", importer)
+
+
+_loaded: types.ModuleType | None = None
+
+if TYPE_CHECKING:  # the classes come from the loaded module (see __getattr__)
+    ProactorEventLoop: Any
+    IocpProactor: Any
+    ProactorEventLoopPolicy: Any
+
+
+def load() -> types.ModuleType:
+    """The interpreter's ``asyncio.windows_events``: its own module on Windows, else the copy
+    run here over :mod:`wsp_async.overlapped` (loaded once)."""
+    global _loaded
+    if _loaded is None:
+        if sys.platform == "win32":
+            import asyncio.windows_events as native
+
+            _loaded = native
+        else:
+            _loaded = _load()
+    return _loaded
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ProactorEventLoop", "IocpProactor"):
+        return getattr(load(), name)
+    if name == "ProactorEventLoopPolicy":
+        return load().WindowsProactorEventLoopPolicy
+    raise AttributeError(name)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new ProactorEventLoop."""
+    return load().ProactorEventLoop()  # type: ignore[no-any-return]
