@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --asyncio-proactor tests/test_aio.py
 	$(MAKE) --no-print-directory proactor-suite
 
 # CPython's own Proactor tests on wsp_async's ProactorEventLoop (SPEC S17): prints pass,

@@ -96,6 +96,7 @@ __all__ = [
     "WSAConnect",
     "WaitForSingleObject",
     "provider",
+    "use_provider",
 ]
 
 # --- constants (the values of CPython's module on Windows, except where noted) ----------
@@ -185,6 +186,17 @@ _provider: Provider | None = None
 _provider_lock = threading.Lock()
 
 
+def use_provider(new: Provider | None) -> Provider | None:
+    """Run this module's operations on ``new`` from now on (None: a default one made on first
+    use); returns the previous one, which the caller closes.  The descriptors known so far
+    are forgotten (their emulated sockets belong to the previous provider)."""
+    global _provider
+    with _provider_lock:
+        previous, _provider = _provider, new
+    _descriptors.forget()
+    return previous
+
+
 def provider() -> Provider:
     """The provider that runs this module's operations (made on first use, own I/O thread)."""
     global _provider
@@ -242,6 +254,10 @@ class _Descriptors:
             provider().WSPSetSockOpt(handle, SOL_SOCKET, SO_SNDBUF, 0, 4, INT())
             self.entries[fd] = _Entry(handle, identity)
             return handle
+
+    def forget(self) -> None:
+        with self.lock:
+            self.entries.clear()
 
     def rebind(self, fd: int, handle: int) -> None:
         """``fd`` now holds the socket of ``handle`` (after AcceptEx's ``dup2``)."""
@@ -569,9 +585,16 @@ def CreateIoCompletionPort(handle: int, port: int, key: int, concurrency: int) -
 
 
 def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int] | None:
-    """``(err, transferred, key, address)`` of the next packet; None when ``msecs`` passed."""
+    """``(err, transferred, key, address)`` of the next packet; None when ``msecs`` passed.
+
+    The Proactor calls this from its own loop's ``select``: it may wait even on a thread
+    whose loop also runs a provider (``wsp_async.aio`` embeds one), because that loop's
+    work arrives as packets here.
+    """
+    target = iocp.port_object(port)
+    if target is None:
+        raise windows_error(ERROR_INVALID_HANDLE)
     _descriptors.sweep()
-    n, key, ov = DWORD(), _Box(), _Box()
     deadline = None if msecs == INFINITE else time.monotonic() + msecs / 1000
     while True:
         # Wait in slices, so that descriptors closed meanwhile are noticed (and their
@@ -580,18 +603,17 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
             slice_ms = 50
         else:
             slice_ms = max(0, min(50, int((deadline - time.monotonic()) * 1000)))
-        ok = iocp.GetQueuedCompletionStatus(port, n, key, ov, slice_ms)
-        err = 0 if ok else GetLastError()
-        if ov.value is not None:
+        got = target.take(1, slice_ms, alertable=False)
+        if not isinstance(got, int):
             break
-        if err != WAIT_TIMEOUT:
-            raise windows_error(err)
+        if got != WAIT_TIMEOUT:
+            raise windows_error(got)
         if deadline is not None and time.monotonic() >= deadline:
             return None
         _descriptors.sweep()
-    packet_ov = ov.value
+    transferred, key, packet_ov, status = got[0]
     address = packet_ov if isinstance(packet_ov, int) else id(packet_ov)
-    return err, n.value, key.value or 0, address
+    return (win32_of(status) if status else 0), transferred, key or 0, address
 
 
 def PostQueuedCompletionStatus(port: int, transferred: int, key: int, address: int) -> None:
