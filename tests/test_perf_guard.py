@@ -114,4 +114,7 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
     assert extra["memory"]["bytes_per_op"] < 1024
     # S14.2: the AcceptEx accept-rate probe ran against asyncio's, with the same load.
     assert extra["accept"]["asyncio_per_s"] > 0 and extra["accept"]["acceptex_per_s"] > 0
+    assert extra["accept"]["face_per_s"] > 0
+    # S17: the echo probe ran the Proactor beside the selector loops.
+    assert all(row["proactor"] > 0 and row["asyncio"] > 0 for row in result["echo"].values())
     assert "x raw" in bench.format_table(result)

@@ -47,7 +47,8 @@ def send_direct(
                 or handoff.closed
                 or engine.error
                 or engine.send_shut
-                or handoff.incoming
+                or handoff.sends  # pending sends on their way to the loop
+                or handoff.staged  # complete ones copied there, not yet written
                 or handoff.front is not None
                 or sendq.waiting
                 or sendq.inflight
@@ -100,7 +101,7 @@ def send_staged(adapter: SocketAdapter, op: Operation) -> bool:
             or engine.send_shut
             or engine.error
             or handoff.front is not None
-            or handoff.pending_posts
+            or handoff.sends
             or sendq.waiting
             or sendq.inflight
             or handoff.staged + sendq.buffered + op.nbytes > engine.capacity

@@ -20,7 +20,7 @@ import collections
 import threading
 from collections.abc import Callable
 
-from ._operation import Operation
+from ._operation import Operation, OpKind
 from .errors import WSAErr, WSAError
 
 __all__ = ["HandOff"]
@@ -40,6 +40,7 @@ class HandOff:
         "lock",
         "pending_posts",
         "scheduled",
+        "sends",
         "staged",
     )
 
@@ -59,6 +60,9 @@ class HandOff:
         #: Operations in ``incoming`` that are still pending: nothing after them may
         #: complete at once, or completions would overtake posting order (S6.4).
         self.pending_posts = 0
+        #: Of those, the sends (bytes and their notices keep posting order; a receive
+        #: waiting here orders nothing against a send).
+        self.sends = 0
         #: Thread ident of a blocking call in progress (WSAEINPROGRESS).
         self.blocking_owner: int | None = None
         #: Schedules a call on the I/O loop from any thread (``call_soon_threadsafe``).
@@ -81,6 +85,8 @@ class HandOff:
                 raise WSAError(code)
             self.incoming.append(op)
             self.pending_posts += 1
+            if op.kind == OpKind.SEND:
+                self.sends += 1
             if self.scheduled:
                 return
             self.scheduled = True
@@ -115,6 +121,7 @@ class HandOff:
         self.scheduled = False
         self.staged = 0
         self.pending_posts = 0
+        self.sends = 0
         return front, batch
 
     def take_front(self) -> Operation | None:

@@ -54,12 +54,15 @@ class PendingCount:
     provider's options.
     """
 
-    __slots__ = ("_lock", "bytes", "count", "max_bytes", "max_count")
+    __slots__ = ("_lock", "bytes", "count", "max_bytes", "max_count", "sends")
 
     def __init__(self, max_count: int, max_bytes: int | None) -> None:
         self._lock = threading.Lock()
         self.count = 0
         self.bytes = 0
+        #: Of ``count``, the sends: their notices keep posting order (S6.4); a pending
+        #: receive completes whenever data comes and orders nothing.
+        self.sends = 0
         self.max_count = max_count
         self.max_bytes = max_bytes
 
@@ -77,6 +80,8 @@ class PendingCount:
                 self.check(op.nbytes)
             self.count += 1
             self.bytes += op.nbytes
+            if op.kind == OpKind.SEND:
+                self.sends += 1
         op.counter = self
 
     def add_checked(self, op: Operation) -> None:
@@ -89,6 +94,8 @@ class PendingCount:
             with self._lock:
                 self.count -= 1
                 self.bytes -= op.nbytes
+                if op.kind == OpKind.SEND:
+                    self.sends -= 1
 
 
 @attrs.define(eq=False, slots=True)

@@ -112,7 +112,7 @@ class Sends:
         if (
             engine.stream
             and total
-            and not engine.pending.count  # nothing outstanding whose notice it could overtake
+            and not engine.pending.sends  # no send outstanding whose notice it could overtake
             and not op.urgent
             and not op.fault
             and not parts.debug

@@ -218,9 +218,8 @@ class _Entry:
 class _Descriptors:
     """Which emulated socket each of the program's descriptors stands for (see the module doc)."""
 
-    #: Sweep every entry at most this often (seconds) once there are many.
+    #: Sweep every entry at most this often (seconds): a ``fstat`` each.
     SWEEP_EVERY = 0.02
-    MANY = 256
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -269,7 +268,7 @@ class _Descriptors:
     def sweep(self, force: bool = False) -> None:
         """Close the emulated sockets whose descriptor was closed or names another socket."""
         now = time.monotonic()
-        if not force and len(self.entries) > self.MANY and now - self.last_sweep < self.SWEEP_EVERY:
+        if not force and now - self.last_sweep < self.SWEEP_EVERY:
             return
         self.last_sweep = now
         with self.lock:
@@ -595,8 +594,9 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
     if target is None:
         raise windows_error(ERROR_INVALID_HANDLE)
     _descriptors.sweep()
+    got: Any = WAIT_TIMEOUT
     deadline = None if msecs == INFINITE else time.monotonic() + msecs / 1000
-    while True:
+    while isinstance(got, int):
         # Wait in slices, so that descriptors closed meanwhile are noticed (and their
         # pending operations aborted) while nothing else happens.
         if deadline is None:

@@ -34,6 +34,7 @@ from .benchmodes import (
     MODES,
     SIZES,
     accept_rate,
+    echo_rates,
     latency,
     measure,
     memory_per_pending_op,
@@ -106,6 +107,9 @@ def run(
             }
             for kind in kinds
         }
+        if not quiet:
+            _progress("measuring echo round trips on the Proactor...")
+        echo = echo_rates(seconds=0.1 if budget <= 1 << 20 else 0.5 if budget < 64 << 20 else 2.0)
     finally:
         receiver.kill()
     if not quiet and sys.stderr.isatty():
@@ -113,6 +117,7 @@ def run(
     return {
         "rows": rows,
         "extra": extra,
+        "echo": echo,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
 
@@ -140,6 +145,12 @@ def format_table(result: dict[str, Any]) -> str:
             f"{kind}: accepts/s asyncio.start_server {acc['asyncio_per_s']:.0f}, "
             f"AcceptEx through a port {acc['acceptex_per_s']:.0f} ({acc['ratio']:.2f}x), "
             f"AcceptEx awaited {acc['face_per_s']:.0f} ({acc['face_ratio']:.2f}x)"
+        )
+    for size, echo in result.get("echo", {}).items():
+        lines.append(
+            f"echo round trips/s at {size} B (asyncio streams): selector {echo['asyncio']:.0f}, "
+            f"uvloop {echo['uvloop']:.0f}, ProactorEventLoop over wsp_async {echo['proactor']:.0f} "
+            f"({echo['ratio_to_asyncio']:.2f}x selector)"
         )
     lines.append(f"peak RSS {result['peak_rss_kib'] / 1024:.1f} MiB")
     return "\n".join(lines)

@@ -622,3 +622,78 @@ def accept_rate(kind: str, count: int = 2000) -> dict[str, float]:
         "face_per_s": (count - 1) / face_seconds,
         "face_ratio": asyncio_seconds / face_seconds,
     }
+
+
+# ----------------------------------------------------------------------------- Proactor echo
+_ECHO_SERVER = """
+import socket, sys, threading
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+def serve(conn):
+    buf = bytearray(1 << 17)
+    with conn:
+        while n := conn.recv_into(buf):
+            conn.sendall(memoryview(buf)[:n])
+while True:
+    conn, _ = server.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+def _echo_client(port: int, size: int, count: int) -> Coroutine[Any, Any, float]:
+    """Seconds for ``count`` round trips of ``size`` bytes (asyncio streams, one at a time)."""
+
+    async def run() -> float:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        message = b"e" * size
+        for _ in range(min(50, count)):  # warm up
+            writer.write(message)
+            await reader.readexactly(size)
+        start = time.perf_counter()
+        for _ in range(count):
+            writer.write(message)
+            await reader.readexactly(size)
+        elapsed = time.perf_counter() - start
+        writer.close()
+        await writer.wait_closed()
+        return elapsed
+
+    return run()
+
+
+def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> dict[str, Any]:
+    """Echo round trips per second through asyncio streams on the selector loop (stock
+    asyncio), uvloop and CPython's ProactorEventLoop over wsp_async, against one echo
+    server in another process, in one run (issue 12, item 7)."""
+    from .. import proactor
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+            "asyncio": asyncio.SelectorEventLoop,
+            "uvloop": lambda: new_loop("uvloop"),
+            "proactor": proactor.ProactorEventLoop,
+        }
+        rates: dict[str, Any] = {}
+        for size in sizes:
+            row: dict[str, float] = {}
+            for name, factory in factories.items():
+                count = 200
+                while True:  # size the run to about ``seconds``
+                    with asyncio.Runner(loop_factory=factory) as runner:
+                        took = runner.run(_echo_client(port, size, count))
+                    if took >= seconds / 4 or count >= 1 << 20:
+                        break
+                    count = int(count * max(2.0, seconds / max(took, 1e-6)))
+                row[name] = count / took
+            row["ratio_to_asyncio"] = row["proactor"] / row["asyncio"]
+            rates[str(size)] = row
+        return rates
+    finally:
+        server.kill()
+        server.wait()
