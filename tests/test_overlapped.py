@@ -159,20 +159,24 @@ def test_a_closed_descriptor_releases_its_socket_and_a_reused_number_is_new(face
     face.CreateIoCompletionPort(number, port, 0, 0)
     recv = face.Overlapped(face.NULL)
     recv.WSARecv(number, 100, 0)
+    server = socket.create_server(("127.0.0.1", 0))
     first.close()
-    err, _n, _key, address = packet(face, port)  # the wait notices the close
-    assert (err, address) == (ov_face.ERROR_OPERATION_ABORTED, recv.address)
-    second, second_peer = pair()
-    with second, second_peer, first_peer:
+    second = socket.socket()  # the lowest free number: the one just closed
+    with server, second, first_peer:
         if second.fileno() != number:
             pytest.skip("the OS did not reuse the descriptor number")
-        face.CreateIoCompletionPort(number, port, 0, 0)
-        again = face.Overlapped(face.NULL)
-        again.WSARecv(number, 100, 0)
-        first_peer.sendall(b"old")
-        second_peer.sendall(b"new")
-        packet(face, port)
-        assert again.getresult() == b"new"
+        second.connect(server.getsockname())
+        second_peer, _ = server.accept()
+        with second_peer:
+            err, _n, _key, address = packet(face, port)  # the wait notices the close
+            assert (err, address) == (ov_face.ERROR_OPERATION_ABORTED, recv.address)
+            face.CreateIoCompletionPort(number, port, 0, 0)
+            again = face.Overlapped(face.NULL)
+            again.WSARecv(number, 100, 0)
+            first_peer.sendall(b"old")
+            second_peer.sendall(b"new")
+            packet(face, port)
+            assert again.getresult() == b"new"
 
 
 def test_connect_ex_refused_and_bind_local_twice(face, port):  # type: ignore[no-untyped-def]
