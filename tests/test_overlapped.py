@@ -323,3 +323,37 @@ def test_the_pytest_plugin_runs_async_tests_on_the_proactor(tmp_path) -> None:  
         runs[bool(args)] = [line for line in out.stdout.splitlines() if line.startswith("LOOP")]
     assert runs[True] == ["LOOP ProactorEventLoop"]
     assert runs[False] and runs[False] != ["LOOP ProactorEventLoop"]
+
+
+def test_hostile_arguments_get_clear_errors(face, port, tmp_path):  # type: ignore[no-untyped-def]
+    # SPEC S9 via S17.1: a closed descriptor, a file that is no socket, a float: OSError
+    # or TypeError with a reason, nothing started, no traceback from inside.
+    with open(tmp_path / "file", "wb") as file:
+        for bad in (file.fileno(), 10_000, -1):
+            ov = face.Overlapped(face.NULL)
+            with pytest.raises(OSError) as info:
+                ov.WSARecv(bad, 10, 0)
+            assert info.value.winerror in (w.WSAENOTSOCK, ov_face.ERROR_INVALID_HANDLE)
+            assert not ov.pending
+            with pytest.raises(ValueError):
+                ov.getresult()  # "operation failed to start"
+    with pytest.raises(OSError):
+        face.Overlapped(face.NULL).WSARecv(2.5, 10, 0)
+    with pytest.raises(OSError):
+        face.GetQueuedCompletionStatus(123456789, 0)  # no such port
+    face.Overlapped(face.NULL).cancel()  # nothing started: nothing to do
+
+
+def test_a_pending_overlapped_dropped_by_the_program_is_cancelled_once(face, port):  # type: ignore[no-untyped-def]
+    # SPEC S2.4 via S17.1: deallocating a pending Overlapped cancels it; its packet comes
+    # once, with ERROR_OPERATION_ABORTED.
+    mine, peer = pair()
+    with mine, peer:
+        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+        recv = face.Overlapped(face.NULL)
+        recv.WSARecv(mine.fileno(), 10, 0)
+        address = recv.address
+        del recv
+        err, _n, _key, got = packet(face, port)
+        assert (err, got) == (ov_face.ERROR_OPERATION_ABORTED, address)
+        assert face.GetQueuedCompletionStatus(port, 0) is None
