@@ -118,3 +118,65 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
     # S17: the echo probe ran the Proactor beside the selector loops.
     assert all(row["proactor"] > 0 and row["asyncio"] > 0 for row in result["echo"].values())
     assert "x raw" in bench.format_table(result)
+
+
+async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_each(
+    monkeypatch,
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue 13 (SPEC S4.1, S5.3): an awaited send that fits the send buffer takes the lean
+    # path -- no Operation, no WSAOVERLAPPED, one transport.write -- and its bytes keep
+    # their order with a full-path send posted after it.
+    import asyncio
+
+    from wsp_async import aio
+    from wsp_async._operation import Operation
+    from wsp_async.structs import WSAOVERLAPPED as Structure
+
+    server = __import__("socket").create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    loop = asyncio.get_running_loop()
+    accepted = asyncio.ensure_future(loop.sock_accept(server))
+    sock = await aio.connect(*server.getsockname())
+    peer, _ = await accepted
+    adapter = sock.provider.socket_of(sock.handle)
+    transport = adapter.transport
+    writes: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(transport, name)
+
+        def write(self, data):  # type: ignore[no-untyped-def]
+            writes.append(len(data))
+            transport.write(data)
+
+    made: list[str] = []
+    real_op_init, real_ov_init = Operation.__init__, Structure.__init__
+
+    def op_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append("Operation")
+        real_op_init(self, *args, **kwargs)
+
+    def ov_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append("WSAOVERLAPPED")
+        real_ov_init(self, *args, **kwargs)
+
+    adapter.transport = Counting()
+    monkeypatch.setattr(Operation, "__init__", op_init)
+    monkeypatch.setattr(Structure, "__init__", ov_init)
+    try:
+        for i in range(100):
+            assert await sock.send(bytes([65 + i % 26]) * 64) == 64
+        assert made == [] and writes == [64] * 100
+        assert await sock.send([b"!", b"end"]) == 4  # a gather list: the full path
+        assert "Operation" in made
+    finally:
+        adapter.transport = transport
+    expected = b"".join(bytes([65 + i % 26]) * 64 for i in range(100)) + b"!end"
+    got = bytearray()
+    while len(got) < len(expected):
+        got += await loop.sock_recv(peer, 1 << 16)
+    assert bytes(got) == expected
+    sock.close()
+    peer.close()
+    server.close()

@@ -298,6 +298,57 @@ class SocketAdapter:
             self._limit(self.engine.capacity)
         self.pump()
 
+    def sender_at_once(self, provider_wide: Any, loop_thread: int) -> Callable[[Any], int]:
+        """The asyncio face's lean send (issue 13): a function that, on the loop thread,
+        writes one bytes-like buffer to the transport when the send completes at once --
+        held within the emulated send buffer (S4.1) -- and returns its length; else -1,
+        having done nothing (the caller takes the full path).
+
+        Only when nothing of this socket's sends is queued, in flight or on its way from
+        another thread, and no send is pending: then completing at once overtakes no
+        earlier send or notice (S5.3, S6.4).  Tracing, the verifier and injected faults
+        see every post, so with any of them on (``provider_wide.faulty``/``debug``, the
+        door's tracer, this socket's faults) it declines.  One closure, so that a send costs
+        one Python call beyond the transport's.
+        """
+        engine = self.engine
+        sendq_of = engine
+        handoff = self.handoff
+        door = self.door
+        get_ident = threading.get_ident
+
+        def send_at_once(data: Any) -> int:
+            transport = self.transport
+            sendq = sendq_of.sendq
+            if (
+                transport is None
+                or not engine.send_ready
+                or engine.pending.sends
+                or sendq.waiting
+                or sendq.inflight
+                or handoff.closed
+                or handoff.front is not None
+                or handoff.incoming
+                or self.drain_timer is not None
+                or engine.drain_delay is not None
+                or engine.faults
+                or provider_wide.faulty
+                or provider_wide.debug
+                or door.tracer is not None
+                or get_ident() != loop_thread
+            ):
+                return -1
+            size = len(data) if type(data) is bytes else memoryview(data).nbytes
+            buffered = transport.get_write_buffer_size() + size
+            if not size or buffered > engine.capacity:
+                return -1
+            transport.write(data)
+            sendq.written += size  # what engine.bypassed records, without two calls
+            sendq.buffered = buffered
+            return size
+
+        return send_at_once
+
     def send_nonblocking(self, buffers: list[Any], total: int) -> int:
         """S8.1 on the loop: all or nothing -- the whole send when the buffer has room."""
         self.take_incoming()

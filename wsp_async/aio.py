@@ -125,6 +125,7 @@ class OverlappedSocket:
     def __init__(self, provider: Provider, handle: int) -> None:
         self.provider = provider
         self.handle = handle
+        self._send_at_once = provider.sender_at_once(handle)
 
     def __repr__(self) -> str:
         return f"<OverlappedSocket {self.handle:#x}>"
@@ -175,8 +176,13 @@ class OverlappedSocket:
     # -- sends --------------------------------------------------------------------------
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
         """Send one buffer or a scatter/gather list; returns when consumed (S4)."""
-        bufs = _as_wsabufs(buffers)
+        if not flags and isinstance(buffers, bytes | bytearray | memoryview):
+            # The lean path: a send that completes at once needs no record (issue 13).
+            sent = self._send_at_once(buffers)
+            if sent >= 0:
+                return sent
         provider = self.provider
+        bufs = _as_wsabufs(buffers)
         loop = asyncio.get_running_loop()
         if provider.loop is loop and provider.on_loop_thread():
             # WSPSend itself, minus the end-of-iteration coalescing: a coroutine

@@ -417,6 +417,13 @@ class Provider:
         """
         self._sends.send(s, buffers, count, None, flags, None, ov, None, None, False)
 
+    def sender_at_once(self, s: int) -> Callable[[Any], int]:
+        """For socket ``s``: a function that, on the loop thread, sends one bytes-like buffer
+        if it completes at once -- nothing of the socket's sends queued or pending, room in
+        the send buffer -- and returns its length; else returns -1, having done nothing
+        (then post it with ``WSPSend``).  Raises ``WSAError`` for a bad handle."""
+        return self._sends.sender_at_once(s)
+
     def when_complete(self, ov: WSAOVERLAPPED, callback: Callable[[], object]) -> bool:
         """Call ``callback()`` on the I/O loop when ``ov`` completes; False if it is not pending.
 

@@ -54,6 +54,7 @@ MODES = [
     "iocp-1",
     "iocp-2",
     "aio",
+    "streams",
 ]
 SIZES = [64, 1024, 65536, 1 << 20]
 WINDOW = 256  # overlapped sends kept in flight by the windowed modes
@@ -252,6 +253,28 @@ async def _aio(port: int, size: int, count: int, nbufs: int) -> float:
     return elapsed
 
 
+async def _streams(port: int, size: int, count: int, nbufs: int) -> float:
+    """What asyncio users write without us: ``writer.write(data); await writer.drain()``
+    per message (the baseline of the ``aio`` mode, issue 13)."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    bufs = [b.buf for b in _message(size, nbufs)]
+    write = writer.write if nbufs == 1 else writer.writelines
+    data: Any = bufs[0] if nbufs == 1 else bufs
+    drain = writer.drain
+    start = time.perf_counter()
+    for _ in range(count):
+        write(data)
+        await drain()
+    transport = writer.transport
+    transport.set_write_buffer_limits(0, 0)
+    await drain()
+    while transport.get_write_buffer_size():
+        await asyncio.sleep(0.001)
+    elapsed = time.perf_counter() - start
+    writer.close()
+    return elapsed
+
+
 def _own_provider(kind: str, port: int) -> tuple[Provider, int]:
     p = Provider(use_uvloop=kind == "uvloop")
     err = INT()
@@ -374,6 +397,7 @@ _ASYNC_MODES: dict[str, Callable[[int, int, int, int], Coroutine[Any, Any, float
     "event": _event,
     "poll": _poll,
     "aio": _aio,
+    "streams": _streams,
 }
 _THREAD_MODES: dict[str, Callable[[str, int, int, int, int], float]] = {
     "blocking-thread": _blocking_thread,
