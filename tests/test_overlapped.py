@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import subprocess
 import sys
@@ -160,23 +161,24 @@ def test_a_closed_descriptor_releases_its_socket_and_a_reused_number_is_new(face
     recv = face.Overlapped(face.NULL)
     recv.WSARecv(number, 100, 0)
     server = socket.create_server(("127.0.0.1", 0))
-    first.close()
-    second = socket.socket()  # the lowest free number: the one just closed
-    with server, second, first_peer:
-        if second.fileno() != number:
-            pytest.skip("the OS did not reuse the descriptor number")
-        second.connect(server.getsockname())
-        second_peer, _ = server.accept()
-        with second_peer:
-            err, _n, _key, address = packet(face, port)  # the wait notices the close
-            assert (err, address) == (ov_face.ERROR_OPERATION_ABORTED, recv.address)
-            face.CreateIoCompletionPort(number, port, 0, 0)
-            again = face.Overlapped(face.NULL)
-            again.WSARecv(number, 100, 0)
-            first_peer.sendall(b"old")
-            second_peer.sendall(b"new")
-            packet(face, port)
-            assert again.getresult() == b"new"
+    other = socket.create_connection(server.getsockname(), timeout=10)
+    second_peer, _ = server.accept()
+    # The program closes its socket and the OS hands the same number to another one, in
+    # one step (dup2 closes what the number named and reuses it).
+    first.detach()
+    os.dup2(other.fileno(), number)
+    other.close()
+    second = socket.socket(fileno=number)
+    with server, second, second_peer, first_peer:
+        err, _n, _key, address = packet(face, port)  # the wait notices the close
+        assert (err, address) == (ov_face.ERROR_OPERATION_ABORTED, recv.address)
+        face.CreateIoCompletionPort(number, port, 0, 0)
+        again = face.Overlapped(face.NULL)
+        again.WSARecv(number, 100, 0)
+        first_peer.sendall(b"old")
+        second_peer.sendall(b"new")
+        packet(face, port)
+        assert again.getresult() == b"new"
 
 
 def test_connect_ex_refused_and_bind_local_twice(face, port):  # type: ignore[no-untyped-def]
