@@ -180,3 +180,44 @@ async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_eac
     sock.close()
     peer.close()
     server.close()
+
+
+async def test_face_receives_of_arrived_bytes_make_no_structure(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Issue 13 (SPEC S11.1): a receive of bytes already arrived takes the lean path -- no
+    # WSAOVERLAPPED, no future -- and the bytes come in order, whole.
+    import asyncio
+    import socket
+
+    from wsp_async import aio
+    from wsp_async.structs import WSAOVERLAPPED as Structure
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    loop = asyncio.get_running_loop()
+    accepted = asyncio.ensure_future(loop.sock_accept(server))
+    sock = await aio.connect(*server.getsockname())
+    peer, _ = await accepted
+    payload = bytes(range(256)) * 64
+    await loop.sock_sendall(peer, payload)
+    first = await sock.recv(1)  # waits (the full path) until bytes are here
+    receiver = sock.provider.socket_of(sock.handle).engine.receiver
+    deadline = loop.time() + 30
+    while receiver.available() < len(payload) - 1 and loop.time() < deadline:
+        await asyncio.sleep(0)  # a state no completion announces: let the loop read
+    assert receiver.available() == len(payload) - 1
+    made: list[int] = []
+    real = Structure.__init__
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Structure, "__init__", counting)
+    got = bytearray(first)
+    while len(got) < len(payload):
+        got += await sock.recv(4096)
+    assert bytes(got) == payload
+    assert made == []
+    sock.close()
+    peer.close()
+    server.close()

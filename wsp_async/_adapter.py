@@ -36,7 +36,7 @@ from typing import Any
 
 from ._completion import CompletionDoor, RoutineLane, isolated
 from ._datagrams import DatagramSender
-from ._engine import ABORTED, SocketEngine
+from ._engine import ABORTED, SocketEngine, SocketState
 from ._handoff import HandOff
 from ._operation import Operation, OpKind
 from ._protocols import Detached
@@ -348,6 +348,50 @@ class SocketAdapter:
             return size
 
         return send_at_once
+
+    def receiver_at_once(self, provider_wide: Any, loop_thread: int) -> Callable[[Any], int]:
+        """The asyncio face's lean receive (issue 13): a function that, on the loop thread,
+        fills a writable buffer from bytes already arrived and returns the count; else -1,
+        having done nothing (the caller takes the full path).
+
+        Only when no receive waits before it (S11.1 keeps posting order) and none is on its
+        way from another thread, the socket is connected and open for receiving, and data
+        is there (an end of stream or an error takes the full path, which reports it).
+        Tracing, the verifier and faults decline, as for :meth:`sender_at_once`.
+        """
+        engine = self.engine
+        handoff = self.handoff
+        door = self.door
+        get_ident = threading.get_ident
+        connected = SocketState.CONNECTED
+
+        def receive_at_once(buffer: Any) -> int:
+            receiver = engine.receiver
+            if (
+                receiver.waiting
+                or not receiver.available()
+                or engine.state != connected
+                or engine.recv_shut
+                or handoff.incoming
+                or handoff.closed
+                or engine.faults
+                or provider_wide.faulty
+                or provider_wide.debug
+                or door.tracer is not None
+                or get_ident() != loop_thread
+            ):
+                return -1
+            view = memoryview(buffer).cast("B")
+            if not len(view):
+                return -1
+            op = Operation(OpKind.RECV, [view], len(view))
+            got = engine.receive_now(op)  # data is there: (0, count)
+            if got is None:
+                return -1
+            self._maybe_resume_reading()
+            return got[1]
+
+        return receive_at_once
 
     def send_nonblocking(self, buffers: list[Any], total: int) -> int:
         """S8.1 on the loop: all or nothing -- the whole send when the buffer has room."""

@@ -126,6 +126,7 @@ class OverlappedSocket:
         self.provider = provider
         self.handle = handle
         self._send_at_once = provider.sender_at_once(handle)
+        self._receive_at_once = provider.receiver_at_once(handle)
 
     def __repr__(self) -> str:
         return f"<OverlappedSocket {self.handle:#x}>"
@@ -257,6 +258,11 @@ class OverlappedSocket:
     # -- receives -----------------------------------------------------------------------
     async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
         """Receive into ``buffer``; 0 means the peer closed gracefully (S11.1)."""
+        if not flags:
+            # The lean path: bytes already here need no record (issue 13).
+            got = self._receive_at_once(buffer)
+            if got >= 0:
+                return got
         p = self.provider
         bufs = [WSABUF(memoryview(buffer).nbytes, buffer)]
 

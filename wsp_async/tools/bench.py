@@ -150,7 +150,9 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"echo round trips/s at {size} B (asyncio streams): selector {echo['asyncio']:.0f}, "
             f"uvloop {echo['uvloop']:.0f}, ProactorEventLoop over wsp_async {echo['proactor']:.0f} "
-            f"({echo['ratio_to_asyncio']:.2f}x selector)"
+            f"({echo['ratio_to_asyncio']:.2f}x selector); the asyncio face "
+            f"{echo['face-asyncio']:.0f} on asyncio ({echo['face_ratio_asyncio']:.2f}x streams), "
+            f"{echo['face-uvloop']:.0f} on uvloop ({echo['face_ratio_uvloop']:.2f}x streams)"
         )
     lines.append(f"peak RSS {result['peak_rss_kib'] / 1024:.1f} MiB")
     return "\n".join(lines)

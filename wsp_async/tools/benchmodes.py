@@ -686,10 +686,43 @@ def _echo_client(port: int, size: int, count: int) -> Coroutine[Any, Any, float]
     return run()
 
 
+def _echo_face(port: int, size: int, count: int) -> Coroutine[Any, Any, float]:
+    """The same round trips through the asyncio face (``aio.connect``, send, recv_into)."""
+
+    async def run() -> float:
+        from .. import aio
+
+        sock = await aio.connect("127.0.0.1", port)
+        message = b"e" * size
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+
+        async def round_trip() -> None:
+            await sock.send(message)
+            got = 0
+            while got < size:
+                n = await sock.recv_into(view[got:])
+                if not n:
+                    raise ConnectionError("the echo server closed")
+                got += n
+
+        for _ in range(min(50, count)):
+            await round_trip()
+        start = time.perf_counter()
+        for _ in range(count):
+            await round_trip()
+        elapsed = time.perf_counter() - start
+        sock.close()
+        return elapsed
+
+    return run()
+
+
 def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> dict[str, Any]:
     """Echo round trips per second through asyncio streams on the selector loop (stock
-    asyncio), uvloop and CPython's ProactorEventLoop over wsp_async, against one echo
-    server in another process, in one run (issue 12, item 7)."""
+    asyncio), uvloop and CPython's ProactorEventLoop over wsp_async, and through the asyncio
+    face on both loops, against one echo server in another process, in one run (issue 12,
+    item 7; issue 13, item 2)."""
     from .. import proactor
 
     server = subprocess.Popen(
@@ -702,20 +735,25 @@ def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> di
             "asyncio": asyncio.SelectorEventLoop,
             "uvloop": lambda: new_loop("uvloop"),
             "proactor": proactor.ProactorEventLoop,
+            "face-asyncio": asyncio.SelectorEventLoop,
+            "face-uvloop": lambda: new_loop("uvloop"),
         }
         rates: dict[str, Any] = {}
         for size in sizes:
             row: dict[str, float] = {}
             for name, factory in factories.items():
+                client = _echo_face if name.startswith("face") else _echo_client
                 count = 200
                 while True:  # size the run to about ``seconds``
                     with asyncio.Runner(loop_factory=factory) as runner:
-                        took = runner.run(_echo_client(port, size, count))
+                        took = runner.run(client(port, size, count))
                     if took >= seconds / 4 or count >= 1 << 20:
                         break
                     count = int(count * max(2.0, seconds / max(took, 1e-6)))
                 row[name] = count / took
             row["ratio_to_asyncio"] = row["proactor"] / row["asyncio"]
+            row["face_ratio_asyncio"] = row["face-asyncio"] / row["asyncio"]
+            row["face_ratio_uvloop"] = row["face-uvloop"] / row["uvloop"]
             rates[str(size)] = row
         return rates
     finally:
