@@ -59,6 +59,8 @@ log = logging.getLogger("wsp_async.aio")
 
 Buffers: TypeAlias = "bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]"
 _PROVIDER_ATTR = "_wsp_async_aio_provider"
+#: One buffer (not a gather list); a tuple: isinstance with one is the fastest check.
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 #: An AcceptEx address block large enough for either family: sizeof(SOCKADDR_IN6) + 16.
 _ADDRESS_BLOCK = 28 + 16
 
@@ -177,7 +179,7 @@ class OverlappedSocket:
     # -- sends --------------------------------------------------------------------------
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
         """Send one buffer or a scatter/gather list; returns when consumed (S4)."""
-        if not flags and isinstance(buffers, bytes | bytearray | memoryview):
+        if not flags and (type(buffers) is bytes or isinstance(buffers, _BYTES_LIKE)):
             # The lean path: a send that completes at once needs no record (issue 13).
             sent = self._send_at_once(buffers)
             if sent >= 0:
