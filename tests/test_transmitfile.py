@@ -339,3 +339,45 @@ def test_the_guid_hands_out_transmit_file(provider):  # type: ignore[no-untyped-
         s, code, w.WSAID_TRANSMITFILE, 16, out, 8, DWORD(), None, None, None, INT()
     )
     assert rc == 0 and out.value == provider.TransmitFile
+
+
+def test_the_program_may_close_its_file_while_the_transmission_goes_on(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.5 (a hostile user): as on Windows, where the operation holds the file, the
+    # program's handle may be closed meanwhile -- every byte still goes, the packet comes
+    # once, and a reused descriptor number is never read from.
+    size = 8 << 20
+    with tempfile.TemporaryFile() as f:
+        f.write(pattern(size, 3))
+        f.flush()
+        fd = os.dup(f.fileno())
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    w.CreateIoCompletionPort(s, port, 3, 0)
+    ov = WSAOVERLAPPED()
+    provider.TransmitFile(s, fd, 0, 0, ov, None, 0)
+    first = conn.recv(1)
+    assert first  # started
+    os.close(fd)
+    with tempfile.TemporaryFile() as other:  # likely takes the number just closed
+        other.write(b"\xee" * size)
+        other.flush()
+        received = first + recv_exact(conn, size - 1)
+    assert received == pattern(size, 3)
+    assert gqcs(port, 10_000)[:4] == (True, size, 3, ov)
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT
+    w.CloseHandle(port)
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [{"Offset": 1.5}, {"OffsetHigh": -1}, {"Offset": 1 << 32}],
+)
+def test_a_bad_offset_is_refused_before_anything_starts(provider, listener, data_file, offset):  # type: ignore[no-untyped-def]
+    # SPEC S9, S2.3: floats and out-of-range offsets fail at the call.
+    fd, _content = data_file
+    s, _conn = connect(provider, listener)
+    ov = WSAOVERLAPPED(**offset)
+    assert not provider.TransmitFile(s, fd, 0, 0, ov, None, 0)
+    assert w.WSAGetLastError() in (w.WSAEFAULT, w.WSAEINVAL)
+    assert (ov.Internal, ov.InternalHigh) == (0, 0)

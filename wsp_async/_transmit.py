@@ -9,11 +9,18 @@ the caller's, as with any overlapped read on Windows.
 A read that fails ends the operation: the last piece is empty and ``error`` holds
 the code it completes with.  A file shorter than announced ends early too, with
 success and the bytes really sent (Windows reports what it transmitted).
+
+The source reads through its own duplicate of the descriptor, closed once the last
+piece is out (or when the source is dropped): as on Windows, where the operation
+holds the file object, the program may close its handle meanwhile and the
+transmission goes on -- and a descriptor number the OS reuses never makes it read
+another file.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 from .errors import WSAErr, wsa_code_of
@@ -28,6 +35,8 @@ class FileParts:
     """Head buffer, ``count`` bytes of file ``fd`` from ``offset``, tail buffer."""
 
     __slots__ = (
+        "__weakref__",
+        "_release",
         "count",
         "disconnect",
         "error",
@@ -48,7 +57,9 @@ class FileParts:
         self.disconnect = False
         self.reuse = False
         self.head = head
-        self.fd = fd
+        #: A duplicate of the caller's descriptor (see the module doc), or None.
+        self.fd = os.dup(fd) if fd is not None else None
+        self._release = weakref.finalize(self, os.close, self.fd) if self.fd is not None else None
         self.offset = offset
         #: File bytes still to read.
         self.count = count if fd is not None else 0
@@ -62,13 +73,25 @@ class FileParts:
         if head is not None:
             self.head = None
             if len(head):
-                return self._out(head, self.count == 0 and not self._tail_size())
+                last = self.count == 0 and not self._tail_size()
+                if last:
+                    self.close()
+                return self._out(head, last)
         if self.count > 0 and not self.error:
             data = self._read()
             if data:
-                return self._out(data, self.count == 0 and not self._tail_size())
+                last = self.count == 0 and not self._tail_size()
+                if last:
+                    self.close()
+                return self._out(data, last)
         tail, self.tail = self.tail, None
+        self.close()
         return self._out(tail if tail is not None else b"", True)
+
+    def close(self) -> None:
+        """Let go of the descriptor (the last piece is out, or the operation ended)."""
+        if self._release is not None:
+            self._release()
 
     def _tail_size(self) -> int:
         return len(self.tail) if self.tail is not None else 0
