@@ -107,6 +107,10 @@ class _Raw(asyncio.Protocol):
     def __init__(self) -> None:
         self.writable = asyncio.Event()
         self.writable.set()
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -136,6 +140,7 @@ async def _raw(port: int, size: int, count: int, nbufs: int) -> float:
         await proto.writable.wait()
     elapsed = time.perf_counter() - start
     transport.close()
+    await proto.lost.wait()  # closed before the loop is (clean under -W error)
     return elapsed
 
 
@@ -272,6 +277,7 @@ async def _streams(port: int, size: int, count: int, nbufs: int) -> float:
         await asyncio.sleep(0.001)
     elapsed = time.perf_counter() - start
     writer.close()
+    await writer.wait_closed()
     return elapsed
 
 
@@ -545,12 +551,15 @@ def accept_rate(kind: str, count: int = 2000) -> dict[str, float]:
         start = 0.0
         done = asyncio.Event()
 
+        writers: list[asyncio.StreamWriter] = []
+
         def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal accepted, start
             accepted += 1
             if accepted == 1:
                 start = time.perf_counter()  # from the first accept on, as below
             writer.close()
+            writers.append(writer)
             if accepted == count:
                 done.set()
 
@@ -560,6 +569,7 @@ def accept_rate(kind: str, count: int = 2000) -> dict[str, float]:
         await done.wait()
         elapsed = time.perf_counter() - start
         await asyncio.get_running_loop().run_in_executor(None, load.wait, 30)
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
         server.close()
         await server.wait_closed()
         return elapsed
@@ -759,3 +769,5 @@ def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> di
     finally:
         server.kill()
         server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
