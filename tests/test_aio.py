@@ -376,3 +376,30 @@ print("clean")
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean" and not out.stderr
+
+
+def test_a_program_that_leaves_an_accept_ex_pending_ends_and_aborts_it() -> (
+    None
+):  # SPEC S10.2, S2.4
+    # asyncio.run cancels every task before the embedded provider closes; the listener's
+    # accept task must end (not re-await), completing the pending AcceptEx aborted, once.
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, wsp_async as w\n"
+        "from wsp_async import aio\n"
+        "box = {}\n"
+        "async def main():\n"
+        "    listener = await aio.listen()\n"
+        "    p = listener.provider\n"
+        "    s = p.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, w.INT())\n"
+        "    box['ov'] = ov = w.WSAOVERLAPPED(hEvent=w.WSACreateEvent())\n"
+        "    assert not p.AcceptEx(listener.handle, s, bytearray(88), 0, 44, 44, w.DWORD(), ov)\n"
+        "    await asyncio.sleep(0)\n"
+        "asyncio.run(main())\n"
+        "print(w.wsa_of(box['ov'].Internal))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(int(w.WSA_OPERATION_ABORTED))]

@@ -127,8 +127,11 @@ class Extensions:
                 try:
                     conn = await self._next_connection(listener)
                 except asyncio.CancelledError:
-                    if listener.closed:
-                        self.door.complete_all([r.op for r in queue], ABORTED)  # S10.2
+                    task = asyncio.current_task()
+                    if listener.closed or (task is not None and task.cancelling()):
+                        # Closed (S10.2), or the loop is shutting its tasks down: every
+                        # pending AcceptEx completes aborted, once.
+                        self.door.complete_all([r.op for r in queue], ABORTED)
                         queue.clear()
                         return
                     continue  # AcceptEx calls were cancelled: see what is left
