@@ -49,6 +49,11 @@ __all__ = ["SocketAdapter"]
 Wake = Callable[[Callable[[], object]], object]
 
 
+def _declines(buffer: Any) -> int:
+    """The lean path of a datagram socket: always the full path (its sends pend on EAGAIN)."""
+    return -1
+
+
 class SocketAdapter:
     """One emulated socket over its transport (see the module docstring)."""
 
@@ -302,7 +307,7 @@ class SocketAdapter:
         """The asyncio face's lean send (issue 13): a function that, on the loop thread,
         writes one bytes-like buffer to the transport when the send completes at once --
         held within the emulated send buffer (S4.1) -- and returns its length; else -1,
-        having done nothing (the caller takes the full path).
+        having done nothing (the caller takes the full path).  A datagram socket's declines.
 
         Only when nothing of this socket's sends is queued, in flight or on its way from
         another thread, and no send is pending: then completing at once overtakes no
@@ -312,6 +317,8 @@ class SocketAdapter:
         one Python call beyond the transport's.
         """
         engine = self.engine
+        if not engine.stream:
+            return _declines
         sendq_of = engine
         handoff = self.handoff
         door = self.door
@@ -360,6 +367,8 @@ class SocketAdapter:
         Tracing, the verifier and faults decline, as for :meth:`sender_at_once`.
         """
         engine = self.engine
+        if not engine.stream:
+            return _declines
         handoff = self.handoff
         door = self.door
         get_ident = threading.get_ident

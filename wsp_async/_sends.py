@@ -12,7 +12,6 @@ that point starts nothing and leaves the structure as it was (S2.3).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from ._adapter import SocketAdapter
@@ -30,10 +29,6 @@ from .structs import (
 )
 
 __all__ = ["Sends"]
-
-
-def _never(data: Any) -> int:
-    return -1
 
 
 ABORTED = WSAErr.WSA_OPERATION_ABORTED
@@ -169,14 +164,6 @@ class Sends:
         self.door.complete(op, 0, total)
         store(lpNumberOfBytesSent, total)
         return 0
-
-    def sender_at_once(self, s: int) -> Callable[[Any], int]:
-        """The asyncio face's lean path for socket ``s`` (issue 13): see
-        :meth:`SocketAdapter.sender_at_once`; a datagram socket's always declines."""
-        sock = self.parts.sockets.get(s)
-        if not sock.engine.stream:
-            return _never
-        return sock.sender_at_once(self.parts, self.io.ident)
 
     def _send_now(
         self, sock: SocketAdapter, buffers: list[Any], total: int, flags: int, address: Any

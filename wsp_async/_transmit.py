@@ -73,20 +73,13 @@ class FileParts:
         if head is not None:
             self.head = None
             if len(head):
-                last = self.count == 0 and not self._tail_size()
-                if last:
-                    self.close()
-                return self._out(head, last)
+                return self._out(head)
         if self.count > 0 and not self.error:
             data = self._read()
             if data:
-                last = self.count == 0 and not self._tail_size()
-                if last:
-                    self.close()
-                return self._out(data, last)
+                return self._out(data)
         tail, self.tail = self.tail, None
-        self.close()
-        return self._out(tail if tail is not None else b"", True)
+        return self._out(tail if tail is not None else b"")
 
     def close(self) -> None:
         """Let go of the descriptor (the last piece is out, or the operation ended)."""
@@ -112,6 +105,10 @@ class FileParts:
         self.count -= len(data)
         return data
 
-    def _out(self, data: Any, last: bool) -> tuple[Any, bool]:
+    def _out(self, data: Any) -> tuple[Any, bool]:
+        """Hand out ``data``: the last piece when nothing of file or tail is left."""
         self.sent += len(data)
+        last = self.head is None and self.count == 0 and not self._tail_size()
+        if last:
+            self.close()
         return data, last

@@ -48,6 +48,8 @@ __all__ = [
     "load",
     "msvcrt",
     "new_event_loop",
+    "run_source",
+    "win32_sys",
     "winapi",
 ]
 
@@ -142,15 +144,17 @@ class _Socket(types.ModuleType):
         return getattr(_socket, name)
 
 
-def _stdlib_module(name: str, importer: Any) -> types.ModuleType:
-    """Compile and run the interpreter's own ``asyncio/<name>.py`` in a fresh namespace."""
-    spec = importlib.util.find_spec(f"asyncio.{name}")
+def run_source(name: str, importer: Any) -> types.ModuleType:
+    """Compile the source file of module ``name`` (found by the running interpreter, not
+    imported) and run it in a fresh namespace whose ``import`` statements go through
+    ``importer``; the module is not added to ``sys.modules``."""
+    spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None or spec.loader is None:
-        raise ImportError(f"this interpreter's standard library has no asyncio/{name}.py")
-    source = spec.loader.get_source(f"asyncio.{name}")  # type: ignore[attr-defined]
-    module = types.ModuleType(f"asyncio.{name}")
+        raise ImportError(f"this interpreter has no source for {name}")
+    source = spec.loader.get_source(name)  # type: ignore[attr-defined]
+    module = types.ModuleType(name)
     module.__file__ = spec.origin
-    module.__package__ = "asyncio"
+    module.__package__ = name.rpartition(".")[0]
     namespace = dict(builtins.__dict__)
     namespace["__import__"] = importer
     module.__builtins__ = namespace  # type: ignore[attr-defined]
@@ -158,6 +162,8 @@ def _stdlib_module(name: str, importer: Any) -> types.ModuleType:
     return module
 
 
+#: The ``sys`` the loaded modules import: ``platform`` reads ``'win32'``, the rest is real.
+win32_sys = _Sys("sys")
 #: The ``_winapi`` the loaded modules import (the names above; others raise).
 winapi = _Names("_winapi", _WINAPI_NAMES, _WHY)
 #: The ``msvcrt`` they import: a file's handle is its descriptor.
@@ -172,7 +178,7 @@ def _load() -> types.ModuleType:
         "_overlapped": _overlapped_face,
         "_winapi": winapi,
         "msvcrt": msvcrt,
-        "sys": _Sys("sys"),
+        "sys": win32_sys,
         "errno": _Errno("errno"),
         "socket": _Socket("socket"),
     }
@@ -193,8 +199,8 @@ def _load() -> types.ModuleType:
             raise ImportError("windows_utils is loaded before windows_events")
         return real_import(name, globals, locals, fromlist, level)
 
-    siblings["windows_utils"] = _stdlib_module("windows_utils", importer)
-    return _stdlib_module("windows_events", importer)
+    siblings["windows_utils"] = run_source("asyncio.windows_utils", importer)
+    return run_source("asyncio.windows_events", importer)
 
 
 _loaded: types.ModuleType | None = None

@@ -55,10 +55,6 @@ from .structs import WSAOVERLAPPED, WSATHREADID, operation_of
 __all__ = ["Provider"]
 
 
-def _never(buffer: Any) -> int:
-    return -1
-
-
 class Provider:
     """A Winsock service provider emulated over asyncio transports (SPEC S1).
 
@@ -426,17 +422,14 @@ class Provider:
         if it completes at once -- nothing of the socket's sends queued or pending, room in
         the send buffer -- and returns its length; else returns -1, having done nothing
         (then post it with ``WSPSend``).  Raises ``WSAError`` for a bad handle."""
-        return self._sends.sender_at_once(s)
+        return self._parts.sockets.get(s).sender_at_once(self._parts, self._io.ident)
 
     def receiver_at_once(self, s: int) -> Callable[[Any], int]:
         """For socket ``s``: a function that, on the loop thread, fills a writable buffer from
         bytes already arrived and returns the count -- when no receive waits before it --
         else -1, having done nothing (then post it with ``WSPRecv``).  A datagram socket's
         always returns -1."""
-        sock = self._parts.sockets.get(s)
-        if not sock.engine.stream:
-            return _never
-        return sock.receiver_at_once(self._parts, self._io.ident)
+        return self._parts.sockets.get(s).receiver_at_once(self._parts, self._io.ident)
 
     def when_complete(self, ov: WSAOVERLAPPED, callback: Callable[[], object]) -> bool:
         """Call ``callback()`` on the I/O loop when ``ov`` completes; False if it is not pending.

@@ -675,57 +675,51 @@ while True:
 """
 
 
-def _echo_client(port: int, size: int, count: int) -> Coroutine[Any, Any, float]:
+async def _timed(round_trip: Callable[[], Coroutine[Any, Any, None]], count: int) -> float:
+    """Seconds for ``count`` calls of ``round_trip`` after a short warm-up."""
+    for _ in range(min(50, count)):
+        await round_trip()
+    start = time.perf_counter()
+    for _ in range(count):
+        await round_trip()
+    return time.perf_counter() - start
+
+
+async def _echo_client(port: int, size: int, count: int) -> float:
     """Seconds for ``count`` round trips of ``size`` bytes (asyncio streams, one at a time)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    message = b"e" * size
 
-    async def run() -> float:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        message = b"e" * size
-        for _ in range(min(50, count)):  # warm up
-            writer.write(message)
-            await reader.readexactly(size)
-        start = time.perf_counter()
-        for _ in range(count):
-            writer.write(message)
-            await reader.readexactly(size)
-        elapsed = time.perf_counter() - start
-        writer.close()
-        await writer.wait_closed()
-        return elapsed
+    async def round_trip() -> None:
+        writer.write(message)
+        await reader.readexactly(size)
 
-    return run()
+    elapsed = await _timed(round_trip, count)
+    writer.close()
+    await writer.wait_closed()
+    return elapsed
 
 
-def _echo_face(port: int, size: int, count: int) -> Coroutine[Any, Any, float]:
+async def _echo_face(port: int, size: int, count: int) -> float:
     """The same round trips through the asyncio face (``aio.connect``, send, recv_into)."""
+    from .. import aio
 
-    async def run() -> float:
-        from .. import aio
+    sock = await aio.connect("127.0.0.1", port)
+    message = b"e" * size
+    view = memoryview(bytearray(size))
 
-        sock = await aio.connect("127.0.0.1", port)
-        message = b"e" * size
-        buffer = bytearray(size)
-        view = memoryview(buffer)
+    async def round_trip() -> None:
+        await sock.send(message)
+        got = 0
+        while got < size:
+            n = await sock.recv_into(view[got:])
+            if not n:
+                raise ConnectionError("the echo server closed")
+            got += n
 
-        async def round_trip() -> None:
-            await sock.send(message)
-            got = 0
-            while got < size:
-                n = await sock.recv_into(view[got:])
-                if not n:
-                    raise ConnectionError("the echo server closed")
-                got += n
-
-        for _ in range(min(50, count)):
-            await round_trip()
-        start = time.perf_counter()
-        for _ in range(count):
-            await round_trip()
-        elapsed = time.perf_counter() - start
-        sock.close()
-        return elapsed
-
-    return run()
+    elapsed = await _timed(round_trip, count)
+    sock.close()
+    return elapsed
 
 
 def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> dict[str, Any]:

@@ -112,13 +112,6 @@ def _tests(name: str) -> Any:
     return importlib.import_module(f"test.test_asyncio.{name}")
 
 
-class _Sys(types.ModuleType):
-    platform = "win32"
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(sys, name)
-
-
 def _windows_events_tests() -> types.ModuleType:
     """``test_windows_events`` run over the emulated ``_overlapped`` (as the Proactor is)."""
     from .. import overlapped
@@ -133,7 +126,7 @@ def _windows_events_tests() -> types.ModuleType:
     asyncio_view.WindowsProactorEventLoopPolicy = windows_events.WindowsProactorEventLoopPolicy  # type: ignore[attr-defined]
     asyncio_view.WindowsSelectorEventLoopPolicy = windows_events.WindowsSelectorEventLoopPolicy  # type: ignore[attr-defined]
     fakes: dict[str, Any] = {
-        "sys": _Sys("sys"),
+        "sys": loader.win32_sys,
         "_overlapped": overlapped,
         "_winapi": winapi,
         "asyncio": asyncio_view,
@@ -147,16 +140,7 @@ def _windows_events_tests() -> types.ModuleType:
             return fakes[name]
         return real_import(name, globals, locals, fromlist, level)
 
-    spec = importlib.util.find_spec("test.test_asyncio.test_windows_events")
-    assert spec is not None and spec.origin is not None and spec.loader is not None
-    source = spec.loader.get_source(spec.name)  # type: ignore[attr-defined]
-    module = types.ModuleType(spec.name)
-    module.__file__ = spec.origin
-    namespace = dict(builtins.__dict__)
-    namespace["__import__"] = importer
-    module.__builtins__ = namespace  # type: ignore[attr-defined]
-    exec(compile(source, spec.origin, "exec"), module.__dict__)
-    return module
+    return loader.run_source("test.test_asyncio.test_windows_events", importer)
 
 
 def selected_classes() -> list[type[unittest.TestCase]]:
