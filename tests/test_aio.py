@@ -403,3 +403,89 @@ def test_a_program_that_leaves_an_accept_ex_pending_ends_and_aborts_it() -> (
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(int(w.WSA_OPERATION_ABORTED))]
+
+
+async def test_face_sends_never_land_inside_another_threads_direct_send() -> None:
+    # SPEC S5.3 (issue 13): a blocking send from another thread may go straight to the
+    # kernel, and a large one is taken in part; the face's lean sends on the loop thread,
+    # racing it, must land before or after it, never inside.  The sends are larger than
+    # the kernel's buffers, so the kernel takes them in pieces.
+
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    provider = sock.provider
+    big, small, rounds = 1_000_000, 64, 24
+
+    def big_message(i: int) -> bytes:
+        return b"T" + bytes([i]) * (big - 1)
+
+    results: list[int] = []
+
+    def blocking_sends() -> None:
+        for i in range(rounds):
+            count = w.DWORD()
+            buf = big_message(i)
+            err = w.INT()
+            rc = provider.WSPSend(
+                sock.handle, [w.WSABUF(big, buf)], 1, count, 0, None, None, None, err
+            )
+            results.append(count.value if rc == 0 else -err.value)
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.ensure_future(_read_all(conn))
+    sender = loop.run_in_executor(None, blocking_sends)
+    faces = 0
+    while not sender.done() and faces < 4000:
+        assert await sock.send(b"F" * small) == small
+        faces += 1
+        if faces % 16 == 0:
+            await asyncio.sleep(0)
+    await sender
+    await sock.shutdown()
+    data = await reader
+    assert results == [big] * rounds
+    # Parse: 'F' runs of 64 between whole 'T' messages, in the order the thread sent them.
+    at, seen = 0, []
+    while at < len(data):
+        if data[at : at + 1] == b"F":
+            assert data[at : at + small] == b"F" * small, at
+            at += small
+        else:
+            i = len(seen)
+            assert data[at : at + big] == big_message(i), (at, i)
+            seen.append(i)
+            at += big
+    assert seen == list(range(rounds)) and faces > 0
+    assert provider.socket_of(sock.handle).foreign_writes  # the lean path took the lock
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_a_subclass_that_overrides_send_keeps_its_own() -> None:  # SPEC S0
+    # The face binds its per-socket send and recv_into on each instance (issue 13); a
+    # subclass's own methods must still be the ones called.
+    calls: list[str] = []
+
+    class Logged(aio.OverlappedSocket):
+        async def send(self, buffers: aio.Buffers, flags: int = 0) -> int:
+            calls.append("send")
+            return await super().send(buffers, flags)
+
+        async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
+            calls.append("recv_into")
+            return await super().recv_into(buffer, flags)
+
+    srv, accepted = await _plain_server()
+    plain = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    sock = Logged(plain.provider, plain.handle)
+    assert await sock.send(b"ping") == 4
+    assert conn.recv(4) == b"ping"
+    conn.sendall(b"pong")
+    assert await sock.recv(4) == b"pong"
+    assert calls == ["send", "recv_into"]
+    sock.close()
+    conn.close()
+    srv.close()

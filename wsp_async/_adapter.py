@@ -31,7 +31,7 @@ import asyncio
 import math
 import socket as _pysocket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ._completion import CompletionDoor, RoutineLane, isolated
@@ -49,9 +49,11 @@ __all__ = ["SocketAdapter"]
 Wake = Callable[[Callable[[], object]], object]
 
 
-def _declines(buffer: Any) -> int:
-    """The lean path of a datagram socket: always the full path (its sends pend on EAGAIN)."""
-    return -1
+#: A call of the asyncio face on one socket: ``send(buffers, flags)``, ``recv_into(buffer, flags)``.
+FaceCall = Callable[..., Coroutine[Any, Any, int]]
+
+#: What the face's lean send takes besides ``bytes`` (the others go as a WSABUF list).
+_BYTES_LIKE = (bytearray, memoryview)
 
 
 class SocketAdapter:
@@ -85,6 +87,12 @@ class SocketAdapter:
         #: Posts from other threads on their way here (see :mod:`wsp_async._handoff`).
         self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused)
         self.write_lock = threading.Lock()
+        #: Other threads may write straight to the kernel (:mod:`._foreign`), under
+        #: ``write_lock``.  Set only here on the loop thread, when the loop first takes a
+        #: send from another thread; until then those go through the hand-off.  So the
+        #: lean send, also on the loop thread, can skip the lock while this is False:
+        #: no other writer can start behind its check.
+        self.foreign_writes = False
         self.drain_timer: asyncio.TimerHandle | None = None
         #: Datagram sends, from any thread (see :mod:`wsp_async._datagrams`).
         self.datagrams = DatagramSender(sock, engine, door, self.handoff, lambda: self.transport)
@@ -303,104 +311,118 @@ class SocketAdapter:
             self._limit(self.engine.capacity)
         self.pump()
 
-    def sender_at_once(self, provider_wide: Any, loop_thread: int) -> Callable[[Any], int]:
-        """The asyncio face's lean send (issue 13): a function that, on the loop thread,
-        writes one bytes-like buffer to the transport when the send completes at once --
-        held within the emulated send buffer (S4.1) -- and returns its length; else -1,
-        having done nothing (the caller takes the full path).  A datagram socket's declines.
+    def face_sender(self, provider_wide: Any, loop_thread: int, posted: FaceCall) -> FaceCall:
+        """The asyncio face's ``send(buffers, flags=0)`` for this socket (issue 13).
 
-        Only when nothing of this socket's sends is queued, in flight or on its way from
-        another thread, and no send is pending: then completing at once overtakes no
-        earlier send or notice (S5.3, S6.4).  Tracing, the verifier and injected faults
-        see every post, so with any of them on (``provider_wide.faulty``/``debug``, the
-        door's tracer, this socket's faults) it declines.  One closure, so that a send costs
-        one Python call beyond the transport's.
+        A send of one bytes-like buffer, without flags, on the loop thread, that completes
+        at once -- held within the emulated send buffer (S4.1) -- goes straight to
+        ``transport.write`` and returns its length: no structure, no record, no future.
+        Everything else is awaited through ``posted`` (the full path).  A datagram
+        socket's is ``posted`` itself.
+
+        At once only when nothing of this socket's sends is queued, in flight or on its
+        way from another thread, and no send is pending: then completing at once
+        overtakes no earlier send or notice (S5.3, S6.4).  Once other threads may write
+        straight to the kernel (``foreign_writes``), ``write_lock`` is tried, not waited
+        for: a thread that holds it is writing, and bytes written now could land inside
+        its send.  Tracing, the verifier and injected faults see every post, so with any
+        of them on (``provider_wide.watched``, this socket's faults or slowed drain) it
+        takes the full path.
+
+        One coroutine function made here, bound on the face's socket object, so that a
+        send costs one Python frame beyond the transport's write: at 64 B the frames *are*
+        the cost (``benchmarks/README.md``).
         """
         engine = self.engine
         if not engine.stream:
-            return _declines
-        sendq_of = engine
+            return posted
         handoff = self.handoff
-        door = self.door
+        pending = engine.pending
         get_ident = threading.get_ident
+        acquire = self.write_lock.acquire
+        release = self.write_lock.release
 
-        def send_at_once(data: Any) -> int:
-            transport = self.transport
-            sendq = sendq_of.sendq
-            if (
-                transport is None
-                or not engine.send_ready
-                or engine.pending.sends
-                or sendq.waiting
-                or sendq.inflight
-                or handoff.closed
-                or handoff.front is not None
-                or handoff.incoming
-                or self.drain_timer is not None
-                or engine.drain_delay is not None
-                or engine.faults
-                or provider_wide.faulty
-                or provider_wide.debug
-                or door.tracer is not None
-                or get_ident() != loop_thread
-            ):
-                return -1
-            size = len(data) if type(data) is bytes else memoryview(data).nbytes
-            buffered = transport.get_write_buffer_size() + size
-            if not size or buffered > engine.capacity:
-                return -1
-            transport.write(data)
-            sendq.written += size  # what engine.bypassed records, without two calls
-            sendq.buffered = buffered
-            return size
+        async def send(buffers: Any, flags: int = 0) -> int:
+            if not flags and (type(buffers) is bytes or isinstance(buffers, _BYTES_LIKE)):
+                transport = self.transport
+                sendq = engine.sendq
+                if not (
+                    transport is None
+                    or not engine.send_ready
+                    or pending.sends
+                    or sendq.waiting
+                    or sendq.inflight
+                    or handoff.incoming
+                    or handoff.front is not None
+                    or handoff.closed
+                    or provider_wide.watched
+                    or engine.faults.faults
+                    or engine.drain_delay is not None  # also the only way to a drain timer
+                    or get_ident() != loop_thread
+                ):
+                    size = len(buffers) if type(buffers) is bytes else memoryview(buffers).nbytes
+                    buffered = transport.get_write_buffer_size() + size
+                    if size and buffered <= engine.capacity:
+                        if not self.foreign_writes:
+                            transport.write(buffers)
+                        elif acquire(False):
+                            try:
+                                transport.write(buffers)
+                            finally:
+                                release()
+                        else:
+                            return await posted(buffers, flags)
+                        sendq.written += size  # what engine.bypassed records, without two calls
+                        sendq.buffered = buffered
+                        return size
+            return await posted(buffers, flags)
 
-        return send_at_once
+        return send
 
-    def receiver_at_once(self, provider_wide: Any, loop_thread: int) -> Callable[[Any], int]:
-        """The asyncio face's lean receive (issue 13): a function that, on the loop thread,
-        fills a writable buffer from bytes already arrived and returns the count; else -1,
-        having done nothing (the caller takes the full path).
+    def face_receiver(self, provider_wide: Any, loop_thread: int, posted: FaceCall) -> FaceCall:
+        """The asyncio face's ``recv_into(buffer, flags=0)`` for this socket (issue 13).
 
-        Only when no receive waits before it (S11.1 keeps posting order) and none is on its
-        way from another thread, the socket is connected and open for receiving, and data
-        is there (an end of stream or an error takes the full path, which reports it).
-        Tracing, the verifier and faults decline, as for :meth:`sender_at_once`.
+        A receive without flags, on the loop thread, of bytes already arrived fills the
+        caller's buffer and returns the count; everything else is awaited through
+        ``posted``.  A datagram socket's is ``posted`` itself.
+
+        At once only when no receive waits before it (S11.1 keeps posting order) and none
+        is on its way from another thread, the socket is connected and open for receiving,
+        and data is there (an end of stream or an error takes the full path, which reports
+        it).  Tracing, the verifier and faults take the full path, as for
+        :meth:`face_sender`.
         """
         engine = self.engine
         if not engine.stream:
-            return _declines
+            return posted
         handoff = self.handoff
-        door = self.door
         get_ident = threading.get_ident
         connected = SocketState.CONNECTED
 
-        def receive_at_once(buffer: Any) -> int:
-            receiver = engine.receiver
-            if (
-                receiver.waiting
-                or not receiver.available()
-                or engine.state != connected
-                or engine.recv_shut
-                or handoff.incoming
-                or handoff.closed
-                or engine.faults
-                or provider_wide.faulty
-                or provider_wide.debug
-                or door.tracer is not None
-                or get_ident() != loop_thread
-            ):
-                return -1
-            view = memoryview(buffer).cast("B")
-            if not len(view):
-                return -1
-            op = Operation(OpKind.RECV, [view], len(view))
-            got = engine.receive_now(op)  # data is there: (0, count)
-            if got is None:
-                return -1
-            self._maybe_resume_reading()
-            return got[1]
+        async def recv_into(buffer: Any, flags: int = 0) -> int:
+            if not flags:
+                receiver = engine.receiver
+                if not (
+                    receiver.waiting
+                    or not receiver.available()
+                    or engine.state != connected
+                    or engine.recv_shut
+                    or handoff.incoming
+                    or handoff.closed
+                    or provider_wide.watched
+                    or engine.faults.faults
+                    or get_ident() != loop_thread
+                ):
+                    view = memoryview(buffer).cast("B")
+                    if len(view):
+                        op = Operation(OpKind.RECV, [view], len(view))
+                        got = engine.receive_now(op)  # data is there: (0, count)
+                        if got is not None:
+                            self._maybe_resume_reading()
+                            return got[1]
+            return await posted(buffer, flags)
 
-        return receive_at_once
+        return recv_into
 
     def send_nonblocking(self, buffers: list[Any], total: int) -> int:
         """S8.1 on the loop: all or nothing -- the whole send when the buffer has room."""
@@ -448,6 +470,7 @@ class SocketAdapter:
             for op in batch:
                 if op.kind == OpKind.SEND and (engine.stream or quietly):
                     sendq.post(op)
+                    self.foreign_writes = True
                 else:
                     rest.append(op)
         for op in rest:

@@ -221,6 +221,7 @@ class Controls:
             fault = Fault(op, int(error), at, nth, every)  # type: ignore[arg-type]
             (self.parts.faults if sock is None else sock.engine.faults).add(fault)
             self.parts.faulty = True
+            self.parts.rewatch()
         if delay_drain != "unchanged":
             if sock is None:
                 raise ValueError("delay_drain needs a socket")

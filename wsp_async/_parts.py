@@ -52,6 +52,9 @@ class Parts:
     #: Provider-wide faults; ``faulty`` is the one flag the hot path reads.
     faults: FaultPlan = attrs.field(factory=FaultPlan)
     faulty: bool = False
+    #: Anything provider-wide that must see every post: faults, the verifier or a
+    #: tracer.  The asyncio face's lean paths read this one flag (:meth:`rewatch`).
+    watched: bool = False
     #: Sockets whose transport is flushing after WSPCloseSocket, and a wake-up for close().
     closing: set[SocketAdapter] = attrs.field(factory=set)
     closing_changed: Callable[[], object] | None = None
@@ -59,6 +62,13 @@ class Parts:
     #: Adopted sockets by file descriptor (S16.1), checked against the fd on lookup.
     by_fd: dict[int, SocketAdapter] = attrs.field(factory=dict)
     by_fd_lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.rewatch()
+
+    def rewatch(self) -> None:
+        """Recompute :attr:`watched` after ``faulty``, ``debug`` or the tracer changed."""
+        self.watched = self.faulty or self.debug or self.door.tracer is not None
 
     def new_socket(
         self,

@@ -59,8 +59,6 @@ log = logging.getLogger("wsp_async.aio")
 
 Buffers: TypeAlias = "bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]"
 _PROVIDER_ATTR = "_wsp_async_aio_provider"
-#: One buffer (not a gather list); a tuple: isinstance with one is the fastest check.
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 #: An AcceptEx address block large enough for either family: sizeof(SOCKADDR_IN6) + 16.
 _ADDRESS_BLOCK = 28 + 16
 
@@ -107,7 +105,7 @@ def _family(host: str) -> int:
 
 
 def _as_wsabufs(buffers: Buffers) -> list[WSABUF]:
-    if isinstance(buffers, bytes | bytearray | memoryview):
+    if isinstance(buffers, (bytes, bytearray, memoryview)):
         buffers = [buffers]
     return [WSABUF(len(b) if type(b) is bytes else memoryview(b).nbytes, b) for b in buffers]
 
@@ -127,8 +125,14 @@ class OverlappedSocket:
     def __init__(self, provider: Provider, handle: int) -> None:
         self.provider = provider
         self.handle = handle
-        self._send_at_once = provider.sender_at_once(handle)
-        self._receive_at_once = provider.receiver_at_once(handle)
+        # The calls of every message, made per socket by the provider: a send that
+        # completes at once, or a receive of bytes already here, then runs in one frame
+        # (issue 13).  A subclass that overrides them keeps its own.
+        cls = type(self)
+        if cls.send is OverlappedSocket.send:
+            self.send = provider.face_sender(handle, self._send_posted)  # type: ignore[method-assign]
+        if cls.recv_into is OverlappedSocket.recv_into:
+            self.recv_into = provider.face_receiver(handle, self._recv_posted)  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"<OverlappedSocket {self.handle:#x}>"
@@ -178,12 +182,14 @@ class OverlappedSocket:
 
     # -- sends --------------------------------------------------------------------------
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
-        """Send one buffer or a scatter/gather list; returns when consumed (S4)."""
-        if not flags and (type(buffers) is bytes or isinstance(buffers, _BYTES_LIKE)):
-            # The lean path: a send that completes at once needs no record (issue 13).
-            sent = self._send_at_once(buffers)
-            if sent >= 0:
-                return sent
+        """Send one buffer or a scatter/gather list; returns when consumed (S4).
+
+        (Each instance has the provider's :meth:`Provider.face_sender` in its place,
+        which completes a send that fits at once and otherwise does this.)
+        """
+        return await self._send_posted(buffers, flags)
+
+    async def _send_posted(self, buffers: Buffers, flags: int = 0) -> int:
         provider = self.provider
         bufs = _as_wsabufs(buffers)
         loop = asyncio.get_running_loop()
@@ -259,12 +265,14 @@ class OverlappedSocket:
 
     # -- receives -----------------------------------------------------------------------
     async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
-        """Receive into ``buffer``; 0 means the peer closed gracefully (S11.1)."""
-        if not flags:
-            # The lean path: bytes already here need no record (issue 13).
-            got = self._receive_at_once(buffer)
-            if got >= 0:
-                return got
+        """Receive into ``buffer``; 0 means the peer closed gracefully (S11.1).
+
+        (Each instance has the provider's :meth:`Provider.face_receiver` in its place,
+        which takes bytes already arrived at once and otherwise does this.)
+        """
+        return await self._recv_posted(buffer, flags)
+
+    async def _recv_posted(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
         p = self.provider
         bufs = [WSABUF(memoryview(buffer).nbytes, buffer)]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Self
 
 from . import apc
@@ -140,6 +140,7 @@ class Provider:
     @debug.setter
     def debug(self, on: bool) -> None:
         self._parts.debug = bool(on)
+        self._parts.rewatch()
         for sock in self._parts.sockets.items():
             sock.debug = sock.lane.debug = bool(on)
 
@@ -150,6 +151,7 @@ class Provider:
     @tracer.setter
     def tracer(self, tracer: Callable[[Any], object] | None) -> None:
         self._parts.door.tracer = tracer
+        self._parts.rewatch()
 
     def sockets(self) -> list[int]:
         """Handles of the open sockets."""
@@ -417,19 +419,23 @@ class Provider:
         """
         self._sends.send(s, buffers, count, None, flags, None, ov, None, None, False)
 
-    def sender_at_once(self, s: int) -> Callable[[Any], int]:
-        """For socket ``s``: a function that, on the loop thread, sends one bytes-like buffer
-        if it completes at once -- nothing of the socket's sends queued or pending, room in
-        the send buffer -- and returns its length; else returns -1, having done nothing
-        (then post it with ``WSPSend``).  Raises ``WSAError`` for a bad handle."""
-        return self._parts.sockets.get(s).sender_at_once(self._parts, self._io.ident)
+    def face_sender(
+        self, s: int, posted: Callable[..., Coroutine[Any, Any, int]]
+    ) -> Callable[..., Coroutine[Any, Any, int]]:
+        """For socket ``s``: the asyncio face's ``send(buffers, flags=0)`` coroutine
+        function.  A send that completes at once on the loop thread (nothing of the
+        socket's sends queued or pending, room in the send buffer) is written there and
+        then; anything else is ``await posted(buffers, flags)``.  Raises ``WSAError`` for
+        a bad handle."""
+        return self._parts.sockets.get(s).face_sender(self._parts, self._io.ident, posted)
 
-    def receiver_at_once(self, s: int) -> Callable[[Any], int]:
-        """For socket ``s``: a function that, on the loop thread, fills a writable buffer from
-        bytes already arrived and returns the count -- when no receive waits before it --
-        else -1, having done nothing (then post it with ``WSPRecv``).  A datagram socket's
-        always returns -1."""
-        return self._parts.sockets.get(s).receiver_at_once(self._parts, self._io.ident)
+    def face_receiver(
+        self, s: int, posted: Callable[..., Coroutine[Any, Any, int]]
+    ) -> Callable[..., Coroutine[Any, Any, int]]:
+        """For socket ``s``: the asyncio face's ``recv_into(buffer, flags=0)``.  Bytes
+        already arrived fill the buffer there and then, when no receive waits before it;
+        anything else is ``await posted(buffer, flags)``."""
+        return self._parts.sockets.get(s).face_receiver(self._parts, self._io.ident, posted)
 
     def when_complete(self, ov: WSAOVERLAPPED, callback: Callable[[], object]) -> bool:
         """Call ``callback()`` on the I/O loop when ``ov`` completes; False if it is not pending.
