@@ -221,3 +221,82 @@ async def test_face_receives_of_arrived_bytes_make_no_structure(monkeypatch) -> 
     sock.close()
     peer.close()
     server.close()
+
+
+async def test_face_sends_take_the_write_lock_only_once_other_threads_write() -> None:
+    # Issue 13 (SPEC S5.3): until the loop has taken a send from another thread, no other
+    # thread can be writing straight to the kernel, so the lean send takes no lock; after
+    # it, every lean send tries the lock (and the bytes stay whole and in order).
+    import asyncio
+    import socket
+
+    from wsp_async import aio
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    loop = asyncio.get_running_loop()
+    accepted = asyncio.ensure_future(loop.sock_accept(server))
+    plain = await aio.connect(*server.getsockname())
+    peer, _ = await accepted
+    provider = plain.provider
+    adapter = provider.socket_of(plain.handle)
+    taken: list[int] = []
+    real = adapter.write_lock
+
+    class CountingLock:
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            taken.append(1)
+            return real.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            real.release()
+
+        def __enter__(self) -> bool:
+            return self.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+
+    adapter.write_lock = CountingLock()  # type: ignore[assignment]
+    sock = aio.OverlappedSocket(provider, plain.handle)  # binds its lean send to the counter
+    for _ in range(100):
+        assert await sock.send(b"a" * 64) == 64
+    assert taken == [] and not adapter.foreign_writes
+
+    def blocking_send() -> int:
+        err = w.INT()
+        count = w.DWORD()
+        buf = b"b" * 64
+        assert (
+            provider.WSPSend(plain.handle, [WSABUF(64, buf)], 1, count, 0, None, None, None, err)
+            == 0
+        )
+        return count.value
+
+    assert await loop.run_in_executor(None, blocking_send) == 64
+    assert adapter.foreign_writes
+    before = len(taken)
+    for _ in range(100):
+        assert await sock.send(b"c" * 64) == 64
+    assert len(taken) - before == 100
+    expected = b"a" * 6400 + b"b" * 64 + b"c" * 6400
+    got = bytearray()
+    while len(got) < len(expected):
+        got += await loop.sock_recv(peer, 1 << 16)
+    assert bytes(got) == expected
+    adapter.write_lock = real
+    sock.close()
+    peer.close()
+    server.close()
+
+
+def test_bench_pairs_report_each_adjacent_pair(loop_kind: str) -> None:
+    # The pair protocol of issue 13 (python -m wsp_async bench --pairs N): raw and the
+    # mode back to back, one row and one ratio per pair.
+    from wsp_async.tools import bench
+
+    rows = bench.pairs(["raw-transport", "routine"], [loop_kind], [1024], 2, 1, 1 << 20)
+    assert [r["pair"] for r in rows] == [1, 2]
+    assert all(r["mode"] == "routine" and r["raw_per_s"] > 0 and r["mode_per_s"] > 0 for r in rows)
+    assert all(r["ratio"] == r["mode_per_s"] / r["raw_per_s"] for r in rows)
+    assert "over 2 pairs" in bench.format_pairs(rows)

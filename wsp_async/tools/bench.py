@@ -17,14 +17,26 @@ Modes
                   port drained by 1 or 2 worker threads (GetQueuedCompletionStatusEx)
   aio             ``await sock.send(data)`` on the asyncio face
 
+  streams         ``writer.write(data); await writer.drain()`` (asyncio streams, no wsp_async)
+
 Also measured: completion latency post -> routine (same thread, idle loop, p50/p99),
 emulator memory per pending operation (tracemalloc), and peak RSS.
+
+``--cpu same`` runs the sender (this process) and the receiver on one CPU, ``--cpu split``
+on two (Linux): where they run decides which of the loopback's two steady states a
+64 KiB run falls into (``benchmarks/README.md``).
+
+``--pairs N`` measures instead each mode and raw in N adjacent pairs (raw, then the mode,
+back to back) and prints every pair's ratio: the protocol for rows whose baseline swings
+from run to run (64 KiB, where raw is bimodal), so that a ratio is never taken across two
+states of the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -43,6 +55,19 @@ from .benchmodes import (
 
 
 # ----------------------------------------------------------------------------- driver
+def place(receiver: Any, cpu: str | None) -> None:
+    """Pin this process and the receiver: ``same`` CPU, ``split`` over two, None: leave."""
+    if cpu is None:
+        return
+    if cpu not in ("same", "split"):
+        raise SystemExit(f"--cpu is 'same' or 'split', not {cpu!r}")
+    cpus = sorted(os.sched_getaffinity(0))
+    if cpu == "split" and len(cpus) < 2:
+        raise SystemExit("--cpu split needs two CPUs")
+    os.sched_setaffinity(0, {cpus[0]})
+    os.sched_setaffinity(receiver.pid, {cpus[0] if cpu == "same" else cpus[1]})
+
+
 def _progress(text: str, end: str = "") -> None:
     """Progress on stderr: one line rewritten in place on a terminal, a line per step elsewhere."""
     if sys.stderr.isatty():
@@ -60,8 +85,10 @@ def run(
     nbufs: int,
     quiet: bool = False,
     cap: int = 100_000,
+    cpu: str | None = None,
 ) -> dict[str, Any]:
     receiver, port = start_receiver()
+    place(receiver, cpu)
     rows: list[dict[str, Any]] = []
     total = len(modes) * len(kinds) * len(sizes) * reps
     step = 0
@@ -120,6 +147,71 @@ def run(
         "echo": echo,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
+
+
+def pairs(
+    modes: list[str],
+    kinds: list[str],
+    sizes: list[int],
+    n: int,
+    nbufs: int,
+    budget: int,
+    cpu: str | None = None,
+) -> list[dict[str, Any]]:
+    """Each mode against raw in ``n`` adjacent pairs: raw's rate, the mode's, their ratio."""
+    receiver, port = start_receiver()
+    place(receiver, cpu)
+    out: list[dict[str, Any]] = []
+    try:
+        for kind in kinds:
+            for size in sizes:
+                count = max(200, min(budget // size, 100_000))
+                for mode in modes:
+                    if mode == "raw-transport":
+                        continue
+                    for i in range(n):
+                        _progress(f"pair {i + 1}/{n} {kind:<7} {size:>8} B  {mode:<16}")
+                        raw = count / measure("raw-transport", kind, port, size, count, nbufs)
+                        rate = count / measure(mode, kind, port, size, count, nbufs)
+                        out.append(
+                            {
+                                "loop": kind,
+                                "size": size,
+                                "bufs": nbufs,
+                                "mode": mode,
+                                "pair": i + 1,
+                                "raw_per_s": raw,
+                                "mode_per_s": rate,
+                                "ratio": rate / raw,
+                            }
+                        )
+    finally:
+        receiver.kill()
+    if sys.stderr.isatty():
+        _progress("", end="\r")
+    return out
+
+
+def format_pairs(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{'loop':<8} {'size':>8} {'bufs':>4} {'mode':<16} {'pair':>4} "
+        f"{'raw MB/s':>9} {'mode MB/s':>9} {'ratio':>6}"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['loop']:<8} {r['size']:>8} {r['bufs']:>4} {r['mode']:<16} {r['pair']:>4} "
+            f"{r['raw_per_s'] * r['size'] / 1e6:>9.1f} {r['mode_per_s'] * r['size'] / 1e6:>9.1f} "
+            f"{r['ratio']:>6.2f}"
+        )
+    groups: dict[tuple[str, int, str], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["loop"], r["size"], r["mode"]), []).append(r["ratio"])
+    for (kind, size, mode), ratios in groups.items():
+        lines.append(
+            f"{kind} {size} B {mode}: ratio min {min(ratios):.2f}, "
+            f"median {statistics.median(ratios):.2f}, max {max(ratios):.2f} over {len(ratios)} pairs"
+        )
+    return "\n".join(lines)
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -214,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", default="uvloop,asyncio")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--bufs", type=int, default=1, help="WSABUFs per send (scatter/gather)")
+    parser.add_argument("--cpu", choices=("same", "split"), help="pin sender and receiver")
+    parser.add_argument(
+        "--pairs", type=int, metavar="N", help="N adjacent (raw, mode) pairs per row instead"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON ('-' for stdout)")
     parser.add_argument(
         "--plot", metavar="PNG", help="draw throughput and latency (needs matplotlib)"
@@ -225,6 +321,21 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (2 if args.quick else 5)
     budget = (16 << 20) if args.quick else (256 << 20)
     cap = 20_000 if args.quick else 100_000
+    if args.pairs:
+        rows = pairs(
+            modes,
+            args.loops.split(","),
+            [int(s) for s in args.sizes.split(",")],
+            args.pairs,
+            args.bufs,
+            budget,
+            args.cpu,
+        )
+        print(format_pairs(rows))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return 0
     result = run(
         modes,
         args.loops.split(","),
@@ -234,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         args.bufs,
         quiet=args.json == "-",
         cap=cap,
+        cpu=args.cpu,
     )
     if args.json == "-":
         json.dump(result, sys.stdout, indent=1)
