@@ -55,6 +55,11 @@ def send_direct(
                 or sendq.inflight
                 or engine.drain_delay is not None
                 or transport.is_closing()
+                # Both: the transport's count is read from this thread, and a transport
+                # may show none while it is between two writes of its own (the
+                # Proactor's does, inside _loop_writing); the loop's own last reading
+                # is taken only between callbacks, so 0 there means all of it went out.
+                or sendq.buffered
                 or transport.get_write_buffer_size()
             )
         if idle:
