@@ -482,10 +482,45 @@ async def test_a_subclass_that_overrides_send_keeps_its_own() -> None:  # SPEC S
     conn = await accepted
     sock = Logged(plain.provider, plain.handle)
     assert await sock.send(b"ping") == 4
-    assert conn.recv(4) == b"ping"
+    assert await asyncio.get_running_loop().sock_recv(conn, 4) == b"ping"
     conn.sendall(b"pong")
     assert await sock.recv(4) == b"pong"
     assert calls == ["send", "recv_into"]
     sock.close()
     conn.close()
     srv.close()
+
+
+async def test_aclose_of_an_embedded_provider_returns_once_its_sockets_let_go() -> None:
+    # SPEC S10.2 (graceful closesocket), S1 (async with): bytes still buffered at close
+    # go out, and by the time aclose() returns the descriptor is released, so the
+    # program may close its loop at once (nothing left for -W error to find).
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    provider = w.Provider(loop=asyncio.get_running_loop())
+    err = w.INT()
+    s = provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)
+    await provider.connect_async(s, srv.getsockname())
+    conn, _ = srv.accept()
+    big = bytes(range(256)) * (16 << 12)  # 4 MiB: more than the kernel takes at once
+    ov = w.WSAOVERLAPPED()
+    rc = provider.WSPSend(s, [w.WSABUF(len(big), big)], 1, None, 0, ov, None, None, err)
+    assert rc == 0 or err.value == w.WSA_IO_PENDING
+    host = provider.socket_of(s).sock
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(_recv_to_end(conn)))
+    reader.start()
+    await provider.aclose()
+    assert host.fileno() == -1  # released, not left to the garbage collector
+    await asyncio.get_running_loop().run_in_executor(None, reader.join, 30)
+    assert got == [big]
+    conn.close()
+    srv.close()
+
+
+def _recv_to_end(conn: socket.socket) -> bytes:
+    out = bytearray()
+    while chunk := conn.recv(1 << 20):
+        out.extend(chunk)
+    return bytes(out)

@@ -101,15 +101,21 @@ async def test_aio_send_after_a_failed_write_raises_instead_of_hanging() -> None
     # SPEC S2.4 through the asyncio face: the awaited send completes with the error.
     from wsp_async import aio
 
-    server = await asyncio.start_server(lambda r, w_: None, "127.0.0.1", 0)
+    writers: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w_: writers.append(w_), "127.0.0.1", 0)
     sock = await aio.connect(*server.sockets[0].getsockname()[:2])
     adapter = sock.provider.socket_of(sock.handle)
-    adapter.transport = FailingTransport(adapter.transport)
+    real = adapter.transport
+    adapter.transport = FailingTransport(real)
     with pytest.raises(w.WSAError) as caught:
         await asyncio.wait_for(sock.send(b"x" * 100_000), 10)
     assert caught.value.winerror == w.WSAECONNABORTED
     sock.close()
+    real.close()  # the wrapper hid it from the close (clean under -W error)
     server.close()
+    for writer in writers:
+        writer.close()
+    await server.wait_closed()
 
 
 # --- 2. a blocking send is never split by another thread's send ---------------------------

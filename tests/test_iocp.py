@@ -317,8 +317,8 @@ async def test_a_coroutine_reads_a_ports_packets_without_a_thread() -> None:
     # SPEC S13 through the asyncio face: async for over the packets of real sends.
     from wsp_async import aio
 
-    received: list[bytes] = []
-    server = await asyncio.start_server(lambda r, _w: received.append(b""), "127.0.0.1", 0)
+    writers: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w_: writers.append(w_), "127.0.0.1", 0)
     sock = await aio.connect(*server.sockets[0].getsockname()[:2])
     port = w.CreateIoCompletionPort(sock.handle, None, "aio", 0)
     reader = aio.CompletionPortReader(port)
@@ -341,6 +341,9 @@ async def test_a_coroutine_reads_a_ports_packets_without_a_thread() -> None:
         raise AssertionError("a closed port must end the wait")
     sock.close()
     server.close()
+    for writer in writers:
+        writer.close()
+    await server.wait_closed()
 
 
 async def test_a_cancelled_wait_gives_its_packet_back() -> None:

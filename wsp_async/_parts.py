@@ -178,7 +178,7 @@ class Parts:
             self.close_here()
         if not io.embedded:
             with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(self._wind_down(timeout), io.loop)
+                asyncio.run_coroutine_threadsafe(self.wind_down(timeout), io.loop)
 
     def close_here(self) -> None:
         if self.closed:
@@ -190,7 +190,10 @@ class Parts:
             sock.handoff.close()
             isolated(sock.close_here)
 
-    async def _wind_down(self, timeout: float) -> None:
+    async def wind_down(self, timeout: float) -> None:
+        """On the loop, after :meth:`close`: wait (at most ``timeout``) until the closing
+        transports have handed their bytes on and let go of their sockets; abort the rest.
+        Then an owned loop stops."""
         loop = self.io.loop
         changed = asyncio.Event()
         self.closing_changed = changed.set
@@ -199,8 +202,12 @@ class Parts:
             changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), deadline - loop.time())
+        aborted = False
         for sock in list(self.closing):
             if sock.transport is not None:
                 sock.transport.abort()  # a peer that never read: give up on its bytes
+                aborted = True
         self.closing.clear()
+        if aborted:
+            await asyncio.sleep(0)  # an abort lets go of its socket on the next iteration
         self.io.stop()

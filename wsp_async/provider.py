@@ -499,7 +499,18 @@ class Provider:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.embedded or self.on_loop_thread():
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaited: on an embedded provider's own loop it returns once the
+        closing sockets have handed their bytes on and let go of their descriptors (at most
+        ``close_timeout``, then the rest are aborted), so that the program may close its
+        loop right after without losing those bytes or leaking a socket.  What ``async
+        with`` does on the way out."""
+        if self.embedded and self.on_loop_thread():
+            self.close()
+            await self._parts.wind_down(self.close_timeout)
+        elif self.on_loop_thread():
             self.close()
         else:
             await asyncio.get_running_loop().run_in_executor(None, self.close)

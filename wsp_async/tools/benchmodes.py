@@ -189,7 +189,7 @@ async def _routine(port: int, size: int, count: int, nbufs: int) -> float:
         await wake.wait()
     await _until_flushed(p, s)
     elapsed = time.perf_counter() - start
-    p.close()
+    await p.aclose()
     return elapsed
 
 
@@ -211,7 +211,7 @@ async def _event(port: int, size: int, count: int, nbufs: int) -> float:
         done += k
     await _until_flushed(p, s)
     elapsed = time.perf_counter() - start
-    p.close()
+    await p.aclose()
     return elapsed
 
 
@@ -236,7 +236,7 @@ async def _poll(port: int, size: int, count: int, nbufs: int) -> float:
         done += k
     await _until_flushed(p, s)
     elapsed = time.perf_counter() - start
-    p.close()
+    await p.aclose()
     return elapsed
 
 
@@ -254,7 +254,7 @@ async def _aio(port: int, size: int, count: int, nbufs: int) -> float:
         await send(data)
     await _until_flushed(p, sock.handle)
     elapsed = time.perf_counter() - start
-    p.close()
+    await p.aclose()
     return elapsed
 
 
@@ -450,7 +450,7 @@ def latency(kind: str, port: int, samples: int = 2000) -> dict[str, float]:
                 err,
             )
             out.append((await future) - t0)
-        p.close()
+        await p.aclose()
         return out[100:]
 
     loop = new_loop(kind)
@@ -488,8 +488,8 @@ def memory_per_pending_op(kind: str, ops: int = 2000, size: int = 1024) -> dict[
         tracemalloc.stop()
         pending = sum(1 for ov in ovs if ov.pending)
         grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-        p.close()
-        peer.close()
+        peer.close()  # first: a graceful close would wait for this peer to read
+        await p.aclose()
         return {
             "pending_ops": pending,
             "bytes_per_op": grown / max(1, pending),
