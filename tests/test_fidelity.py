@@ -368,3 +368,62 @@ def test_sock_and_peer_names(provider, listener):  # type: ignore[no-untyped-def
     assert provider.WSPGetSockName(fresh, name, None, err) == w.SOCKET_ERROR
     assert err.value == w.WSAEINVAL
     assert run_in_loop(provider.loop, lambda: provider.WSPGetSockName(s, name, None, INT())) == 0
+
+
+def _nodelay(p: w.Provider, s: int) -> tuple[int, int]:
+    """TCP_NODELAY as WSPGetSockOpt reports it, and as the host socket has it."""
+    value, err = DWORD(), INT()
+    assert p.WSPGetSockOpt(s, w.IPPROTO_TCP, w.TCP_NODELAY, value, None, err) == 0, err.value
+    return int(bool(value.value)), p.socket_of(s).sock.getsockopt(
+        socket.IPPROTO_TCP, socket.TCP_NODELAY
+    )
+
+
+def test_tcp_nodelay_is_off_until_the_program_sets_it(provider, listener):  # type: ignore[no-untyped-def]
+    # Winsock leaves Nagle on (TCP_NODELAY FALSE) by default; uvloop turns it off on
+    # every transport it makes.  The emulated socket has Winsock's default on both loops,
+    # and keeps what the program set before connecting (docs/semantics.md).
+    s, _conn = connect(provider, listener)
+    assert eventually(lambda: _nodelay(provider, s) == (0, 0))
+    t = make_socket(provider)
+    err = INT()
+    assert provider.WSPSetSockOpt(t, w.IPPROTO_TCP, w.TCP_NODELAY, 1, 4, err) == 0
+    assert provider.WSPConnect(t, listener.getsockname(), None, None, None, None, None, err) == 0
+    peer, _ = listener.accept()
+    assert provider.socket_of(t).transport is not None
+    assert _nodelay(provider, t)[1] != 0
+    peer.close()
+
+
+def test_an_accepted_socket_takes_its_listeners_tcp_nodelay(provider):  # type: ignore[no-untyped-def]
+    # Winsock: a socket from accept() inherits the listening socket's options.
+    err = INT()
+    for setting in (0, 1):
+        lst = make_socket(provider)
+        assert provider.WSPSetSockOpt(lst, w.IPPROTO_TCP, w.TCP_NODELAY, setting, 4, err) == 0
+        assert provider.WSPBind(lst, ("127.0.0.1", 0), None, err) == 0
+        assert provider.WSPListen(lst, 4, err) == 0
+        name = DWORD()
+        assert provider.WSPGetSockName(lst, name, None, err) == 0
+        client = socket.create_connection(name.value, timeout=10)
+        child = provider.WSPAccept(lst, None, None, None, 0, err)
+        assert child != w.INVALID_SOCKET, err.value
+        assert eventually(lambda c=child: provider.socket_of(c).transport is not None)
+        assert _nodelay(provider, child)[0] == setting
+        assert bool(_nodelay(provider, child)[1]) == bool(setting)
+        client.close()
+
+
+def test_an_adopted_socket_keeps_its_own_tcp_nodelay(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S16.1: adopting does not change the program's socket; its TCP_NODELAY stays
+    # what it was, whichever loop's transport now carries it.
+    for setting in (0, 1):
+        sock = socket.create_connection(listener.getsockname(), timeout=10)
+        peer, _ = listener.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, setting)
+        s = provider.adopt(sock)
+        assert eventually(lambda h=s: provider.socket_of(h).transport is not None)
+        assert bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) == bool(setting)
+        err = INT()
+        assert provider.WSPCloseSocket(s, err) == 0
+        peer.close()

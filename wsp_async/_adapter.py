@@ -28,6 +28,7 @@ directly (:mod:`wsp_async._datagrams`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket as _pysocket
 import threading
@@ -84,6 +85,15 @@ class SocketAdapter:
         #: Runs a function on the I/O loop and returns its result, from any thread.
         self.run = run
         self.transport: Any = None
+        #: TCP_NODELAY as the program set it (Winsock's default: off, Nagle on), applied
+        #: to the host socket once a transport is attached; None for a socket whose
+        #: setting is not ours to keep (not TCP).
+        self.nodelay: bool | None = (
+            False
+            if sock.type == _pysocket.SOCK_STREAM
+            and sock.family in (_pysocket.AF_INET, _pysocket.AF_INET6)
+            else None
+        )
         #: Posts from other threads on their way here (see :mod:`wsp_async._handoff`).
         self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused)
         self.write_lock = threading.Lock()
@@ -183,6 +193,14 @@ class SocketAdapter:
         self.transport = transport
         if self.engine.stream:
             self._limit(self.engine.capacity)
+            if self.nodelay is not None:
+                # uvloop turns Nagle off for every TCP transport it makes (stock asyncio
+                # only for sockets made with IPPROTO_TCP); Winsock leaves it on until the
+                # program sets TCP_NODELAY.  The socket keeps its own setting.
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(
+                        _pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY, int(self.nodelay)
+                    )
 
     def _limit(self, size: int) -> None:
         # S4.1: the transport's write buffer *is* the emulated send buffer.  Both

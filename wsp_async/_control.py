@@ -170,6 +170,8 @@ class Controls:
             if not -0x80000000 <= value <= 0x7FFFFFFF:
                 raise WSAError(WSAErr.WSAEINVAL, "an option value is a 32-bit int")
             sock.sock.setsockopt(host_level, host_name, value)
+            if key == (IPPROTO_TCP, TCP_NODELAY) and sock.nodelay is not None:
+                sock.nodelay = bool(value)  # kept across the transport's own setting
         else:
             raise WSAError(WSAErr.WSAENOPROTOOPT)
         return 0

@@ -76,6 +76,9 @@ class Lifecycle:
             raise WSAError(WSAErr.WSAESOCKTNOSUPPORT)
         state = _state_of(sock)
         adapter = self.parts.new_socket(sock, family, True, state)
+        if adapter.nodelay is not None:
+            # The program's socket keeps the setting it has (S16.1).
+            adapter.nodelay = bool(sock.getsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY))
         with self.parts.by_fd_lock:
             self.parts.by_fd[sock.fileno()] = adapter
         if sock.type == _pysocket.SOCK_STREAM:
@@ -143,13 +146,15 @@ class Lifecycle:
         return child.handle
 
     def _child(self, listener: SocketAdapter, conn: _pysocket.socket) -> SocketAdapter:
-        return self.parts.new_socket(
+        child = self.parts.new_socket(
             conn,
             listener.engine.family,
             listener.engine.overlapped,
             CONNECTED,
             listener.engine.capacity,
         )
+        child.nodelay = listener.nodelay  # an accepted socket takes its listener's options
+        return child
 
     async def accept_async(self, sock: SocketAdapter) -> tuple[SocketAdapter, Any]:
         """Accept on the loop (the blocking path of WSPAccept, and the asyncio face)."""

@@ -15,8 +15,8 @@ Modes
                   routines delivered in its alertable SleepEx
   iocp-1, iocp-2  overlapped WSPSend from a plain thread, completed through a completion
                   port drained by 1 or 2 worker threads (GetQueuedCompletionStatusEx)
-  aio             ``await sock.send(data)`` on the asyncio face
-
+  aio             ``await sock.send(data)`` on the asyncio face (Winsock's default: Nagle on)
+  aio-nodelay     the same with TCP_NODELAY set, as asyncio sets it on its own transports
   streams         ``writer.write(data); await writer.drain()`` (asyncio streams, no wsp_async)
 
 Also measured: completion latency post -> routine (same thread, idle loop, p50/p99),

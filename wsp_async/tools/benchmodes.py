@@ -23,10 +23,12 @@ from .. import (
     DWORD,
     INFINITE,
     INT,
+    IPPROTO_TCP,
     OVERLAPPED_ENTRY,
     SO_SNDBUF,
     SOCK_STREAM,
     SOL_SOCKET,
+    TCP_NODELAY,
     WSA_FLAG_OVERLAPPED,
     WSA_IO_INCOMPLETE,
     WSABUF,
@@ -54,6 +56,7 @@ MODES = [
     "iocp-1",
     "iocp-2",
     "aio",
+    "aio-nodelay",
     "streams",
 ]
 SIZES = [64, 1024, 65536, 1 << 20]
@@ -240,11 +243,15 @@ async def _poll(port: int, size: int, count: int, nbufs: int) -> float:
     return elapsed
 
 
-async def _aio(port: int, size: int, count: int, nbufs: int) -> float:
+async def _aio(port: int, size: int, count: int, nbufs: int, nodelay: bool = False) -> float:
+    """``await sock.send(data)``; the socket has Winsock's default (Nagle on) unless
+    ``nodelay`` sets TCP_NODELAY, as asyncio does for its own transports."""
     from .. import aio
 
     p = Provider(loop=asyncio.get_running_loop())
     sock = await aio.connect("127.0.0.1", port, provider=p)
+    if nodelay:
+        p.WSPSetSockOpt(sock.handle, IPPROTO_TCP, TCP_NODELAY, 1, 4, INT())
     data: Any = [b.buf for b in _message(size, nbufs)]
     if nbufs == 1:
         data = data[0]
@@ -403,6 +410,7 @@ _ASYNC_MODES: dict[str, Callable[[int, int, int, int], Coroutine[Any, Any, float
     "event": _event,
     "poll": _poll,
     "aio": _aio,
+    "aio-nodelay": functools.partial(_aio, nodelay=True),
     "streams": _streams,
 }
 _THREAD_MODES: dict[str, Callable[[str, int, int, int, int], float]] = {
