@@ -300,3 +300,34 @@ def test_bench_pairs_report_each_adjacent_pair(loop_kind: str) -> None:
     assert all(r["mode"] == "routine" and r["raw_per_s"] > 0 and r["mode_per_s"] > 0 for r in rows)
     assert all(r["ratio"] == r["mode_per_s"] / r["raw_per_s"] for r in rows)
     assert "over 2 pairs" in bench.format_pairs(rows)
+
+
+def test_a_receive_from_another_thread_that_must_wait_wakes_no_loop(provider, listener):  # type: ignore[no-untyped-def]
+    # Issue 13 (SPEC S11.1): a receive posted from another thread before its bytes came
+    # waits in the hand-off; the loop takes it when the bytes arrive, so the post itself
+    # costs no wake-up of the loop.  One with bytes already there still gets them at once.
+    s, conn = connect(provider, listener)
+    handoff = provider.socket_of(s).handoff
+    wakeups: list[object] = []
+    original = handoff.call_on_loop
+
+    def counting(fn, *args):  # type: ignore[no-untyped-def]
+        wakeups.append(fn)
+        original(fn, *args)
+
+    handoff.call_on_loop = counting
+    events = []
+    for _ in range(10):
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        rc = provider.WSPRecv(
+            s, [WSABUF(4, bytearray(4))], 1, None, w.DWORD(0), ov, None, None, INT()
+        )
+        assert rc == w.SOCKET_ERROR and w.WSAGetLastError() == w.WSA_IO_PENDING
+        events.append(ov)
+    assert wakeups == []
+    conn.sendall(b"x" * 40)
+    for ov in events:
+        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+        assert (ov.Internal, ov.InternalHigh) == (0, 4)
+    assert wakeups == []
+    handoff.call_on_loop = original

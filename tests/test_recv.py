@@ -176,3 +176,38 @@ def test_receive_from_another_thread_while_loop_runs(provider, listener):  # typ
     conn.sendall(bytes(range(100)) * 100)
     t.join(20)
     assert b"".join(out) == bytes(range(100)) * 100
+
+
+def test_a_receive_posted_as_its_bytes_arrive_is_never_left_waiting(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S11.1, S2.4: a receive posted from another thread while the loop reads nothing
+    # waits in the hand-off without waking the loop, and the loop takes it when bytes
+    # come.  Race the post against the bytes' arrival, 1000 times: each receive completes
+    # (no receive waits for bytes already read), with its own byte, in order.
+    s, conn = connect(provider, listener)
+    go = threading.Barrier(2, timeout=10)
+    rounds = 1000
+    stop = threading.Event()
+
+    def peer() -> None:
+        for i in range(rounds):
+            go.wait()
+            if stop.is_set():
+                return
+            conn.sendall(bytes([i % 256]))
+
+    sender = threading.Thread(target=peer)
+    sender.start()
+    try:
+        for i in range(rounds):
+            buf = bytearray(1)
+            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            go.wait()
+            rc, err, _n, _ = recv(provider, s, [WSABUF(1, buf)], ov)
+            assert rc == 0 or err == w.WSA_IO_PENDING
+            assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0, i
+            assert (ov.Internal, ov.InternalHigh, buf[0]) == (0, 1, i % 256)
+            w.WSACloseEvent(ov.hEvent)
+    finally:
+        stop.set()
+        go.abort()
+        sender.join(10)

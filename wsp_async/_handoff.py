@@ -75,8 +75,13 @@ class HandOff:
         """Something waits for the loop to take it."""
         return bool(self.incoming) or self.front is not None
 
-    def post(self, op: Operation) -> None:
-        """Queue ``op`` for the loop, in arrival order; raises when it may not enter."""
+    def post(self, op: Operation, unless: Callable[[], bool] | None = None) -> None:
+        """Queue ``op`` for the loop, in arrival order; raises when it may not enter.
+
+        ``unless``: asked after ``op`` is queued; True means the loop need not be woken for
+        it, because the loop looks here by itself before ``op`` could complete (a receive
+        that waits for bytes the loop has not read yet: see ``SocketAdapter.may_park``).
+        """
         with self.lock:
             if self.closed:
                 raise WSAError(WSAErr.WSAENOTSOCK)
@@ -87,7 +92,7 @@ class HandOff:
             self.pending_posts += 1
             if op.kind == OpKind.SEND:
                 self.sends += 1
-            if self.scheduled:
+            if self.scheduled or (unless is not None and unless()):
                 return
             self.scheduled = True
         self.call_on_loop(self._drain)

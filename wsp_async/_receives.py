@@ -83,7 +83,7 @@ class Receives:
         if not self.io.here():
             if not (sock.engine.receiver.available() and not sock.handoff):
                 try:
-                    sock.post_foreign(op)
+                    sock.park_foreign(op)
                 except WSAError:
                     self.posting.undo(sock, op, saved)
                     raise
