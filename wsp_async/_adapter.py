@@ -19,7 +19,9 @@ fixes their order, S5.3) and the loop takes them in bursts.  ``write_lock`` is h
 while bytes go to the transport, or, for a send from another thread on an idle
 socket, straight to the kernel (:mod:`wsp_async._foreign`).  If the kernel takes
 only part of that send, the rest goes to the hand-off's *front*, before every send
-posted meanwhile, under the same lock that kept those from being written.
+posted meanwhile, under the same lock that kept those from being written.  A stream
+receive from another thread that must wait for bytes does not wake the loop: it waits in
+the hand-off, and the loop takes it when the bytes come (``park_foreign``).
 
 Datagrams are one system call each and cannot interleave: any thread sends one
 directly (:mod:`wsp_async._datagrams`).
