@@ -524,3 +524,52 @@ def _recv_to_end(conn: socket.socket) -> bytes:
     while chunk := conn.recv(1 << 20):
         out.extend(chunk)
     return bytes(out)
+
+
+async def test_face_send_of_a_mutable_buffer_is_a_copy_once_complete() -> None:
+    # SPEC S4.1, S5.2 through the face: an awaited send of a bytearray that completes at
+    # once gives the buffer back; changing it then does not change the bytes sent.
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    data = bytearray(b"first")
+    assert await sock.send(data) == 5
+    data[:] = b"XXXXX"
+    view = memoryview(bytearray(b"second"))
+    assert await sock.send(view) == 6
+    view[:] = b"YYYYYY"
+    await sock.shutdown()
+    assert await _read_all(conn) == b"firstsecond"
+    sock.close()
+    conn.close()
+    srv.close()
+
+
+async def test_face_calls_with_what_is_not_a_buffer_raise_wsaefault_and_do_no_harm() -> None:
+    # SPEC S9 (WSAEFAULT) through the face: released, strided, read-only (for a receive),
+    # str and int buffers raise WSAError, never a TypeError or ValueError, send nothing,
+    # and leave the connection as it was.
+    import array
+
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    released = memoryview(b"gone")
+    released.release()
+    strided = memoryview(bytearray(b"abcdefgh"))[::2]
+    for bad in (released, strided, "text", 5, ["text"], [b"ok", 5]):
+        with pytest.raises(w.WSAError) as caught:
+            await sock.send(bad)  # type: ignore[arg-type]
+        assert caught.value.winerror == w.WSAEFAULT
+    for bad in (released, strided, b"read-only", memoryview(b"read-only"), "text"):
+        with pytest.raises(w.WSAError) as caught:
+            await sock.recv_into(bad)  # type: ignore[arg-type]
+        assert caught.value.winerror == w.WSAEFAULT
+    # A C-contiguous buffer of another shape is its bytes, as for WSPSend.
+    assert await sock.send(memoryview(bytearray(b"12345678")).cast("B", (2, 4))) == 8
+    assert await sock.send(array.array("B", b"9")) == 1
+    await sock.shutdown()
+    assert await _read_all(conn) == b"123456789"
+    sock.close()
+    conn.close()
+    srv.close()

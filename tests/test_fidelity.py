@@ -427,3 +427,37 @@ def test_an_adopted_socket_keeps_its_own_tcp_nodelay(provider, listener):  # typ
         err = INT()
         assert provider.WSPCloseSocket(s, err) == 0
         peer.close()
+
+
+def test_a_buffer_reused_after_its_send_completed_leaves_the_sent_bytes_alone(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S4.1, S5.2: a send that completes while its bytes are held in the send buffer
+    # hands the buffer back to the caller; Windows copied them, so reusing the buffer then
+    # must not change what goes out -- though the transport (uvloop's always) keeps
+    # references to bytes it has not written.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    err = INT()
+    assert provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, 8 << 20, 4, err) == 0
+    filler = b"f" * (4 << 20)  # more than the kernel holds: the rest waits in the transport
+    kinds = {
+        "bytearray": bytearray(b"A" * 1000),
+        "memoryview": memoryview(bytearray(b"B" * 1000)),
+        "array": __import__("array").array("B", b"C" * 1000),
+    }
+    sent: list[bytes] = []
+
+    def post(data: object) -> None:
+        # Each in its own loop callback: the first send of an iteration goes out at once.
+        ov = WSAOVERLAPPED()
+        rc = provider.WSPSend(s, [WSABUF(len(data), data)], 1, None, 0, ov, None, None, err)  # type: ignore[arg-type]
+        assert rc == 0 and not ov.pending, err.value  # held within SO_SNDBUF: complete
+        if data is not filler:
+            sent.append(bytes(data))  # type: ignore[call-overload]
+            memoryview(data).cast("B")[:] = b"x" * 1000  # type: ignore[arg-type]  # the caller's again
+
+    run_in_loop(provider.loop, post, filler)
+    for data in kinds.values():
+        run_in_loop(provider.loop, post, data)
+    assert provider.socket_of(s).transport.get_write_buffer_size() > 3000  # still held here
+    got = recv_exact(conn, len(filler) + 3000)
+    assert got[len(filler) :] == b"".join(sent)

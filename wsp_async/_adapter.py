@@ -60,6 +60,36 @@ FaceCall = Callable[..., Coroutine[Any, Any, int]]
 _BYTES_LIKE = (bytearray, memoryview)
 
 
+def kept(buffer: Any) -> Any:
+    """``buffer`` as a transport may keep it: immutable bytes as they are, anything else
+    copied.
+
+    A send completes once its bytes are held in the emulated send buffer (S4.1), and the
+    caller may then reuse its buffer (S5.2), as Windows copies sends into the socket's
+    buffer.  A transport keeps references to what it has not written yet (uvloop's always,
+    stock asyncio's from 3.12), so a mutable buffer is copied when it is handed on; while
+    its send is queued here it is not (S5.2: no copy of pending data).
+    """
+    if type(buffer) is bytes or type(memoryview(buffer).obj) is bytes:
+        return buffer
+    return memoryview(buffer).tobytes()
+
+
+def _one_buffer(buffer: Any) -> Any:
+    """The face's one bytes-like buffer as the lean send writes it, or None when it is not
+    one live contiguous buffer (released, strided, not bytes-like: the full path reports
+    WSAEFAULT)."""
+    try:
+        view = memoryview(buffer)
+    except (TypeError, ValueError):
+        return None
+    if not view.c_contiguous:
+        return None
+    if type(view.obj) is not bytes:
+        return view.tobytes()
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
 class SocketAdapter:
     """One emulated socket over its transport (see the module docstring)."""
 
@@ -293,9 +323,9 @@ class SocketAdapter:
         if first.urgent:
             self._send_urgent(first)
         elif len(batch) == 1 and len(first.buffers) == 1:
-            transport.write(first.buffers[0])
+            transport.write(kept(first.buffers[0]))
         else:
-            transport.writelines([buf for op in batch for buf in op.buffers])
+            transport.writelines([kept(buf) for op in batch for buf in op.buffers])
 
     def _send_urgent(self, op: Operation) -> None:
         data = b"".join(op.buffers)
@@ -364,39 +394,49 @@ class SocketAdapter:
         release = self.write_lock.release
 
         async def send(buffers: Any, flags: int = 0) -> int:
-            if not flags and (type(buffers) is bytes or isinstance(buffers, _BYTES_LIKE)):
-                transport = self.transport
-                sendq = engine.sendq
-                if not (
-                    transport is None
-                    or not engine.send_ready
-                    or pending.sends
-                    or sendq.waiting
-                    or sendq.inflight
-                    or handoff.incoming
-                    or handoff.front is not None
-                    or handoff.closed
-                    or provider_wide.watched
-                    or engine.faults.faults
-                    or engine.drain_delay is not None  # also the only way to a drain timer
-                    or get_ident() != loop_thread
-                ):
-                    size = len(buffers) if type(buffers) is bytes else memoryview(buffers).nbytes
-                    buffered = transport.get_write_buffer_size() + size
-                    if size and buffered <= engine.capacity:
-                        if not self.foreign_writes:
-                            transport.write(buffers)
-                        elif acquire(False):
-                            try:
-                                transport.write(buffers)
-                            finally:
-                                release()
-                        else:
-                            return await posted(buffers, flags)
-                        sendq.written += size  # what engine.bypassed records, without two calls
-                        sendq.buffered = buffered
-                        return size
-            return await posted(buffers, flags)
+            if flags:
+                return await posted(buffers, flags)
+            if type(buffers) is bytes:
+                data = buffers
+            elif isinstance(buffers, _BYTES_LIKE):
+                data = _one_buffer(buffers)  # a copy of a mutable one (S5.2), see kept()
+                if data is None:
+                    return await posted(buffers, flags)
+            else:
+                return await posted(buffers, flags)
+            transport = self.transport
+            sendq = engine.sendq
+            if (
+                transport is None
+                or not engine.send_ready
+                or pending.sends
+                or sendq.waiting
+                or sendq.inflight
+                or handoff.incoming
+                or handoff.front is not None
+                or handoff.closed
+                or provider_wide.watched
+                or engine.faults.faults
+                or engine.drain_delay is not None  # also the only way to a drain timer
+                or get_ident() != loop_thread
+            ):
+                return await posted(buffers, flags)
+            size = len(data)
+            buffered = transport.get_write_buffer_size() + size
+            if not size or buffered > engine.capacity:
+                return await posted(buffers, flags)
+            if not self.foreign_writes:
+                transport.write(data)
+            elif acquire(False):
+                try:
+                    transport.write(data)
+                finally:
+                    release()
+            else:
+                return await posted(buffers, flags)
+            sendq.written += size  # what engine.bypassed records, without two calls
+            sendq.buffered = buffered
+            return size
 
         return send
 
@@ -434,8 +474,11 @@ class SocketAdapter:
                     or engine.faults.faults
                     or get_ident() != loop_thread
                 ):
-                    view = memoryview(buffer).cast("B")
-                    if len(view):
+                    try:
+                        view = memoryview(buffer).cast("B")
+                    except (TypeError, ValueError):  # released, strided, not bytes-like
+                        return await posted(buffer, flags)
+                    if len(view) and not view.readonly:
                         op = Operation(OpKind.RECV, [view], len(view))
                         got = engine.receive_now(op)  # data is there: (0, count)
                         if got is not None:
@@ -657,12 +700,12 @@ class SocketAdapter:
         """WSPCloseSocket on the loop thread (S10.2): abort everything, close the transport."""
         self.handoff.close()
         self.take_incoming(quietly=True)
-        aborted, kept = self.engine.close()
+        aborted, done = self.engine.close()
         self.door.complete_all(aborted, ABORTED)
         transport = self.transport
-        if kept and transport is not None and not transport.is_closing():
+        if done and transport is not None and not transport.is_closing():
             try:
-                transport.writelines([buf for op in kept for buf in op.buffers])
+                transport.writelines([kept(buf) for op in done for buf in op.buffers])
             except Exception:
                 pass  # the connection is going anyway; nothing waits for these bytes
         if self.drain_timer is not None:

@@ -104,10 +104,25 @@ def _family(host: str) -> int:
     return AF_INET6 if ":" in host else AF_INET
 
 
-def _as_wsabufs(buffers: Buffers) -> list[WSABUF]:
-    if isinstance(buffers, (bytes, bytearray, memoryview)):
-        buffers = [buffers]
-    return [WSABUF(len(b) if type(b) is bytes else memoryview(b).nbytes, b) for b in buffers]
+def _as_wsabufs(buffers: Any) -> list[WSABUF]:
+    """One WSABUF per buffer: a list or tuple is a gather list, any other object with the
+    buffer protocol (``array``, ``mmap``, ...) one buffer.  What is neither a live buffer
+    nor a sequence of them is ``WSAError(WSAEFAULT)`` (S9), as the SPI reports it."""
+    if not isinstance(buffers, list | tuple):
+        try:
+            memoryview(buffers)
+        except TypeError:
+            pass  # not a buffer: perhaps another iterable of buffers
+        except ValueError:
+            buffers = [buffers]  # a released one: one bad buffer
+        else:
+            buffers = [buffers]
+    try:
+        return [WSABUF(len(b) if type(b) is bytes else memoryview(b).nbytes, b) for b in buffers]
+    except (TypeError, ValueError):
+        raise WSAError(
+            WSAErr.WSAEFAULT, "buffers is not a bytes-like object or a sequence of them"
+        ) from None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -274,7 +289,7 @@ class OverlappedSocket:
 
     async def _recv_posted(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
         p = self.provider
-        bufs = [WSABUF(memoryview(buffer).nbytes, buffer)]
+        bufs = _as_wsabufs(buffer)
 
         def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
             return p.WSPRecv(self.handle, bufs, 1, None, DWORD(flags), ov, routine, None, err)
