@@ -283,3 +283,35 @@ def test_cancel_io_ex_aborts_a_connect_ex_in_progress_once(provider):  # type: i
     for filler in fillers:
         filler.close()
     full.close()
+
+
+def test_a_receive_waiting_at_disconnect_ex_reuse_is_aborted_not_carried_over(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.4, S2.4: a receive posted from another thread that waits for bytes (in the
+    # hand-off, not waking the loop) is aborted by DisconnectEx(TF_REUSE_SOCKET) exactly
+    # once; the next connection's bytes go to the next receive, not to it.
+    s = make_socket(provider)
+    assert provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, INT()) == 0
+    first, _ = listener.accept()
+    old = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    old_buf = bytearray(8)
+    rc = provider.WSPRecv(s, [WSABUF(8, old_buf)], 1, None, DWORD(0), old, None, None, INT())
+    assert rc == w.SOCKET_ERROR and w.WSAGetLastError() == w.WSA_IO_PENDING
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.DisconnectEx(s, ov, w.TF_REUSE_SOCKET, 0)
+    wait(ov)
+    wait(old)
+    assert old.Internal == w.STATUS_CANCELLED and old.InternalHigh == 0
+    first.close()
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.ConnectEx(s, listener.getsockname(), 16, None, 0, DWORD(), again)
+    second, _ = listener.accept()
+    wait(again)
+    new = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    new_buf = bytearray(8)
+    provider.WSPRecv(s, [WSABUF(8, new_buf)], 1, None, DWORD(0), new, None, None, INT())
+    second.sendall(b"fresh")
+    wait(new)
+    assert (new.Internal, new.InternalHigh, bytes(new_buf[:5])) == (0, 5, b"fresh")
+    assert old_buf == bytearray(8)
+    second.close()

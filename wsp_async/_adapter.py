@@ -195,6 +195,7 @@ class SocketAdapter:
             self.engine.shutdown(send=True, receive=True)
             return
         engine = self.engine
+        self.take_incoming(quietly=True)  # receives parked by other threads are aborted too
         self.door.complete_all(engine.sendq.remove_all() + engine.receiver.remove(), ABORTED)
         old = self.sock
         self.sock = _pysocket.socket(old.family, old.type)
