@@ -44,7 +44,7 @@ def send_direct(
         with handoff.lock:
             idle = not (
                 transport is None
-                or not adapter.foreign_writes  # the loop has not seen this thread's kind yet
+                or not adapter.foreign_writes  # no other thread's send reached the loop yet
                 or handoff.closed
                 or engine.error
                 or engine.send_shut

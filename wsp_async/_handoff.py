@@ -80,7 +80,7 @@ class HandOff:
 
         ``unless``: asked after ``op`` is queued; True means the loop need not be woken for
         it, because the loop looks here by itself before ``op`` could complete (a receive
-        that waits for bytes the loop has not read yet: see ``SocketAdapter.may_park``).
+        that waits for bytes the loop has not read yet: see ``SocketAdapter.park_foreign``).
         """
         with self.lock:
             if self.closed:

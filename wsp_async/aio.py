@@ -292,7 +292,9 @@ class OverlappedSocket:
         bufs = _as_wsabufs(buffer)
 
         def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
-            return p.WSPRecv(self.handle, bufs, 1, None, DWORD(flags), ov, routine, None, err)
+            return p.WSPRecv(
+                self.handle, bufs, len(bufs), None, DWORD(flags), ov, routine, None, err
+            )
 
         n, _ = await self._overlapped(post)
         return n
