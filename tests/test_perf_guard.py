@@ -141,6 +141,9 @@ async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_eac
     adapter = sock.provider.socket_of(sock.handle)
     transport = adapter.transport
     writes: list[int] = []
+    # Under the Proactor (pytest --asyncio-proactor) the transport's own write goes
+    # through _overlapped, which makes records of its own: those are not the face's.
+    in_transport = [False]
 
     class Counting:
         def __getattr__(self, name):  # type: ignore[no-untyped-def]
@@ -148,17 +151,30 @@ async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_eac
 
         def write(self, data):  # type: ignore[no-untyped-def]
             writes.append(len(data))
-            transport.write(data)
+            in_transport[0] = True
+            try:
+                transport.write(data)
+            finally:
+                in_transport[0] = False
+
+        def writelines(self, data):  # type: ignore[no-untyped-def]
+            in_transport[0] = True
+            try:
+                transport.writelines(data)
+            finally:
+                in_transport[0] = False
 
     made: list[str] = []
     real_op_init, real_ov_init = Operation.__init__, Structure.__init__
 
     def op_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        made.append("Operation")
+        if not in_transport[0]:
+            made.append("Operation")
         real_op_init(self, *args, **kwargs)
 
     def ov_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        made.append("WSAOVERLAPPED")
+        if not in_transport[0]:
+            made.append("WSAOVERLAPPED")
         real_ov_init(self, *args, **kwargs)
 
     adapter.transport = Counting()
