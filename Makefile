@@ -23,7 +23,7 @@ demo: $(STAMP)
 # shutdown() Windows allows (docs/proactor.md, "What differs").
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
-	$(BIN)/python -m pytest -q -p no:cacheprovider --asyncio-proactor -W default::ResourceWarning tests/test_aio.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider --asyncio-proactor -W default::ResourceWarning
 	$(MAKE) --no-print-directory proactor-suite
 
 # CPython's own Proactor tests on wsp_async's ProactorEventLoop (SPEC S17): prints pass,
