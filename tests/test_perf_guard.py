@@ -347,3 +347,32 @@ def test_a_receive_from_another_thread_that_must_wait_wakes_no_loop(provider, li
         assert (ov.Internal, ov.InternalHigh) == (0, 4)
     assert wakeups == []
     handoff.call_on_loop = original
+
+
+def test_polling_a_port_makes_no_waiter(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # SPEC S13.4, S13.5 (issue 13): GetQueuedCompletionStatus that finds a packet, or none
+    # with no time to wait, makes no waiter (an Event): a loop that drains its port with
+    # zero timeouts, as the Proactor does, calls it several times per completion.
+    from wsp_async import iocp
+
+    made: list[int] = []
+    real = iocp._Waiter.__init__
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(iocp._Waiter, "__init__", counting)
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    n, key, ov = w.DWORD(), w.DWORD(), w.DWORD()
+    for i in range(100):
+        assert w.PostQueuedCompletionStatus(port, i, 7, None)
+    for i in range(100):
+        assert w.GetQueuedCompletionStatus(port, n, key, ov, 0)
+        assert (n.value, key.value) == (i, 7)
+    assert not w.GetQueuedCompletionStatus(port, n, key, ov, 0)
+    assert w.GetLastError() == w.WAIT_TIMEOUT
+    assert made == []
+    assert not w.GetQueuedCompletionStatus(port, n, key, ov, 1)  # one that waits makes one
+    assert made == [1]
+    assert w.CloseHandle(port)

@@ -164,7 +164,6 @@ class CompletionPort:
         alertable, ``WAIT_IO_COMPLETION`` when it ran APCs and no packet came (S13.5).
         """
         deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
-        waiter = _Waiter()
         with self._lock:
             if self.closed:
                 return ERROR_ABANDONED_WAIT_0
@@ -172,6 +171,9 @@ class CompletionPort:
                 return self._pop(count)
             if deadline is not None and milliseconds == 0 and not alertable:
                 return WAIT_TIMEOUT
+            # Only a call that waits makes a waiter (an Event): a poll that finds a packet,
+            # or none with no time to wait, is most calls of a loop that drains its port.
+            waiter = _Waiter()
             self._waiters.append(waiter)
         target = apc.thread_target() if alertable and not apc.on_loop_thread() else None
         if target is not None:
