@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Self
 
-from . import apc
+from . import _face, apc
 from ._adapter import SocketAdapter
 from ._completion import CompletionDoor, wait_until
 from ._control import Controls
@@ -427,7 +427,7 @@ class Provider:
         socket's sends queued or pending, room in the send buffer) is written there and
         then; anything else is ``await posted(buffers, flags)``.  Raises ``WSAError`` for
         a bad handle."""
-        return self._parts.sockets.get(s).face_sender(self._parts, self._io.ident, posted)
+        return _face.sender(self._parts.sockets.get(s), self._parts, self._io.ident, posted)
 
     def face_receiver(
         self, s: int, posted: Callable[..., Coroutine[Any, Any, int]]
@@ -435,7 +435,7 @@ class Provider:
         """For socket ``s``: the asyncio face's ``recv_into(buffer, flags=0)``.  Bytes
         already arrived fill the buffer there and then, when no receive waits before it;
         anything else is ``await posted(buffer, flags)``."""
-        return self._parts.sockets.get(s).face_receiver(self._parts, self._io.ident, posted)
+        return _face.receiver(self._parts.sockets.get(s), self._parts, self._io.ident, posted)
 
     def when_complete(self, ov: WSAOVERLAPPED, callback: Callable[[], object]) -> bool:
         """Call ``callback()`` on the I/O loop when ``ov`` completes; False if it is not pending.

@@ -1,0 +1,177 @@
+"""The asyncio face's calls of every message (issue 13): a send that completes at once, or a
+receive of bytes already arrived, without a structure, a record or a future.
+
+At 64 B the face's cost is its Python frames and checks (``benchmarks/README.md``), so each
+socket object of :mod:`wsp_async.aio` has its ``send`` and ``recv_into`` made here, once:
+one coroutine function each, which does the lean thing when the engine's state allows it
+and otherwise awaits the face's full path (``posted``), which does everything -- and sees
+every post that tracing, the verifier or injected faults must see.
+
+Like :mod:`wsp_async._foreign`, this reads and writes the adapter's public state only, under
+the rules the adapter documents; everything here runs on the I/O loop's thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ._adapter import SocketAdapter
+from ._engine import SocketState
+from ._operation import Operation, OpKind
+
+__all__ = ["FaceCall", "receiver", "sender"]
+
+#: A call of the asyncio face on one socket: ``send(buffers, flags)``, ``recv_into(buffer, flags)``.
+FaceCall = Callable[..., Coroutine[Any, Any, int]]
+
+#: What the lean send takes besides ``bytes`` (the others go as a WSABUF list).
+_BYTES_LIKE = (bytearray, memoryview)
+
+
+def _one_buffer(buffer: Any) -> Any:
+    """One bytes-like buffer as the lean send writes it -- a copy of a mutable one, as
+    ``_adapter.kept`` explains -- or None when it is not one live contiguous buffer
+    (released, strided, not bytes-like: the full path reports WSAEFAULT)."""
+    try:
+        view = memoryview(buffer)
+    except (TypeError, ValueError):
+        return None
+    if not view.c_contiguous:
+        return None
+    if type(view.obj) is not bytes:
+        return view.tobytes()
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
+def sender(
+    adapter: SocketAdapter, provider_wide: Any, loop_thread: int, posted: FaceCall
+) -> FaceCall:
+    """The asyncio face's ``send(buffers, flags=0)`` for ``adapter``'s socket.
+
+    A send of one bytes-like buffer, without flags, on the loop thread, that completes
+    at once -- held within the emulated send buffer (S4.1) -- goes straight to
+    ``transport.write`` and returns its length: no structure, no record, no future.
+    Everything else is awaited through ``posted`` (the full path).  A datagram
+    socket's is ``posted`` itadapter.
+
+    At once only when nothing of this socket's sends is queued, in flight or on its
+    way from another thread, and no send is pending: then completing at once
+    overtakes no earlier send or notice (S5.3, S6.4).  Once other threads may write
+    straight to the kernel (``foreign_writes``), ``write_lock`` is tried, not waited
+    for: a thread that holds it is writing, and bytes written now could land inside
+    its send.  Tracing, the verifier and injected faults see every post, so with any
+    of them on (``provider_wide.watched``, this socket's faults or slowed drain) it
+    takes the full path.
+
+    One coroutine function made here, bound on the face's socket object, so that a
+    send costs one Python frame beyond the transport's write: at 64 B the frames *are*
+    the cost (``benchmarks/README.md``).
+    """
+    engine = adapter.engine
+    if not engine.stream:
+        return posted
+    handoff = adapter.handoff
+    pending = engine.pending
+    get_ident = threading.get_ident
+    acquire = adapter.write_lock.acquire
+    release = adapter.write_lock.release
+
+    async def send(buffers: Any, flags: int = 0) -> int:
+        if flags:
+            return await posted(buffers, flags)
+        if type(buffers) is bytes:
+            data = buffers
+        elif isinstance(buffers, _BYTES_LIKE):
+            data = _one_buffer(buffers)  # a copy of a mutable one (S5.2), see kept()
+            if data is None:
+                return await posted(buffers, flags)
+        else:
+            return await posted(buffers, flags)
+        transport = adapter.transport
+        sendq = engine.sendq
+        if (
+            transport is None
+            or not engine.send_ready
+            or pending.sends
+            or sendq.waiting
+            or sendq.inflight
+            or handoff.incoming
+            or handoff.front is not None
+            or handoff.closed
+            or provider_wide.watched
+            or engine.faults.faults
+            or engine.drain_delay is not None  # also the only way to a drain timer
+            or get_ident() != loop_thread
+        ):
+            return await posted(buffers, flags)
+        size = len(data)
+        buffered = transport.get_write_buffer_size() + size
+        if not size or buffered > engine.capacity:
+            return await posted(buffers, flags)
+        if not adapter.foreign_writes:
+            transport.write(data)
+        elif acquire(False):
+            try:
+                transport.write(data)
+            finally:
+                release()
+        else:
+            return await posted(buffers, flags)
+        sendq.written += size  # what engine.bypassed records, without two calls
+        sendq.buffered = buffered
+        return size
+
+    return send
+
+
+def receiver(
+    adapter: SocketAdapter, provider_wide: Any, loop_thread: int, posted: FaceCall
+) -> FaceCall:
+    """The asyncio face's ``recv_into(buffer, flags=0)`` for ``adapter``'s socket.
+
+    A receive without flags, on the loop thread, of bytes already arrived fills the
+    caller's buffer and returns the count; everything else is awaited through
+    ``posted``.  A datagram socket's is ``posted`` itadapter.
+
+    At once only when no receive waits before it (S11.1 keeps posting order) and none
+    is on its way from another thread, the socket is connected and open for receiving,
+    and data is there (an end of stream or an error takes the full path, which reports
+    it).  Tracing, the verifier and faults take the full path, as for
+    :func:`sender`.
+    """
+    engine = adapter.engine
+    if not engine.stream:
+        return posted
+    handoff = adapter.handoff
+    get_ident = threading.get_ident
+    connected = SocketState.CONNECTED
+
+    async def recv_into(buffer: Any, flags: int = 0) -> int:
+        if not flags:
+            receiver = engine.receiver
+            if not (
+                receiver.waiting
+                or not receiver.available()
+                or engine.state != connected
+                or engine.recv_shut
+                or handoff.incoming
+                or handoff.closed
+                or provider_wide.watched
+                or engine.faults.faults
+                or get_ident() != loop_thread
+            ):
+                try:
+                    view = memoryview(buffer).cast("B")
+                except (TypeError, ValueError):  # released, strided, not bytes-like
+                    return await posted(buffer, flags)
+                if len(view) and not view.readonly:
+                    op = Operation(OpKind.RECV, [view], len(view))
+                    got = engine.receive_now(op)  # data is there: (0, count)
+                    if got is not None:
+                        adapter.maybe_resume_reading()
+                        return got[1]
+        return await posted(buffer, flags)
+
+    return recv_into
