@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import builtins
+import faulthandler
 import importlib.util
 import io
 import sys
@@ -319,8 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wsp_async cpython-suite", description=__doc__)
     parser.add_argument("-k", dest="pattern", help="only tests whose id contains this")
     parser.add_argument("-v", dest="verbose", action="store_true", help="unittest's verbose output")
+    parser.add_argument(
+        "--hang-after",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="a run still going after this long prints every thread's stack and exits 1 "
+        "(a hung test must fail, not stall its caller; default 600)",
+    )
     args = parser.parse_args(argv)
-    return run(args.pattern, args.verbose)
+    faulthandler.dump_traceback_later(args.hang_after, exit=True)
+    try:
+        return run(args.pattern, args.verbose)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 if __name__ == "__main__":
