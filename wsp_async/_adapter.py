@@ -63,9 +63,10 @@ def kept(buffer: Any) -> Any:
     stock asyncio's from 3.12), so a mutable buffer is copied when it is handed on; while
     its send is queued here it is not (S5.2: no copy of pending data).
     """
-    if type(buffer) is bytes or type(memoryview(buffer).obj) is bytes:
+    if type(buffer) is bytes:
         return buffer
-    return memoryview(buffer).tobytes()
+    view = buffer if type(buffer) is memoryview else memoryview(buffer)
+    return buffer if type(view.obj) is bytes else view.tobytes()
 
 
 class SocketAdapter:
@@ -106,7 +107,7 @@ class SocketAdapter:
             else None
         )
         #: Posts from other threads on their way here (see :mod:`wsp_async._handoff`).
-        self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused)
+        self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused, self._parks)
         self.write_lock = threading.Lock()
         #: Other threads may write straight to the kernel (:mod:`._foreign`), under
         #: ``write_lock``.  Set only here on the loop thread, when the loop first takes a
@@ -381,7 +382,7 @@ class SocketAdapter:
         hand-off.  Under the interpreter lock one of the two sees the other's write: either
         this thread sees bytes and wakes the loop, or the loop sees the receive.
         """
-        self.handoff.post(op, lambda: self._parks(op))
+        self.handoff.post(op, may_park=True)
 
     def _parks(self, op: Operation) -> bool:
         engine = self.engine

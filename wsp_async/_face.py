@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ._adapter import SocketAdapter
+from ._adapter import SocketAdapter, kept
 from ._engine import SocketState
 from ._operation import Operation, OpKind
 
@@ -30,18 +30,15 @@ FaceCall = Callable[..., Coroutine[Any, Any, int]]
 _BYTES_LIKE = (bytearray, memoryview)
 
 
-def _one_buffer(buffer: Any) -> Any:
-    """One bytes-like buffer as the lean send writes it -- a copy of a mutable one, as
-    ``_adapter.kept`` explains -- or None when it is not one live contiguous buffer
-    (released, strided, not bytes-like: the full path reports WSAEFAULT)."""
+def _byte_view(buffer: Any) -> memoryview | None:
+    """A flat byte view of one bytes-like buffer, or None when it is not one live
+    contiguous buffer (released, strided: the full path reports WSAEFAULT)."""
     try:
         view = memoryview(buffer)
     except (TypeError, ValueError):
         return None
     if not view.c_contiguous:
         return None
-    if type(view.obj) is not bytes:
-        return view.tobytes()
     return view if view.ndim == 1 and view.format == "B" else view.cast("B")
 
 
@@ -54,7 +51,7 @@ def sender(
     at once -- held within the emulated send buffer (S4.1) -- goes straight to
     ``transport.write`` and returns its length: no structure, no record, no future.
     Everything else is awaited through ``posted`` (the full path).  A datagram
-    socket's is ``posted`` itadapter.
+    socket's is ``posted`` itself.
 
     At once only when nothing of this socket's sends is queued, in flight or on its
     way from another thread, and no send is pending: then completing at once
@@ -82,9 +79,9 @@ def sender(
         if flags:
             return await posted(buffers, flags)
         if type(buffers) is bytes:
-            data = buffers
+            data: Any = buffers
         elif isinstance(buffers, _BYTES_LIKE):
-            data = _one_buffer(buffers)  # a copy of a mutable one (S5.2), see kept()
+            data = _byte_view(buffers)
             if data is None:
                 return await posted(buffers, flags)
         else:
@@ -110,6 +107,8 @@ def sender(
         buffered = transport.get_write_buffer_size() + size
         if not size or buffered > engine.capacity:
             return await posted(buffers, flags)
+        if type(data) is not bytes:
+            data = kept(data)  # the transport may keep it; the caller's buffer is its own
         if not adapter.foreign_writes:
             transport.write(data)
         elif acquire(False):
@@ -133,7 +132,7 @@ def receiver(
 
     A receive without flags, on the loop thread, of bytes already arrived fills the
     caller's buffer and returns the count; everything else is awaited through
-    ``posted``.  A datagram socket's is ``posted`` itadapter.
+    ``posted``.  A datagram socket's is ``posted`` itself.
 
     At once only when no receive waits before it (S11.1 keeps posting order) and none
     is on its way from another thread, the socket is connected and open for receiving,

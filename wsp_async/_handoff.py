@@ -31,6 +31,7 @@ class HandOff:
 
     __slots__ = (
         "_drain",
+        "_parks",
         "_refuse",
         "blocking_owner",
         "call_on_loop",
@@ -49,6 +50,7 @@ class HandOff:
         wake: Callable[[Callable[[], object]], object],
         drain: Callable[[], object],
         refuse: Callable[[Operation], int],
+        parks: Callable[[Operation], bool],
     ) -> None:
         self.lock = threading.Lock()
         self.incoming: collections.deque[Operation] = collections.deque()
@@ -70,17 +72,19 @@ class HandOff:
         self._drain = drain
         #: The S9 code that refuses ``op`` at the door (0: none), read under the lock.
         self._refuse = refuse
+        #: Whether a receive ``op``, once queued, may wait here without waking the loop:
+        #: the loop looks here by itself before it could complete (asked under the lock,
+        #: after ``op`` is queued; see ``SocketAdapter.park_foreign``).
+        self._parks = parks
 
     def __bool__(self) -> bool:
         """Something waits for the loop to take it."""
         return bool(self.incoming) or self.front is not None
 
-    def post(self, op: Operation, unless: Callable[[], bool] | None = None) -> None:
+    def post(self, op: Operation, may_park: bool = False) -> None:
         """Queue ``op`` for the loop, in arrival order; raises when it may not enter.
 
-        ``unless``: asked after ``op`` is queued; True means the loop need not be woken for
-        it, because the loop looks here by itself before ``op`` could complete (a receive
-        that waits for bytes the loop has not read yet: see ``SocketAdapter.park_foreign``).
+        ``may_park``: a receive that need not wake the loop if ``parks`` says so.
         """
         with self.lock:
             if self.closed:
@@ -92,7 +96,7 @@ class HandOff:
             self.pending_posts += 1
             if op.kind == OpKind.SEND:
                 self.sends += 1
-            if self.scheduled or (unless is not None and unless()):
+            if self.scheduled or (may_park and self._parks(op)):
                 return
             self.scheduled = True
         self.call_on_loop(self._drain)
