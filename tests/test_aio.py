@@ -573,3 +573,20 @@ async def test_face_calls_with_what_is_not_a_buffer_raise_wsaefault_and_do_no_ha
     sock.close()
     conn.close()
     srv.close()
+
+
+async def test_an_urgent_send_after_sends_that_went_out_at_once_is_not_stuck() -> None:
+    # SPEC S9 (MSG_OOB on a stream), S2.4: a send that went out at once leaves the loop's
+    # reading of the transport's buffer an estimate; an urgent send waits for an empty
+    # transport, and must not wait for ever on a transport that is empty already.
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+    assert await sock.send(b"in") == 2
+    assert await asyncio.wait_for(sock.send([b"!"], w.MSG_OOB), 10) == 1
+    await sock.shutdown()
+    assert await _read_all(conn) == b"in!"
+    sock.close()
+    conn.close()
+    srv.close()

@@ -286,6 +286,12 @@ class SocketAdapter:
                 break
         if engine.wants_empty_transport:
             self._limit(0)  # an OOB send needs an empty transport: hear when it is
+            if not transport.get_write_buffer_size():
+                # Empty already: the reading that held the OOB send back was an
+                # estimate (a send that went out at once records the buffer it may
+                # have left), and no resume_writing comes for a buffer that does not
+                # fall.  Hear it now instead.
+                self.loop.call_soon(self.drained)
         if not self.handoff and engine.eof_ready():
             if transport.can_write_eof() and not transport.is_closing():
                 transport.write_eof()
