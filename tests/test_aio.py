@@ -590,3 +590,24 @@ async def test_an_urgent_send_after_sends_that_went_out_at_once_is_not_stuck() -
     sock.close()
     conn.close()
     srv.close()
+
+
+async def test_a_face_send_on_a_socket_with_a_stalled_drain_waits_for_it() -> None:
+    # SPEC S12.1 (delay_drain), S4.1: a stalled drain holds every send, the face's too --
+    # a send that would complete at once on a healthy socket waits until the drain runs.
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    sock.provider.inject(sock.handle, delay_drain=float("inf"))
+    first = asyncio.ensure_future(sock.send(b"held"))
+    for _ in range(20):
+        await asyncio.sleep(0)  # loop iterations, not time: the send must still wait
+    assert not first.done()
+    sock.provider.inject(sock.handle, delay_drain=None)
+    assert await asyncio.wait_for(first, 10) == 4
+    assert await sock.send(b"-then") == 5
+    await sock.shutdown()
+    assert await _read_all(conn) == b"held-then"
+    sock.close()
+    conn.close()
+    srv.close()

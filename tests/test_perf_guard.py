@@ -376,3 +376,57 @@ def test_polling_a_port_makes_no_waiter(monkeypatch) -> None:  # type: ignore[no
     assert not w.GetQueuedCompletionStatus(port, n, key, ov, 1)  # one that waits makes one
     assert made == [1]
     assert w.CloseHandle(port)
+
+
+async def test_a_train_of_face_sends_asks_the_transport_once_per_buffers_worth() -> None:
+    # Issue 13 (SPEC S4.1): the room in the send buffer is judged on the loop's last
+    # reading, which only overstates what the transport holds, so small sends that
+    # complete at once ask the transport for its buffer once per SO_SNDBUF's worth,
+    # not once each -- and every byte still goes out, in order.
+    import asyncio
+    import socket
+
+    from wsp_async import aio
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    loop = asyncio.get_running_loop()
+    accepted = asyncio.ensure_future(loop.sock_accept(server))
+    sock = await aio.connect(*server.getsockname())
+    peer, _ = await accepted
+    adapter = sock.provider.socket_of(sock.handle)
+    transport = adapter.transport
+    asked: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(transport, name)
+
+        def get_write_buffer_size(self) -> int:
+            asked.append(1)
+            return int(transport.get_write_buffer_size())
+
+    reader = asyncio.ensure_future(_read_exactly(loop, peer, 2000 * 64))
+    adapter.transport = Counting()
+    try:
+        for i in range(2000):
+            assert await sock.send(bytes([65 + i % 26]) * 64) == 64
+    finally:
+        adapter.transport = transport
+    capacity = adapter.engine.capacity
+    assert 1 <= len(asked) <= 2000 * 64 // (capacity - 64) + 1
+    assert await asyncio.wait_for(reader, 30) == b"".join(
+        bytes([65 + i % 26]) * 64 for i in range(2000)
+    )
+    sock.close()
+    peer.close()
+    server.close()
+
+
+async def _read_exactly(loop, conn, n):  # type: ignore[no-untyped-def]
+    got = bytearray()
+    while len(got) < n:
+        chunk = await loop.sock_recv(conn, 1 << 16)
+        assert chunk
+        got += chunk
+    return bytes(got)

@@ -228,6 +228,9 @@ class Controls:
             if sock is None:
                 raise ValueError("delay_drain needs a socket")
             delay = None if delay_drain is None else float(delay_drain)
+            if delay is not None:
+                self.parts.slowed = True
+                self.parts.rewatch()
             self.io.call(sock.set_drain_delay, delay)
 
 

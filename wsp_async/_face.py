@@ -54,13 +54,21 @@ def sender(
     socket's is ``posted`` itself.
 
     At once only when nothing of this socket's sends is queued, in flight or on its
-    way from another thread, and no send is pending: then completing at once
-    overtakes no earlier send or notice (S5.3, S6.4).  Once other threads may write
+    way from another thread: then completing at once overtakes no earlier send or
+    notice (S5.3, S6.4).  Every pending send is in one of those places (the send
+    queue, the hand-off, its ``front``), so the pending count need not be read: a
+    send counted but not yet queued is one whose post has not returned on its own
+    thread, and a send concurrent with this one may go either side of it.  Once other threads may write
     straight to the kernel (``foreign_writes``), ``write_lock`` is tried, not waited
     for: a thread that holds it is writing, and bytes written now could land inside
-    its send.  Tracing, the verifier and injected faults see every post, so with any
-    of them on (``provider_wide.watched``, this socket's faults or slowed drain) it
-    takes the full path.
+    its send, or ahead of the rest of one it left in part (``front``, read under the
+    lock).  Tracing, the verifier and injected faults see every post, so with any of
+    them on it takes the full path: ``provider_wide.watched`` is the one flag for all
+    of them, set also by a fault or a slowed drain armed on any socket.
+
+    The room in the send buffer is judged on the loop's last reading of the
+    transport's buffer, which only overstates it (the transport drains between two
+    readings): a train of small sends asks the transport once per buffer's worth.
 
     One coroutine function made here, bound on the face's socket object, so that a
     send costs one Python frame beyond the transport's write: at 64 B the frames *are*
@@ -70,7 +78,6 @@ def sender(
     if not engine.stream:
         return posted
     handoff = adapter.handoff
-    pending = engine.pending
     get_ident = threading.get_ident
     acquire = adapter.write_lock.acquire
     release = adapter.write_lock.release
@@ -91,27 +98,33 @@ def sender(
         if (
             transport is None
             or not engine.send_ready
-            or pending.sends
             or sendq.waiting
             or sendq.inflight
             or handoff.incoming
-            or handoff.front is not None
             or handoff.closed
-            or provider_wide.watched
-            or engine.faults.faults
-            or engine.drain_delay is not None  # also the only way to a drain timer
+            or provider_wide.watched  # also this socket's faults and slowed drain
             or get_ident() != loop_thread
         ):
             return await posted(buffers, flags)
-        size = len(data)
-        buffered = transport.get_write_buffer_size() + size
-        if not size or buffered > engine.capacity:
-            return await posted(buffers, flags)
-        if type(data) is not bytes:
+        size = len(data)  # 0 as well: a transport writes nothing for it, and it is done
+        # S4.1: room in the emulated send buffer.  The last reading is an upper bound
+        # (the transport only drains between two), so the transport is asked only when
+        # that bound says no room.
+        buffered = sendq.buffered + size
+        if buffered > sendq.capacity:
+            buffered = transport.get_write_buffer_size() + size
+            if buffered > sendq.capacity:
+                return await posted(buffers, flags)
+        if data is not buffers:
             data = kept(data)  # the transport may keep it; the caller's buffer is its own
         if not adapter.foreign_writes:
             transport.write(data)
         elif acquire(False):
+            # Another thread's send may have gone straight to the kernel in part: the
+            # rest (``front``) goes before anything else, and it is set under this lock.
+            if handoff.front is not None:
+                release()
+                return await posted(buffers, flags)
             try:
                 transport.write(data)
             finally:
@@ -119,7 +132,7 @@ def sender(
         else:
             return await posted(buffers, flags)
         sendq.written += size  # what engine.bypassed records, without two calls
-        sendq.buffered = buffered
+        sendq.buffered = buffered  # an upper bound again: what it was, plus these bytes
         return size
 
     return send
@@ -157,8 +170,7 @@ def receiver(
                 or engine.recv_shut
                 or handoff.incoming
                 or handoff.closed
-                or provider_wide.watched
-                or engine.faults.faults
+                or provider_wide.watched  # also this socket's faults
                 or get_ident() != loop_thread
             ):
                 try:

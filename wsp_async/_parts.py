@@ -49,11 +49,16 @@ class Parts:
     max_pending_bytes: int | None = None
     debug: bool = False
     slow_routine: float = 0.05
-    #: Provider-wide faults; ``faulty`` is the one flag the hot path reads.
+    #: Provider-wide faults; ``faulty`` is the one flag the hot path reads.  Set once
+    #: any fault is armed, on any socket or provider-wide, and never cleared.
     faults: FaultPlan = attrs.field(factory=FaultPlan)
     faulty: bool = False
-    #: Anything provider-wide that must see every post: faults, the verifier or a
-    #: tracer.  The asyncio face's lean paths read this one flag (:meth:`rewatch`).
+    #: Some socket's drain was slowed or stalled (``inject(delay_drain=...)``); never
+    #: cleared, like ``faulty``.
+    slowed: bool = False
+    #: Anything that must see every post: faults on any socket, a slowed drain, the
+    #: verifier or a tracer.  The asyncio face's lean paths read this one flag instead
+    #: of the socket's own fault plan and drain delay (:meth:`rewatch`).
     watched: bool = False
     #: Sockets whose transport is flushing after WSPCloseSocket, and a wake-up for close().
     closing: set[SocketAdapter] = attrs.field(factory=set)
@@ -67,8 +72,9 @@ class Parts:
         self.rewatch()
 
     def rewatch(self) -> None:
-        """Recompute :attr:`watched` after ``faulty``, ``debug`` or the tracer changed."""
-        self.watched = self.faulty or self.debug or self.door.tracer is not None
+        """Recompute :attr:`watched` after ``faulty``, ``slowed``, ``debug`` or the tracer
+        changed."""
+        self.watched = self.faulty or self.slowed or self.debug or self.door.tracer is not None
 
     def new_socket(
         self,

@@ -124,7 +124,8 @@ class SendQueue(Generic[Op]):
         self.inflight: collections.deque[Op] = collections.deque()
         #: Bytes handed to the transport since the socket opened.
         self.written = 0
-        #: The transport's write-buffer size as last reported.
+        #: The transport's write-buffer size as last reported, or more: a send that went
+        #: out at once adds its bytes without asking (never less than the real size).
         self.buffered = 0
         #: Some operation was handed on in pieces: ``inflight`` may hold :class:`Piece`.
         self.pieces = False
