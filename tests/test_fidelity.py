@@ -461,3 +461,40 @@ def test_a_buffer_reused_after_its_send_completed_leaves_the_sent_bytes_alone(pr
     assert provider.socket_of(s).transport.get_write_buffer_size() > 3000  # still held here
     got = recv_exact(conn, len(filler) + 3000)
     assert got[len(filler) :] == b"".join(sent)
+
+
+# --- Closing with bytes the program never read (RFC 1122 4.2.2.13) ----------------------
+
+
+def _unread(provider: w.Provider, s: int, n: int) -> bool:
+    avail = DWORD()
+    provider.WSPIoctl(s, w.FIONREAD, None, 0, avail, 4, DWORD(), None, None, None, INT())
+    return avail.value == n
+
+
+def test_closing_with_unread_bytes_resets_the_connection(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S10.2; silent on the wire: closesocket with received bytes the program never
+    # read resets the connection, on Windows as on Linux.  Here the bytes sit in the
+    # emulator (FIONREAD counts them), not in the kernel, so the emulator must reset.
+    s, conn = connect(provider, listener)
+    conn.sendall(b"r" * 100)
+    assert eventually(lambda: _unread(provider, s, 100))
+    rc, _err, n, _buf = recv(provider, s, 10)
+    assert (rc, n) == (0, 10)
+    assert _unread(provider, s, 90)
+    assert provider.WSPCloseSocket(s, INT()) == 0
+    with pytest.raises(ConnectionResetError):
+        while conn.recv(16):  # a reset, not an end of stream
+            pass
+
+
+def test_closing_after_reading_everything_ends_the_stream_gracefully(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S10.2: nothing unread, so the peer sees the bytes sent and then an end of stream.
+    s, conn = connect(provider, listener)
+    conn.sendall(b"all")
+    assert eventually(lambda: _unread(provider, s, 3))
+    rc, _err, n, buf = recv(provider, s, 3)
+    assert (rc, n, bytes(buf)) == (0, 3, b"all")
+    assert send(provider, s, b"bye")[:2] == (0, 0)
+    assert provider.WSPCloseSocket(s, INT()) == 0
+    assert recv_exact(conn, 4) == b"bye"  # then b"": the end of stream, no reset

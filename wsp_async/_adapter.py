@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import math
 import socket as _pysocket
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,9 @@ from ._recvqueue import StreamReceiver
 from .constants import STATUS_PENDING
 from .errors import WSAErr, WSAError, wsa_code_of
 from .verifier import check_unchanged
+
+#: SO_LINGER on, 0 seconds: ``close()`` resets the connection.
+_LINGER_0 = struct.pack("ii", 1, 0)
 
 __all__ = ["SocketAdapter"]
 
@@ -583,4 +587,13 @@ class SocketAdapter:
             self.sock.close()
         elif not self.transport.is_closing():
             self.on_closing(self, True)
-            self.transport.close()  # graceful: buffered bytes still go out, then FIN
+            if self.engine.unread:
+                self._reset()
+            else:
+                self.transport.close()  # graceful: buffered bytes still go out, then FIN
+
+    def _reset(self) -> None:
+        """Close abortively: a reset (linger on, time 0), nothing more goes out."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_LINGER, _LINGER_0)
+        self.transport.abort()

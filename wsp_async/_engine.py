@@ -326,6 +326,14 @@ class SocketEngine:
         aborted = [op for op in sends if op.pending] if kept else sends
         return aborted + self.receiver.remove(), kept
 
+    @property
+    def unread(self) -> bool:
+        """Bytes arrived that the program never received: a close then resets the
+        connection instead of ending it, so that the peer learns they were not read
+        (RFC 1122 4.2.2.13; Windows and Linux both do so for bytes in their kernel
+        buffer, and these are bytes this emulator took from the kernel for it)."""
+        return self.stream and self.receiver.available() > 0
+
     def flush(self) -> list[Operation]:
         """SIO_FLUSH (S10.3): the sends not yet handed on, to complete aborted (a send
         already complete was consumed: its bytes are no longer the caller's to cancel)."""

@@ -87,27 +87,17 @@ NOT_ON_WINDOWS: dict[str, str] = {
     "test_selector_win_policy": "Windows' selector loop is not the Proactor",
 }
 
-#: Tests not run here, though Windows runs them: each can hang this run (docs/proactor.md).
-NOT_RUN_HERE: dict[str, str] = {
-    "test_sendfile_close_peer_in_the_middle_of_receiving": (
-        "the peer closes in the middle of a TransmitFile; in most runs since 2026-11-26 the "
-        "sender then waits for ever (its TransmitFile stays pending with bytes in the "
-        "transport, no reset arrives) -- under investigation, docs/proactor.md; when it "
-        "ends, it fails anyway: it asserts file.tell() moved, which a sys.platform check "
-        "exempts the Proactor from on Windows"
-    ),
-    "test_sendfile_fallback_close_peer_in_the_middle_of_receiving": (
-        "the same with plain writes instead of TransmitFile: the sender can wait for ever "
-        "for a reset that does not come (docs/proactor.md)"
-    ),
-}
-
 #: Tests that run and are known to fail here, with the reason.
 KNOWN_FAILURES: dict[str, str] = {
     "test_drain_raises": (
         "after the peer's reset, the Proactor's _call_connection_lost calls "
         "sock.shutdown(SHUT_RDWR) on its own socket: Linux fails it with ENOTCONN where "
         "Windows does not, and the test counts the logged error (docs/proactor.md)"
+    ),
+    "test_sendfile_close_peer_in_the_middle_of_receiving": (
+        "asserts that file.tell() moved during the send; TransmitFile does not move the "
+        "file pointer, as on Windows, where the test exempts the Proactor through a "
+        "sys.platform check that cannot see this one (docs/proactor.md)"
     ),
 }
 
@@ -255,7 +245,7 @@ def _skipping(suite: Iterable[Any]) -> unittest.TestSuite:
             out.addTest(_skipping(test))
             continue
         name = test.id().rsplit(".", 1)[-1]
-        reason = NOT_ON_WINDOWS.get(name) or NOT_RUN_HERE.get(name)
+        reason = NOT_ON_WINDOWS.get(name)
         if reason is not None:
             setattr(test, name, unittest.skip(reason)(getattr(test, name)))
         out.addTest(test)
