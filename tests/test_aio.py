@@ -611,3 +611,28 @@ async def test_a_face_send_on_a_socket_with_a_stalled_drain_waits_for_it() -> No
     sock.close()
     conn.close()
     srv.close()
+
+
+async def test_a_blocking_send_on_the_loop_after_a_train_of_face_sends_fits_as_before() -> None:
+    # SPEC S7.3, S4.1: on the loop's thread a blocking send succeeds when it fits the send
+    # buffer.  Face sends leave the loop's reading of the buffer an upper bound (up to a
+    # whole SO_SNDBUF after enough of them); the fit is judged on what the transport holds.
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    for _ in range(1000):
+        assert await sock.send(b"x" * 64) == 64
+    p = sock.provider
+    adapter = p.socket_of(sock.handle)
+    reader = asyncio.ensure_future(_read_all(conn))
+    while adapter.transport.get_write_buffer_size():  # the kernel takes it all
+        await asyncio.sleep(0)
+    err, sent = w.INT(), w.DWORD()
+    data = b"y" * 2000
+    assert p.WSPSend(sock.handle, [w.WSABUF(2000, data)], 1, sent, 0, None, None, None, err) == 0
+    assert sent.value == 2000
+    await sock.shutdown()
+    assert await asyncio.wait_for(reader, 30) == b"x" * 64000 + data
+    sock.close()
+    conn.close()
+    srv.close()

@@ -352,6 +352,15 @@ class SocketAdapter:
             self._limit(self.engine.capacity)
         self.pump()
 
+    def fits_now(self, total: int) -> bool:
+        """On the loop: a send of ``total`` bytes would complete at once (nothing on its
+        way or waiting before it, room in the send buffer).  The transport is asked:
+        the loop's last reading may overstate what it holds."""
+        transport = self.transport
+        sendq = self.engine.sendq
+        held = sendq.buffered if transport is None else transport.get_write_buffer_size()
+        return not self.handoff and sendq.fits(total, held)
+
     def send_nonblocking(self, buffers: list[Any], total: int) -> int:
         """S8.1 on the loop: all or nothing -- the whole send when the buffer has room."""
         self.take_incoming()

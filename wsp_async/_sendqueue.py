@@ -133,10 +133,10 @@ class SendQueue(Generic[Op]):
     def __len__(self) -> int:
         return len(self.waiting) + len(self.inflight)
 
-    @property
-    def idle(self) -> bool:
-        """Nothing waiting and room in the send buffer: a new send may go straight out."""
-        return not self.waiting and self.buffered <= self.capacity
+    def fits(self, nbytes: int, buffered: int) -> bool:
+        """Nothing waiting, and ``nbytes`` more fit the send buffer now that the transport
+        holds ``buffered``: a send of them would complete at once."""
+        return not self.waiting and buffered + nbytes <= self.capacity
 
     def post(self, op: Op) -> None:
         self.waiting.append(op)

@@ -194,8 +194,7 @@ class Sends:
         sock.handoff.enter_blocking(me)
         try:
             if here:
-                sendq = engine.sendq
-                if sock.handoff or not sendq.idle or sendq.buffered + total > engine.capacity:
+                if not sock.fits_now(total):
                     raise self.io.refuse_blocking(
                         "a blocking send that does not fit the send buffer"
                     )
