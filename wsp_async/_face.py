@@ -58,11 +58,12 @@ def sender(
     notice (S5.3, S6.4).  Every pending send is in one of those places (the send
     queue, the hand-off, its ``front``), so the pending count need not be read: a
     send counted but not yet queued is one whose post has not returned on its own
-    thread, and a send concurrent with this one may go either side of it.  Once other threads may write
-    straight to the kernel (``foreign_writes``), ``write_lock`` is tried, not waited
-    for: a thread that holds it is writing, and bytes written now could land inside
-    its send, or ahead of the rest of one it left in part (``front``, read under the
-    lock).  Tracing, the verifier and injected faults see every post, so with any of
+    thread, and a send concurrent with this one may go either side of it.
+
+    Once other threads may write straight to the kernel (``foreign_writes``),
+    ``write_lock`` is tried, not waited for: a thread that holds it is writing, and
+    bytes written now could land inside its send, or ahead of the rest of one it left
+    in part (``front``, read under the lock).  Tracing, the verifier and injected faults see every post, so with any of
     them on it takes the full path: ``provider_wide.watched`` is the one flag for all
     of them, set also by a fault or a slowed drain armed on any socket.
 
