@@ -6,12 +6,28 @@ mechanisms those figures rest on (SPEC S4, S5.3 are what must hold meanwhile).
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import threading
+from typing import Any
 
 import wsp_async as w
 from wsp_async import INT, WSABUF, WSAOVERLAPPED
 
 from .conftest import Completions, connect, recv_exact, run_in_loop
+
+
+async def _face_and_peer() -> tuple[Any, socket.socket, socket.socket]:
+    """A face socket (``aio.connect``) and the plain socket that accepted it, with the
+    listener (to close)."""
+    from wsp_async import aio
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    accepted = asyncio.ensure_future(asyncio.get_running_loop().sock_accept(server))
+    sock = await aio.connect(*server.getsockname())
+    peer, _ = await accepted
+    return sock, peer, server
 
 
 def test_small_sends_posted_in_one_iteration_cost_two_writes(provider, listener):  # type: ignore[no-untyped-def]
@@ -128,16 +144,11 @@ async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_eac
     # their order with a full-path send posted after it.
     import asyncio
 
-    from wsp_async import aio
     from wsp_async._operation import Operation
     from wsp_async.structs import WSAOVERLAPPED as Structure
 
-    server = __import__("socket").create_server(("127.0.0.1", 0))
-    server.setblocking(False)
+    sock, peer, server = await _face_and_peer()
     loop = asyncio.get_running_loop()
-    accepted = asyncio.ensure_future(loop.sock_accept(server))
-    sock = await aio.connect(*server.getsockname())
-    peer, _ = await accepted
     adapter = sock.provider.socket_of(sock.handle)
     transport = adapter.transport
     writes: list[int] = []
@@ -202,17 +213,11 @@ async def test_face_receives_of_arrived_bytes_make_no_structure(monkeypatch) -> 
     # Issue 13 (SPEC S11.1): a receive of bytes already arrived takes the lean path -- no
     # WSAOVERLAPPED, no future -- and the bytes come in order, whole.
     import asyncio
-    import socket
 
-    from wsp_async import aio
     from wsp_async.structs import WSAOVERLAPPED as Structure
 
-    server = socket.create_server(("127.0.0.1", 0))
-    server.setblocking(False)
+    sock, peer, server = await _face_and_peer()
     loop = asyncio.get_running_loop()
-    accepted = asyncio.ensure_future(loop.sock_accept(server))
-    sock = await aio.connect(*server.getsockname())
-    peer, _ = await accepted
     payload = bytes(range(256)) * 64
     await loop.sock_sendall(peer, payload)
     first = await sock.recv(1)  # waits (the full path) until bytes are here
@@ -244,16 +249,11 @@ async def test_face_sends_take_the_write_lock_only_once_other_threads_write() ->
     # thread can be writing straight to the kernel, so the lean send takes no lock; after
     # it, every lean send tries the lock (and the bytes stay whole and in order).
     import asyncio
-    import socket
 
     from wsp_async import aio
 
-    server = socket.create_server(("127.0.0.1", 0))
-    server.setblocking(False)
+    plain, peer, server = await _face_and_peer()
     loop = asyncio.get_running_loop()
-    accepted = asyncio.ensure_future(loop.sock_accept(server))
-    plain = await aio.connect(*server.getsockname())
-    peer, _ = await accepted
     provider = plain.provider
     adapter = provider.socket_of(plain.handle)
     taken: list[int] = []
@@ -384,16 +384,9 @@ async def test_a_train_of_face_sends_asks_the_transport_once_per_buffers_worth()
     # complete at once ask the transport for its buffer once per SO_SNDBUF's worth,
     # not once each -- and every byte still goes out, in order.
     import asyncio
-    import socket
 
-    from wsp_async import aio
-
-    server = socket.create_server(("127.0.0.1", 0))
-    server.setblocking(False)
+    sock, peer, server = await _face_and_peer()
     loop = asyncio.get_running_loop()
-    accepted = asyncio.ensure_future(loop.sock_accept(server))
-    sock = await aio.connect(*server.getsockname())
-    peer, _ = await accepted
     adapter = sock.provider.socket_of(sock.handle)
     transport = adapter.transport
     asked: list[int] = []
