@@ -636,3 +636,54 @@ async def test_a_blocking_send_on_the_loop_after_a_train_of_face_sends_fits_as_b
     sock.close()
     conn.close()
     srv.close()
+
+
+async def test_a_face_socket_awaited_on_another_threads_loop_writes_only_on_its_own() -> None:
+    # SPEC S5.3, S2.4: a coroutine of the face run by another thread's loop takes the
+    # full path (a post from that thread); the transport is written on the socket's own
+    # loop only, and the bytes keep the order of the awaits.
+    import threading
+
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    adapter = sock.provider.socket_of(sock.handle)
+    transport = adapter.transport
+    writers: set[int] = set()
+
+    class Recording:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(transport, name)
+
+        def write(self, data):  # type: ignore[no-untyped-def]
+            writers.add(threading.get_ident())
+            transport.write(data)
+
+        def writelines(self, data):  # type: ignore[no-untyped-def]
+            writers.add(threading.get_ident())
+            transport.writelines(data)
+
+    adapter.transport = Recording()
+    assert await sock.send(b"first;") == 6
+    results: dict[str, object] = {}
+
+    def elsewhere() -> None:
+        async def sends() -> int:
+            return await sock.send(b"second;") + await sock.send(bytearray(b"third;"))
+
+        try:
+            results["sent"] = asyncio.run(sends())
+        except BaseException as exc:  # reported below, not lost in the thread
+            results["error"] = exc
+
+    # Awaited here, so that this loop runs meanwhile: the other thread's posts need it.
+    await asyncio.get_running_loop().run_in_executor(None, elsewhere)
+    assert results == {"sent": 13}
+    assert await sock.send(b"last") == 4
+    adapter.transport = transport
+    await sock.shutdown()
+    assert await _read_all(conn) == b"first;second;third;last"
+    assert writers == {threading.get_ident()}
+    sock.close()
+    conn.close()
+    srv.close()
