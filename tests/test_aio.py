@@ -687,3 +687,43 @@ async def test_a_face_socket_awaited_on_another_threads_loop_writes_only_on_its_
     sock.close()
     conn.close()
     srv.close()
+
+
+async def test_a_face_receive_awaited_on_another_threads_loop_reads_on_the_sockets_loop() -> None:
+    # SPEC S11.1, S2.4: the received bytes belong to the socket's loop; a receive awaited
+    # on another thread's loop is posted from there and filled on the socket's loop.
+    import threading
+
+    srv, accepted = await _plain_server()
+    sock = await aio.connect(*srv.getsockname())
+    conn = await accepted
+    engine = sock.provider.socket_of(sock.handle).engine
+    readers: set[int] = set()
+    real = engine.receive_now
+
+    def recording(op):  # type: ignore[no-untyped-def]
+        readers.add(threading.get_ident())
+        return real(op)
+
+    engine.receive_now = recording  # type: ignore[method-assign]
+    conn.sendall(b"arrived")
+    assert await sock.recv(1) == b"a"  # the rest is here now, in the emulator
+    got: dict[str, object] = {}
+
+    def elsewhere() -> None:
+        async def receive() -> bytes:
+            buf = bytearray(16)
+            n = await sock.recv_into(buf)
+            return bytes(buf[:n])
+
+        try:
+            got["data"] = asyncio.run(receive())
+        except BaseException as exc:  # reported below, not lost in the thread
+            got["error"] = exc
+
+    await asyncio.get_running_loop().run_in_executor(None, elsewhere)
+    assert got == {"data": b"rrived"}
+    assert readers <= {threading.get_ident()}  # the lean read ran on no other thread
+    sock.close()
+    conn.close()
+    srv.close()
