@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -208,3 +210,13 @@ class Completions:
                 return False
             w.SleepEx(int(left * 1000), True)
         return True
+
+
+def run_script(code: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (``options`` before ``-c``), and check that it
+    exited 0 (otherwise the assertion shows its standard error)."""
+    out = subprocess.run(
+        [sys.executable, *options, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return out

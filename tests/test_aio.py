@@ -11,7 +11,7 @@ import pytest
 import wsp_async as w
 from wsp_async import aio
 
-from .conftest import udp_peer
+from .conftest import run_script, udp_peer
 
 
 async def _plain_server() -> tuple[socket.socket, asyncio.Future[socket.socket]]:
@@ -348,9 +348,6 @@ def test_a_program_that_leaves_sockets_open_ends_clean_under_w_error() -> None:
     # SPEC S2.4, S10.2 through the asyncio face: the embedded provider closes its
     # sockets while the loop can still run (asyncio.run, uvloop.run), so no transport is
     # left open when the loop closes -- nothing to warn about, even under -W error.
-    import subprocess
-    import sys
-
     script = """
 import asyncio, socket
 from wsp_async import aio
@@ -368,13 +365,7 @@ for run in (asyncio.run, __import__("uvloop").run):
     run(main())
 print("clean")
 """
-    out = subprocess.run(
-        [sys.executable, "-X", "dev", "-W", "error", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_script(script, "-X", "dev", "-W", "error")
     assert out.stdout.strip() == "clean" and not out.stderr
 
 
@@ -383,9 +374,6 @@ def test_a_program_that_leaves_an_accept_ex_pending_ends_and_aborts_it() -> (
 ):  # SPEC S10.2, S2.4
     # asyncio.run cancels every task before the embedded provider closes; the listener's
     # accept task must end (not re-await), completing the pending AcceptEx aborted, once.
-    import subprocess
-    import sys
-
     code = (
         "import asyncio, wsp_async as w\n"
         "from wsp_async import aio\n"
@@ -400,9 +388,7 @@ def test_a_program_that_leaves_an_accept_ex_pending_ends_and_aborts_it() -> (
         "asyncio.run(main())\n"
         "print(w.wsa_of(box['ov'].Internal))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [str(int(w.WSA_OPERATION_ABORTED))]
+    assert run_script(code).stdout.split() == [str(int(w.WSA_OPERATION_ABORTED))]
 
 
 async def test_face_sends_never_land_inside_another_threads_direct_send() -> None:

@@ -20,6 +20,8 @@ import pytest
 import wsp_async as w
 from wsp_async import overlapped as ov_face
 
+from .conftest import run_script
+
 
 @pytest.fixture
 def face(loop_kind: str) -> Iterator[Any]:
@@ -257,9 +259,7 @@ def test_loading_the_proactor_changes_nothing_for_other_code() -> None:
         "proactor.load().__file__ == asyncio.__file__.replace('__init__.py', 'windows_events.py')); "
         "loop.close()"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [
+    assert run_script(code).stdout.split() == [
         "asyncio.windows_events",
         sys.platform,
         "False",

@@ -16,7 +16,7 @@ from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
 from wsp_async.trace import JsonLinesTracer, TraceRecord, format_timeline, read_trace
 from wsp_async.verifier import VerifierWarning
 
-from .conftest import Completions, connect, recv_exact
+from .conftest import Completions, connect, recv_exact, run_script
 
 
 def test_one_record_per_post_and_completion(loop_kind, listener):  # type: ignore[no-untyped-def]
@@ -160,6 +160,4 @@ with w.Provider() as p:
     assert ov.Internal == 0
 print("untraced")
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "untraced"
+    assert run_script(script).stdout.strip() == "untraced"
