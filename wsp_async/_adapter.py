@@ -45,7 +45,7 @@ from ._handoff import HandOff
 from ._operation import Operation, OpKind
 from ._protocols import Detached
 from ._recvqueue import StreamReceiver
-from .constants import STATUS_PENDING
+from .constants import AF_INET, AF_INET6, STATUS_PENDING
 from .errors import WSAErr, WSAError, wsa_code_of
 from .verifier import check_unchanged
 
@@ -105,10 +105,7 @@ class SocketAdapter:
         #: to the host socket once a transport is attached; None for a socket whose
         #: setting is not ours to keep (not TCP).
         self.nodelay: bool | None = (
-            False
-            if sock.type == _pysocket.SOCK_STREAM
-            and sock.family in (_pysocket.AF_INET, _pysocket.AF_INET6)
-            else None
+            False if engine.stream and engine.family in (AF_INET, AF_INET6) else None
         )
         #: Posts from other threads on their way here (see :mod:`wsp_async._handoff`).
         self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused, self._parks)
