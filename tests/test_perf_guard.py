@@ -80,6 +80,58 @@ def test_small_sends_posted_in_one_iteration_cost_two_writes(provider, listener)
     sock.transport = transport
 
 
+def test_loop_thread_sends_that_fit_skip_the_queue(provider, listener):  # type: ignore[no-untyped-def]
+    # Issue 13 (SPEC S4.1, S2.1, S5.3): an overlapped send posted on the loop thread,
+    # too large to wait for the gather write, that fits the send buffer while nothing of
+    # the socket's sends waits or is in flight, is written at once and completes at
+    # once: one write per send, the send queue never entered, the routines in order.
+    s, conn = connect(provider, listener)
+    sock = provider.socket_of(s)
+    transport = sock.transport
+    writes: list[int] = []
+    queued: list[object] = []
+
+    class Counting:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(transport, name)
+
+        def write(self, data):  # type: ignore[no-untyped-def]
+            writes.append(len(data))
+            transport.write(data)
+
+    engine = sock.engine
+    post_send = engine.post_send
+
+    def counting_post(op, coalesce=True):  # type: ignore[no-untyped-def]
+        queued.append(op)
+        return post_send(op, coalesce)
+
+    sock.transport = Counting()
+    engine.post_send = counting_post
+    calls = Completions()
+    size = 8192  # the smallest that does not wait for the end-of-iteration gather write
+    ovs = [WSAOVERLAPPED() for _ in range(8)]  # 64 KiB in all: within SO_SNDBUF's default
+
+    def post_all() -> list[int]:
+        return [
+            provider.WSPSend(
+                s, [WSABUF(size, bytes([65 + i]) * size)], 1, None, 0, ov, calls, None, INT()
+            )
+            for i, ov in enumerate(ovs)
+        ]
+
+    try:
+        assert run_in_loop(provider.loop, post_all) == [0] * 8
+        assert writes == [size] * 8 and queued == []
+        assert provider.wait_until(lambda: len(calls.calls) == 8, 10)
+    finally:
+        sock.transport = transport
+        del engine.post_send
+    assert [(c[0], c[1], c[2]) for c in calls.calls] == [(0, size, ov) for ov in ovs]
+    assert all(ov.Internal == 0 and ov.InternalHigh == size for ov in ovs)
+    assert recv_exact(conn, 8 * size) == b"".join(bytes([65 + i]) * size for i in range(8))
+
+
 def test_foreign_posts_share_one_loop_wakeup(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S5.3, S6.3: posts from another thread while the loop is busy wake it once,
     # not once per send (stock asyncio's call_soon_threadsafe writes to a pipe each time).

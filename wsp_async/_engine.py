@@ -186,6 +186,25 @@ class SocketEngine:
         self.sendq.post(op)
         return not (coalesce and self.coalescing and op.nbytes < COALESCE_BELOW)
 
+    def at_once(self, op: Operation, coalesce: bool = True) -> bool:
+        """May ``op``, posted on the loop thread, skip the queue and go straight to the
+        transport?  Only a plain send (no ``MSG_OOB``, no injected fault, no TransmitFile
+        pieces) when nothing of this socket's sends waits or is in flight -- so it
+        overtakes no send and no notice (S5.3, S6.4) -- while the drain runs at its own
+        pace, and when it would not join the end-of-iteration gather write.  Whether it
+        fits the send buffer (S4.1) the adapter judges: that needs the transport."""
+        sendq = self.sendq
+        return not (
+            sendq.waiting
+            or sendq.inflight
+            or op.urgent
+            or op.fault
+            or op.parts is not None
+            or self.error
+            or self.drain_delay is not None
+            or (coalesce and self.coalescing and op.nbytes < COALESCE_BELOW)
+        )
+
     def begin_iteration(self) -> bool:
         """A send went out at once: True when the end of this loop iteration must be marked."""
         if self.coalescing:
