@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wsp_async as w
-from wsp_async._engine import COALESCE_BELOW, SocketEngine, SocketState
+from wsp_async._engine import SocketEngine, SocketState
 from wsp_async._operation import Operation, OpKind, PendingCount
 from wsp_async._recvqueue import DatagramReceiver, StreamReceiver
 
@@ -57,13 +57,14 @@ def test_send_rows_follow_the_s9_table_order() -> None:
             raise AssertionError("no row applied")
 
 
-def test_first_send_of_an_iteration_goes_out_and_small_ones_after_it_wait() -> None:
-    # SPEC S2.1, S5.3: coalescing never reorders, it only delays small sends.
+def test_first_send_of_an_iteration_goes_out_and_the_ones_after_it_wait() -> None:
+    # SPEC S2.1, S5.3: coalescing never reorders, it only delays the sends after the first.
     e = engine()
     assert e.post_send(send(10))
     assert e.begin_iteration() and not e.begin_iteration()
     assert not e.post_send(send(10))
-    assert e.post_send(send(COALESCE_BELOW))  # a large one is handed on at once
+    assert not e.post_send(send(1 << 16))  # a large one too: it joins the gather write
+    assert e.post_send(send(10), coalesce=False)  # the asyncio face's awaits never wait
     assert e.end_iteration()
 
 
@@ -72,23 +73,23 @@ def test_a_send_goes_at_once_only_when_it_overtakes_nothing() -> None:
     # when nothing of the socket's sends waits or is in flight, it is a plain send, the
     # drain is not slowed, and it would not join the end-of-iteration gather write.
     e = engine()
-    assert e.at_once(send(10)) and e.at_once(send(COALESCE_BELOW))
+    assert e.at_once(send(10)) and e.at_once(send(1 << 16))
     assert not e.at_once(send(10, urgent=True)) and not e.at_once(send(10, fault=w.WSAENOBUFS))
-    e.begin_iteration()  # a send went out in this iteration: small ones gather behind it
-    assert not e.at_once(send(COALESCE_BELOW - 1)) and e.at_once(send(COALESCE_BELOW))
+    e.begin_iteration()  # a send went out in this iteration: the next ones gather behind it
+    assert not e.at_once(send(10)) and not e.at_once(send(1 << 16))
     assert e.at_once(send(10), coalesce=False)  # the asyncio face's awaits never gather
     e.end_iteration()
     waiting = send(10)
     e.post_send(waiting, coalesce=False)
-    assert not e.at_once(send(COALESCE_BELOW))  # it would overtake the waiting send
+    assert not e.at_once(send(10))  # it would overtake the waiting send
     e.handed(e.next_hand_on()[1], buffered=e.capacity + 1)  # handed on, not yet consumed
-    assert e.sendq.inflight and not e.at_once(send(COALESCE_BELOW))
+    assert e.sendq.inflight and not e.at_once(send(10))
     e.observe(0)
-    assert e.at_once(send(COALESCE_BELOW))
+    assert e.at_once(send(10))
     e.drain_delay = 0.0
-    assert not e.at_once(send(COALESCE_BELOW))
+    assert not e.at_once(send(10))
     e.drain_delay, e.error = None, w.WSAECONNRESET
-    assert not e.at_once(send(COALESCE_BELOW))
+    assert not e.at_once(send(10))
 
 
 def test_an_injected_fault_waits_for_the_sends_before_it() -> None:
@@ -316,3 +317,27 @@ def test_a_transmit_file_whose_read_failed_carries_its_code() -> None:
     e.post_send(tf, coalesce=False)
     _none, batch = e.next_hand_on()
     assert e.handed(batch, 0) == [tf] and tf.fault == w.WSAEFAULT
+
+
+def test_a_gather_batch_is_plain_sends_and_a_transmit_file_is_never_offered_whole() -> None:
+    # SPEC S14.5, S5.3, S4.4: with the transport empty, the sends waiting are offered to
+    # the kernel in one batch past SO_SNDBUF; the kernel's part is consumed, the sends
+    # it did not reach wait again first.  A TransmitFile ends such a batch, and a batch
+    # of its pieces is never offered whole: a piece handed on never comes back.
+    e = engine()
+    e.capacity = e.sendq.capacity = 100
+    a, b, c, tf = send(80), send(80), send(80), transmit([b"h" * 5, b"f" * 80, b"t" * 5])
+    for op in (a, b, c, tf):
+        e.post_send(op, coalesce=False)
+    _none, batch = e.next_hand_on(gather=True)
+    assert batch == [a, b, c] and e.sendq.offer  # 240 bytes: past the capacity
+    reached, rest = e.sendq.reached(batch, 100)  # the kernel took a and 20 bytes of b
+    assert reached == [a, b] and b"".join(rest) == b"x" * 60
+    assert list(e.sendq.waiting) == [c, tf]
+    assert e.handed(reached, 60) == [a, b]  # b's rest is held within the capacity
+    _none, batch = e.next_hand_on(gather=False)  # the transport holds b's rest
+    assert batch == [c] and not e.sendq.offer
+    assert e.handed(batch, 0) == [c]
+    _none, batch = e.next_hand_on(gather=True)
+    assert written(batch) == b"h" * 5 + b"f" * 80 + b"t" * 5 and not e.sendq.offer
+    assert e.handed(batch, 0) == [tf] and not e.sendq.waiting

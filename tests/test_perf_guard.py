@@ -11,6 +11,8 @@ import socket
 import threading
 from typing import Any
 
+import pytest
+
 import wsp_async as w
 from wsp_async import INT, WSABUF, WSAOVERLAPPED
 
@@ -30,13 +32,33 @@ async def _face_and_peer() -> tuple[Any, socket.socket, socket.socket]:
     return sock, peer, server
 
 
-def test_small_sends_posted_in_one_iteration_cost_two_writes(provider, listener):  # type: ignore[no-untyped-def]
-    # SPEC S5.3, S4.1: 1000 sends of 64 B posted in one loop callback reach the
-    # transport in at most two calls (the first goes straight out, the rest are
-    # gathered at the end of the iteration), in posting order.
+class _CountingSocket:
+    """The adapter's host socket, counting the gather writes offered to the kernel."""
+
+    def __init__(self, sock: socket.socket, calls: list[int]) -> None:
+        self._sock, self._calls = sock, calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def sendmsg(self, buffers: list[Any], *rest: Any) -> int:
+        self._calls.append(len(buffers))
+        return int(self._sock.sendmsg(buffers, *rest))
+
+
+@pytest.mark.parametrize("count,size", [(1000, 64), (16, 16384)])
+def test_sends_posted_in_one_iteration_cost_two_writes(provider, listener, count, size):  # type: ignore[no-untyped-def]
+    # SPEC S5.3, S4.1: sends posted in one loop callback (64 KB, or 256 KiB: four times
+    # SO_SNDBUF) reach the kernel in at most two writes -- the first goes straight out
+    # through the transport, the rest in one gather write at the end of the iteration,
+    # offered to the kernel itself since the transport then holds nothing -- in
+    # posting order.
     s, conn = connect(provider, listener)
     sock = provider.socket_of(s)
-    transport = sock.transport
+    # Kernel buffers that hold the whole burst before the peer reads any of it.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    transport, host = sock.transport, sock.sock
     calls: list[int] = []
 
     class Counting:
@@ -52,15 +74,16 @@ def test_small_sends_posted_in_one_iteration_cost_two_writes(provider, listener)
             transport.writelines(data)
 
     sock.transport = Counting()
+    sock.sock = _CountingSocket(host, calls)
     done = threading.Event()
     results: list[int] = []
+    messages = [i.to_bytes(4, "big") * (size // 4) for i in range(count)]
 
     def post_burst() -> None:
-        for i in range(1000):
-            data = i.to_bytes(4, "big") * 16
+        for data in messages:
             rc = provider.WSPSend(
                 s,
-                [WSABUF(64, data)],
+                [WSABUF(size, data)],
                 1,
                 None,
                 0,
@@ -72,19 +95,21 @@ def test_small_sends_posted_in_one_iteration_cost_two_writes(provider, listener)
             assert rc == 0 or w.WSAGetLastError() == w.WSA_IO_PENDING
         provider.loop.call_soon(provider.loop.call_soon, done.set)
 
-    run_in_loop(provider.loop, post_burst)
-    assert done.wait(10)
-    assert len(calls) <= 2 and sum(calls) == 1000
-    data = recv_exact(conn, 64_000)
-    assert data == b"".join(i.to_bytes(4, "big") * 16 for i in range(1000))
-    sock.transport = transport
+    try:
+        run_in_loop(provider.loop, post_burst)
+        assert done.wait(10)
+        assert len(calls) <= 2 and sum(calls) == count
+        assert recv_exact(conn, count * size) == b"".join(messages)
+        assert provider.wait_until(lambda: len(results) == count, 10) and not any(results)
+    finally:
+        sock.transport, sock.sock = transport, host
 
 
 def test_loop_thread_sends_that_fit_skip_the_queue(provider, listener):  # type: ignore[no-untyped-def]
     # Issue 13 (SPEC S4.1, S2.1, S5.3): an overlapped send posted on the loop thread,
-    # too large to wait for the gather write, that fits the send buffer while nothing of
-    # the socket's sends waits or is in flight, is written at once and completes at
-    # once: one write per send, the send queue never entered, the routines in order.
+    # first in its loop iteration, that fits the send buffer while nothing of the
+    # socket's sends waits or is in flight, is written at once and completes at once:
+    # one write per send, the send queue never entered, the routines in order.
     s, conn = connect(provider, listener)
     sock = provider.socket_of(s)
     transport = sock.transport
@@ -109,19 +134,18 @@ def test_loop_thread_sends_that_fit_skip_the_queue(provider, listener):  # type:
     sock.transport = Counting()
     engine.post_send = counting_post
     calls = Completions()
-    size = 8192  # the smallest that does not wait for the end-of-iteration gather write
+    size = 8192
     ovs = [WSAOVERLAPPED() for _ in range(8)]  # 64 KiB in all: within SO_SNDBUF's default
 
-    def post_all() -> list[int]:
-        return [
-            provider.WSPSend(
-                s, [WSABUF(size, bytes([65 + i]) * size)], 1, None, 0, ov, calls, None, INT()
-            )
-            for i, ov in enumerate(ovs)
-        ]
+    def post(i: int) -> int:
+        return provider.WSPSend(  # type: ignore[no-any-return]
+            s, [WSABUF(size, bytes([65 + i]) * size)], 1, None, 0, ovs[i], calls, None, INT()
+        )
 
     try:
-        assert run_in_loop(provider.loop, post_all) == [0] * 8
+        # One per loop callback: a send after another in the same iteration would wait
+        # for the end-of-iteration gather write instead.
+        assert [run_in_loop(provider.loop, post, i) for i in range(8)] == [0] * 8
         assert writes == [size] * 8 and queued == []
         assert provider.wait_until(lambda: len(calls.calls) == 8, 10)
     finally:

@@ -630,3 +630,58 @@ def test_blocking_and_overlapped_senders_interleave_whole_records(provider, list
         seen[t] += 1
         pos += 7 + n
     assert seen == {0: per_thread, 1: per_thread}
+
+
+def test_a_gather_write_the_kernel_takes_in_part_loses_and_reorders_nothing(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S4.1, S4.4, S5.3, S2.4, S15.1: the sends posted after the first in one loop
+    # iteration are offered to the kernel in one gather write.  It takes what fits its
+    # buffers; the rest of the send it stopped in goes through the transport, and the
+    # sends it did not reach wait their turn -- still withdrawable, so one of them
+    # cancelled never goes out -- and every other byte arrives once, in order.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)  # small kernel buffers: the kernel takes part of the burst
+    sock = provider.socket_of(s)
+    host = sock.sock
+    offers: list[tuple[int, int]] = []
+
+    class Recording:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(host, name)
+
+        def sendmsg(self, buffers):  # type: ignore[no-untyped-def]
+            taken = host.sendmsg(buffers)
+            offers.append((sum(len(memoryview(b)) for b in buffers), taken))
+            return taken
+
+    # The first is small, so the transport holds nothing when the gather write comes.
+    messages = [b"<" * 1024] + [i.to_bytes(4, "big") * 16384 for i in range(1, 32)]
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in messages]
+
+    def post_all() -> list[int]:
+        err = INT()
+        return [
+            provider.WSPSend(s, [WSABUF(len(m), m)], 1, None, 0, ov, None, None, err)
+            for m, ov in zip(messages, ovs, strict=True)
+        ]
+
+    sock.sock = Recording()
+    try:
+        assert run_in_loop(provider.loop, post_all)[0] == 0
+        assert ovs[-1].pending and w.CancelIoEx(s, ovs[-1])  # not reached: withdrawn
+        assert offers and offers[0][1] < offers[0][0]  # the kernel took part of the offer
+        kept = b"".join(messages[:-1])
+        assert recv_exact(conn, len(kept)) == kept
+        events = [ov.hEvent for ov in ovs]
+        assert w.WSAWaitForMultipleEvents(len(events), events, True, 10_000, False) == 0
+    finally:
+        sock.sock = host
+    assert [(ov.Internal, ov.InternalHigh) for ov in ovs[:-1]] == [
+        (0, len(m)) for m in messages[:-1]
+    ]
+    assert ovs[-1].Internal == w.STATUS_CANCELLED
+    err = INT()
+    assert provider.WSPSend(s, [WSABUF(1, b"!")], 1, None, 0, WSAOVERLAPPED(), None, None, err) in (
+        0,
+        w.SOCKET_ERROR,
+    )
+    assert recv_exact(conn, 1) == b"!"  # nothing of the cancelled send came before it

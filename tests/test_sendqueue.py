@@ -17,6 +17,9 @@ class Op:
     fault: int = 0
     parts: None = None
     direct: int = 0
+    buffers: list[bytes] = attrs.field(
+        default=attrs.Factory(lambda self: [bytes(self.nbytes)], takes_self=True)
+    )
 
 
 def test_send_completes_only_when_within_capacity() -> None:  # SPEC S4.1
@@ -50,12 +53,14 @@ def test_zero_capacity_waits_for_an_empty_buffer() -> None:  # SPEC S4.2
             st.tuples(st.just("post"), st.integers(0, 200)),
             st.tuples(st.just("hand"), st.integers(0, 1000)),
             st.tuples(st.just("drain"), st.integers(0, 1000)),
+            st.tuples(st.just("gather"), st.integers(0, 1000)),
         ),
         max_size=60,
     ),
 )
 def test_completions_are_in_order_never_early_and_exactly_once(capacity, steps) -> None:  # type: ignore[no-untyped-def]
-    # SPEC S4.1, S4.4, S5.3, S2.4: a model of the transport's buffer drives the queue.
+    # SPEC S4.1, S4.4, S5.3, S2.4: a model of the transport's buffer drives the queue;
+    # "gather" offers a batch to the kernel first when the transport holds nothing.
     q: SendQueue[Op] = SendQueue(capacity)
     posted: list[Op] = []
     completed: list[Op] = []
@@ -63,9 +68,27 @@ def test_completions_are_in_order_never_early_and_exactly_once(capacity, steps) 
     buffered = 0  # what the model transport holds
     for action, n in steps:
         if action == "post":
-            op = Op(n)
+            op = Op(n, buffers=[bytes([len(posted) % 256]) * n])
             posted.append(op)
             q.post(op)
+        elif action == "gather":
+            if buffered:
+                continue  # only offered to the kernel when the transport holds nothing
+            batch = q.next_batch(gather=True)
+            size = sum(op.nbytes for op in batch)
+            kernel_takes = min(n, size)
+            reached, rest = q.reached(batch, kernel_takes)
+            # The sends not reached are waiting again, first, in order.
+            assert list(q.waiting)[: len(batch) - len(reached)] == batch[len(reached) :]
+            assert reached == batch[: len(reached)] and (reached or not batch)
+            assert (
+                b"".join(rest) == b"".join(b for op in reached for b in op.buffers)[kernel_takes:]
+            )
+            # S4.4: the kernel's part is consumed; only the rest of one send is held here.
+            buffered = sum(len(b) for b in rest)
+            assert buffered <= max((op.nbytes for op in reached), default=0)
+            written += sum(op.nbytes for op in reached)
+            completed += q.handed(reached, buffered)
         elif action == "hand":
             batch = q.next_batch()
             size = sum(op.nbytes for op in batch)

@@ -24,8 +24,9 @@ held within ``SO_SNDBUF``, S4.1).  The send queue computes the last step from
 the transport's buffer size; the engine adds the policies around it:
 
 * Coalescing: the first send of a loop iteration is handed on at once (and
-  usually completes at once, S2.1); the small sends after it in the same
-  iteration wait for one gather write at the iteration's end.
+  usually completes at once, S2.1); the sends after it in the same iteration
+  wait for one gather write at the iteration's end, which the adapter offers
+  to the kernel whole when the transport holds nothing.
 * A fault injected "at completion" (S12.1) rides on its operation to the head of
   the queue and completes there, after the sends before it (S6.4's order).
 * An abort takes exactly the operations its rule names (S10): a close takes all,
@@ -54,12 +55,7 @@ from .constants import (
 from .errors import WSAErr, WSAError, wsa_code_of
 from .faults import FaultPlan
 
-__all__ = ["COALESCE_BELOW", "RECEIVE_HIGH_WATER", "SocketEngine", "SocketState"]
-
-#: Only sends smaller than this wait for the end-of-iteration gather write: a large
-#: send costs one system call whether it is gathered or not, and going out at once
-#: lets it complete at once (S2.1) without a pending operation's bookkeeping.
-COALESCE_BELOW = 8192
+__all__ = ["RECEIVE_HIGH_WATER", "SocketEngine", "SocketState"]
 
 #: Pause reading once this many received bytes wait for a receive (bounds memory).
 RECEIVE_HIGH_WATER = 1 << 20
@@ -184,7 +180,7 @@ class SocketEngine:
     def post_send(self, op: Operation, coalesce: bool = True) -> bool:
         """Queue a send in posting order (S5.3); True when the queue should be handed on now."""
         self.sendq.post(op)
-        return not (coalesce and self.coalescing and op.nbytes < COALESCE_BELOW)
+        return not (coalesce and self.coalescing)
 
     def at_once(self, op: Operation, coalesce: bool = True) -> bool:
         """May ``op``, posted on the loop thread, skip the queue and go straight to the
@@ -202,7 +198,7 @@ class SocketEngine:
             or op.parts is not None
             or self.error
             or self.drain_delay is not None
-            or (coalesce and self.coalescing and op.nbytes < COALESCE_BELOW)
+            or (coalesce and self.coalescing)
         )
 
     def begin_iteration(self) -> bool:
@@ -217,16 +213,18 @@ class SocketEngine:
         self.coalescing = False
         return bool(self.sendq.waiting)
 
-    def next_hand_on(self) -> tuple[Operation | None, list[Operation]]:
+    def next_hand_on(self, gather: bool = False) -> tuple[Operation | None, list[Operation]]:
         """What the adapter does next: ``(op, [])`` completes ``op`` with its injected
-        fault; ``(None, batch)`` writes ``batch`` (empty: nothing to do now)."""
+        fault; ``(None, batch)`` writes ``batch`` (empty: nothing to do now).  ``gather``:
+        the transport holds nothing, so the batch may be offered to the kernel whole
+        (:meth:`SendQueue.next_batch`)."""
         sendq = self.sendq
         waiting = sendq.waiting
         if waiting and waiting[0].fault:
             if sendq.inflight:
                 return None, []  # the sends before it complete first (S6.4)
             return waiting.popleft(), []
-        return None, sendq.next_batch()
+        return None, sendq.next_batch(gather)
 
     def handed(self, batch: list[Operation], buffered: int) -> list[Operation]:
         """The transport took ``batch`` and now holds ``buffered``: the consumed sends."""

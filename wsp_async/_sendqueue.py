@@ -50,7 +50,15 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from ._arguments import skip
+
 T = TypeVar("T")
+
+#: At most this much is offered to the kernel in one gather write; it takes what fits
+#: its own send buffer (4 MiB by default on Linux).
+GATHER_BYTES = 1 << 22
+#: And in at most this many buffers: IOV_MAX on Linux (more fails with EMSGSIZE).
+GATHER_BUFFERS = 1024
 
 
 def withdraw(queue: collections.deque[T], which: Callable[[T], bool] | None) -> list[T]:
@@ -89,6 +97,8 @@ class Sendable(Protocol):
     parts: PartSource | None
     #: Bytes the completion reports beyond ``nbytes`` (negative: fewer).
     direct: int
+    #: Its data (a gather write offers them to the kernel whole).
+    buffers: list[Any]
 
 
 Op = TypeVar("Op", bound=Sendable)
@@ -114,7 +124,7 @@ class Piece(Generic[Op]):
 class SendQueue(Generic[Op]):
     """Posting-order queue of one socket's sends, with S4 completion accounting."""
 
-    __slots__ = ("buffered", "capacity", "inflight", "pieces", "waiting", "written")
+    __slots__ = ("buffered", "capacity", "inflight", "offer", "pieces", "waiting", "written")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -129,6 +139,8 @@ class SendQueue(Generic[Op]):
         self.buffered = 0
         #: Some operation was handed on in pieces: ``inflight`` may hold :class:`Piece`.
         self.pieces = False
+        #: The last batch may be offered to the kernel whole (:meth:`next_batch`).
+        self.offer = False
 
     def __len__(self) -> int:
         return len(self.waiting) + len(self.inflight)
@@ -141,24 +153,37 @@ class SendQueue(Generic[Op]):
     def post(self, op: Op) -> None:
         self.waiting.append(op)
 
-    def next_batch(self) -> list[Op]:
+    def next_batch(self, gather: bool = False) -> list[Op]:
         """Pop the sends to hand to the transport now, in posting order.
 
         Takes sends while the buffer estimate stays within the capacity, and at
         least one while there is room at all, so that a send larger than the
         capacity still goes out.  An urgent (``MSG_OOB``) send goes alone, and only
         once the transport holds nothing, since it bypasses the transport's buffer.
+
+        ``gather``: the transport holds nothing, so the batch may be offered to the
+        kernel first in one gather write (see :meth:`reached`).  Then it may hold up to
+        ``GATHER_BYTES`` in ``GATHER_BUFFERS`` buffers of plain sends: what the kernel
+        takes is consumed, and what it does not reach comes back to ``waiting``.
+        :attr:`offer` says whether the batch returned is such a one (several plain
+        sends); the pieces of a TransmitFile never are: they never go back.
         """
         batch: list[Op] = []
         waiting = self.waiting
         estimate = self.buffered
+        self.offer = False
         if estimate > self.capacity:
             return batch
+        limit = GATHER_BYTES if gather else self.capacity
+        buffers = 0
         while waiting:
             op = waiting[0]
             if op.fault:
                 break  # it completes with its fault, not through the transport
             if op.parts is not None:
+                if gather and batch:
+                    break  # a TransmitFile goes piece by piece, in a batch of its own
+                gather, limit = False, self.capacity
                 estimate = self._take_pieces(op, batch, estimate)
                 if waiting and waiting[0] is op:
                     break  # the rest of it when the buffer drains
@@ -168,11 +193,32 @@ class SendQueue(Generic[Op]):
                     break
                 batch.append(waiting.popleft())
                 break
-            if batch and estimate + op.nbytes > self.capacity:
+            if batch and estimate + op.nbytes > limit:
                 break
+            if gather:
+                buffers += len(op.buffers)
+                if batch and buffers > GATHER_BUFFERS:
+                    break
             estimate += op.nbytes
             batch.append(waiting.popleft())
+        self.offer = gather and len(batch) > 1
         return batch
+
+    def reached(self, batch: list[Op], sent: int) -> tuple[list[Op], list[Any]]:
+        """The kernel took the first ``sent`` bytes of ``batch`` (a gather batch, offered
+        whole): the sends it reached, and what is left of the last of them.
+
+        The sends it did not reach go back to the head of ``waiting``, in order.  The
+        last send reached may have been taken in part, or not at all: the buffers left
+        of it (views, no copy) go through the transport, so that the batch handed on
+        is never empty.  The caller then reports the sends reached with :meth:`handed`.
+        """
+        for i, op in enumerate(batch):
+            if sent < op.nbytes:
+                self.waiting.extendleft(reversed(batch[i + 1 :]))
+                return batch[: i + 1], skip(op.buffers, sent)
+            sent -= op.nbytes
+        return batch, []
 
     def _take_pieces(self, op: Op, batch: list[Any], estimate: int) -> int:
         """Add ``op``'s next pieces to ``batch`` while the buffer has room (``op`` leaves
