@@ -371,10 +371,11 @@ class SocketAdapter:
         nothing (so nothing can go before it); the rest of the send it reached last goes
         through the transport.  Returns the sends reached: the batch handed on.
 
-        One write of many sends instead of one per send: on loopback a 64 KiB write costs
-        about as much kernel time as a 256 KiB one, which the receiver then drains in one
-        wake-up (``benchmarks/README.md``).  What the kernel takes is consumed (S4.1), so
-        only the rest of one send is ever buffered here (S4.4).
+        One write of many sends instead of one per send: loopback's cost is mostly per
+        write (each wakes the receiver), so raw asyncio moves about twice the bytes in
+        256 KiB writes as in 64 KiB ones (``benchmarks/README.md``).  What the kernel
+        takes is consumed (S4.1), so only the rest of one send is ever buffered here
+        (S4.4).
         """
         try:
             sent = self.sock.sendmsg([buf for op in batch for buf in op.buffers])
