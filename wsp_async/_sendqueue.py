@@ -174,7 +174,7 @@ class SendQueue(Generic[Op]):
         """
         batch: list[Op] = []
         waiting = self.waiting
-        estimate = self.buffered
+        estimate = 0 if gather else self.buffered  # gather: a reading of 0, not a bound
         self.offer = False
         if estimate > self.capacity:
             return batch
