@@ -249,11 +249,11 @@ class SocketAdapter:
         buffer (S4.1); False when it must take the queue instead.
 
         The queue's way (post, hand on, read the transport's buffer, pop the consumed)
-        costs a 64 KiB send a third of its Python work, and after each 64 KiB system
+        was about a quarter of a 64 KiB send's Python work, and after each 64 KiB system
         call the interpreter meets that work cold again (``benchmarks/README.md``).
-        The room is judged as the asyncio face's send judges it: on the loop's last
-        reading of the transport's buffer, an upper bound, asking the transport only
-        when that bound says no room.
+        The room is judged as the asyncio face's lean send (``_face.sender``) judges it,
+        inline there for its frame's sake: on the loop's last reading of the transport's
+        buffer, an upper bound, asking the transport only when that bound says no room.
         """
         transport = self.transport
         if transport is None or self.drain_timer is not None or transport.is_closing():
