@@ -685,3 +685,34 @@ def test_a_gather_write_the_kernel_takes_in_part_loses_and_reorders_nothing(prov
         w.SOCKET_ERROR,
     )
     assert recv_exact(conn, 1) == b"!"  # nothing of the cancelled send came before it
+
+
+def test_a_close_in_the_same_callback_aborts_the_sends_waiting_for_the_gather_write(
+    provider, listener
+):  # type: ignore[no-untyped-def]
+    # SPEC S10.2, S2.4 (docs/semantics.md): on the loop thread the first send goes out at
+    # once; the ones after it in the same callback pend for the end-of-iteration gather
+    # write, so a close made before then aborts them: their bytes never go out, and each
+    # completes exactly once.
+    s, conn = connect(provider, listener)
+    messages = [bytes([65 + i]) * 16384 for i in range(3)]
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in messages]
+
+    def post_then_close() -> list[tuple[int, int]]:
+        out = []
+        for m, ov in zip(messages, ovs, strict=True):
+            err = INT()
+            rc = provider.WSPSend(s, [WSABUF(len(m), m)], 1, None, 0, ov, None, None, err)
+            out.append((rc, err.value if rc else 0))
+        assert provider.WSPCloseSocket(s, INT()) == 0
+        return out
+
+    assert run_in_loop(provider.loop, post_then_close) == [
+        (0, 0),
+        (w.SOCKET_ERROR, w.WSA_IO_PENDING),
+        (w.SOCKET_ERROR, w.WSA_IO_PENDING),
+    ]
+    events = [ov.hEvent for ov in ovs]
+    assert w.WSAWaitForMultipleEvents(3, events, True, 10_000, False) == 0
+    assert [ov.Internal for ov in ovs] == [0, w.STATUS_CANCELLED, w.STATUS_CANCELLED]
+    assert recv_all(conn) == messages[0]  # then the graceful end: nothing of the others
