@@ -157,6 +157,50 @@ def test_a_blocking_send_is_not_split_by_a_concurrent_overlapped_send(provider, 
     assert data.count(b"B") == 200
 
 
+def test_gather_writes_and_another_threads_blocking_sends_never_interleave(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S5.3, S8.2, S2.4: bursts posted on the loop thread go to the kernel in gather
+    # writes while a worker thread's blocking sends go straight to the kernel too; both
+    # hold the socket's write lock, so no message lands inside another, the loop's
+    # messages keep their posting order, and every send completes once.
+    s, conn = connect(provider, listener)
+    small, large, bursts, per_burst, workers = 16384, 65536, 40, 8, 40
+    letters = [bytes([97 + i % 25]) for i in range(bursts * per_burst)]  # a-y, cycling
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in letters]
+    received: list[bytes] = []
+    total = len(letters) * small + workers * large
+    reader = threading.Thread(target=lambda: received.append(recv_exact(conn, total)))
+    reader.start()
+
+    def burst(k: int) -> None:
+        for i in range(k * per_burst, (k + 1) * per_burst):
+            assert started(*post(provider, s, [WSABUF(small, letters[i] * small)], ovs[i]))
+
+    def worker() -> None:
+        for _ in range(workers):
+            assert post(provider, s, [WSABUF(large, b"Z" * large)]) == (0, 0)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    for k in range(bursts):
+        provider.loop.call_soon_threadsafe(burst, k)
+    t.join(30)
+    reader.join(30)
+    assert not t.is_alive() and not reader.is_alive()
+    assert wait_done(provider, ovs) and all(ov.Internal == 0 for ov in ovs)
+    data = received[0]
+    runs: list[tuple[bytes, int]] = []
+    i = 0
+    while i < len(data):
+        j = i
+        while j < len(data) and data[j] == data[i]:
+            j += 1
+        runs.append((data[i : i + 1], j - i))
+        i = j
+    assert all(n % large == 0 for tag, n in runs if tag == b"Z")  # whole blocking sends
+    ours = [(tag, n) for tag, n in runs if tag != b"Z"]
+    assert ours == [(tag, small) for tag in letters]  # whole, and in posting order
+
+
 # --- 3. hooks that raise -------------------------------------------------------------------
 
 
