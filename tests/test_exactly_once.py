@@ -7,6 +7,7 @@ stranded or lost completions, five wrong answers); each now runs on both loops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -86,6 +87,45 @@ def test_a_write_that_raises_completes_its_batch_with_the_mapped_error(provider,
     assert started(*post(provider, s, [WSABUF(4, b"kept")], ov))
     assert wait_done(provider, [ov]) and ov.Internal == 0
     assert recv_exact(conn, 4) == b"kept"
+
+
+def test_a_transport_that_refuses_the_rest_of_a_gather_write_fails_only_that_send(
+    provider, listener
+):  # type: ignore[no-untyped-def]
+    # SPEC S2.4, S4.1, S10.5: the kernel took the first sends of a gather write whole
+    # (consumed: they complete), and part of the next; the transport refuses its rest, so
+    # that one completes with the mapped error.  Its head is on the wire, so nothing may
+    # follow it: the connection is reset and every send behind it completes with the
+    # loss -- each exactly once, none stranded, none after the hole reported sent.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)  # small kernel buffers: the kernel takes part of the burst
+    sock = provider.socket_of(s)
+    real = sock.transport
+    messages = [b"<" * 1024] + [bytes([65 + i % 26]) * 65536 for i in range(31)]
+    ovs = [WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in messages]
+
+    def post_burst() -> None:
+        post(provider, s, [WSABUF(len(messages[0]), messages[0])], ovs[0])  # goes at once
+        sock.transport = FailingTransport(real)  # the rest wait for the gather write
+        for m, ov in zip(messages[1:], ovs[1:], strict=True):
+            assert started(*post(provider, s, [WSABUF(len(m), m)], ov))
+
+    try:
+        run_in_loop(provider.loop, post_burst)
+        assert wait_done(provider, ovs)
+    finally:
+        sock.transport = real
+    codes = [ov.Internal for ov in ovs]
+    ok = codes.index(w.STATUS_CONNECTION_ABORTED)
+    assert codes == [0] * ok + [w.STATUS_CONNECTION_ABORTED] * (len(ovs) - ok)
+    assert 1 < ok < len(ovs) - 1  # the kernel took some sends whole, and not all of them
+    assert all(ov.hEvent.signaled for ov in ovs)
+    got = bytearray()
+    with contextlib.suppress(ConnectionResetError):  # the peer sees the reset
+        while chunk := conn.recv(1 << 20):
+            got += chunk
+    # What arrived before the reset is a prefix of the stream, never a later send's bytes.
+    assert bytes(got) == b"".join(messages)[: len(got)]
 
 
 def test_a_strided_view_is_a_bad_buffer_and_starts_nothing(provider, listener):  # type: ignore[no-untyped-def]

@@ -310,6 +310,7 @@ class SocketAdapter:
                     self._take_front()
                 gather = engine.stream and not transport.get_write_buffer_size()
                 faulted, batch = engine.next_hand_on(gather)
+                offered = bool(batch)
                 if batch:
                     if self.debug:
                         for op in batch:
@@ -326,7 +327,7 @@ class SocketAdapter:
             if faulted is not None:
                 door.complete(faulted, faulted.fault, 0)
                 continue
-            if not batch:
+            if not offered:
                 break
             if failed is not None:
                 door.complete_all(batch, engine.write_failed(failed))
@@ -375,7 +376,9 @@ class SocketAdapter:
         write (each wakes the receiver), so raw asyncio moves about twice the bytes in
         256 KiB writes as in 64 KiB ones (``benchmarks/README.md``).  What the kernel
         takes is consumed (S4.1), so only the rest of one send is ever buffered here
-        (S4.4).
+        (S4.4).  Every call takes at least one send off the queue for good: the one it
+        stopped in goes on, or, when the transport refuses its rest, completes with the
+        error (and the connection is reset if its head already left).
         """
         try:
             sent = self.sock.sendmsg([buf for op in batch for buf in op.buffers])
@@ -383,7 +386,17 @@ class SocketAdapter:
             sent = 0  # EAGAIN, or an error the transport meets on its write and reports
         reached, rest = self.engine.sendq.reached(batch, sent)
         if rest:
-            transport.writelines([kept(buf) for buf in rest])
+            try:
+                transport.writelines([kept(buf) for buf in rest])
+            except Exception as exc:
+                # The sends before it are in the kernel: consumed.  This one failed.
+                last = reached.pop()
+                self.door.complete(last, self.engine.write_failed(exc), 0)
+                if sum(memoryview(buf).nbytes for buf in rest) < last.nbytes:
+                    # Its head is in the kernel: nothing may follow it on this stream, so
+                    # the connection is reset and every send behind completes with the
+                    # loss (S10.5), as when the host's connection breaks mid-send.
+                    self._reset()
         return reached
 
     def _send_urgent(self, op: Operation) -> None:
