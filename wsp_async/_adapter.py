@@ -269,25 +269,32 @@ class SocketAdapter:
         try:
             if not self.foreign_writes:
                 self._write(transport, [op])
-            elif self.write_lock.acquire(False):
-                # Another thread's send may have gone straight to the kernel in part: its
-                # rest (``front``, set under this lock) goes before anything else.
-                try:
-                    if self.handoff.front is not None:
-                        return False
-                    self._write(transport, [op])
-                finally:
-                    self.write_lock.release()
-            else:
-                return False  # another thread is writing: behind it, through the queue
+            elif not self.write_alone(self._write, transport, [op]):
+                return False  # behind another thread's send, through the queue
         except Exception as exc:
             self.door.complete(op, engine.write_failed(exc), 0)
             return True
         engine.bypassed(size, buffered + size)
         self.door.complete(op, 0, size)
-        if engine.begin_iteration():
+        if engine.begin_iteration():  # the sends after it in this iteration gather
             self.loop.call_soon(self._end_of_iteration)
         return True
+
+    def write_alone(self, write: Callable[..., object], *args: Any) -> bool:
+        """``write(*args)`` under ``write_lock``, when other threads may write straight to
+        the kernel (``foreign_writes``): False, having written nothing, when one holds the
+        lock (it is writing) or left the rest of a send (``front``, set under this lock)
+        that must go before anything else.  The lock is tried, never waited for: the loop
+        thread does not block, and its write then takes the queue, behind them."""
+        if not self.write_lock.acquire(False):
+            return False
+        try:
+            if self.handoff.front is not None:
+                return False
+            write(*args)
+            return True
+        finally:
+            self.write_lock.release()
 
     def _end_of_iteration(self) -> None:
         if self.engine.end_iteration():

@@ -80,8 +80,7 @@ def sender(
         return posted
     handoff = adapter.handoff
     get_ident = threading.get_ident
-    acquire = adapter.write_lock.acquire
-    release = adapter.write_lock.release
+    write_alone = adapter.write_alone
 
     async def send(buffers: Any, flags: int = 0) -> int:
         if flags:
@@ -120,17 +119,7 @@ def sender(
             data = kept(data)  # the transport may keep it; the caller's buffer is its own
         if not adapter.foreign_writes:
             transport.write(data)
-        elif acquire(False):
-            # Another thread's send may have gone straight to the kernel in part: the
-            # rest (``front``) goes before anything else, and it is set under this lock.
-            if handoff.front is not None:
-                release()
-                return await posted(buffers, flags)
-            try:
-                transport.write(data)
-            finally:
-                release()
-        else:
+        elif not write_alone(transport.write, data):
             return await posted(buffers, flags)
         sendq.written += size  # what engine.bypassed records, without two calls
         sendq.buffered = buffered  # an upper bound again: what it was, plus these bytes
