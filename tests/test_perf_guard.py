@@ -212,12 +212,14 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
     assert "x raw" in bench.format_table(result)
 
 
-async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_each(
+async def test_face_sends_of_one_step_make_one_record_and_two_writes(
     monkeypatch,
 ) -> None:  # type: ignore[no-untyped-def]
-    # Issue 13 (SPEC S4.1, S5.3): an awaited send that fits the send buffer takes the lean
-    # path -- no Operation, no WSAOVERLAPPED, one transport.write -- and its bytes keep
-    # their order with a full-path send posted after it.
+    # Issue 13 (SPEC S4.1, S5.3): awaited sends that fit the send buffer complete at once
+    # without a WSAOVERLAPPED or a future.  The first of a loop iteration goes straight to
+    # transport.write; the ones after it are held, complete, in one record (an Operation
+    # already complete) and reach the kernel in one gather write when the iteration ends.
+    # Their bytes keep their order with a full-path send posted after them.
     import asyncio
 
     from wsp_async._operation import Operation
@@ -226,8 +228,12 @@ async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_eac
     sock, peer, server = await _face_and_peer()
     loop = asyncio.get_running_loop()
     adapter = sock.provider.socket_of(sock.handle)
-    transport = adapter.transport
+    transport, host = adapter.transport, adapter.sock
+    # Kernel buffers that hold the whole train before the peer reads any of it.
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    host.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     writes: list[int] = []
+    gathers: list[int] = []
     # Under the Proactor (pytest --asyncio-proactor) the transport's own write goes
     # through _overlapped, which makes records of its own: those are not the face's.
     in_transport = [False]
@@ -245,6 +251,7 @@ async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_eac
                 in_transport[0] = False
 
         def writelines(self, data):  # type: ignore[no-untyped-def]
+            writes.append(sum(len(b) for b in data))
             in_transport[0] = True
             try:
                 transport.writelines(data)
@@ -265,16 +272,23 @@ async def test_face_sends_that_complete_at_once_make_no_record_and_one_write_eac
         real_ov_init(self, *args, **kwargs)
 
     adapter.transport = Counting()
+    adapter.sock = _CountingSocket(host, gathers)
     monkeypatch.setattr(Operation, "__init__", op_init)
     monkeypatch.setattr(Structure, "__init__", ov_init)
     try:
         for i in range(100):
             assert await sock.send(bytes([65 + i % 26]) * 64) == 64
-        assert made == [] and writes == [64] * 100
+        assert made == ["Operation"] and writes == [64] and gathers == []  # held, complete
+        await asyncio.sleep(0)  # the iteration ends: one write of the 99 held
+        # Offered to the kernel in one gather write when the transport holds nothing;
+        # through the transport in one write when it still does (the Proactor's, whose
+        # first write is still in flight).
+        assert (writes, gathers) in (([64], [99]), ([64, 99 * 64], []))
+        assert not adapter.engine.sendq and adapter.engine.pending.count == 0
         assert await sock.send([b"!", b"end"]) == 4  # a gather list: the full path
-        assert "Operation" in made
+        assert made.count("Operation") == 2
     finally:
-        adapter.transport = transport
+        adapter.transport, adapter.sock = transport, host
     expected = b"".join(bytes([65 + i % 26]) * 64 for i in range(100)) + b"!end"
     got = bytearray()
     while len(got) < len(expected):

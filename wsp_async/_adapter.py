@@ -240,8 +240,7 @@ class SocketAdapter:
             return True
         if engine.post_send(op, coalesce):
             self.pump()
-            if engine.begin_iteration():
-                self.loop.call_soon(self._end_of_iteration)
+            self.mark_iteration()
         return op.status != STATUS_PENDING
 
     def _write_at_once(self, op: Operation) -> bool:
@@ -276,8 +275,7 @@ class SocketAdapter:
             return True
         engine.bypassed(size, buffered + size)
         self.door.complete(op, 0, size)
-        if engine.begin_iteration():  # the sends after it in this iteration gather
-            self.loop.call_soon(self._end_of_iteration)
+        self.mark_iteration()  # the sends after it in this iteration gather
         return True
 
     def write_alone(self, write: Callable[..., object], *args: Any) -> bool:
@@ -295,6 +293,12 @@ class SocketAdapter:
             return True
         finally:
             self.write_lock.release()
+
+    def mark_iteration(self) -> None:
+        """A send went out at once on the loop thread: the sends after it in this loop
+        iteration wait for one gather write at its end (the engine's coalescing)."""
+        if self.engine.begin_iteration():
+            self.loop.call_soon(self._end_of_iteration)
 
     def _end_of_iteration(self) -> None:
         if self.engine.end_iteration():
@@ -447,6 +451,8 @@ class SocketAdapter:
         the loop's last reading may overstate what it holds."""
         transport = self.transport
         sendq = self.engine.sendq
+        if sendq.waiting:
+            self.pump()  # sends held for this iteration's gather write go now, not at its end
         held = sendq.buffered if transport is None else transport.get_write_buffer_size()
         return not self.handoff and sendq.fits(total, held)
 
@@ -455,6 +461,8 @@ class SocketAdapter:
         self.take_incoming()
         transport = self.transport
         engine = self.engine
+        if engine.sendq.waiting:
+            self.pump()  # sends held for this iteration's gather write go now, not at its end
         if (
             transport is None
             or transport.is_closing()

@@ -98,7 +98,6 @@ def sender(
         if (
             transport is None
             or not engine.send_ready
-            or sendq.waiting
             or sendq.inflight
             or handoff.incoming
             or handoff.closed
@@ -109,20 +108,44 @@ def sender(
         size = len(data)  # 0 as well: a transport writes nothing for it, and it is done
         # S4.1: room in the emulated send buffer.  The last reading is an upper bound
         # (the transport only drains between two), so the transport is asked only when
-        # that bound says no room.
+        # that bound says no room -- and never while sends are held here, which its
+        # reading would leave out.
         buffered = sendq.buffered + size
+        waiting = sendq.waiting
+        if waiting:
+            held = waiting[0]
+            if (
+                len(waiting) > 1
+                or held.status  # a pending send
+                or buffered > sendq.capacity
+                or adapter.foreign_writes  # perhaps another thread's staged send
+            ):
+                return await posted(buffers, flags)
+            held.buffers.append(data if data is buffers else kept(data))
+            held.nbytes += size
+            sendq.buffered = buffered
+            return size
         if buffered > sendq.capacity:
             buffered = transport.get_write_buffer_size() + size
             if buffered > sendq.capacity:
                 return await posted(buffers, flags)
         if data is not buffers:
             data = kept(data)  # the transport may keep it; the caller's buffer is its own
+        if engine.coalescing and not adapter.foreign_writes:
+            # Not the first send of this loop iteration: held, complete, for the gather
+            # write at its end (an Operation already complete, as another thread's
+            # staged send is).  The sends after it join it while they fit.
+            waiting.append(Operation(OpKind.SEND, [data], size, status=0))
+            sendq.buffered = buffered
+            return size
         if not adapter.foreign_writes:
             transport.write(data)
         elif not write_alone(transport.write, data):
             return await posted(buffers, flags)
         sendq.written += size  # what engine.bypassed records, without two calls
         sendq.buffered = buffered  # an upper bound again: what it was, plus these bytes
+        if not engine.coalescing:
+            adapter.mark_iteration()
         return size
 
     return send

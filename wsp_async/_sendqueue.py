@@ -170,7 +170,7 @@ class SendQueue(Generic[Op]):
         ``GATHER_BYTES`` in ``GATHER_BUFFERS`` buffers of plain sends: what the kernel
         takes is consumed, and what it does not reach comes back to ``waiting``.
         :attr:`offer` says whether the batch returned is such a one (several plain
-        sends); the pieces of a TransmitFile never are: they never go back.
+        sends, or one in several buffers); the pieces of a TransmitFile never are: they never go back.
         """
         batch: list[Op] = []
         waiting = self.waiting
@@ -205,7 +205,9 @@ class SendQueue(Generic[Op]):
                     break
             estimate += op.nbytes
             batch.append(waiting.popleft())
-        self.offer = gather and len(batch) > 1
+        # Worth a gather write: several sends, or one in several buffers (the asyncio
+        # face's held sends are one such) -- within what one system call takes.
+        self.offer = gather and (len(batch) > 1 or 1 < buffers <= GATHER_BUFFERS)
         return batch
 
     def reached(self, batch: list[Op], sent: int) -> tuple[list[Op], list[Any]]:
