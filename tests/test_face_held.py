@@ -172,7 +172,11 @@ async def test_a_reused_mutable_buffer_does_not_change_held_bytes() -> None:
         assert await sock.send(view if i % 2 else buffer) == 64
     buffer[:] = b"\xff" * 64
     view.release()
-    assert await _read_exactly(conn, 100 * 64) == _train(100)
+    for i in range(100, 150):  # views of immutable bytes, released once sent
+        of_bytes = memoryview(b"-" * 32 + _numbered(i) + b"-" * 32)[32:96]
+        assert await sock.send(of_bytes) == 64
+        of_bytes.release()
+    assert await _read_exactly(conn, 150 * 64) == _train(150)
     sock.close()
     conn.close()
     srv.close()

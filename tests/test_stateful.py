@@ -1,7 +1,8 @@
 """A hypothesis state machine over the send path, checked against a model (SPEC S2.4, S5.3, S10).
 
 Rules post sends (random sizes, scatter/gather, all three mechanisms, from the
-main thread or from worker threads), stall and release the drain, flush, shut
+main thread or from worker threads; bursts of the asyncio face's awaited sends made in
+one loop step, which after the first are held complete), stall and release the drain, flush, shut
 down, close, reset the peer, end worker threads, and reconnect; teardown closes
 the provider.  The model then checks, for every connection:
 
@@ -17,6 +18,7 @@ the provider.  The model then checks, for every connection:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import socket
@@ -33,7 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 import wsp_async as w
-from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
+from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED, aio
 
 SOAK = bool(os.environ.get("WSP_SOAK"))
 
@@ -131,6 +133,11 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             self.completions = 0
             self.stalled = False
             self.hooks_raise = False
+            #: The asyncio face's socket object of each connection, and its sends' tasks.
+            self.faces: dict[int, aio.OverlappedSocket] = {}
+            self.face_tasks: set[asyncio.Task[int]] = set()
+            self.faces_idle = threading.Event()  # set while no face send is unanswered
+            self.faces_idle.set()
             box: list[w.WSATHREADID] = []
             gone = threading.Thread(target=lambda: box.append(w.WSATHREADID.current()))
             gone.start()
@@ -235,7 +242,7 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                 st.tuples(
                     st.lists(st.sampled_from([0, 1, 100, 5000, 70000]), min_size=0, max_size=3),
                     st.sampled_from(["routine", "event", "poll", "transmit"]),
-                    st.sampled_from(["main", "main", 0, 1]),
+                    st.sampled_from(["main", "main", "loop", 0, 1]),
                 ),
                 min_size=1,
                 max_size=8,
@@ -245,10 +252,94 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
             for sizes, mechanism, who in posts:
                 if who == "main":
                     self._post(sizes, mechanism)
+                elif who == "loop":
+                    self._on_loop(
+                        lambda sizes=sizes, mechanism=mechanism: self._post(sizes, mechanism)
+                    )
                 else:
                     self.workers[who].call(
                         lambda sizes=sizes, mechanism=mechanism: self._post(sizes, mechanism)
                     )
+
+        @rule(
+            sizes=st.lists(st.sampled_from([0, 1, 64, 5000, 70000]), min_size=1, max_size=12),
+            before=st.sampled_from([0, 0, 1, 2]),
+            after=st.sampled_from([None, None, "routine", "event", "poll"]),
+        )
+        def face_burst(self, sizes: list[int], before: int, after: str | None) -> None:
+            # Issue 13 (S4.1, S5.3, S2.4): the asyncio face's awaited sends, one task each,
+            # all making their send in one loop iteration: the first goes out at once, the
+            # ones after it are held complete for the gather write (or take the full path
+            # behind a pending send).  Each await returns its length once, or raises once.
+            # ``before``: SPI sends posted on the loop thread first, in the same iteration
+            # (the second of them waits for the gather write, and the face's must not
+            # overtake or join it); ``after``: one posted behind the face's.
+            conn = self.conn
+            if not conn.open:
+                return
+            records: list[Posted] = []
+            for size in sizes:
+                self.seq += 1
+                data = struct.pack("!I", self.seq) + bytes([self.seq % 251]) * size
+                ov = WSAOVERLAPPED()
+                ov.Internal = w.STATUS_PENDING  # until its task has an answer
+                records.append(Posted(self.seq, data, "face", ov, 0, 0))
+            loop = self.provider.loop
+            made = threading.Event()
+
+            def launch() -> None:
+                sock = self.faces.get(conn.handle)
+                if sock is None:
+                    sock = self.faces[conn.handle] = aio.OverlappedSocket(
+                        self.provider, conn.handle
+                    )
+                self.faces_idle.clear()
+
+                async def first(data: bytes) -> int:
+                    # In the same iteration as every task's first step, before them.
+                    for _ in range(before):
+                        self._post([5000], "event", conn)
+                    conn.posted.extend(records)  # posting order: after those
+                    return await sock.send(data)
+
+                for i, record in enumerate(records):
+                    task = loop.create_task(
+                        first(record.data) if i == 0 else sock.send(record.data)
+                    )
+                    self.face_tasks.add(task)
+                    task.add_done_callback(lambda t, r=record: self._face_done(r, t))
+
+                def then() -> None:  # after every task's first step: all of them posted
+                    if after is not None:
+                        self._post([100], after, conn)
+                    made.set()
+
+                loop.call_soon(then)
+
+            loop.call_soon_threadsafe(launch)
+            assert made.wait(30)
+            _count("face sends", len(sizes))
+
+        def _on_loop(self, fn: Callable[[], object]) -> None:
+            done = threading.Event()
+            self.provider.loop.call_soon_threadsafe(lambda: (fn(), done.set()))
+            assert done.wait(30)
+
+        def _face_done(self, record: Posted, task: asyncio.Task[int]) -> None:
+            self.face_tasks.discard(task)
+            if not self.face_tasks:
+                self.faces_idle.set()
+            exc = task.exception()
+            if exc is None:
+                record.ov.InternalHigh = task.result()
+                record.ov.Internal = 0
+            elif isinstance(exc, w.WSAError) and exc.winerror in ALLOWED_FAILURES:
+                record.ov.Internal = w.ntstatus_of(exc.winerror)  # started, then failed
+            else:
+                # Refused at once (shut down, closed): nothing started (S2.3).
+                assert isinstance(exc, w.WSAError), repr(exc)
+                record.rc, record.err = w.SOCKET_ERROR, exc.winerror
+                record.ov.Internal = 0
 
         @rule()
         def deliver(self) -> None:
@@ -413,6 +504,9 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                     worker.end()
                 for conn in self.connections:
                     conn.reading.set()
+                    if conn.open:  # the face's tasks hear of their aborts while the loop runs
+                        self.provider.WSPCloseSocket(conn.handle, INT())
+                assert self.faces_idle.wait(30), "a face send was never answered"
                 self.provider.close()  # everything still pending completes now (S2.4)
                 self._check_all()
                 everything = [p for c in self.connections for p in c.posted]
