@@ -26,7 +26,11 @@ the transport's buffer size; the engine adds the policies around it:
 * Coalescing: the first send of a loop iteration is handed on at once (and
   usually completes at once, S2.1); the sends after it in the same iteration
   wait for one gather write at the iteration's end, which the adapter offers
-  to the kernel whole when the transport holds nothing.
+  to the kernel whole when the transport holds nothing.  The asyncio face's
+  sends after the first are held there complete instead (one record whose
+  status is already 0, as another thread's staged send; ``_face.sender``).
+  A record already complete in ``waiting`` is consumed bytes: the aborts below
+  skip it, a close still sends it, and its completion is a no-op.
 * A fault injected "at completion" (S12.1) rides on its operation to the head of
   the queue and completes there, after the sends before it (S6.4's order).
 * An abort takes exactly the operations its rule names (S10): a close takes all,

@@ -1,5 +1,6 @@
 """The asyncio face's calls of every message (issue 13): a send that completes at once, or a
-receive of bytes already arrived, without a structure, a record or a future.
+receive of bytes already arrived, without a structure or a future -- and, for a send, at most
+one record per loop iteration.
 
 At 64 B the face's cost is its Python frames and checks (``benchmarks/README.md``), so each
 socket object of :mod:`wsp_async.aio` has its ``send`` and ``recv_into`` made here, once:
@@ -48,14 +49,22 @@ def sender(
     """The asyncio face's ``send(buffers, flags=0)`` for ``adapter``'s socket.
 
     A send of one bytes-like buffer, without flags, on the loop thread, that completes
-    at once -- held within the emulated send buffer (S4.1) -- goes straight to
-    ``transport.write`` and returns its length: no structure, no record, no future.
-    Everything else is awaited through ``posted`` (the full path).  A datagram
-    socket's is ``posted`` itself.
+    at once -- held within the emulated send buffer (S4.1) -- returns its length without
+    a structure or a future.  The first of a loop iteration goes straight to
+    ``transport.write`` and marks the iteration (the adapter's coalescing); each one
+    after it is *held*: added to one record already complete at the head of the send
+    queue (the kind another thread's staged send uses, so close, SD_SEND, SIO_FLUSH,
+    CancelIoEx and thread exit already treat it as consumed bytes), which the
+    end-of-iteration pump offers to the kernel in one gather write.  A task that sends
+    in a loop never suspends on a send that fits, so its whole train is one iteration:
+    one system call per ``SO_SNDBUF``'s worth instead of one per message.  When the
+    room runs out the next send takes the full path, which hands the held bytes on
+    before it.  Everything else is awaited through ``posted`` (the full path).  A
+    datagram socket's is ``posted`` itself.
 
-    At once only when nothing of this socket's sends is queued, in flight or on its
-    way from another thread: then completing at once overtakes no earlier send or
-    notice (S5.3, S6.4).  Every pending send is in one of those places (the send
+    At once only when nothing of this socket's sends is queued (but that record), in
+    flight or on its way from another thread: then completing at once overtakes no
+    earlier send or notice (S5.3, S6.4).  Every pending send is in one of those places (the send
     queue, the hand-off, its ``front``), so the pending count need not be read: a
     send counted but not yet queued is one whose post has not returned on its own
     thread, and a send concurrent with this one may go either side of it.
@@ -69,7 +78,13 @@ def sender(
 
     The room in the send buffer is judged on the loop's last reading of the
     transport's buffer, which only overstates it (the transport drains between two
-    readings): a train of small sends asks the transport once per buffer's worth.
+    readings), plus what was written or held since: a train of small sends asks the
+    transport once per buffer's worth, and never while bytes are held (its reading
+    would leave them out).  Held bytes are only ever added while nothing but their
+    record waits, and every reading of the transport is followed by a pump that
+    hands that record on first, so the bound stays one.  Nothing is held once other
+    threads may write straight to the kernel: their staged sends are records of the
+    same kind, not counted in that bound.
 
     One coroutine function made here, bound on the face's socket object, so that a
     send costs one Python frame beyond the transport's write: at 64 B the frames *are*

@@ -170,7 +170,8 @@ class SendQueue(Generic[Op]):
         ``GATHER_BYTES`` in ``GATHER_BUFFERS`` buffers of plain sends: what the kernel
         takes is consumed, and what it does not reach comes back to ``waiting``.
         :attr:`offer` says whether the batch returned is such a one (several plain
-        sends, or one in several buffers); the pieces of a TransmitFile never are: they never go back.
+        sends, or one in several buffers); the pieces of a TransmitFile never are: they
+        never go back.
         """
         batch: list[Op] = []
         waiting = self.waiting
