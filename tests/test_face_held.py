@@ -71,6 +71,25 @@ def _train(count: int, first: int = 0) -> bytes:
     return b"".join(_numbered(i) for i in range(first, first + count))
 
 
+class _Notices:
+    """A completion routine (S6.1) that records each notice it gets."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+        self.came = asyncio.Event()
+
+    def __call__(self, error: int, transferred: int, ov: w.WSAOVERLAPPED, flags: int) -> None:
+        self.seen.append((error, transferred))
+        self.came.set()
+
+    async def settled(self) -> list[tuple[int, int]]:
+        """The notices, once the first has come and the loop has run once more (a
+        doubled one would be there by then)."""
+        await asyncio.wait_for(self.came.wait(), 30)
+        await asyncio.sleep(0)
+        return self.seen
+
+
 async def test_held_sends_go_out_in_order_before_a_close() -> None:
     # SPEC S4.1, S5.3, S10.2: a close in the same step still sends what completed, in
     # order, then ends the stream gracefully.
@@ -106,13 +125,7 @@ async def test_a_flush_or_a_cancel_in_the_same_step_cannot_take_back_held_sends(
     sock, conn, srv = await _pair()
     p = sock.provider
     err = w.INT()
-    notices: list[tuple[int, int]] = []
-    done = asyncio.Event()
-
-    def routine(error: int, transferred: int, ov: w.WSAOVERLAPPED, flags: int) -> None:
-        notices.append((error, transferred))
-        done.set()
-
+    routine = _Notices()
     await _send_train(sock, 50)
     rc = p.WSPSend(
         sock.handle, [w.WSABUF(4, b"LOST")], 1, None, 0, w.WSAOVERLAPPED(), routine, None, err
@@ -126,9 +139,7 @@ async def test_a_flush_or_a_cancel_in_the_same_step_cannot_take_back_held_sends(
     )
     await _send_train(sock, 10, first=100)
     assert await _read_exactly(conn, 110 * 64) == _train(110)
-    await asyncio.wait_for(done.wait(), 30)
-    await asyncio.sleep(0)
-    assert notices == [(w.WSA_OPERATION_ABORTED, 0)]
+    assert await routine.settled() == [(w.WSA_OPERATION_ABORTED, 0)]
     sock.close()
     conn.close()
     srv.close()
@@ -140,22 +151,14 @@ async def test_an_spi_send_after_held_sends_keeps_its_place_and_one_notice() -> 
     sock, conn, srv = await _pair()
     p = sock.provider
     err = w.INT()
-    notices: list[tuple[int, int]] = []
-    done = asyncio.Event()
-
-    def routine(error: int, transferred: int, ov: w.WSAOVERLAPPED, flags: int) -> None:
-        notices.append((error, transferred))
-        done.set()
-
+    routine = _Notices()
     await _send_train(sock, 100)
     ov = w.WSAOVERLAPPED()
     rc = p.WSPSend(sock.handle, [w.WSABUF(6, b"middle")], 1, None, 0, ov, routine, None, err)
     assert rc == 0 or err.value == w.WSA_IO_PENDING
     await _send_train(sock, 100, first=100)  # behind a pending send: the full path
     assert await _read_exactly(conn, 200 * 64 + 6) == _train(100) + b"middle" + _train(100, 100)
-    await asyncio.wait_for(done.wait(), 30)
-    await asyncio.sleep(0)
-    assert notices == [(0, 6)]
+    assert await routine.settled() == [(0, 6)]
     sock.close()
     conn.close()
     srv.close()
