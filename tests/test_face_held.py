@@ -302,3 +302,37 @@ def _proactor_shutdown_artefact(context: dict[str, object]) -> bool:
         and exc.errno == errno.ENOTCONN
         and "_call_connection_lost" in repr(context.get("handle"))
     )
+
+
+async def test_small_gather_lists_are_held_whole_and_bad_ones_refused() -> None:
+    # SPEC S5.3, S5.2, S9 (WSAEFAULT), S2.3: a small gather list of bytes-like buffers is
+    # one send, held like any other, its mutable parts copied; a list with a strided,
+    # released or non-buffer entry is refused with nothing sent; a large list goes whole.
+    sock, conn, srv = await _pair()
+    scratch = bytearray(32)
+    expected = bytearray()
+    for i in range(200):
+        scratch[:] = _numbered(i)[:32]
+        parts = (_numbered(i)[32:48], scratch, memoryview(_numbered(i))[48:])
+        parts = (parts[1], parts[0], parts[2])  # header from the reused bytearray
+        assert await sock.send(list(parts) if i % 2 else parts) == 64
+        expected += _numbered(i)
+    assert _held(sock) == 199 * 64
+    scratch[:] = b"\xff" * 32  # reused: the held copy is what was sent
+    released = memoryview(b"gone")
+    released.release()
+    for bad in (
+        [b"ok", memoryview(bytearray(b"abcdef"))[::2]],
+        [b"ok", released],
+        [b"ok", 42],
+    ):
+        with pytest.raises(w.WSAError) as info:
+            await sock.send(bad)
+        assert info.value.winerror == w.WSAEFAULT
+    large = [bytes([65 + i]) * 10000 for i in range(3)]  # past what is joined
+    assert await sock.send(large) == 30000
+    expected += b"".join(large)
+    assert await _read_exactly(conn, len(expected)) == bytes(expected)
+    sock.close()
+    conn.close()
+    srv.close()

@@ -212,14 +212,14 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
     assert "x raw" in bench.format_table(result)
 
 
-async def test_face_sends_of_one_step_make_one_record_and_two_writes(
-    monkeypatch,
-) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("shape", ["one buffer", "gather list"])
+async def test_face_sends_of_one_step_make_one_record_and_two_writes(monkeypatch, shape) -> None:  # type: ignore[no-untyped-def]
     # Issue 13 (SPEC S4.1, S5.3): awaited sends that fit the send buffer complete at once
     # without a WSAOVERLAPPED or a future.  The first of a loop iteration goes straight to
     # transport.write; the ones after it are held, complete, in one record (an Operation
     # already complete) and reach the kernel in one gather write when the iteration ends.
-    # Their bytes keep their order with a full-path send posted after them.
+    # Their bytes keep their order with a full-path send posted after them.  A small
+    # gather list (a header and a body) is joined into one buffer and goes the same way.
     import asyncio
 
     from wsp_async._operation import Operation
@@ -277,7 +277,10 @@ async def test_face_sends_of_one_step_make_one_record_and_two_writes(
     monkeypatch.setattr(Structure, "__init__", ov_init)
     try:
         for i in range(100):
-            assert await sock.send(bytes([65 + i % 26]) * 64) == 64
+            message = bytes([65 + i % 26]) * 64
+            if shape == "gather list":
+                message = [message[:16], memoryview(message)[16:]]  # type: ignore[assignment]
+            assert await sock.send(message) == 64
         assert made == ["Operation"] and writes == [64] and gathers == []  # held, complete
         await asyncio.sleep(0)  # the iteration ends: one write of the 99 held
         # Offered to the kernel in one gather write when the transport holds nothing;
@@ -285,8 +288,8 @@ async def test_face_sends_of_one_step_make_one_record_and_two_writes(
         # first write is still in flight).
         assert (writes, gathers) in (([64], [99]), ([64, 99 * 64], []))
         assert not adapter.engine.sendq and adapter.engine.pending.count == 0
-        assert await sock.send([b"!", b"end"]) == 4  # a gather list: the full path
-        assert made.count("Operation") == 2
+        assert await sock.send([b"!", b"end"], w.MSG_DONTROUTE) == 4  # flags: the full path
+        assert made.count("Operation") == 2 and "WSAOVERLAPPED" in made
     finally:
         adapter.transport, adapter.sock = transport, host
     expected = b"".join(bytes([65 + i % 26]) * 64 for i in range(100)) + b"!end"
