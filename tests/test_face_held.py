@@ -336,3 +336,65 @@ async def test_small_gather_lists_are_held_whole_and_bad_ones_refused() -> None:
     sock.close()
     conn.close()
     srv.close()
+
+
+@pytest.mark.parametrize("action", ["close", "shutdown", "flush"])
+async def test_another_thread_ending_the_stream_midway_loses_no_completed_send(
+    action: str,
+) -> None:
+    # SPEC S10.1-S10.3, S2.4, S5.3: while a task sends bursts (the first of each written,
+    # the rest held), another thread closes, half-closes or flushes the socket at a moment
+    # of its own.  Every send that returned its length reaches the peer, in order, whole;
+    # every one after the close or half-close fails; nothing arrives that was not returned.
+    sock, conn, srv = await _pair()
+    p = sock.provider
+    loop = asyncio.get_running_loop()
+    reader = asyncio.ensure_future(_read_to_end(conn))
+    go = threading.Event()
+    results: list[int] = []
+
+    def end_it() -> None:
+        go.wait(30)
+        err = w.INT()
+        if action == "close":
+            results.append(p.WSPCloseSocket(sock.handle, err))
+        elif action == "shutdown":
+            results.append(p.WSPShutdown(sock.handle, w.SD_SEND, err))
+        else:
+            results.append(
+                p.WSPIoctl(
+                    sock.handle, w.SIO_FLUSH, None, 0, None, 0, w.DWORD(), None, None, None, err
+                )
+            )
+
+    ender = threading.Thread(target=end_it)
+    ender.start()
+    sent = bytearray()
+    refused = 0
+    for burst in range(400):
+        if burst == 40:
+            go.set()
+        for i in range(burst % 7 + 1):
+            message = _numbered(burst * 8 + i)[: 16 + (burst * 8 + i) % 49]
+            try:
+                assert await sock.send(message) == len(message)
+            except w.WSAError as exc:
+                assert exc.winerror in (w.WSAENOTSOCK, w.WSAESHUTDOWN)
+                refused += 1
+            else:
+                assert not refused, "a send succeeded after one was refused"
+                sent += message
+        await asyncio.sleep(0)
+        if results and refused:
+            break
+    await loop.run_in_executor(None, ender.join, 30)
+    assert results == [0]
+    if action == "flush":
+        assert refused == 0
+        await sock.shutdown(w.SD_SEND)
+    else:
+        assert refused > 0
+    assert await asyncio.wait_for(reader, 30) == bytes(sent)
+    sock.close()
+    conn.close()
+    srv.close()
