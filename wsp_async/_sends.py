@@ -32,6 +32,7 @@ __all__ = ["Sends"]
 
 
 ABORTED = WSAErr.WSA_OPERATION_ABORTED
+SEND = OpKind.SEND  # a module global: read on every post
 
 
 class Sends:
@@ -70,7 +71,7 @@ class Sends:
         engine = sock.engine
         flags = dwFlags if type(dwFlags) is int else integer(dwFlags, "dwFlags is not an int")
         op = self.posting.overlapped(
-            sock, OpKind.SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
+            sock, SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
         if type(lpNumberOfBytesSent) not in BOXES:
             check_count_box(lpNumberOfBytesSent, op is not None)
