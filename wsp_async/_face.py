@@ -20,7 +20,7 @@ from typing import Any
 
 from ._adapter import SocketAdapter, kept
 from ._engine import SocketState
-from ._operation import Operation, OpKind
+from ._operation import Operation, OpKind, held_send
 
 __all__ = ["FaceCall", "receiver", "sender"]
 
@@ -182,9 +182,9 @@ def sender(
             data = kept(data)  # the transport may keep it; the caller's buffer is its own
         if engine.coalescing and not adapter.foreign_writes:
             # Not the first send of this loop iteration: held, complete, for the gather
-            # write at its end (an Operation already complete, as another thread's
+            # write at its end (a held_send record, as another thread's
             # staged send is).  The sends after it join it while they fit.
-            waiting.append(Operation(OpKind.SEND, [data], size, status=0))
+            waiting.append(held_send([data], size))
             sendq.buffered = buffered
             return size
         if not adapter.foreign_writes:

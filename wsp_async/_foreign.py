@@ -20,7 +20,7 @@ from collections.abc import Callable
 from ._adapter import SocketAdapter
 from ._arguments import skip
 from ._engine import ABORTED
-from ._operation import Operation, OpKind
+from ._operation import Operation, held_send
 
 __all__ = ["send_direct", "send_staged"]
 
@@ -98,7 +98,7 @@ def send_staged(adapter: SocketAdapter, op: Operation) -> bool:
         return False
     buffers = op.buffers
     data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
-    carrier = Operation(OpKind.SEND, [data], op.nbytes, status=0)
+    carrier = held_send([data], op.nbytes)
     sendq = engine.sendq
     handoff = adapter.handoff
     with handoff.lock:

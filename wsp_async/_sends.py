@@ -18,7 +18,7 @@ from ._adapter import SocketAdapter
 from ._arguments import BOXES, capture, check_count_box, integer, sockaddr
 from ._engine import SocketState
 from ._foreign import send_direct, send_staged
-from ._operation import Operation, OpKind
+from ._operation import SEND, Operation
 from ._parts import Parts
 from ._posting import Posting, prepare_wait
 from ._spi import PENDING
@@ -32,7 +32,6 @@ __all__ = ["Sends"]
 
 
 ABORTED = WSAErr.WSA_OPERATION_ABORTED
-SEND = OpKind.SEND  # a module global: read on every post
 
 
 class Sends:
@@ -170,7 +169,7 @@ class Sends:
         self, sock: SocketAdapter, buffers: list[Any], total: int, flags: int, address: Any
     ) -> int:
         """Non-overlapped send (S8): blocking returns when consumed; non-blocking is all or nothing."""
-        op = Operation(OpKind.SEND, buffers, total, None, None, None, None, None, flags, address)
+        op = Operation(SEND, buffers, total, None, None, None, None, None, flags, address)
         op.handle = sock.handle
         if flags & MSG_OOB:
             op.urgent = True
