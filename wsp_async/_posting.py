@@ -78,11 +78,13 @@ class Posting:
                 raise WSAError(WSAErr.WSAEFAULT, "lpThreadId is not a WSATHREADID")
         else:
             hevent = lpOverlapped.hEvent
-            if link is not None and (
-                isinstance(hevent, NoPortPacket) or (type(hevent) is int and hevent & 1)
-            ):
-                link = None  # the low bit of hEvent: no packet (S13.2)
-                hevent = getattr(hevent, "event", None)
+            if isinstance(hevent, NoPortPacket):
+                # The low bit of hEvent: no packet (S13.2), but the event is still set
+                # (S7.1) -- whether or not the socket has a port.
+                link = None
+                hevent = hevent.event
+            elif link is not None and type(hevent) is int and hevent & 1:
+                link = None
             event = hevent if isinstance(hevent, WSAEVENT) else None
         if issuer is not None and issuer not in parts.threads.watched:
             parts.threads.watch(issuer)

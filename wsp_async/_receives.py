@@ -177,6 +177,11 @@ class Receives:
         status = lpOverlapped.Internal
         if status == STATUS_PENDING:
             op = operation_of(lpOverlapped)
+            if op is None:
+                # Completed between the two reads: the door writes Internal before it
+                # unties the structure, so a second read sees the result.
+                status = lpOverlapped.Internal
+        if status == STATUS_PENDING:
             if not fWait or op is None:
                 raise WSAError(WSAErr.WSA_IO_INCOMPLETE)
             if op.routine is not None and self.parts.debug:

@@ -37,8 +37,11 @@ class CompletionPortReader:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
 
-        def notify(waiter: Any) -> None:
+        def notify(waiter: Any) -> bool:
+            if loop.is_closed():
+                return False  # the port hands the packet to the next waiter (S13.7)
             loop.call_soon_threadsafe(_settle, future, waiter)
+            return True
 
         got = port.take_or_wait(notify)
         if isinstance(got, tuple):
@@ -50,7 +53,9 @@ class CompletionPortReader:
         except asyncio.CancelledError:
             packet = port.withdraw(got)
             if packet is not None:
-                port.queue(packet)  # handed to us as we gave up: someone else takes it
+                # Handed to us as we gave up: back at the head, so that the packets
+                # queued since do not overtake it.
+                port.queue(packet, front=True)
             raise
         if waiter.packet is None:
             raise WSAError(ERROR_ABANDONED_WAIT_0, "the completion port was closed")

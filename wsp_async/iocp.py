@@ -88,7 +88,8 @@ class OVERLAPPED_ENTRY:
 class _Waiter:
     signal: threading.Event = attrs.field(factory=threading.Event)
     packet: Packet | None = None
-    #: For a coroutine's wait: called (on the releasing thread) instead of a thread's wake-up.
+    #: For a coroutine's wait: called (on the releasing thread, under the port's lock)
+    #: instead of a thread's wake-up; it returns False, or raises, when it cannot deliver.
     notify: Callable[[_Waiter], object] | None = None
 
 
@@ -109,22 +110,35 @@ class CompletionPort:
         """How many threads wait on the port now."""
         return len(self._waiters)
 
-    def queue(self, packet: Packet) -> bool:
-        """Queue one packet; False when the port is closed (the packet is dropped, S13.8)."""
+    def queue(self, packet: Packet, front: bool = False) -> bool:
+        """Queue one packet; False when the port is closed (the packet is dropped, S13.8).
+
+        The packet goes to the waiter that waited last (S13.7); a coroutine's waiter whose
+        loop can no longer take it (closed under it) is skipped and forgotten, and the
+        packet goes to the next waiter or stays queued: one dead waiter never fails the
+        door nor loses a packet.  ``front`` puts it back at the head of the queue (a packet
+        given back by a waiter that gave up: it came before the ones queued since).
+        """
         with self._lock:
             if self.closed:
                 return False
-            if self._waiters:
-                waiter = self._waiters.pop()  # the last to wait is released first (S13.7)
+            waiters = self._waiters
+            while waiters:
+                waiter = waiters.pop()  # the last to wait is released first (S13.7)
                 waiter.packet = packet
                 if waiter.notify is None:
                     waiter.signal.set()
                     return True
+                # Under the lock: a notify only schedules (call_soon_threadsafe), and a
+                # waiter that withdraws meanwhile then sees its packet and gives it back.
+                if _notified(waiter):
+                    return True
+                waiter.packet = None
+            if front:
+                self._packets.appendleft(packet)
             else:
                 self._packets.append(packet)
-                return True
-        waiter.notify(waiter)
-        return True
+            return True
 
     def close(self) -> None:
         """CloseHandle: release every waiter (ERROR_ABANDONED_WAIT_0); drop what is queued."""
@@ -136,7 +150,7 @@ class CompletionPort:
             if waiter.notify is None:
                 waiter.signal.set()
             else:
-                waiter.notify(waiter)
+                _notified(waiter)
 
     def take_or_wait(self, notify: Callable[[_Waiter], object]) -> Packet | int | _Waiter:
         """For a coroutine: a packet now, ERROR_ABANDONED_WAIT_0, or a registered waiter
@@ -213,6 +227,15 @@ class CompletionPort:
     def _pop(self, count: int) -> list[Packet]:
         packets = self._packets
         return [packets.popleft() for _ in range(min(count, len(packets)))]
+
+
+def _notified(waiter: _Waiter) -> bool:
+    """Call a coroutine waiter's ``notify``; False when it could not take the wake-up (its
+    loop is closed) -- the caller then hands the packet on."""
+    try:
+        return waiter.notify(waiter) is not False  # type: ignore[misc]
+    except Exception:
+        return False
 
 
 @attrs.define(eq=False)

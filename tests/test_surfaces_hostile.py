@@ -1,0 +1,149 @@
+"""The newer surfaces used as a hostile program would (issue 21): ports and their readers,
+the extension functions, ``WSPGetOverlappedResult`` racing a completion, ``Provider.close``
+from two threads.  Each test failed before its fix; plain sockets on 127.0.0.1 are the
+peers; both loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import threading
+
+import pytest
+
+import wsp_async as w
+from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
+from wsp_async.aio import CompletionPortReader
+from wsp_async.constants import STATUS_PENDING
+from wsp_async.iocp import port_object
+
+from .conftest import connect, eventually, make_socket, new_loop, recv_exact
+
+ADDR = 16 + 16  # sizeof(SOCKADDR_IN) + 16
+
+
+class Box:
+    def __init__(self, value: object = None) -> None:
+        self.value = value
+
+
+def gqcs(port: int, ms: int = 10_000) -> tuple[bool, int, object, object, int]:
+    n, key, ov = DWORD(), Box(), Box()
+    ok = w.GetQueuedCompletionStatus(port, n, key, ov, ms)
+    return ok, n.value, key.value, ov.value, w.GetLastError()
+
+
+def new_port() -> int:
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    assert port
+    return port
+
+
+# ---------------------------------------------------------------- events and ports
+
+
+def test_no_port_packet_on_a_socket_without_a_port_still_sets_the_event(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.2, S7.1: the low bit of hEvent only withholds a packet; the event is set
+    # when the operation completes, whether or not the socket has a port.
+    s, conn = connect(provider, listener)
+    event = w.WSACreateEvent()
+    ov = WSAOVERLAPPED(hEvent=w.NoPortPacket(event))
+    err = INT()
+    rc = provider.WSPSend(s, [WSABUF(5, b"hello")], 1, None, 0, ov, None, None, err)
+    assert rc == 0 or err.value == w.WSA_IO_PENDING
+    assert w.WSAWaitForMultipleEvents(1, [event], False, 10_000, False) == w.WSA_WAIT_EVENT_0
+    assert ov.Internal == 0 and ov.InternalHigh == 5
+    assert recv_exact(conn, 5) == b"hello"
+
+
+def test_a_reader_left_on_a_closed_loop_never_fails_the_port(loop_kind):  # type: ignore[no-untyped-def]
+    # SPEC S13.6, S13.7: delivery to one dead waiter never fails the door; the packet goes
+    # to the next waiter, or stays queued.
+    port = new_port()
+    loop = new_loop(loop_kind)
+
+    async def leave_a_reader_waiting() -> asyncio.Task[object]:
+        task = asyncio.ensure_future(CompletionPortReader(port).get())
+        while port_object(port).waiting == 0:  # type: ignore[union-attr]
+            await asyncio.sleep(0)
+        return task
+
+    task = loop.run_until_complete(leave_a_reader_waiting())
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # it dies with its loop
+    loop.close()
+    try:
+        assert w.PostQueuedCompletionStatus(port, 7, "key", None) is True
+        assert gqcs(port, 10_000)[:3] == (True, 7, "key")
+        assert port_object(port).waiting == 0  # type: ignore[union-attr]
+    finally:
+        w.CloseHandle(port)
+
+
+async def test_a_reader_cancelled_as_a_packet_comes_gives_it_back_at_the_head() -> None:
+    # SPEC S13.2, S13.7: a packet handed to a wait that is being cancelled goes back before
+    # the packets queued after it: the port's order is kept.
+    port = new_port()
+    try:
+        reader = CompletionPortReader(port)
+        task = asyncio.ensure_future(reader.get())
+        while port_object(port).waiting == 0:  # type: ignore[union-attr]
+            await asyncio.sleep(0)
+        # The first packet is handed to the waiting reader, whose wake-up is scheduled;
+        # the reader is cancelled before it runs; more packets come meanwhile.
+        for n in range(1, 6):
+            assert w.PostQueuedCompletionStatus(port, n, None, None)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        got = [(await reader.get()).dwNumberOfBytesTransferred for _ in range(5)]
+        assert got == [1, 2, 3, 4, 5]
+    finally:
+        w.CloseHandle(port)
+
+
+# ---------------------------------------------------------------- results
+
+
+class _RacingStructure(WSAOVERLAPPED):
+    """A structure whose first read of a pending ``Internal`` lets the operation complete
+    before the reader goes on: the window between "pending?" and "which operation?"."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.race: object = None
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    @property  # type: ignore[override]
+    def Internal(self) -> int:
+        value = self.__dict__["internal"]
+        race, self.race = self.race, None
+        if race is not None and value == STATUS_PENDING:
+            race()  # type: ignore[operator]
+        return value  # type: ignore[no-any-return]
+
+    @Internal.setter
+    def Internal(self, value: int) -> None:
+        self.__dict__["internal"] = value
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_get_overlapped_result_sees_a_completion_that_races_its_call(provider, listener, wait):  # type: ignore[no-untyped-def]
+    # SPEC S7.2, S2.5: an operation that completes during the call is reported complete
+    # (never WSA_IO_INCOMPLETE after the structure stopped being pending).
+    s, conn = connect(provider, listener)
+    ov = _RacingStructure(hEvent=w.WSACreateEvent())
+    data = bytearray(4)
+    err = INT()
+    rc = provider.WSPRecv(s, [WSABUF(4, data)], 1, None, DWORD(), ov, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+
+    def complete_now() -> None:
+        conn.sendall(b"ping")
+        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+
+    ov.race = complete_now
+    count, flags = DWORD(), DWORD()
+    assert provider.WSPGetOverlappedResult(s, ov, count, wait, flags, err) is True, err.value
+    assert count.value == 4 and data == b"ping"
