@@ -147,3 +147,68 @@ def test_get_overlapped_result_sees_a_completion_that_races_its_call(provider, l
     count, flags = DWORD(), DWORD()
     assert provider.WSPGetOverlappedResult(s, ov, count, wait, flags, err) is True, err.value
     assert count.value == 4 and data == b"ping"
+
+
+# ---------------------------------------------------------------- the _overlapped face
+
+
+@pytest.fixture
+def face(loop_kind):  # type: ignore[no-untyped-def]
+    from wsp_async import overlapped as ov_face
+
+    p = w.Provider(use_uvloop=loop_kind == "uvloop")
+    previous = ov_face.use_provider(p)
+    try:
+        yield ov_face
+    finally:
+        ov_face.use_provider(previous)
+        p.close()
+
+
+def test_accept_ex_getresult_never_dup2s_onto_a_number_the_program_reused(face):  # type: ignore[no-untyped-def]
+    # SPEC S16.4, S17.1: the program closed its accept socket and the number now names a
+    # file of its own: getresult() leaves the file alone.
+    import stat
+
+    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    conn = socket.socket()
+    with listener, tempfile.TemporaryFile() as file:
+        face.CreateIoCompletionPort(listener.fileno(), port, 0, 0)
+        accept = face.Overlapped(face.NULL)
+        accept.AcceptEx(listener.fileno(), conn.fileno())
+        with socket.create_connection(listener.getsockname(), timeout=10) as client:
+            assert face.GetQueuedCompletionStatus(port, 10_000)[3] == accept.address
+            number = conn.fileno()
+            conn.close()
+            os.dup2(file.fileno(), number)  # the program reuses the number for a file
+            try:
+                accept.getresult()
+                assert stat.S_ISREG(os.fstat(number).st_mode)
+                file.write(b"still a file")
+                file.flush()
+                assert os.pread(number, 12, 0) == b"still a file"
+                client.settimeout(10)
+                assert client.recv(1) == b""  # the connection nobody holds is closed
+            finally:
+                os.close(number)
+    face.CloseHandle(port)
+
+
+def test_an_overlapped_closes_the_event_it_made(face):  # type: ignore[no-untyped-def]
+    # SPEC S17.1: Overlapped() makes an event of its own and closes it when it goes away,
+    # as CPython's does; an event the program passed stays open.
+    import gc
+
+    before = len(face._events)
+    for _ in range(1000):
+        face.Overlapped()
+    gc.collect()
+    assert len(face._events) == before
+    mine = face.CreateEvent(None, True, False, None)
+    face.Overlapped(mine)
+    gc.collect()
+    face.SetEvent(mine)  # still open
+    assert face.WaitForSingleObject(mine, 0) == 0
+    face.CloseHandle(mine)

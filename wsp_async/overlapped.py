@@ -347,8 +347,11 @@ class Overlapped:
     """
 
     def __init__(self, event: int = INVALID_HANDLE_VALUE) -> None:
+        #: The event this object made for itself, closed when it goes away (as CPython's
+        #: does); an event the program passed stays the program's.
+        self._own_event = 0
         if event == INVALID_HANDLE_VALUE:
-            event = CreateEvent(None, True, False, None)
+            event = self._own_event = CreateEvent(None, True, False, None)
         self.event = event
         self._ov = WSAOVERLAPPED(hEvent=_events.get(event) if event else None)
         self.address = id(self._ov)
@@ -358,6 +361,7 @@ class Overlapped:
         self._buffer: Any = None
         self._source = _Box()
         self._accept_fd = -1
+        self._accept_identity: tuple[int, int] | None = None
         self._acceptor = 0
         self._rebound = False
 
@@ -465,6 +469,7 @@ class Overlapped:
         self._start(_ACCEPT, _handle(listen_handle))
         self._acceptor = _handle(accept_handle)
         self._accept_fd = accept_handle
+        self._accept_identity = _identity(accept_handle)
         self._buffer = bytearray(2 * _ADDRESS_BLOCK)
         ok = provider().AcceptEx(
             self._handle, self._acceptor, self._buffer, 0, _ADDRESS_BLOCK, _ADDRESS_BLOCK,
@@ -537,6 +542,12 @@ class Overlapped:
         if self._rebound:
             return
         self._rebound = True
+        if _identity(self._accept_fd) != self._accept_identity:
+            # The program closed its accept socket, and the number may name a file of its
+            # own now: never dup2 onto it (S16.4).  The sweep closes the emulated socket
+            # that holds the connection, as closing the accept socket does on Windows.
+            _descriptors.sweep(force=True)
+            return
         host = provider().socket_of(self._acceptor).sock
         os.dup2(host.fileno(), self._accept_fd)
         _descriptors.rebind(self._accept_fd, self._acceptor)
@@ -547,6 +558,13 @@ class Overlapped:
                 self.cancel()
         except Exception:
             pass
+        own = getattr(self, "_own_event", 0)
+        if own:
+            # Nobody can wait on it any more; an operation still completing sets a
+            # closed event, which is harmless.
+            event = _events.pop(own, None)
+            if event is not None:
+                event.close()
 
 
 #: An address block large enough for either family: sizeof(SOCKADDR_IN6) + 16.
