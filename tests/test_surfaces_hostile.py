@@ -20,7 +20,7 @@ from wsp_async.aio import CompletionPortReader
 from wsp_async.constants import STATUS_PENDING
 from wsp_async.iocp import port_object
 
-from .conftest import connect, eventually, make_socket, new_loop, recv_exact
+from .conftest import connect, eventually, make_socket, new_loop, recv_exact, run_script
 
 ADDR = 16 + 16  # sizeof(SOCKADDR_IN) + 16
 
@@ -212,3 +212,40 @@ def test_an_overlapped_closes_the_event_it_made(face):  # type: ignore[no-untype
     face.SetEvent(mine)  # still open
     assert face.WaitForSingleObject(mine, 0) == 0
     face.CloseHandle(mine)
+
+
+# ---------------------------------------------------------------- Provider.close
+
+
+_TWO_CLOSERS = """
+import socket, sys, threading
+import wsp_async as w
+for _ in range(20):
+    p = w.Provider(use_uvloop=sys.argv[1] == "uvloop")
+    server = socket.create_server(("127.0.0.1", 0))
+    err = w.INT()
+    for _ in range(4):
+        s = p.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)
+        assert p.WSPConnect(s, server.getsockname(), None, None, None, None, None, err) == 0
+    barrier = threading.Barrier(3)
+    def close():
+        barrier.wait()
+        p.close()
+        assert p.closed
+    threads = [threading.Thread(target=close) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    server.close()
+import gc
+gc.collect()
+"""
+
+
+def test_threads_closing_one_provider_at_once_close_it_once(loop_kind):  # type: ignore[no-untyped-def]
+    # SPEC S2.4, S10.2: close is idempotent and race-free: no task destroyed pending, no
+    # loop stopped under a wind-down, no coroutine left unawaited; every caller returns
+    # with the provider closed.
+    out = run_script(_TWO_CLOSERS.replace("sys.argv[1]", repr(loop_kind)), "-W", "error")
+    assert out.stderr == ""

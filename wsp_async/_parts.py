@@ -64,6 +64,11 @@ class Parts:
     closing: set[SocketAdapter] = attrs.field(factory=set)
     closing_changed: Callable[[], object] | None = None
     closed: bool = False
+    #: The first ``close()`` claims the close under this lock; another thread's close
+    #: returns once the first has closed every socket (never two wind-downs).
+    close_lock: threading.Lock = attrs.field(factory=threading.Lock)
+    close_begun: bool = False
+    close_done: threading.Event = attrs.field(factory=threading.Event)
     #: Adopted sockets by file descriptor (S16.1), checked against the fd on lookup.
     by_fd: dict[int, SocketAdapter] = attrs.field(factory=dict)
     by_fd_lock: threading.Lock = attrs.field(factory=threading.Lock)
@@ -170,7 +175,23 @@ class Parts:
 
     # ------------------------------------------------------------------ provider close
     def close(self, timeout: float) -> None:
-        """Close every socket, aborting what is pending (S2.4); see ``Provider.close``."""
+        """Close every socket, aborting what is pending (S2.4); see ``Provider.close``.
+
+        Idempotent and safe from any number of threads at once: one caller closes; the
+        others return once the sockets are closed (at once on the loop's own thread,
+        which the closing caller may be waiting for)."""
+        with self.close_lock:
+            first, self.close_begun = not self.close_begun, True
+        if not first:
+            if not self.io.here():
+                self.close_done.wait(timeout)
+            return
+        try:
+            self._close(timeout)
+        finally:
+            self.close_done.set()
+
+    def _close(self, timeout: float) -> None:
         if self.closed:
             return
         io = self.io
