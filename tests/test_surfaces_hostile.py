@@ -249,3 +249,55 @@ def test_threads_closing_one_provider_at_once_close_it_once(loop_kind):  # type:
     # with the provider closed.
     out = run_script(_TWO_CLOSERS.replace("sys.argv[1]", repr(loop_kind)), "-W", "error")
     assert out.stderr == ""
+
+
+# ---------------------------------------------------------------- TransmitFile
+
+
+class _RefusingTransport:
+    """The socket's own transport, except that it refuses writes once told to (a host
+    transport that raises: the one way its write fails rather than reporting a loss)."""
+
+    def __init__(self, transport: object) -> None:
+        self._transport = transport
+        self.refuse = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+    def write(self, data: object) -> None:
+        if self.refuse.is_set():
+            raise OSError(32, "Broken pipe")
+        self._transport.write(data)  # type: ignore[attr-defined]
+
+    def writelines(self, data: object) -> None:
+        if self.refuse.is_set():
+            raise OSError(32, "Broken pipe")
+        self._transport.writelines(data)  # type: ignore[attr-defined]
+
+
+def test_a_write_refused_in_the_middle_of_transmit_file_completes_it_once(provider, listener, caplog):  # type: ignore[no-untyped-def]
+    # SPEC S14.5, S2.4, S9: a TransmitFile whose next piece the transport refuses completes
+    # once with the write's error -- nothing raised inside the pump, nothing stranded.
+    s, conn = connect(provider, listener)
+    adapter = provider.socket_of(s)
+    refusing = _RefusingTransport(adapter.transport)
+    adapter.transport = refusing
+    with tempfile.TemporaryFile() as file:
+        file.write(os.urandom(8 << 20))
+        file.flush()
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        assert not provider.TransmitFile(s, file, 0, 65536, ov, None, 0)
+        assert w.WSAGetLastError() == w.WSA_IO_PENDING
+        first = conn.recv(65536)  # some pieces went out; more are waiting for room
+        assert first
+        refusing.refuse.set()
+        assert ov.Internal == STATUS_PENDING
+        drain = threading.Thread(target=lambda: conn.recv(16 << 20), daemon=True)
+        drain.start()
+        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+    assert w.wsa_of(ov.Internal) == w.WSAECONNRESET  # EPIPE: the connection is gone
+    err = INT()
+    assert provider.WSPGetOverlappedResult(s, ov, DWORD(), False, DWORD(), err) is False
+    assert err.value == w.wsa_of(ov.Internal)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -341,7 +341,7 @@ class SocketAdapter:
             if not offered:
                 break
             if failed is not None:
-                door.complete_all(batch, engine.write_failed(failed))
+                door.complete_all(engine.sendq.refused(batch), engine.write_failed(failed))
                 continue
             if engine.sendq.pieces:
                 self._ending(done)

@@ -110,10 +110,14 @@ Op = TypeVar("Op", bound=Sendable)
 
 @attrs.define(eq=False, slots=True)
 class Piece(Generic[Op]):
-    """One part of an operation handed on in parts; the last one names its ``owner``."""
+    """One part of an operation handed on in parts; the last one names its ``owner``.
+
+    Every piece knows its ``source``: a piece the transport refused ends its operation
+    (:meth:`SendQueue.refused`), whichever piece it was."""
 
     buffers: list[Any]
     nbytes: int
+    source: Op
     owner: Op | None = None
     end: int = 0
     urgent: bool = False
@@ -236,7 +240,7 @@ class SendQueue(Generic[Op]):
         while not batch or estimate < self.capacity:
             data, last = parts.take()
             size = len(data)
-            batch.append(Piece([data] if size else [], size, op if last else None))
+            batch.append(Piece([data] if size else [], size, op, op if last else None))
             estimate += size
             if last:
                 self.waiting.popleft()
@@ -283,6 +287,22 @@ class SendQueue(Generic[Op]):
         """``nbytes`` went to the transport outside the queue (a non-blocking send, S8.1)."""
         self.written += nbytes
         self.buffered = buffered
+
+    def refused(self, batch: list[Any]) -> list[Op]:
+        """The transport refused ``batch``: the operations it stands for, which complete with
+        the write's error.  An operation whose pieces were in it leaves the queue even when
+        its last piece was not among them: nothing more of it may follow a hole."""
+        if not self.pieces:
+            return batch
+        ops: list[Op] = []
+        for item in batch:
+            op = item.source if type(item) is Piece else item
+            if not ops or ops[-1] is not op:
+                ops.append(op)
+        waiting = self.waiting
+        if waiting and any(op is waiting[0] for op in ops):
+            waiting.popleft()
+        return ops
 
     def remove_waiting(self, which: Callable[[Op], bool] | None = None) -> list[Op]:
         """Withdraw sends not yet handed on (all, or those ``which`` selects), in order.
