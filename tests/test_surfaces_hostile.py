@@ -293,11 +293,93 @@ def test_a_write_refused_in_the_middle_of_transmit_file_completes_it_once(provid
         assert first
         refusing.refuse.set()
         assert ov.Internal == STATUS_PENDING
-        drain = threading.Thread(target=lambda: conn.recv(16 << 20), daemon=True)
-        drain.start()
-        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+        done = threading.Event()
+
+        def drain() -> None:  # read until the notice came: the transport drains, and asks
+            conn.settimeout(0.5)  # the pump for the next piece
+            while not done.is_set():
+                try:
+                    conn.recv(1 << 20)
+                except (TimeoutError, OSError):
+                    pass
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+        finally:
+            done.set()
+            reader.join(10)
     assert w.wsa_of(ov.Internal) == w.WSAECONNRESET  # EPIPE: the connection is gone
     err = INT()
     assert provider.WSPGetOverlappedResult(s, ov, DWORD(), False, DWORD(), err) is False
     assert err.value == w.wsa_of(ov.Internal)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_tf_disconnect_of_a_file_larger_than_the_buffer_closes_once_quietly(provider, listener, caplog):  # type: ignore[no-untyped-def]
+    # SPEC S14.5, S14.4: the disconnect that follows the last piece closes the transport
+    # outside its own write callback: no error logged, the bytes then the FIN, one notice.
+    content = os.urandom(8 << 20)
+    s, conn = connect(provider, listener)
+    transport = provider.socket_of(s).transport
+    with tempfile.TemporaryFile() as file:
+        file.write(content)
+        file.flush()
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        assert not provider.TransmitFile(s, file, 0, 0, ov, None, w.TF_DISCONNECT)
+        # The kernel's buffers fill: the rest goes from the transport's write callback.
+        assert eventually(lambda: transport.get_write_buffer_size() > 0)
+        received = bytearray()
+        while chunk := conn.recv(1 << 20):
+            received += chunk
+        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+    assert received == content
+    assert (ov.Internal, ov.InternalHigh) == (0, len(content))
+    provider.WSPCloseSocket(s, INT())
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize("handle", [1 << 31, (1 << 64) - 1, 1 << 100, -2])
+def test_transmit_file_handles_outside_the_int_range_are_invalid_handles(provider, listener, handle, caplog):  # type: ignore[no-untyped-def]
+    # SPEC S9, S14.5: a handle no descriptor can be is WSA_INVALID_HANDLE, no traceback.
+    s, _conn = connect(provider, listener)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert provider.TransmitFile(s, handle, 0, 0, ov, None, 0) is False
+    assert w.WSAGetLastError() == w.WSA_INVALID_HANDLE
+    assert ov.Internal == 0
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize("what", ["pipe", "socket", "/dev/zero"])
+@pytest.mark.parametrize("overlapped", [True, False])
+def test_transmit_file_takes_regular_files_only_in_both_forms(provider, listener, what, overlapped):  # type: ignore[no-untyped-def]
+    # SPEC S14.5: the file's bytes are read from an offset; a pipe, a socket or a device
+    # has no such bytes.  Both forms give one answer, WSAEINVAL, and nothing is sent.
+    s, conn = connect(provider, listener)
+    closers: list[object] = []
+    if what == "pipe":
+        r, wr = os.pipe()
+        os.write(wr, b"pipe bytes")
+        closers += [lambda: os.close(r), lambda: os.close(wr)]
+        fd = r
+    elif what == "socket":
+        a, b = socket.socketpair()
+        b.sendall(b"socket bytes")
+        closers += [a.close, b.close]
+        fd = a.fileno()
+    else:
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        closers.append(lambda: os.close(fd))
+    try:
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent()) if overlapped else None
+        assert provider.TransmitFile(s, fd, 100, 0, ov, None, 0) is False
+        assert w.WSAGetLastError() == w.WSAEINVAL
+        if ov is not None:
+            assert ov.Internal == 0
+    finally:
+        for close in closers:
+            close()  # type: ignore[operator]
+    err = INT()
+    assert provider.WSPSend(s, [WSABUF(4, b"next")], 1, DWORD(), 0, None, None, None, err) == 0
+    assert recv_exact(conn, 4) == b"next"  # nothing of the refused call went before it

@@ -344,7 +344,7 @@ class SocketAdapter:
                 door.complete_all(engine.sendq.refused(batch), engine.write_failed(failed))
                 continue
             if engine.sendq.pieces:
-                self._ending(done)
+                done = self._ending(done)
             door.complete_ok(done)
             if engine.drain_delay is not None:
                 self.drain_timer = self.loop.call_later(engine.drain_delay, self._drain_tick)
@@ -361,13 +361,28 @@ class SocketAdapter:
             if transport.can_write_eof() and not transport.is_closing():
                 transport.write_eof()
 
-    def _ending(self, done: list[Operation]) -> None:
+    def _ending(self, done: list[Operation]) -> list[Operation]:
         """A TransmitFile with TF_DISCONNECT among the consumed sends: disconnect before
-        it completes, so that its socket may be reused once its notice arrives (S14.5)."""
+        it completes, so that its socket may be reused once its notice arrives (S14.5).
+
+        The disconnect closes the transport, and the pump may be running inside the
+        transport's own write callback (``resume_writing``), which goes on using the
+        transport after we return: so the disconnect, with that operation's completion
+        and every one after it (completion order, S13.2), waits for the next callback of
+        the loop.  Returns what completes now."""
+        for i, op in enumerate(done):
+            parts = op.parts
+            if parts is not None and parts.disconnect and not op.fault:
+                self.loop.call_soon(self._disconnect_and_complete, done[i:])
+                return done[:i]
+        return done
+
+    def _disconnect_and_complete(self, done: list[Operation]) -> None:
         for op in done:
             parts = op.parts
             if parts is not None and parts.disconnect and not op.fault:
                 self.disconnect(parts.reuse)
+        self.door.complete_ok(done)
 
     def _write(self, transport: Any, batch: list[Operation]) -> None:
         first = batch[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import stat
 import threading
 from typing import Any
 
@@ -429,9 +430,13 @@ def _file_descriptor(hFile: object) -> int | None:
     if fd == 0:
         return None
     try:
-        os.fstat(fd)
-    except OSError:
+        mode = os.fstat(fd).st_mode
+    except (OSError, OverflowError, ValueError):  # closed, or no descriptor can be this
         raise WSAError(WSAErr.WSA_INVALID_HANDLE, "hFile is not an open file") from None
+    if not stat.S_ISREG(mode):
+        # The bytes are read from an offset (the overlapped's, or the file pointer): a
+        # pipe, a socket or a device has none.  Both forms refuse it alike.
+        raise WSAError(WSAErr.WSAEINVAL, "hFile is not a regular file")
     return fd
 
 
