@@ -383,3 +383,37 @@ def test_transmit_file_takes_regular_files_only_in_both_forms(provider, listener
     err = INT()
     assert provider.WSPSend(s, [WSABUF(4, b"next")], 1, DWORD(), 0, None, None, None, err) == 0
     assert recv_exact(conn, 4) == b"next"  # nothing of the refused call went before it
+
+
+# ---------------------------------------------------------------- small edges
+
+
+@pytest.mark.parametrize("size", [0, 1, 10, 2 * ADDR - 1])
+def test_get_accept_ex_sockaddrs_with_a_short_block_gives_no_address_and_no_traceback(size):  # type: ignore[no-untyped-def]
+    # SPEC S14.2: a VOID function: blocks too short for an address give None and 0.
+    local, local_len, remote, remote_len = Box(), DWORD(7), Box(), DWORD(7)
+    w.GetAcceptExSockaddrs(bytearray(size), 0, size // 2, size - size // 2, local, local_len, remote, remote_len)  # fmt: skip
+    assert remote.value is None and remote_len.value == 0
+    if size < 2 * ADDR - 1:
+        assert local.value is None and local_len.value == 0
+
+
+def test_get_accept_ex_sockaddrs_with_no_buffer_is_a_clean_fault() -> None:
+    # SPEC S9: a bad pointer is WSAEFAULT, a WSAError, never a struct.error.
+    with pytest.raises(w.WSAError) as caught:
+        w.GetAcceptExSockaddrs(None, 0, ADDR, ADDR, Box(), DWORD(), Box(), DWORD())
+    assert caught.value.winerror == w.WSAEFAULT
+    with pytest.raises(w.WSAError):
+        w.GetAcceptExSockaddrs(bytearray(64), -1, ADDR, ADDR, Box(), DWORD(), Box(), DWORD())
+
+
+@pytest.mark.parametrize("msecs", [1 << 32, -1, (1 << 64) - 1])
+def test_overlapped_get_queued_completion_status_refuses_what_is_not_a_dword(face, msecs):  # type: ignore[no-untyped-def]
+    # SPEC S17.1: CPython's module raises OverflowError outside DWORD (no 49-day wait).
+    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
+    try:
+        with pytest.raises(OverflowError):
+            face.GetQueuedCompletionStatus(port, msecs)
+        assert face.GetQueuedCompletionStatus(port, 0) is None
+    finally:
+        face.CloseHandle(port)

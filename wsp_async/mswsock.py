@@ -11,12 +11,14 @@ remote address, into its output buffer; each address block starts with the binar
 
 from __future__ import annotations
 
+import operator
 import socket as _pysocket
 import struct
 import uuid
 from typing import Any, Final
 
 from .constants import AF_INET, AF_INET6
+from .errors import WSAErr, WSAError
 from .structs import store
 
 __all__ = [
@@ -76,12 +78,45 @@ def GetAcceptExSockaddrs(
     RemoteSockaddr: object,
     RemoteSockaddrLength: object,
 ) -> None:
-    """Read the local and remote addresses ``AcceptEx`` wrote after the first data (S14.2)."""
-    view = memoryview(lpOutputBuffer)  # type: ignore[arg-type]
-    local = decode_sockaddr(view[dwReceiveDataLength : dwReceiveDataLength + dwLocalAddressLength])
-    start = dwReceiveDataLength + dwLocalAddressLength
-    remote = decode_sockaddr(view[start : start + dwRemoteAddressLength])
+    """Read the local and remote addresses ``AcceptEx`` wrote after the first data (S14.2).
+
+    Like Windows' (a VOID function), it does not fail on a block: one too short for the
+    address it should hold (a length of 0 included) gives ``None`` and a length of 0.  A
+    buffer that is not a buffer at all, or lengths that are not lengths, raise
+    ``WSAError(WSAEFAULT)`` -- the bad pointer Windows would crash on.
+    """
+    try:
+        view = memoryview(lpOutputBuffer).cast("B")  # type: ignore[arg-type]
+        receive, local_size, remote_size = (
+            operator.index(n)
+            for n in (dwReceiveDataLength, dwLocalAddressLength, dwRemoteAddressLength)
+        )
+    except (TypeError, ValueError):
+        raise WSAError(
+            WSAErr.WSAEFAULT, "GetAcceptExSockaddrs: not a buffer, or not a length"
+        ) from None
+    if min(receive, local_size, remote_size) < 0:
+        raise WSAError(WSAErr.WSAEFAULT, "GetAcceptExSockaddrs: a negative length")
+    local = _decode_block(view[receive : receive + local_size])
+    start = receive + local_size
+    remote = _decode_block(view[start : start + remote_size])
     store(LocalSockaddr, local)
-    store(LocalSockaddrLength, 28 if len(local) == 4 else 16)
+    store(LocalSockaddrLength, _length_of(local))
     store(RemoteSockaddr, remote)
-    store(RemoteSockaddrLength, 28 if len(remote) == 4 else 16)
+    store(RemoteSockaddrLength, _length_of(remote))
+
+
+def _decode_block(block: memoryview) -> tuple[Any, ...] | None:
+    """The address in one block, or None when the block cannot hold one."""
+    if len(block) < 2:
+        return None
+    family = struct.unpack_from("<H", block)[0]
+    if (family == AF_INET and len(block) >= 16) or (family == AF_INET6 and len(block) >= 28):
+        return decode_sockaddr(block)
+    return None
+
+
+def _length_of(address: tuple[Any, ...] | None) -> int:
+    if address is None:
+        return 0
+    return 28 if len(address) == 4 else 16

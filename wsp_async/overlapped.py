@@ -608,6 +608,10 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
     whose loop also runs a provider (``wsp_async.aio`` embeds one), because that loop's
     work arrives as packets here.
     """
+    if not isinstance(msecs, int):
+        raise TypeError(f"an integer is required, not {type(msecs).__name__}")
+    if not 0 <= msecs <= 0xFFFFFFFF:
+        raise OverflowError("msecs is outside the range of a DWORD")  # as CPython's
     target = iocp.port_object(port)
     if target is None:
         raise windows_error(ERROR_INVALID_HANDLE)

@@ -58,8 +58,10 @@ class WSAOVERLAPPED:
     """The per-operation structure; the provider writes ``Internal``/``InternalHigh``.
 
     While the operation is pending ``Internal == STATUS_PENDING``; afterwards it
-    holds the final status (0 or a WSA code) and ``InternalHigh`` the byte count
-    (SPEC S2.5).  ``hEvent`` is an event to set on completion, or -- when a
+    holds the operation's NTSTATUS (``STATUS_SUCCESS`` 0, ``STATUS_CANCELLED``,
+    ``STATUS_CONNECTION_RESET``, ...), as Windows' base provider leaves it, and
+    ``InternalHigh`` the byte count (SPEC S2.5).  The Winsock code is
+    ``wsa_of(Internal)``, the Win32 one ``win32_of(Internal)``.  ``hEvent`` is an event to set on completion, or -- when a
     completion routine is given -- any context the caller likes (SPEC S6.6).
     """
 
