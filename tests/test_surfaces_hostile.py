@@ -417,3 +417,131 @@ def test_overlapped_get_queued_completion_status_refuses_what_is_not_a_dword(fac
         assert face.GetQueuedCompletionStatus(port, 0) is None
     finally:
         face.CloseHandle(port)
+
+
+# ---------------------------------------------------------------- AcceptEx
+
+
+def listening(p: w.Provider, backlog: int = 8) -> tuple[int, tuple[str, int]]:
+    s = make_socket(p)
+    name = Box()
+    assert p.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    assert p.WSPListen(s, backlog, INT()) == 0
+    assert p.WSPGetSockName(s, name, None, INT()) == 0
+    return s, name.value  # type: ignore[return-value]
+
+
+def accept_ex(p: w.Provider, listener: int, acceptor: int, receive: int = 0) -> WSAOVERLAPPED:
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    output = bytearray(receive + 2 * ADDR)
+    assert not p.AcceptEx(listener, acceptor, output, receive, ADDR, ADDR, DWORD(), ov)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    return ov
+
+
+def peer_of(p: w.Provider, s: int) -> object:
+    name, err = Box(), INT()
+    if p.WSPGetPeerName(s, name, None, err) != 0:
+        return err.value
+    return name.value
+
+
+def test_cancels_racing_connections_never_lose_or_split_one(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2, S15.1, S2.4: with AcceptEx calls cancelled while connections come, each
+    # connection is consumed by exactly one AcceptEx that completes successfully (its
+    # accept socket connected to that client), or waits for the next one; an aborted
+    # AcceptEx's accept socket holds no connection.
+    import random
+
+    listener, address = listening(provider, backlog=256)
+    posted = [(a, accept_ex(provider, listener, a)) for a in (make_socket(provider) for _ in range(120))]  # fmt: skip
+    clients: list[socket.socket] = []
+    start = threading.Barrier(2)
+
+    def connect_clients() -> None:
+        start.wait()
+        for _ in range(90):
+            clients.append(socket.create_connection(address, timeout=10))
+
+    def cancel_some() -> None:
+        start.wait()
+        for _acceptor, ov in random.sample(posted, 60):
+            w.CancelIoEx(listener, ov)
+
+    threads = [threading.Thread(target=connect_clients), threading.Thread(target=cancel_some)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        # Enough AcceptEx for every connection still in the backlog.
+        posted += [(a, accept_ex(provider, listener, a)) for a in (make_socket(provider) for _ in range(90))]  # fmt: skip
+
+        def successes() -> list[int]:
+            return [a for a, ov in posted if not ov.pending and ov.Internal == 0]
+
+        assert eventually(lambda: len(successes()) == 90), len(successes())
+        peers = sorted(peer_of(provider, a) for a in successes())  # type: ignore[type-var]
+        assert peers == sorted(c.getsockname() for c in clients)
+        for acceptor, ov in posted:
+            if not ov.pending and ov.Internal != 0:
+                assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+                assert peer_of(provider, acceptor) == w.WSAENOTCONN
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_an_accept_socket_is_committed_to_its_pending_accept_ex(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2 (Wine's test_AcceptEx): a second AcceptEx naming the same accept socket,
+    # a connect or a bind of it fails at once with WSAEINVAL; the first AcceptEx is
+    # unaffected and gets the connection.
+    listener, address = listening(provider)
+    other, other_address = listening(provider)
+    acceptor = make_socket(provider)
+    first = accept_ex(provider, listener, acceptor)
+    again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    out = bytearray(2 * ADDR)
+    assert provider.AcceptEx(listener, acceptor, out, 0, ADDR, ADDR, DWORD(), again) is False
+    assert w.WSAGetLastError() == w.WSAEINVAL and again.Internal == 0
+    err = INT()
+    assert provider.WSPConnect(acceptor, other_address, None, None, None, None, None, err) == w.SOCKET_ERROR  # fmt: skip
+    assert err.value == w.WSAEINVAL
+    assert provider.WSPBind(acceptor, ("127.0.0.1", 0), None, err) == w.SOCKET_ERROR
+    assert err.value == w.WSAEINVAL
+    assert first.pending
+    with socket.create_connection(address, timeout=10) as client:
+        assert w.WSAWaitForMultipleEvents(1, [first.hEvent], False, 10_000, False) == 0
+        assert first.Internal == 0
+        assert peer_of(provider, acceptor) == client.getsockname()
+
+
+@pytest.mark.parametrize("receive", [0, 16])
+def test_closing_the_accept_socket_aborts_its_accept_ex_at_once_with_one_packet(provider, receive):  # type: ignore[no-untyped-def]
+    # SPEC S14.2, S10.2, S13.2 (Wine's test_AcceptEx, test_completion_port): closing the
+    # accept socket of a waiting AcceptEx completes it aborted at once -- no client
+    # needed -- exactly one packet; a connection that comes later goes to the next one.
+    listener, address = listening(provider)
+    port = new_port()
+    try:
+        assert w.CreateIoCompletionPort(listener, port, 7, 0) == port
+        for _ in range(10):
+            acceptor = make_socket(provider)
+            ov = accept_ex(provider, listener, acceptor, receive)
+            client = None
+            if receive:  # waiting for the first data of a connection it already has
+                client = socket.create_connection(address, timeout=10)
+                assert eventually(lambda a=acceptor: peer_of(provider, a) != w.WSAENOTCONN)  # type: ignore[misc]
+            assert provider.WSPCloseSocket(acceptor, INT()) == 0
+            ok, _n, key, got, code = gqcs(port)
+            assert (ok, key, got, code) == (False, 7, ov, w.ERROR_OPERATION_ABORTED)
+            assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # exactly one packet
+            if client is not None:
+                client.close()
+        nxt = make_socket(provider)
+        ov = accept_ex(provider, listener, nxt)
+        with socket.create_connection(address, timeout=10) as client:
+            assert gqcs(port)[:4] == (True, 0, 7, ov)
+            assert peer_of(provider, nxt) == client.getsockname()
+    finally:
+        w.CloseHandle(port)

@@ -123,7 +123,13 @@ class SocketAdapter:
         self.port_link: Any = None
         self._skip_on_success = False
         self.connect_future: asyncio.Future[Any] | None = None
+        #: The AcceptEx this socket is the accept socket of, from the call until it
+        #: completes (S14.2): the socket is committed to it -- a second AcceptEx, a bind
+        #: or a connect naming it is WSAEINVAL -- and closing it aborts that AcceptEx.
+        self.accept_into: Operation | None = None
         self.accepting: set[asyncio.Future[Any]] = set()
+        #: The AcceptEx calls' wait for a connection (:meth:`readable`), if one waits.
+        self.readable_wait: asyncio.Future[None] | None = None
         #: Pending operations that wait outside the engine's queues -- AcceptEx,
         #: ConnectEx, DisconnectEx (loop thread only) -- so that CancelIoEx finds them.
         self.elsewhere: list[Operation] = []
@@ -644,6 +650,55 @@ class SocketAdapter:
         """Withdraw one operation not yet handed on, aborted (loop thread); False if on its way."""
         return self.cancel_where(lambda candidate: candidate is op) > 0
 
+    async def readable(self) -> None:
+        """Until the host socket is readable (a listener: a connection waits), or the wait
+        is cancelled (loop thread).  The reader is removed before this returns -- or by
+        :meth:`stop_waiting_readable` before the descriptor closes, so that a number the
+        OS reuses never has our reader on it."""
+        loop = self.loop
+        future: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+        loop.add_reader(fd, _set_none, future)
+        self.readable_wait = future
+        try:
+            await future
+        finally:
+            if self.readable_wait is future:
+                self.readable_wait = None
+                loop.remove_reader(fd)
+
+    def stop_waiting_readable(self) -> None:
+        """Cancel the readiness wait, its reader removed now (loop thread)."""
+        future = self.readable_wait
+        if future is not None:
+            self.readable_wait = None
+            self.loop.remove_reader(self.sock.fileno())
+            future.cancel()
+
+    @property
+    def committed(self) -> bool:
+        """The accept socket of a pending AcceptEx (see :attr:`accept_into`)."""
+        op = self.accept_into
+        return op is not None and op.pending
+
+    def commit_to(self, op: Operation) -> bool:
+        """Make this socket ``op``'s accept socket (any thread); False if it is already
+        one, or no longer a fresh socket."""
+        with self.handoff.lock:
+            if self.committed or self.closed:
+                return False
+            self.accept_into = op
+            return True
+
+    def on_its_way(self, op: Operation) -> None:
+        """``op`` (waiting outside the queues) has what it waited for: a cancel no longer
+        takes it (S15.1's boundary), it completes through its own path (loop thread)."""
+        elsewhere = self.elsewhere
+        for i in range(len(elsewhere) - 1, -1, -1):
+            if elsewhere[i] is op:
+                del elsewhere[i]
+                return
+
     def wait_elsewhere(self, op: Operation) -> None:
         """``op`` pends outside the queues (an extension function): cancellable (loop thread).
 
@@ -665,11 +720,10 @@ class SocketAdapter:
         removed = self.engine.cancel_where(which)
         if self.elsewhere:
             aside = [op for op in self.elsewhere if op.pending and which(op)]
-            if aside and self.accepting:
-                # A listener whose AcceptEx calls were cancelled stops accepting until
-                # another is posted: no accept is left waiting on its descriptor.
-                for future in list(self.accepting):
-                    future.cancel()
+            if aside:
+                # A listener whose AcceptEx calls were cancelled stops waiting until
+                # another is posted: no reader is left on its descriptor.
+                self.stop_waiting_readable()
             removed += aside
         self._aborted(removed)
         if removed:
@@ -688,6 +742,10 @@ class SocketAdapter:
         self.take_incoming(quietly=True)
         aborted, done = self.engine.close()
         self.door.complete_all(aborted, ABORTED)
+        if self.accept_into is not None:
+            # The AcceptEx this socket was to take a connection for ends with it, at
+            # once, as on Windows (Wine's test_AcceptEx): aborted, one notice.
+            self.door.complete(self.accept_into, ABORTED, 0)
         transport = self.transport
         if done and transport is not None and not transport.is_closing():
             try:
@@ -699,6 +757,7 @@ class SocketAdapter:
             self.drain_timer = None
         for future in list(self.accepting):
             future.cancel()
+        self.stop_waiting_readable()
         for conn in self.parked:
             conn.close()
         self.parked.clear()
@@ -718,3 +777,8 @@ class SocketAdapter:
         with contextlib.suppress(OSError):
             self.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_LINGER, _LINGER_0)
         self.transport.abort()
+
+
+def _set_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

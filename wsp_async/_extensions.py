@@ -101,7 +101,15 @@ class Extensions:
         op = self.posting.overlapped(listener, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
         if op is None:
             raise WSAError(WSAErr.WSAEFAULT, "AcceptEx needs its WSAOVERLAPPED")
-        self.posting.start(listener, op, checked=False)
+        # The accept socket is this AcceptEx's from the call on (S14.2): a second
+        # AcceptEx, a bind or a connect naming it fails at once.
+        if not acceptor.commit_to(op):
+            raise WSAError(WSAErr.WSAEINVAL, "sAcceptSocket is the accept socket of another AcceptEx")
+        try:
+            self.posting.start(listener, op, checked=False)
+        except BaseException:
+            acceptor.accept_into = None
+            raise
         record = _Accept(op, acceptor, views[0], receive, local, remote)
         if self.io.here():
             self._queue_accept(listener, record)
@@ -149,10 +157,11 @@ class Extensions:
                     listener.parked.append(conn)
                     break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
-                if record.acceptor.closed:
-                    conn.close()
-                    self.door.complete(record.op, ABORTED, 0)
-                    continue
+                if not record.receive:
+                    # It has its connection: a cancel no longer takes it (S15.1), so the
+                    # connection is consumed by exactly this AcceptEx.  (One that waits
+                    # for first data can still be cancelled while it waits.)
+                    listener.on_its_way(record.op)
                 # Handed over in a task of its own: the next connection is accepted
                 # meanwhile, so a burst of them costs no loop iteration each.
                 loop.create_task(self._hand_over(record, conn))
@@ -160,25 +169,24 @@ class Extensions:
             del self.accepts[listener.handle]
 
     async def _next_connection(self, listener: SocketAdapter) -> Any:
-        """The next connection: one parked, one already waiting, else the next to come."""
-        if listener.closed:
-            raise asyncio.CancelledError  # closed before this accept began
-        if listener.parked:
-            return listener.parked.pop(0)
-        try:
-            conn, _peer = listener.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            pass
-        else:
-            conn.setblocking(False)
-            return conn
-        future = asyncio.ensure_future(self.io.loop.sock_accept(listener.sock))
-        listener.accepting.add(future)
-        try:
-            conn, _peer = await future
-        finally:
-            listener.accepting.discard(future)
-        return conn
+        """The next connection: one parked, one already waiting, else the next to come.
+
+        The wait is for readiness only, and the accept is ours, in this task: a wait
+        cancelled (CancelIoEx, close) can never have taken a connection with it -- a
+        connection is only ever accepted when an AcceptEx is there to get it."""
+        while True:
+            if listener.closed:
+                raise asyncio.CancelledError  # closed before this accept began
+            if listener.parked:
+                return listener.parked.pop(0)
+            try:
+                conn, _peer = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                pass
+            else:
+                conn.setblocking(False)
+                return conn
+            await listener.readable()
 
     async def _hand_over(self, record: _Accept, conn: Any) -> None:
         """The accept socket takes over ``conn``; then the AcceptEx completes (S14.2)."""
@@ -198,6 +206,8 @@ class Extensions:
     async def _finish_accept(self, record: _Accept) -> None:
         acceptor, output, receive = record.acceptor, record.output, record.receive
         received = 0
+        if not record.op.pending:
+            return  # cancelled, or its accept socket closed, meanwhile: nothing to fill
         if receive:
             first = Operation(OpKind.RECV, [output[:receive]], receive)
             arrived: asyncio.Future[None] = self.io.loop.create_future()

@@ -106,8 +106,8 @@ class Lifecycle:
     def bind(self, s: object, name: object) -> int:
         sock = self.parts.sockets.get(s)
         address = sockaddr(sock.engine.family, name)
-        if sock.engine.state != CREATED:
-            raise WSAError(WSAErr.WSAEINVAL, "already bound")
+        if sock.engine.state != CREATED or sock.committed:
+            raise WSAError(WSAErr.WSAEINVAL, "already bound, or the accept socket of an AcceptEx")
         sock.sock.bind(address)
         sock.engine.state = BOUND
         if not sock.engine.stream:
@@ -191,7 +191,8 @@ class Lifecycle:
             raise WSAError(WSAErr.WSAEISCONN)
         if engine.state == CONNECTING:
             raise WSAError(WSAErr.WSAEALREADY)
-        if engine.state == LISTENING:
+        if engine.state == LISTENING or sock.committed:
+            # A listener, or the accept socket of a pending AcceptEx (Wine's test_AcceptEx).
             raise WSAError(WSAErr.WSAEINVAL)
         if engine.nonblocking or self.io.here():
             engine.state = CONNECTING
