@@ -545,3 +545,32 @@ def test_closing_the_accept_socket_aborts_its_accept_ex_at_once_with_one_packet(
             assert peer_of(provider, nxt) == client.getsockname()
     finally:
         w.CloseHandle(port)
+
+
+# ---------------------------------------------------------------- ConnectEx
+
+
+def test_a_second_connect_ex_right_after_the_first_fails_at_once(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S14.3: the state changes in the call: a second ConnectEx (or a connect) made
+    # while the first is under way fails with WSAEALREADY; the first connects once, and
+    # the peer sees only its data.
+    s = make_socket(provider)
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    first = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    second = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    ok = provider.ConnectEx(s, listener.getsockname(), None, b"ONE", 3, DWORD(), first)
+    assert ok or w.WSAGetLastError() == w.WSA_IO_PENDING
+    ok2 = provider.ConnectEx(s, listener.getsockname(), None, b"TWO", 3, DWORD(), second)
+    code = w.WSAGetLastError()
+    err = INT()
+    rc = provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, err)
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(10)
+        assert w.WSAWaitForMultipleEvents(1, [first.hEvent], False, 10_000, False) == 0
+        assert (first.Internal, first.InternalHigh) == (0, 3)
+        assert (ok2, code) == (False, w.WSAEALREADY) and second.Internal == 0
+        assert rc == w.SOCKET_ERROR and err.value in (w.WSAEALREADY, w.WSAEISCONN)
+        assert recv_exact(conn, 3) == b"ONE"
+        assert provider.WSPShutdown(s, w.SD_SEND, INT()) == 0
+        assert conn.recv(10) == b""  # nothing of the refused call follows

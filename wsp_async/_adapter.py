@@ -211,6 +211,11 @@ class SocketAdapter:
     # ------------------------------------------------------------------ transport
     def attach(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        if self.closed:
+            # Closed while its transport was being made (an accept socket closed under
+            # its AcceptEx's hand-over): nothing may outlive the close.
+            transport.abort()
+            return
         if self.engine.stream:
             self._limit(self.engine.capacity)
             if self.nodelay is not None:
@@ -674,6 +679,17 @@ class SocketAdapter:
             self.readable_wait = None
             self.loop.remove_reader(self.sock.fileno())
             future.cancel()
+
+    def begin_connect(self) -> None:
+        """The connection is under way from this call on (any thread): a second connect
+        or ConnectEx racing it sees CONNECTING and fails (WSAEALREADY)."""
+        engine = self.engine
+        with self.handoff.lock:
+            if engine.state == SocketState.CONNECTING:
+                raise WSAError(WSAErr.WSAEALREADY)
+            if engine.state == SocketState.CONNECTED:
+                raise WSAError(WSAErr.WSAEISCONN)
+            engine.state = SocketState.CONNECTING
 
     @property
     def committed(self) -> bool:

@@ -289,6 +289,8 @@ class Extensions:
             raise WSAError(WSAErr.WSAEINVAL, "ConnectEx is for stream sockets")
         if engine.state == SocketState.CONNECTED:
             raise WSAError(WSAErr.WSAEISCONN)
+        if engine.state == SocketState.CONNECTING:
+            raise WSAError(WSAErr.WSAEALREADY)
         if engine.state != SocketState.BOUND:
             raise WSAError(WSAErr.WSAEINVAL, "ConnectEx needs a bound socket")
         length = integer(dwSendDataLength, "dwSendDataLength is not a length")
@@ -298,7 +300,14 @@ class Extensions:
         op = self.posting.overlapped(sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
         if op is None:
             raise WSAError(WSAErr.WSAEFAULT, "ConnectEx needs its WSAOVERLAPPED")
-        self.posting.start(sock, op, checked=False)
+        # The state changes in the call, not later on the loop: a second ConnectEx or a
+        # connect made right after it sees the connection under way (WSAEALREADY).
+        sock.begin_connect()
+        try:
+            self.posting.start(sock, op, checked=False)
+        except BaseException:
+            engine.state = SocketState.BOUND
+            raise
         self._pend_elsewhere(sock, op)
         self.io.spawn(self._connect(sock, address, op, data, length))
         return PENDING

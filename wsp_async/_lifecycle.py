@@ -187,15 +187,11 @@ class Lifecycle:
             engine.state = CONNECTED
             self.parts.ensure_datagram_transport(sock)
             return 0
-        if engine.state == CONNECTED:
-            raise WSAError(WSAErr.WSAEISCONN)
-        if engine.state == CONNECTING:
-            raise WSAError(WSAErr.WSAEALREADY)
         if engine.state == LISTENING or sock.committed:
             # A listener, or the accept socket of a pending AcceptEx (Wine's test_AcceptEx).
             raise WSAError(WSAErr.WSAEINVAL)
+        sock.begin_connect()  # WSAEISCONN, WSAEALREADY; else CONNECTING from now on
         if engine.nonblocking or self.io.here():
-            engine.state = CONNECTING
             self.io.spawn(self._connect_in_background(sock, address))
             raise WSAError(WSAErr.WSAEWOULDBLOCK, "connect started")
         self.io.run(self.connect_async(sock, address), alertable=True)
@@ -212,6 +208,7 @@ class Lifecycle:
         except asyncio.CancelledError:
             if sock.closed:
                 raise WSAError(WSAErr.WSAEINTR, "the socket was closed") from None
+            engine.state = BOUND if _bound(sock.sock) else CREATED
             raise
         except BaseException:
             if not sock.closed:
