@@ -574,3 +574,81 @@ def test_a_second_connect_ex_right_after_the_first_fails_at_once(provider, liste
         assert recv_exact(conn, 3) == b"ONE"
         assert provider.WSPShutdown(s, w.SD_SEND, INT()) == 0
         assert conn.recv(10) == b""  # nothing of the refused call follows
+
+
+# ---------------------------------------------------------------- adopt
+
+
+def test_closing_an_adopted_object_closes_its_handle_and_aborts_what_pends(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S16.1, S10.2, S2.4: the program's close() of an adopted object is closesocket
+    # of its handle: a pending receive completes aborted, once; the peer sees the close;
+    # the handle is dead and its fd number names nothing.
+    mine = socket.create_connection(listener.getsockname(), timeout=10)
+    peer, _ = listener.accept()
+    with peer:
+        fd = mine.fileno()
+        s = provider.adopt(mine)
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        buf, err = bytearray(8), INT()
+        rc = provider.WSPRecv(s, [WSABUF(8, buf)], 1, None, DWORD(), ov, None, None, err)
+        assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+        mine.close()
+        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+        assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+        peer.settimeout(10)
+        assert peer.recv(1) == b""  # the connection closed (gracefully)
+        assert provider.handle_of_fd(fd) is None
+        rc = provider.WSPSend(s, [WSABUF(1, b"x")], 1, DWORD(), 0, None, None, None, err)
+        assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAENOTSOCK)
+
+
+def test_bytes_sent_before_the_program_closes_an_adopted_object_still_arrive(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S16.1, S4.1: the close is graceful: what the handle's sends handed on goes out
+    # before the FIN, even when the program's own descriptor is gone.
+    mine = socket.create_connection(listener.getsockname(), timeout=10)
+    peer, _ = listener.accept()
+    with peer:
+        s = provider.adopt(mine)
+        data = os.urandom(4 << 20)
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        err = INT()
+        rc = provider.WSPSend(s, [WSABUF(len(data), data)], 1, None, 0, ov, None, None, err)
+        assert rc == 0 or err.value == w.WSA_IO_PENDING
+        received = bytearray(peer.recv(65536))  # under way
+        if ov.pending:
+            # Consumed (S4.1) before the close, so that the close does not abort it.
+            reader = threading.Thread(target=lambda: received.extend(recv_exact(peer, 1 << 20)))
+            reader.start()
+            assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+            reader.join(10)
+        assert ov.Internal == 0
+        mine.close()
+        peer.settimeout(10)
+        while chunk := peer.recv(1 << 20):
+            received += chunk
+        assert received == data
+
+
+def test_adopting_an_adopted_object_gives_its_handle_and_another_provider_is_refused(loop_kind, listener):  # type: ignore[no-untyped-def]
+    # SPEC S16.1: one descriptor, one handle; nothing half-registered on a refusal.
+    mine = socket.create_connection(listener.getsockname(), timeout=10)
+    peer, _ = listener.accept()
+    fd = mine.fileno()
+    first = w.Provider(use_uvloop=loop_kind == "uvloop")
+    other = w.Provider(use_uvloop=loop_kind == "uvloop")
+    try:
+        s = first.adopt(mine)
+        assert first.adopt(mine) == s
+        with pytest.raises(w.WSAError) as caught:
+            other.adopt(mine)
+        assert caught.value.winerror == w.WSAEINVAL
+        assert other.handle_of_fd(fd) is None and first.handle_of_fd(fd) == s
+        err = INT()
+        assert first.WSPSend(s, [WSABUF(2, b"ok")], 1, DWORD(), 0, None, None, None, err) == 0
+        assert recv_exact(peer, 2) == b"ok"
+        assert first.WSPCloseSocket(s, err) == 0
+        assert eventually(lambda: mine.fileno() == -1)  # closing the handle closes the object
+    finally:
+        first.close()
+        other.close()
+        peer.close()

@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import _adoption
 from ._completion import CompletionDoor, RoutineLane, isolated
 from ._datagrams import DatagramSender
 from ._engine import ABORTED, SocketEngine, SocketState
@@ -123,6 +124,10 @@ class SocketAdapter:
         self.port_link: Any = None
         self._skip_on_success = False
         self.connect_future: asyncio.Future[Any] | None = None
+        #: An adopted socket's own object (S16.1): ``sock`` is our duplicate of it.  The
+        #: handle's close closes it too; its own close closes the handle
+        #: (:mod:`wsp_async._adoption`).
+        self.program_sock: _pysocket.socket | None = None
         #: The AcceptEx this socket is the accept socket of, from the call until it
         #: completes (S14.2): the socket is committed to it -- a second AcceptEx, a bind
         #: or a connect naming it is WSAEINVAL -- and closing it aborts that AcceptEx.
@@ -779,6 +784,12 @@ class SocketAdapter:
         self.parked.clear()
         if self.connect_future is not None:
             self.connect_future.cancel()
+        program, self.program_sock = self.program_sock, None
+        if program is not None:
+            # WSPCloseSocket closes the program's object too (documented at adopt);
+            # forgotten first, so that its close does not come back here.
+            _adoption.forget(program)
+            program.close()
         if self.transport is None:
             self.sock.close()
         elif not self.transport.is_closing():

@@ -6,9 +6,12 @@ in the S2 protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket as _pysocket
 from typing import Any
 
+from . import _adoption
 from ._adapter import SocketAdapter
 from ._arguments import check_box, integer, sockaddr
 from ._engine import SocketState
@@ -30,6 +33,8 @@ from .errors import WSAErr, WSAError, wsa_code_of
 from .structs import store
 
 __all__ = ["Lifecycle"]
+
+log = logging.getLogger("wsp_async")
 
 FAMILIES = {AF_INET: _pysocket.AF_INET, AF_INET6: _pysocket.AF_INET6}
 TYPES = {SOCK_STREAM: _pysocket.SOCK_STREAM, SOCK_DGRAM: _pysocket.SOCK_DGRAM}
@@ -65,8 +70,13 @@ class Lifecycle:
             sock.close()
             raise
 
-    def adopt(self, sock: object) -> int:
-        """A handle for an existing OS socket (S16.1); see ``Provider.adopt``."""
+    def adopt(self, sock: object, duplicate: bool = True) -> int:
+        """A handle for an existing OS socket (S16.1); see ``Provider.adopt``.
+
+        With ``duplicate`` (the program's object), the emulated socket works on a
+        duplicate of its descriptor and the object's ``close`` closes the handle
+        (:mod:`wsp_async._adoption`); without (an object the caller hands over, as the
+        ``_overlapped`` face does), on the object itself."""
         if not isinstance(sock, _pysocket.socket) or sock.fileno() < 0:
             raise WSAError(WSAErr.WSAENOTSOCK, "adopt takes an open socket.socket")
         family = {_pysocket.AF_INET: AF_INET, _pysocket.AF_INET6: AF_INET6}.get(
@@ -74,21 +84,64 @@ class Lifecycle:
         )
         if sock.type not in (_pysocket.SOCK_STREAM, _pysocket.SOCK_DGRAM):
             raise WSAError(WSAErr.WSAESOCKTNOSUPPORT)
+        if duplicate:
+            known = _adoption.adopted(sock)
+            if known is not None:
+                if known.owner is self:
+                    return known.handle  # one object, one handle
+                raise WSAError(WSAErr.WSAEINVAL, "the socket is adopted by another provider")
         state = _state_of(sock)
-        adapter = self.parts.new_socket(sock, family, True, state)
-        if adapter.nodelay is not None:
-            # The program's socket keeps the setting it has (S16.1).
-            adapter.nodelay = bool(sock.getsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY))
+        fd = sock.fileno()
+        ours = sock.dup() if duplicate else sock
+        try:
+            adapter = self.parts.new_socket(ours, family, True, state)
+        except BaseException:
+            if duplicate:
+                ours.close()
+            raise
+        try:
+            if adapter.nodelay is not None:
+                # The program's socket keeps the setting it has (S16.1).
+                adapter.nodelay = bool(ours.getsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY))
+            if sock.type == _pysocket.SOCK_STREAM:
+                if state == CONNECTED and self.io.here():
+                    self.io.loop.create_task(self.parts.attach_stream(adapter))
+                elif state == CONNECTED:
+                    self.io.run(self.parts.attach_stream(adapter))
+            elif state in (BOUND, CONNECTED):
+                self.parts.ensure_datagram_transport(adapter)
+        except BaseException as exc:
+            # Nothing half-registered: the handle dies, our duplicate closes, the
+            # program's object is as it was.
+            with contextlib.suppress(WSAError):
+                self.parts.sockets.pop(adapter.handle)
+            adapter.program_sock = None
+            with contextlib.suppress(Exception):
+                adapter.close_here()
+            if isinstance(exc, WSAError) or not isinstance(exc, Exception):
+                raise
+            raise WSAError(wsa_code_of(exc, WSAErr.WSAEINVAL), f"adopt failed: {exc}") from None
         with self.parts.by_fd_lock:
-            self.parts.by_fd[sock.fileno()] = adapter
-        if sock.type == _pysocket.SOCK_STREAM:
-            if state == CONNECTED and self.io.here():
-                self.io.loop.create_task(self.parts.attach_stream(adapter))
-            elif state == CONNECTED:
-                self.io.run(self.parts.attach_stream(adapter))
-        elif state in (BOUND, CONNECTED):
-            self.parts.ensure_datagram_transport(adapter)
+            self.parts.by_fd[fd] = adapter
+        if duplicate:
+            adapter.program_sock = sock
+            handle = adapter.handle
+            _adoption.register(
+                sock,
+                _adoption.Adoption(
+                    handle, self, lambda: self._close_quietly(handle), lambda: not adapter.closed
+                ),
+            )
         return adapter.handle
+
+    def _close_quietly(self, handle: int) -> None:
+        """The program closed its adopted object: closesocket of the handle (S10.2)."""
+        try:
+            self.close(handle)
+        except WSAError:
+            pass  # closed already, or the provider is gone
+        except Exception:
+            log.exception("closing the handle of an adopted socket failed")
 
     def handle_of_fd(self, fd: object) -> int | None:
         """The handle of the adopted socket that owns ``fd`` now, or None (S16.1).
@@ -99,7 +152,10 @@ class Lifecycle:
         if not isinstance(fd, int):
             return None
         adapter = self.parts.by_fd.get(fd)
-        if adapter is None or adapter.closed or adapter.sock.fileno() != fd:
+        if adapter is None or adapter.closed:
+            return None
+        holder = adapter.program_sock if adapter.program_sock is not None else adapter.sock
+        if holder.fileno() != fd:
             return None
         return adapter.handle
 
@@ -259,7 +315,8 @@ class Lifecycle:
         sock = self.parts.sockets.pop(s)
         sock.handoff.close()
         with self.parts.by_fd_lock:
-            fd = sock.sock.fileno()
+            holder = sock.program_sock if sock.program_sock is not None else sock.sock
+            fd = holder.fileno()
             if self.parts.by_fd.get(fd) is sock:
                 del self.parts.by_fd[fd]
         if not self.io.here() and _idle(sock):

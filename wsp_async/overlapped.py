@@ -243,7 +243,7 @@ class _Descriptors:
                 self._release(fd, entry)  # the number names another socket now
             sock = _adoptable(fd)
             try:
-                handle = provider().adopt(sock)
+                handle = provider().adopt(sock, duplicate=False)  # ours already
             except WSAError as exc:
                 sock.close()
                 raise windows_error(exc.winerror) from None

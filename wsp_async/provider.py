@@ -393,16 +393,25 @@ class Provider:
         (self._parts.faults if s is None else self._parts.sockets.get(s).engine.faults).clear()
 
     # ------------------------------------------------------------------ existing sockets (S16.1)
-    def adopt(self, sock: socket.socket) -> int:
+    def adopt(self, sock: socket.socket, *, duplicate: bool = True) -> int:
         """A handle for an existing OS socket: AF_INET, AF_INET6 or AF_UNIX, stream or datagram.
 
-        The emulated socket *shares* the caller's object and its file descriptor (no
-        duplicate): from now on do I/O through the handle only; ``WSPCloseSocket``
-        closes the object too, and closing the object first makes the handle's
-        operations fail as a reset connection would.  Connected, listening and bound
-        states carry over.  Raises ``WSAError`` for anything that is not an open socket.
+        The emulated socket works on a *duplicate* of the object's descriptor: one open
+        socket, two descriptors, so the provider never reads, writes or closes the
+        program's number (S16.4).  From now on do I/O through the handle only.
+        Closing either side closes both: ``WSPCloseSocket`` closes the object too, and
+        the object's ``close()`` is ``closesocket`` of the handle -- its pending
+        operations complete with ``WSA_OPERATION_ABORTED``, once, and the connection
+        closes gracefully after what was buffered.  Adopting the object again gives the
+        same handle; another provider's ``adopt`` of it fails with ``WSAEINVAL`` while
+        the handle is open.  Connected, listening and bound states carry over.  Raises
+        ``WSAError`` for anything that is not an open socket, and leaves nothing
+        registered when it fails.
+
+        ``duplicate=False`` hands the object itself over instead (for a caller that made
+        it for the provider alone): no duplicate, and its ``close`` is left as it is.
         """
-        return self._lifecycle.adopt(sock)
+        return self._lifecycle.adopt(sock, duplicate)
 
     def handle_of_fd(self, fd: int) -> int | None:
         """The handle of the adopted socket that holds ``fd`` now; an fd number the OS
