@@ -23,7 +23,8 @@ class CompletionPortReader:
     Each ``OVERLAPPED_ENTRY`` carries the key, the overlapped, the NTSTATUS in
     ``Internal`` and the bytes transferred.  The coroutine waits on the port like a
     thread does (last in, first out, S13.7); cancelling a wait gives back a packet it
-    was already handed, so none is lost.
+    was already handed, at the head of the queue, and so does a loop closed before it
+    took one: none is lost or reordered.
     """
 
     def __init__(self, port: int) -> None:
@@ -40,10 +41,10 @@ class CompletionPortReader:
         def notify(waiter: Any) -> bool:
             if loop.is_closed():
                 return False  # the port hands the packet to the next waiter (S13.7)
-            loop.call_soon_threadsafe(_settle, future, waiter)
+            loop.call_soon_threadsafe(_settle, port, future, waiter)
             return True
 
-        got = port.take_or_wait(notify)
+        got = port.take_or_wait(notify, loop.is_closed)
         if isinstance(got, tuple):
             return _entry(got)
         if isinstance(got, int):
@@ -73,7 +74,10 @@ class CompletionPortReader:
             raise
 
 
-def _settle(future: asyncio.Future[Any], waiter: Any) -> None:
+def _settle(port: Any, future: asyncio.Future[Any], waiter: Any) -> None:
+    """On the reader's loop: the packet handed to ``waiter`` is ours now.  Until this
+    runs, a loop that closes leaves it to the port, which gives it back (no loss)."""
+    port.delivered(waiter)
     if not future.done():
         future.set_result(waiter)
 

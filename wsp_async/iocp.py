@@ -91,6 +91,8 @@ class _Waiter:
     #: For a coroutine's wait: called (on the releasing thread, under the port's lock)
     #: instead of a thread's wake-up; it returns False, or raises, when it cannot deliver.
     notify: Callable[[_Waiter], object] | None = None
+    #: For a coroutine's wait: True once its loop can never run the hand-over (closed).
+    dead: Callable[[], bool] | None = None
 
 
 class CompletionPort:
@@ -103,6 +105,9 @@ class CompletionPort:
         self._lock = threading.Lock()
         self._packets: collections.deque[Packet] = collections.deque()
         self._waiters: list[_Waiter] = []
+        #: Coroutine waiters handed a packet whose loop has not taken it yet (see
+        #: :meth:`delivered`): a loop that closes first gives the packet back.
+        self._inflight: list[_Waiter] = []
         self.closed = False
 
     @property
@@ -122,6 +127,8 @@ class CompletionPort:
         with self._lock:
             if self.closed:
                 return False
+            if self._inflight:
+                self._reclaim()
             waiters = self._waiters
             while waiters:
                 waiter = waiters.pop()  # the last to wait is released first (S13.7)
@@ -132,6 +139,7 @@ class CompletionPort:
                 # Under the lock: a notify only schedules (call_soon_threadsafe), and a
                 # waiter that withdraws meanwhile then sees its packet and gives it back.
                 if _notified(waiter):
+                    self._inflight.append(waiter)
                     return True
                 waiter.packet = None
             if front:
@@ -152,24 +160,47 @@ class CompletionPort:
             else:
                 _notified(waiter)
 
-    def take_or_wait(self, notify: Callable[[_Waiter], object]) -> Packet | int | _Waiter:
+    def take_or_wait(
+        self, notify: Callable[[_Waiter], object], dead: Callable[[], bool]
+    ) -> Packet | int | _Waiter:
         """For a coroutine: a packet now, ERROR_ABANDONED_WAIT_0, or a registered waiter
-        whose ``notify`` is called once a packet (or the close) comes."""
+        whose ``notify`` is called once a packet (or the close) comes.  ``dead`` tells
+        when the coroutine's loop can no longer take a packet handed to it."""
         with self._lock:
             if self.closed:
                 return ERROR_ABANDONED_WAIT_0
+            if self._inflight:
+                self._reclaim()
             if self._packets:
                 return self._packets.popleft()
-            waiter = _Waiter(notify=notify)
+            waiter = _Waiter(notify=notify, dead=dead)
             self._waiters.append(waiter)
             return waiter
+
+    def delivered(self, waiter: _Waiter) -> None:
+        """On the coroutine's loop: the packet handed to ``waiter`` is taken for good."""
+        with self._lock:
+            if waiter in self._inflight:
+                self._inflight.remove(waiter)
 
     def withdraw(self, waiter: _Waiter) -> Packet | None:
         """A coroutine gave up waiting: its waiter leaves the stack (its packet, if one came)."""
         with self._lock:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-            return waiter.packet
+            if waiter in self._inflight:
+                self._inflight.remove(waiter)
+            packet, waiter.packet = waiter.packet, None
+            return packet
+
+    def _reclaim(self) -> None:
+        """With the lock: packets handed to coroutines whose loop closed before taking
+        them go back to the head of the queue, in the order they were handed out."""
+        for waiter in reversed(self._inflight):
+            if waiter.dead is not None and waiter.dead() and waiter.packet is not None:
+                self._packets.appendleft(waiter.packet)
+                waiter.packet = None
+        self._inflight = [waiter for waiter in self._inflight if waiter.packet is not None]
 
     def take(self, count: int, milliseconds: int, alertable: bool) -> list[Packet] | int:
         """Up to ``count`` packets, waiting up to ``milliseconds``; else a Win32 wait code.
@@ -181,6 +212,8 @@ class CompletionPort:
         with self._lock:
             if self.closed:
                 return ERROR_ABANDONED_WAIT_0
+            if self._inflight:
+                self._reclaim()
             if self._packets:
                 return self._pop(count)
             if deadline is not None and milliseconds == 0 and not alertable:
