@@ -276,7 +276,9 @@ class _RefusingTransport:
         self._transport.writelines(data)  # type: ignore[attr-defined]
 
 
-def test_a_write_refused_in_the_middle_of_transmit_file_completes_it_once(provider, listener, caplog):  # type: ignore[no-untyped-def]
+def test_a_write_refused_in_the_middle_of_transmit_file_completes_it_once(
+    provider, listener, caplog
+):  # type: ignore[no-untyped-def]
     # SPEC S14.5, S2.4, S9: a TransmitFile whose next piece the transport refuses completes
     # once with the write's error -- nothing raised inside the pump, nothing stranded.
     s, conn = connect(provider, listener)
@@ -317,7 +319,9 @@ def test_a_write_refused_in_the_middle_of_transmit_file_completes_it_once(provid
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
 
 
-def test_tf_disconnect_of_a_file_larger_than_the_buffer_closes_once_quietly(provider, listener, caplog):  # type: ignore[no-untyped-def]
+def test_tf_disconnect_of_a_file_larger_than_the_buffer_closes_once_quietly(
+    provider, listener, caplog
+):  # type: ignore[no-untyped-def]
     # SPEC S14.5, S14.4: the disconnect that follows the last piece closes the transport
     # outside its own write callback: no error logged, the bytes then the FIN, one notice.
     content = os.urandom(8 << 20)
@@ -341,7 +345,9 @@ def test_tf_disconnect_of_a_file_larger_than_the_buffer_closes_once_quietly(prov
 
 
 @pytest.mark.parametrize("handle", [1 << 31, (1 << 64) - 1, 1 << 100, -2])
-def test_transmit_file_handles_outside_the_int_range_are_invalid_handles(provider, listener, handle, caplog):  # type: ignore[no-untyped-def]
+def test_transmit_file_handles_outside_the_int_range_are_invalid_handles(
+    provider, listener, handle, caplog
+):  # type: ignore[no-untyped-def]
     # SPEC S9, S14.5: a handle no descriptor can be is WSA_INVALID_HANDLE, no traceback.
     s, _conn = connect(provider, listener)
     ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
@@ -497,7 +503,7 @@ def test_an_accept_socket_is_committed_to_its_pending_accept_ex(provider):  # ty
     # a connect or a bind of it fails at once with WSAEINVAL; the first AcceptEx is
     # unaffected and gets the connection.
     listener, address = listening(provider)
-    other, other_address = listening(provider)
+    _other, other_address = listening(provider)
     acceptor = make_socket(provider)
     first = accept_ex(provider, listener, acceptor)
     again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
@@ -629,7 +635,9 @@ def test_bytes_sent_before_the_program_closes_an_adopted_object_still_arrive(pro
         assert received == data
 
 
-def test_adopting_an_adopted_object_gives_its_handle_and_another_provider_is_refused(loop_kind, listener):  # type: ignore[no-untyped-def]
+def test_adopting_an_adopted_object_gives_its_handle_and_another_provider_is_refused(
+    loop_kind, listener
+):  # type: ignore[no-untyped-def]
     # SPEC S16.1: one descriptor, one handle; nothing half-registered on a refusal.
     mine = socket.create_connection(listener.getsockname(), timeout=10)
     peer, _ = listener.accept()
@@ -652,3 +660,23 @@ def test_adopting_an_adopted_object_gives_its_handle_and_another_provider_is_ref
         first.close()
         other.close()
         peer.close()
+
+
+def test_an_accept_ex_cancelled_while_it_waits_for_first_data_leaves_no_connection(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2, S15.1: cancelling an AcceptEx that holds a connection and waits for its
+    # first data resets that connection; by the time its aborted notice is seen, its
+    # accept socket is a fresh, unconnected one again.
+    listener, address = listening(provider)
+    for _ in range(20):
+        acceptor = make_socket(provider)
+        ov = accept_ex(provider, listener, acceptor, receive=64)  # the client sends nothing
+        with socket.create_connection(address, timeout=10) as client:
+            assert eventually(lambda a=acceptor: peer_of(provider, a) != w.WSAENOTCONN)  # type: ignore[misc]
+            assert w.CancelIoEx(listener, ov)
+            assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+            assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+            assert peer_of(provider, acceptor) == w.WSAENOTCONN
+            client.settimeout(10)
+            with pytest.raises(ConnectionResetError):
+                while client.recv(100):
+                    pass

@@ -128,6 +128,12 @@ class SocketAdapter:
         #: handle's close closes it too; its own close closes the handle
         #: (:mod:`wsp_async._adoption`).
         self.program_sock: _pysocket.socket | None = None
+        #: A transport is being made over ``sock`` (``Parts.attach_stream``): a close or
+        #: a reset meanwhile must not close the host socket under it -- :meth:`attach`
+        #: aborts that transport, which closes it.
+        self.attaching = False
+        #: The transport called ``connection_lost`` (it has let go of ``sock``).
+        self.transport_gone = False
         #: The AcceptEx this socket is the accept socket of, from the call until it
         #: completes (S14.2): the socket is committed to it -- a second AcceptEx, a bind
         #: or a connect naming it is WSAEINVAL -- and closing it aborts that AcceptEx.
@@ -139,6 +145,10 @@ class SocketAdapter:
         #: ConnectEx, DisconnectEx (loop thread only) -- so that CancelIoEx finds them.
         self.elsewhere: list[Operation] = []
         self._prune_at = 16
+        #: What a cancel of one of those must do before it completes (an AcceptEx waiting
+        #: for first data resets the connection it holds), so that the notice never
+        #: comes before the state it reports.
+        self.before_abort: dict[Operation, Callable[[], object]] = {}
         #: Connections a listener accepted for AcceptEx calls cancelled meanwhile: the
         #: next AcceptEx takes them first (loop thread only).
         self.parked: list[_pysocket.socket] = []
@@ -177,10 +187,14 @@ class SocketAdapter:
         """DisconnectEx (S14.4), loop thread, once the sends before it are done: close the
         connection gracefully; with ``reuse`` the socket becomes a fresh unbound one."""
         transport = self.transport
+        if transport is not None and reuse:
+            # The old connection's events concern us no more; its host socket object is
+            # closed once the transport lets go of it (at once if it has already).
+            if self.transport_gone:
+                self.sock.close()
+            else:
+                transport.get_protocol().sock = Detached(self.sock)
         if transport is not None and not transport.is_closing():
-            if reuse:
-                protocol = transport.get_protocol()
-                protocol.sock = Detached()  # the old connection's events concern us no more
             transport.close()  # graceful: what it holds still goes out, then FIN
         if not reuse:
             self.engine.shutdown(send=True, receive=True)
@@ -193,9 +207,16 @@ class SocketAdapter:
         self.sock.setblocking(False)
         self.datagrams.sock = self.sock
         self.transport = None
-        if transport is None:
+        if transport is None and not self.attaching:
             old.close()
         self.engine.reset()
+
+    def reset_and_reuse(self) -> None:
+        """Reset the connection (linger on, time 0) and become a fresh unbound socket, as
+        after DisconnectEx with TF_REUSE_SOCKET (loop thread)."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_LINGER, _LINGER_0)
+        self.disconnect(reuse=True)
 
     def replace_socket(self, sock: _pysocket.socket) -> None:
         """AcceptEx (S14.2): this socket takes over an accepted connection's host socket."""
@@ -215,12 +236,13 @@ class SocketAdapter:
 
     # ------------------------------------------------------------------ transport
     def attach(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        if self.closed:
-            # Closed while its transport was being made (an accept socket closed under
-            # its AcceptEx's hand-over): nothing may outlive the close.
-            transport.abort()
+        if self.closed or _fileno(transport) != self.sock.fileno():
+            # Closed, or made fresh again (an AcceptEx cancelled), while this transport
+            # was being made: it carries a connection that is no longer ours.
+            transport.abort()  # type: ignore[attr-defined]
             return
+        self.transport = transport
+        self.transport_gone = False
         if self.engine.stream:
             self._limit(self.engine.capacity)
             if self.nodelay is not None:
@@ -637,6 +659,7 @@ class SocketAdapter:
     # ------------------------------------------------------------------ failure and close
     def lost(self, exc: BaseException | None) -> None:
         """The transport is gone: complete everything unconsumed with the mapped error (S10.5)."""
+        self.transport_gone = True
         if self.closed:
             self.on_closing(self, False)
             return
@@ -741,6 +764,11 @@ class SocketAdapter:
         removed = self.engine.cancel_where(which)
         if self.elsewhere:
             aside = [op for op in self.elsewhere if op.pending and which(op)]
+            if self.before_abort:
+                for op in aside:
+                    hook = self.before_abort.pop(op, None)
+                    if hook is not None:
+                        isolated(hook)
             if aside:
                 # A listener whose AcceptEx calls were cancelled stops waiting until
                 # another is posted: no reader is left on its descriptor.
@@ -791,7 +819,8 @@ class SocketAdapter:
             _adoption.forget(program)
             program.close()
         if self.transport is None:
-            self.sock.close()
+            if not self.attaching:
+                self.sock.close()
         elif not self.transport.is_closing():
             self.on_closing(self, True)
             if self.engine.unread:
@@ -809,3 +838,8 @@ class SocketAdapter:
 def _set_none(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _fileno(transport: asyncio.BaseTransport) -> int:
+    sock = transport.get_extra_info("socket")
+    return sock.fileno() if sock is not None else -1

@@ -81,7 +81,7 @@ def forget(sock: _pysocket.socket) -> Adoption | None:
         return _adoptions.pop(sock, None)
 
 
-def _watching_class(cls: type) -> type:
+def _watching_class(cls: Any) -> type:
     def close(self: Any) -> None:
         cls.close(self)  # the program's number goes first: ours is another descriptor
         adoption = forget(self)

@@ -38,6 +38,7 @@ from ._posting import Posting, prepare_wait
 from ._spi import PENDING
 from ._transmit import DEFAULT_PER_SEND, FileParts
 from .constants import (
+    STATUS_PENDING,
     TF_DISCONNECT,
     TF_REUSE_SOCKET,
     TF_USE_KERNEL_APC,
@@ -56,6 +57,7 @@ class _Accept:
     """One pending AcceptEx: its operation and where the connection goes."""
 
     op: Operation
+    listener: SocketAdapter
     acceptor: SocketAdapter
     output: memoryview
     receive: int
@@ -104,13 +106,15 @@ class Extensions:
         # The accept socket is this AcceptEx's from the call on (S14.2): a second
         # AcceptEx, a bind or a connect naming it fails at once.
         if not acceptor.commit_to(op):
-            raise WSAError(WSAErr.WSAEINVAL, "sAcceptSocket is the accept socket of another AcceptEx")
+            raise WSAError(
+                WSAErr.WSAEINVAL, "sAcceptSocket is the accept socket of another AcceptEx"
+            )
         try:
             self.posting.start(listener, op, checked=False)
         except BaseException:
             acceptor.accept_into = None
             raise
-        record = _Accept(op, acceptor, views[0], receive, local, remote)
+        record = _Accept(op, listener, acceptor, views[0], receive, local, remote)
         if self.io.here():
             self._queue_accept(listener, record)
         else:
@@ -157,11 +161,8 @@ class Extensions:
                     listener.parked.append(conn)
                     break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
-                if not record.receive:
-                    # It has its connection: a cancel no longer takes it (S15.1), so the
-                    # connection is consumed by exactly this AcceptEx.  (One that waits
-                    # for first data can still be cancelled while it waits.)
-                    listener.on_its_way(record.op)
+                if not self._take_connection(record, conn):
+                    continue
                 # Handed over in a task of its own: the next connection is accepted
                 # meanwhile, so a burst of them costs no loop iteration each.
                 loop.create_task(self._hand_over(record, conn))
@@ -188,32 +189,66 @@ class Extensions:
                 return conn
             await listener.readable()
 
-    async def _hand_over(self, record: _Accept, conn: Any) -> None:
-        """The accept socket takes over ``conn``; then the AcceptEx completes (S14.2)."""
+    def _take_connection(self, record: _Accept, conn: Any) -> bool:
+        """The accept socket takes ``conn`` now, in the accept loop's own step (S14.2).
+
+        From here the connection is this AcceptEx's: a cancel no longer takes an AcceptEx
+        without first data (S15.1), so the connection is consumed by exactly it.  One that
+        waits for first data stays cancellable until the data comes: the cancel first
+        resets the connection and makes the accept socket fresh again (:func:`_abandon`),
+        then completes it, so its aborted notice never comes before that state."""
+        acceptor, listener = record.acceptor, record.listener
+        if acceptor.closed:
+            # Its close is on its way here (it aborts this AcceptEx): the connection
+            # waits for the next AcceptEx, first in line.
+            listener.parked.insert(0, conn)
+            self.door.complete(record.op, ABORTED, 0)
+            return False
         try:
-            record.acceptor.replace_socket(conn)
-            record.acceptor.engine.state = SocketState.CONNECTED
+            acceptor.replace_socket(conn)
+        except Exception as exc:
+            conn.close()
+            self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
+            return False
+        acceptor.engine.state = SocketState.CONNECTED
+        if record.receive:
+            listener.before_abort[record.op] = lambda: _abandon(acceptor)
+        else:
+            listener.on_its_way(record.op)
+        return True
+
+    async def _hand_over(self, record: _Accept, conn: Any) -> None:
+        """The accept socket's transport is made; then the AcceptEx completes (S14.2)."""
+        if record.acceptor.sock is not conn or record.acceptor.closed:
+            return  # cancelled (reset, made fresh) or closed before this began
+        try:
             await self.parts.attach_stream(record.acceptor)
         except Exception as exc:  # the accept socket went away meanwhile
-            conn.close()
             self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
             return
         try:
             await self._finish_accept(record)
         except Exception as exc:  # never strand the AcceptEx (S2.4)
             self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
+        finally:
+            record.listener.before_abort.pop(record.op, None)
 
     async def _finish_accept(self, record: _Accept) -> None:
         acceptor, output, receive = record.acceptor, record.output, record.receive
         received = 0
         if not record.op.pending:
-            return  # cancelled, or its accept socket closed, meanwhile: nothing to fill
+            return  # its accept socket closed during the hand-over: nothing to fill
         if receive:
+            # Still cancellable while it waits for the first data (_take_connection).
             first = Operation(OpKind.RECV, [output[:receive]], receive)
             arrived: asyncio.Future[None] = self.io.loop.create_future()
             first.listener = lambda _op: _resolve(arrived)
             acceptor.post_receive(first)
             await arrived
+            record.listener.before_abort.pop(record.op, None)
+            if record.op.status != STATUS_PENDING:
+                return  # cancelled meanwhile: the accept socket is fresh again
+            record.listener.on_its_way(record.op)
             if first.status:
                 self.door.complete(record.op, first.status, 0)
                 return
@@ -464,6 +499,13 @@ def _file_size(fd: int) -> int:
         return os.fstat(fd).st_size
     except OSError:
         raise WSAError(WSAErr.WSA_INVALID_HANDLE, "hFile is not an open file") from None
+
+
+def _abandon(acceptor: SocketAdapter) -> None:
+    """An AcceptEx ended (cancelled) while it waited for its connection's first data: the
+    connection is reset, the accept socket fresh again (loop thread)."""
+    if not acceptor.closed and acceptor.engine.state == SocketState.CONNECTED:
+        acceptor.reset_and_reuse()
 
 
 def _drop_cancelled(queue: collections.deque[_Accept]) -> bool:

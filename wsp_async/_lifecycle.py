@@ -102,7 +102,9 @@ class Lifecycle:
         try:
             if adapter.nodelay is not None:
                 # The program's socket keeps the setting it has (S16.1).
-                adapter.nodelay = bool(ours.getsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY))
+                adapter.nodelay = bool(
+                    ours.getsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY)
+                )
             if sock.type == _pysocket.SOCK_STREAM:
                 if state == CONNECTED and self.io.here():
                     self.io.loop.create_task(self.parts.attach_stream(adapter))

@@ -131,7 +131,16 @@ class Parts:
         return local or shared
 
     async def attach_stream(self, sock: SocketAdapter) -> None:
-        await self.io.loop.connect_accepted_socket(lambda: StreamProtocol(sock), sock.sock)
+        host = sock.sock
+        sock.attaching = True  # a close meanwhile leaves the host socket to the transport
+        try:
+            await self.io.loop.connect_accepted_socket(lambda: StreamProtocol(sock), host)
+        finally:
+            sock.attaching = False
+            if sock.sock is not host or sock.closed:
+                # Closed or made fresh meanwhile (its transport, if any, was aborted by
+                # ``attach``): the host socket was left for us to close.
+                host.close()
         sock.pump()
 
     def ensure_datagram_transport(self, sock: SocketAdapter) -> None:

@@ -27,7 +27,14 @@ class TransportEvents(Protocol):
 
 class Detached:
     """Where a transport's events go once its socket moved on (DisconnectEx with
-    TF_REUSE_SOCKET, S14.4): nowhere -- the old connection no longer concerns it."""
+    TF_REUSE_SOCKET, S14.4): nowhere -- the old connection no longer concerns it.
+
+    It keeps the old host socket object and closes it when the transport lets go: stock
+    asyncio's transport has closed it by then, uvloop's only drops its reference, and a
+    socket object left open would close its number again when collected (S16.4)."""
+
+    def __init__(self, host: Any = None) -> None:
+        self.host = host
 
     def attach(self, transport: asyncio.BaseTransport) -> None:
         pass
@@ -42,7 +49,8 @@ class Detached:
         pass
 
     def lost(self, exc: BaseException | None) -> None:
-        pass
+        if self.host is not None:
+            self.host.close()
 
     def icmp_error(self, code: int) -> None:
         pass
