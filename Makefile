@@ -36,8 +36,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The models and the hostile probes, longer: the send path's model, the completion surfaces'
+# model (descriptor counts, a log handler that fails on any ERROR record), the stress runs
+# and the hostile tests of the surfaces; warnings are errors (pyproject), pytest-timeout is
+# the watchdog for hangs (with every thread's stack on expiry).
 soak: $(STAMP)
-	WSP_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_stateful.py tests/test_stress.py --timeout=3600 -s
+	WSP_SOAK=1 $(BIN)/python -X dev -m pytest -q -p no:cacheprovider tests/test_stateful.py \
+		tests/test_stateful_surfaces.py tests/test_surfaces_hostile.py tests/test_stress.py \
+		--timeout=3600 -s
 
 bench: $(STAMP)
 	$(BIN)/python -m wsp_async bench

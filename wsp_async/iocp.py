@@ -447,8 +447,7 @@ def GetQueuedCompletionStatus(
     if status:
         _fail(win32_of(status))
         return False
-    LAST_ERROR.code = 0
-    return True
+    return True  # the last error is left as it was, as kernel32 leaves it
 
 
 def GetQueuedCompletionStatusEx(
@@ -488,5 +487,4 @@ def GetQueuedCompletionStatusEx(
         entry.Internal = status
         entry.dwNumberOfBytesTransferred = nbytes
     store(ulNumEntriesRemoved, len(got))
-    LAST_ERROR.code = 0
-    return True
+    return True  # the last error is left as it was
