@@ -371,7 +371,9 @@ async def test_another_thread_ending_the_stream_midway_loses_no_completed_send(
     ender.start()
     sent = bytearray()
     refused = 0
-    for burst in range(400):
+    # At least 400 bursts, and on until the other thread's call has been made and (for a
+    # close or half-close) has refused a send: when that thread runs is the scheduler's.
+    for burst in range(200_000):
         if burst == 40:
             go.set()
         for i in range(burst % 7 + 1):
@@ -386,6 +388,8 @@ async def test_another_thread_ending_the_stream_midway_loses_no_completed_send(
                 sent += message
         await asyncio.sleep(0)
         if results and refused:
+            break
+        if burst >= 399 and results and action == "flush":
             break
     await loop.run_in_executor(None, ender.join, 30)
     assert results == [0]

@@ -691,7 +691,7 @@ class SocketAdapter:
         loop = self.loop
         future: asyncio.Future[None] = loop.create_future()
         fd = self.sock.fileno()
-        loop.add_reader(fd, _set_none, future)
+        loop.add_reader(fd, _set_none, future)  # NotImplementedError on a Proactor loop
         self.readable_wait = future
         try:
             await future
@@ -771,8 +771,11 @@ class SocketAdapter:
                         isolated(hook)
             if aside:
                 # A listener whose AcceptEx calls were cancelled stops waiting until
-                # another is posted: no reader is left on its descriptor.
+                # another is posted: no reader (nor, on a Proactor loop, accept) is left
+                # on its descriptor.
                 self.stop_waiting_readable()
+                for future in list(self.accepting):
+                    future.cancel()
             removed += aside
         self._aborted(removed)
         if removed:

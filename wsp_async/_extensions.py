@@ -187,7 +187,22 @@ class Extensions:
             else:
                 conn.setblocking(False)
                 return conn
-            await listener.readable()
+            try:
+                await listener.readable()
+            except NotImplementedError:
+                # A loop with no readiness callbacks (a Proactor loop embedding the
+                # provider): its own accept, whose cancel is that loop's business.
+                return await self._accept_on(listener)
+
+    async def _accept_on(self, listener: SocketAdapter) -> Any:
+        future = asyncio.ensure_future(self.io.loop.sock_accept(listener.sock))
+        listener.accepting.add(future)
+        try:
+            conn, _peer = await future
+        finally:
+            listener.accepting.discard(future)
+        conn.setblocking(False)
+        return conn
 
     def _take_connection(self, record: _Accept, conn: Any) -> bool:
         """The accept socket takes ``conn`` now, in the accept loop's own step (S14.2).
