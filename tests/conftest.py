@@ -97,6 +97,21 @@ def provider(loop_kind: str) -> Iterator[w.Provider]:
 
 
 @pytest.fixture
+def face(loop_kind: str) -> Iterator[object]:
+    """The ``_overlapped`` face (``wsp_async.overlapped``) over a provider of the
+    parametrised loop kind, restored afterwards."""
+    from wsp_async import overlapped as ov_face
+
+    p = w.Provider(use_uvloop=loop_kind == "uvloop")
+    previous = ov_face.use_provider(p)
+    try:
+        yield ov_face
+    finally:
+        ov_face.use_provider(previous)
+        p.close()
+
+
+@pytest.fixture
 def listener() -> Iterator[socket.socket]:
     """A plain socket listening on 127.0.0.1 (the independent peer)."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

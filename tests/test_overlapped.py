@@ -24,17 +24,6 @@ from .conftest import run_script
 
 
 @pytest.fixture
-def face(loop_kind: str) -> Iterator[Any]:
-    p = w.Provider(use_uvloop=loop_kind == "uvloop")
-    previous = ov_face.use_provider(p)
-    try:
-        yield ov_face
-    finally:
-        ov_face.use_provider(previous)
-        p.close()
-
-
-@pytest.fixture
 def port(face: Any) -> Iterator[int]:
     handle = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
     yield handle

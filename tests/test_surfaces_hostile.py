@@ -152,19 +152,6 @@ def test_get_overlapped_result_sees_a_completion_that_races_its_call(provider, l
 # ---------------------------------------------------------------- the _overlapped face
 
 
-@pytest.fixture
-def face(loop_kind):  # type: ignore[no-untyped-def]
-    from wsp_async import overlapped as ov_face
-
-    p = w.Provider(use_uvloop=loop_kind == "uvloop")
-    previous = ov_face.use_provider(p)
-    try:
-        yield ov_face
-    finally:
-        ov_face.use_provider(previous)
-        p.close()
-
-
 def test_accept_ex_getresult_never_dup2s_onto_a_number_the_program_reused(face):  # type: ignore[no-untyped-def]
     # SPEC S16.4, S17.1: the program closed its accept socket and the number now names a
     # file of its own: getresult() leaves the file alone.
