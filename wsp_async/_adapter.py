@@ -409,17 +409,15 @@ class SocketAdapter:
         and every one after it (completion order, S13.2), waits for the next callback of
         the loop.  Returns what completes now."""
         for i, op in enumerate(done):
-            parts = op.parts
-            if parts is not None and parts.disconnect and not op.fault:
+            if _disconnects(op):
                 self.loop.call_soon(self._disconnect_and_complete, done[i:])
                 return done[:i]
         return done
 
     def _disconnect_and_complete(self, done: list[Operation]) -> None:
         for op in done:
-            parts = op.parts
-            if parts is not None and parts.disconnect and not op.fault:
-                self.disconnect(parts.reuse)
+            if _disconnects(op):
+                self.disconnect(op.parts.reuse)
         self.door.complete_ok(done)
 
     def _write(self, transport: Any, batch: list[Operation]) -> None:
@@ -686,7 +684,7 @@ class SocketAdapter:
     async def readable(self) -> None:
         """Until the host socket is readable (a listener: a connection waits), or the wait
         is cancelled (loop thread).  The reader is removed before this returns -- or by
-        :meth:`stop_waiting_readable` before the descriptor closes, so that a number the
+        :meth:`stop_accepting` before the descriptor closes, so that a number the
         OS reuses never has our reader on it."""
         loop = self.loop
         future: asyncio.Future[None] = loop.create_future()
@@ -700,13 +698,16 @@ class SocketAdapter:
                 self.readable_wait = None
                 loop.remove_reader(fd)
 
-    def stop_waiting_readable(self) -> None:
-        """Cancel the readiness wait, its reader removed now (loop thread)."""
+    def stop_accepting(self) -> None:
+        """Cancel the AcceptEx calls' readiness wait, its reader removed now, and any accept
+        of the loop's own (loop thread): nothing is left waiting on the descriptor."""
         future = self.readable_wait
         if future is not None:
             self.readable_wait = None
             self.loop.remove_reader(self.sock.fileno())
             future.cancel()
+        for accepting in list(self.accepting):
+            accepting.cancel()
 
     def begin_connect(self) -> None:
         """The connection is under way from this call on (any thread): a second connect
@@ -771,11 +772,8 @@ class SocketAdapter:
                         isolated(hook)
             if aside:
                 # A listener whose AcceptEx calls were cancelled stops waiting until
-                # another is posted: no reader (nor, on a Proactor loop, accept) is left
-                # on its descriptor.
-                self.stop_waiting_readable()
-                for future in list(self.accepting):
-                    future.cancel()
+                # another is posted.
+                self.stop_accepting()
             removed += aside
         self._aborted(removed)
         if removed:
@@ -807,9 +805,7 @@ class SocketAdapter:
         if self.drain_timer is not None:
             self.drain_timer.cancel()
             self.drain_timer = None
-        for future in list(self.accepting):
-            future.cancel()
-        self.stop_waiting_readable()
+        self.stop_accepting()
         for conn in self.parked:
             conn.close()
         self.parked.clear()
@@ -841,6 +837,12 @@ class SocketAdapter:
 def _set_none(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _disconnects(op: Operation) -> bool:
+    """A TransmitFile with TF_DISCONNECT that went whole (S14.5)."""
+    parts = op.parts
+    return parts is not None and parts.disconnect and not op.fault
 
 
 def _fileno(transport: asyncio.BaseTransport) -> int:

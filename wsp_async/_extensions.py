@@ -234,17 +234,14 @@ class Extensions:
 
     async def _hand_over(self, record: _Accept, conn: Any) -> None:
         """The accept socket's transport is made; then the AcceptEx completes (S14.2)."""
-        if record.acceptor.sock is not conn or record.acceptor.closed:
-            return  # cancelled (reset, made fresh) or closed before this began
         try:
-            await self.parts.attach_stream(record.acceptor)
-        except Exception as exc:  # the accept socket went away meanwhile
-            self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
-            return
-        try:
-            await self._finish_accept(record)
-        except Exception as exc:  # never strand the AcceptEx (S2.4)
-            self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
+            if record.acceptor.sock is not conn or record.acceptor.closed:
+                return  # cancelled (reset, made fresh) or closed before this began
+            try:
+                await self.parts.attach_stream(record.acceptor)
+                await self._finish_accept(record)
+            except Exception as exc:  # the accept socket went away; never strand (S2.4)
+                self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
         finally:
             record.listener.before_abort.pop(record.op, None)
 
