@@ -124,6 +124,23 @@ def listener() -> Iterator[socket.socket]:
         srv.close()
 
 
+@pytest.fixture
+def refusing_address() -> Iterator[tuple[str, int]]:
+    """An address on 127.0.0.1 that refuses connections, and keeps refusing.
+
+    A port taken from a socket that is then closed is free for anyone: the kernel may
+    hand it to the very connect that tests it as the local port, and a TCP connect to
+    itself on loopback then *succeeds* (simultaneous open). A socket bound there but
+    not listening holds the port for the whole test and answers a SYN with a reset.
+    """
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    try:
+        yield holder.getsockname()
+    finally:
+        holder.close()
+
+
 def make_socket(
     p: w.Provider, kind: int = w.SOCK_STREAM, flags: int = w.WSA_FLAG_OVERLAPPED
 ) -> int:

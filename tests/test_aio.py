@@ -80,12 +80,10 @@ async def test_errors_raise_wsaerror() -> None:  # SPEC S0, S9
     srv.close()
 
 
-async def test_connect_refused_is_a_wsaerror() -> None:  # SPEC S9
-    probe = socket.create_server(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+async def test_connect_refused_is_a_wsaerror(refusing_address: tuple[str, int]) -> None:
+    # SPEC S9
     with pytest.raises(w.WSAError) as info:
-        await aio.connect("127.0.0.1", port)
+        await aio.connect(*refusing_address)
     assert info.value.winerror == w.WSAECONNREFUSED
 
 
@@ -334,13 +332,10 @@ async def test_connect_ex_sends_its_first_data() -> None:  # SPEC S14.3
         conn.close()
 
 
-async def test_connect_ex_refused_is_a_wsaerror() -> None:  # SPEC S14.3
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    address = closed.getsockname()
-    closed.close()
+async def test_connect_ex_refused_is_a_wsaerror(refusing_address: tuple[str, int]) -> None:
+    # SPEC S14.3
     with pytest.raises(w.WSAError) as info:
-        await aio.connect_ex(*address)
+        await aio.connect_ex(*refusing_address)
     assert info.value.winerror == w.WSAECONNREFUSED
 
 

@@ -166,12 +166,9 @@ def test_connect_ex_connects_a_bound_socket_and_sends_first_data(provider, liste
     peer.close()
 
 
-def test_connect_ex_to_a_closed_port_is_refused(provider):  # type: ignore[no-untyped-def]
+def test_connect_ex_to_a_closed_port_is_refused(provider, refusing_address):  # type: ignore[no-untyped-def]
     # SPEC S14.3, S16.2
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    address = probe.getsockname()
-    probe.close()
+    address = refusing_address
     s = make_socket(provider)
     assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
     ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())

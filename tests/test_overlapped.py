@@ -172,13 +172,10 @@ def test_a_closed_descriptor_releases_its_socket_and_a_reused_number_is_new(face
         assert again.getresult() == b"new"
 
 
-def test_connect_ex_refused_and_bind_local_twice(face, port):  # type: ignore[no-untyped-def]
+def test_connect_ex_refused_and_bind_local_twice(face, port, refusing_address):  # type: ignore[no-untyped-def]
     # SPEC S17.1, S14.3, S16.2: ERROR_CONNECTION_REFUSED (1225) is ConnectionRefusedError;
     # BindLocal on a bound socket is WSAEINVAL, which the Proactor checks for.
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    address = closed.getsockname()
-    closed.close()
+    address = refusing_address
     sock = socket.socket()
     with sock:
         face.CreateIoCompletionPort(sock.fileno(), port, 0, 0)
