@@ -14,9 +14,9 @@ from ._operation import Operation, OpKind
 from ._parts import Parts
 from ._posting import Posting, prepare_wait
 from ._spi import PENDING
-from .constants import STATUS_PENDING
+from .constants import STATUS_PENDING, WSA_INFINITE
 from .errors import WSAErr, WSAError
-from .events import WSAEVENT
+from .events import WSAEVENT, WSAWaitForMultipleEvents
 from .ntstatus import wsa_of
 from .structs import (
     WSAOVERLAPPED,
@@ -30,6 +30,9 @@ from .verifier import report_wait_with_routine
 __all__ = ["Receives"]
 
 ABORTED = WSAErr.WSA_OPERATION_ABORTED
+
+#: NTSTATUS severities warning and error (the upper half): the failures.
+_FAILURE = 0x80000000
 
 
 class Receives:
@@ -174,31 +177,51 @@ class Receives:
             check_box(lpcbTransfer, "lpcbTransfer", optional=False)
         if type(lpdwFlags) not in BOXES:
             check_box(lpdwFlags, "lpdwFlags")
-        status = lpOverlapped.Internal
+        status = integer(lpOverlapped.Internal, "Internal is not an NTSTATUS")
         if status == STATUS_PENDING:
             op = operation_of(lpOverlapped)
             if op is None:
                 # Completed between the two reads: the door writes Internal before it
                 # unties the structure, so a second read sees the result.
-                status = lpOverlapped.Internal
+                status = integer(lpOverlapped.Internal, "Internal is not an NTSTATUS")
         if status == STATUS_PENDING:
-            if not fWait or op is None:
+            if not fWait:
                 raise WSAError(WSAErr.WSA_IO_INCOMPLETE)
-            if op.routine is not None and self.parts.debug:
-                isolated(report_wait_with_routine, self.door.tracer, sock.handle)
             if self.io.here():
                 raise self.io.refuse_blocking("WSPGetOverlappedResult(fWait=True)")
-            wait_result(lpOverlapped)
-            status = lpOverlapped.Internal
+            if op is None:
+                status = self._wait_unknown(lpOverlapped)
+            else:
+                if op.routine is not None and self.parts.debug:
+                    isolated(report_wait_with_routine, self.door.tracer, sock.handle)
+                wait_result(lpOverlapped)
+                status = lpOverlapped.Internal
         if type(lpcbTransfer) in BOXES:
             lpcbTransfer.value = lpOverlapped.InternalHigh  # type: ignore[attr-defined]
         else:
             store(lpcbTransfer, lpOverlapped.InternalHigh)
         if lpdwFlags is not None:
             store(lpdwFlags, result_flags(lpOverlapped))
-        if status:
-            raise WSAError(wsa_of(status))  # S2.5: derived from the NTSTATUS
+        if status >= _FAILURE:
+            # S2.5: derived from the NTSTATUS.  Any success status is success, as
+            # ws2_32 has it (sock.c, test_WSAGetOverlappedResult).
+            raise WSAError(wsa_of(status))
         return True
+
+    @staticmethod
+    def _wait_unknown(ov: WSAOVERLAPPED) -> int:
+        """fWait on a pending structure no operation owns (made by hand, or another
+        program's): Windows waits for its event and then reports what the structure
+        holds -- success, even if that is still STATUS_PENDING (sock.c,
+        test_WSAGetOverlappedResult).  With no event Windows would wait on the socket
+        handle for an operation that does not exist, that is, forever: we answer
+        WSA_IO_INCOMPLETE instead (docs/semantics.md)."""
+        event = ov.hEvent.event if isinstance(ov.hEvent, NoPortPacket) else ov.hEvent
+        if not isinstance(event, WSAEVENT) or event.closed:
+            raise WSAError(WSAErr.WSA_IO_INCOMPLETE)
+        WSAWaitForMultipleEvents(1, [event], False, WSA_INFINITE, False)
+        status = integer(ov.Internal, "Internal is not an NTSTATUS")
+        return 0 if status == STATUS_PENDING else status
 
 
 def _receive_in_call(sock: SocketAdapter, op: Operation) -> None:

@@ -316,9 +316,11 @@ def queue_apc(thread_id: object, fn: Callable[..., object], *args: Any) -> bool:
     kernel drops APCs queued to a thread that is gone.
     """
     target = getattr(thread_id, "target", thread_id)
-    if target is None:
-        return False
-    post: Callable[[Callable[..., object], tuple[Any, ...]], bool] = target.post  # type: ignore[attr-defined]
+    post: Callable[[Callable[..., object], tuple[Any, ...]], bool] | None = getattr(
+        target, "post", None
+    )
+    if post is None:
+        return False  # no thread of ours (a bare number, a dead one): nothing to queue to
     return post(fn, args)
 
 

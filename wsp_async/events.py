@@ -157,7 +157,7 @@ def WSACloseEvent(hEvent: object) -> bool:
     return _handle_call(hEvent, WSAEVENT.close)
 
 
-def _refuse_on_loop_thread(what: str) -> bool:
+def refuse_on_loop_thread(what: str) -> bool:
     """S7.3: True (and the error recorded) when the caller runs an asyncio loop."""
     if not apc.on_loop_thread():
         return False
@@ -249,7 +249,7 @@ def WSAWaitForMultipleEvents(
         result = _check(events, bool(fWaitAll))
     if result is not None and not fAlertable:
         return _finish(result)
-    if dwTimeout != 0 and result is None and _refuse_on_loop_thread("WSAWaitForMultipleEvents"):
+    if dwTimeout != 0 and result is None and refuse_on_loop_thread("WSAWaitForMultipleEvents"):
         return WSA_WAIT_FAILED
     target = apc.thread_target() if fAlertable and not apc.on_loop_thread() else None
     if target is not None and target.pending() and target.drain():
@@ -343,7 +343,7 @@ def SleepEx(dwMilliseconds: int, bAlertable: bool) -> int:
     if not isinstance(dwMilliseconds, int) or not 0 <= dwMilliseconds <= WSA_INFINITE:
         WSASetLastError(WSAErr.WSA_INVALID_PARAMETER)
         return WSA_WAIT_FAILED
-    if dwMilliseconds != 0 and _refuse_on_loop_thread("SleepEx"):
+    if dwMilliseconds != 0 and refuse_on_loop_thread("SleepEx"):
         return WSA_WAIT_FAILED
     deadline = _deadline(dwMilliseconds)
     if not bAlertable or apc.on_loop_thread():

@@ -21,10 +21,12 @@ from typing import Any
 
 from . import apc
 from ._handles import find_anywhere
-from .constants import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, INFINITE
+from ._completion import wait_result
+from .constants import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, INFINITE, STATUS_PENDING
 from .errors import WSAErr, WSAError
-from .events import LAST_ERROR, WSAEVENT, WSAWaitForMultipleEvents
-from .structs import WSAOVERLAPPED, operation_of
+from .events import LAST_ERROR, WSAEVENT, WSAWaitForMultipleEvents, refuse_on_loop_thread
+from .ntstatus import ERROR_IO_INCOMPLETE, win32_of
+from .structs import WSAOVERLAPPED, NoPortPacket, is_box, operation_of, store
 
 
 def _fail(code: int) -> None:
@@ -35,6 +37,7 @@ __all__ = [
     "CancelIo",
     "CancelIoEx",
     "CreateEvent",
+    "GetOverlappedResult",
     "ResetEvent",
     "SetEvent",
     "WaitForMultipleObjects",
@@ -108,6 +111,60 @@ def WaitForSingleObjectEx(hHandle: WSAEVENT, dwMilliseconds: int, bAlertable: bo
 
 def WaitForSingleObject(hHandle: WSAEVENT, dwMilliseconds: int = INFINITE) -> int:
     return WSAWaitForMultipleEvents(1, [hHandle], False, dwMilliseconds, False)
+
+
+def GetOverlappedResult(
+    hFile: object, lpOverlapped: object, lpNumberOfBytesTransferred: object, bWait: object
+) -> bool:
+    """kernel32's view of an overlapped result (S16.2): the count, and the Win32 code of
+    a failure in ``GetLastError()`` (``ERROR_NETNAME_DELETED`` for a reset, ...).
+
+    Like Windows, it reads the structure only: a success status (any below
+    0x80000000) is success; pending is ``ERROR_IO_INCOMPLETE`` unless ``bWait``, which
+    waits for the operation (any provider's) or, for a structure no operation owns, for
+    its event.  ``hFile`` is not consulted; it only matters on Windows when the
+    structure has no event, and that wait would never end here (``ERROR_IO_INCOMPLETE``
+    instead, as ``WSPGetOverlappedResult`` answers)."""
+    if not isinstance(lpOverlapped, WSAOVERLAPPED) or not is_box(lpNumberOfBytesTransferred):
+        _fail(WSAErr.WSA_INVALID_PARAMETER)
+        return False
+    status = _status(lpOverlapped)
+    if status is None:
+        return False
+    if status == STATUS_PENDING:
+        if not bWait:
+            _fail(ERROR_IO_INCOMPLETE)
+            return False
+        if refuse_on_loop_thread("GetOverlappedResult(bWait=True)"):
+            return False
+        if operation_of(lpOverlapped) is not None:
+            wait_result(lpOverlapped)
+        else:
+            hEvent = lpOverlapped.hEvent
+            event = hEvent.event if isinstance(hEvent, NoPortPacket) else hEvent
+            if not isinstance(event, WSAEVENT) or event.closed:
+                _fail(ERROR_IO_INCOMPLETE)
+                return False
+            WSAWaitForMultipleEvents(1, [event], False, INFINITE, False)
+        status = _status(lpOverlapped)
+        if status is None:
+            return False
+        if status == STATUS_PENDING:
+            status = 0  # the event was set: Windows reports success
+    store(lpNumberOfBytesTransferred, lpOverlapped.InternalHigh)
+    if status >= 0x80000000:  # warnings and errors; any other status is success
+        _fail(win32_of(status))
+        return False
+    return True
+
+
+def _status(ov: WSAOVERLAPPED) -> int | None:
+    """``Internal`` as an int; None (and ERROR_INVALID_PARAMETER) if it holds no status."""
+    status = ov.Internal
+    if isinstance(status, int):
+        return int(status)
+    _fail(WSAErr.WSA_INVALID_PARAMETER)
+    return None
 
 
 def _cancel(hFile: object, which: Any, none_is_found: bool = False) -> bool:

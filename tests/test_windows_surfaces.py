@@ -1,0 +1,173 @@
+"""Windows' answers on the completion surfaces (issue 22).
+
+Each test names the function of Wine's ``dlls/ws2_32/tests/sock.c`` whose checks run
+on Windows (``ok()``: what Windows does) and the SPEC rule.  Peers are plain sockets on
+127.0.0.1; both loops.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import wsp_async as w
+from wsp_async import DWORD, INT, WSAOVERLAPPED
+
+from .conftest import make_socket
+
+# --- 12. WSAGetOverlappedResult reads the structure through ws2_32's table ----------------
+
+E = w.WSAErr
+ERROR_IO_INCOMPLETE = 996
+
+#: sock.c's map_status: NTSTATUS -> what WSAGetOverlappedResult reports on Windows.
+MAP_STATUS = {
+    0x00000103: ERROR_IO_INCOMPLETE,  # STATUS_PENDING
+    0x80000005: E.WSAEMSGSIZE,  # STATUS_BUFFER_OVERFLOW
+    0xC0000002: E.WSAEOPNOTSUPP,  # STATUS_NOT_IMPLEMENTED
+    0xC0000005: E.WSAEFAULT,  # STATUS_ACCESS_VIOLATION
+    0xC0000007: E.WSAENOBUFS,  # STATUS_PAGEFILE_QUOTA
+    0xC0000008: E.WSAENOTSOCK,  # STATUS_INVALID_HANDLE
+    0xC000000E: E.WSAENETDOWN,  # STATUS_NO_SUCH_DEVICE
+    0xC000000F: E.WSAENETDOWN,  # STATUS_NO_SUCH_FILE
+    0xC0000017: E.WSAENOBUFS,  # STATUS_NO_MEMORY
+    0xC0000018: E.WSAENOBUFS,  # STATUS_CONFLICTING_ADDRESSES
+    0xC0000022: E.WSAEACCES,  # STATUS_ACCESS_DENIED
+    0xC0000023: E.WSAEFAULT,  # STATUS_BUFFER_TOO_SMALL
+    0xC0000024: E.WSAENOTSOCK,  # STATUS_OBJECT_TYPE_MISMATCH
+    0xC0000034: E.WSAENETDOWN,  # STATUS_OBJECT_NAME_NOT_FOUND
+    0xC000003A: E.WSAENETDOWN,  # STATUS_OBJECT_PATH_NOT_FOUND
+    0xC0000043: E.WSAEADDRINUSE,  # STATUS_SHARING_VIOLATION
+    0xC0000044: E.WSAENOBUFS,  # STATUS_QUOTA_EXCEEDED
+    0xC0000097: E.WSAENOBUFS,  # STATUS_TOO_MANY_PAGING_FILES
+    0xC000009A: E.WSAENOBUFS,  # STATUS_INSUFFICIENT_RESOURCES
+    0xC00000A1: E.WSAENOBUFS,  # STATUS_WORKING_SET_QUOTA
+    0xC00000A3: E.WSAEWOULDBLOCK,  # STATUS_DEVICE_NOT_READY
+    0xC00000B0: E.WSAESHUTDOWN,  # STATUS_PIPE_DISCONNECTED
+    0xC00000B5: E.WSAETIMEDOUT,  # STATUS_IO_TIMEOUT
+    0xC00000BB: E.WSAEOPNOTSUPP,  # STATUS_NOT_SUPPORTED
+    0xC00000BC: E.WSAECONNREFUSED,  # STATUS_REMOTE_NOT_LISTENING
+    0xC00000BE: E.WSAENETUNREACH,  # STATUS_BAD_NETWORK_PATH
+    0xC00000BF: E.WSAENETDOWN,  # STATUS_NETWORK_BUSY
+    0xC00000C3: E.WSAENETDOWN,  # STATUS_INVALID_NETWORK_RESPONSE
+    0xC00000C4: E.WSAENETDOWN,  # STATUS_UNEXPECTED_NETWORK_ERROR
+    0xC00000D0: E.WSAEWOULDBLOCK,  # STATUS_REQUEST_NOT_ACCEPTED
+    0xC0000120: E.WSA_OPERATION_ABORTED,  # STATUS_CANCELLED
+    0xC000012D: E.WSAENOBUFS,  # STATUS_COMMITMENT_LIMIT
+    0xC000013B: E.WSAECONNABORTED,  # STATUS_LOCAL_DISCONNECT
+    0xC000013C: E.WSAECONNRESET,  # STATUS_REMOTE_DISCONNECT
+    0xC000013D: E.WSAENOBUFS,  # STATUS_REMOTE_RESOURCES
+    0xC000013E: E.WSAECONNRESET,  # STATUS_LINK_FAILED
+    0xC000013F: E.WSAETIMEDOUT,  # STATUS_LINK_TIMEOUT
+    0xC0000140: E.WSAENOTCONN,  # STATUS_INVALID_CONNECTION
+    0xC0000141: E.WSAEADDRNOTAVAIL,  # STATUS_INVALID_ADDRESS
+    0xC0000206: E.WSAEMSGSIZE,  # STATUS_INVALID_BUFFER_SIZE
+    0xC0000207: E.WSAEADDRNOTAVAIL,  # STATUS_INVALID_ADDRESS_COMPONENT
+    0xC0000209: E.WSAENOBUFS,  # STATUS_TOO_MANY_ADDRESSES
+    0xC000020A: E.WSAEADDRINUSE,  # STATUS_ADDRESS_ALREADY_EXISTS
+    0xC000020C: E.WSAECONNRESET,  # STATUS_CONNECTION_DISCONNECTED
+    0xC000020D: E.WSAECONNRESET,  # STATUS_CONNECTION_RESET
+    0xC000020F: E.WSAECONNABORTED,  # STATUS_TRANSACTION_ABORTED
+    0xC0000236: E.WSAECONNREFUSED,  # STATUS_CONNECTION_REFUSED
+    0xC0000237: E.WSAEDISCON,  # STATUS_GRACEFUL_DISCONNECT
+    0xC000023B: E.WSAEISCONN,  # STATUS_CONNECTION_ACTIVE
+    0xC000023C: E.WSAENETUNREACH,  # STATUS_NETWORK_UNREACHABLE
+    0xC000023D: E.WSAEHOSTUNREACH,  # STATUS_HOST_UNREACHABLE
+    0xC000023E: E.WSAENETUNREACH,  # STATUS_PROTOCOL_UNREACHABLE
+    0xC000023F: E.WSAECONNRESET,  # STATUS_PORT_UNREACHABLE
+    0xC0000240: E.WSAEINTR,  # STATUS_REQUEST_ABORTED
+    0xC0000241: E.WSAECONNABORTED,  # STATUS_CONNECTION_ABORTED
+    0xC00002C5: E.WSAEFAULT,  # STATUS_DATATYPE_MISALIGNMENT_ERROR
+    0xC0000350: E.WSAEHOSTDOWN,  # STATUS_HOST_DOWN
+    0x80070000 | ERROR_IO_INCOMPLETE: ERROR_IO_INCOMPLETE,
+    0xC0010000 | ERROR_IO_INCOMPLETE: ERROR_IO_INCOMPLETE,
+    0xC0070000 | ERROR_IO_INCOMPLETE: ERROR_IO_INCOMPLETE,
+}
+
+#: The status ranges sock.c walks.
+RANGES = [
+    (0x0, 0x10000),
+    (0x40000000, 0x40001000),
+    (0x80000000, 0x80001000),
+    (0x80070000, 0x80080000),
+    (0xC0000000, 0xC0001000),
+    (0xC0070000, 0xC0080000),
+    (0xD0000000, 0xD0001000),
+    (0xD0070000, 0xD0080000),
+]
+
+#: Winsock codes the provider itself stores as 0xC0070000 | code, which read back as
+#: themselves (SPEC S2.5; the one row of "Differences from Windows" on this table).
+CARRIED = {0xC0070000 | int(c) for c in E if w.ntstatus_of(c) == 0xC0070000 | int(c)}
+
+
+def expected(status: int) -> tuple[bool, int | None]:
+    """(succeeds, error) as Windows reports them, or as S2.5 asks for a carried code."""
+    if status in CARRIED:
+        return False, status & 0xFFFF
+    if status < 0x80000000 and status != 0x103:
+        return True, None
+    return False, MAP_STATUS.get(status, E.WSAEINVAL)
+
+
+def test_every_status_reads_as_ws2_32_reads_it(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_WSAGetOverlappedResult (map_status over its ranges); SPEC S2.5, S7.2.
+    s = make_socket(provider)
+    ov, got, flags, err = WSAOVERLAPPED(), DWORD(), DWORD(), INT()
+    wrong = []
+    for low, high in RANGES:
+        for status in range(low, high):
+            ov.Internal = status
+            err.value = 0xDEADBEEF
+            ok = provider.WSPGetOverlappedResult(s, ov, got, False, flags, err)
+            succeeds, code = expected(status)
+            if bool(ok) != succeeds or (not succeeds and err.value != code):
+                wrong.append((hex(status), ok, err.value, code))
+    assert not wrong, wrong[:10]
+    assert CARRIED and all(status >> 16 == 0xC007 for status in CARRIED)
+
+
+def test_a_hand_made_pending_structure_whose_event_is_set_succeeds(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_WSAGetOverlappedResult (the last part): fWait waits for the event, not
+    # alertably (a queued APC stays queued), and reports success.
+    s = make_socket(provider)
+    ov = WSAOVERLAPPED(Internal=w.STATUS_PENDING, InternalHigh=7, hEvent=w.CreateEvent(None, True, True, None))
+    ran = []
+    assert not w.queue_apc(threading.get_ident(), ran.append, 0)  # a number is no thread
+    assert w.queue_apc(w.WSATHREADID.current(), ran.append, 1)
+    got, err = DWORD(), INT()
+    assert provider.WSPGetOverlappedResult(s, ov, got, True, DWORD(), err)
+    assert got.value == 7 and ran == []
+    assert w.SleepEx(0, True) == w.WAIT_IO_COMPLETION and ran == [1]
+    # Without fWait it is still incomplete; with no event to wait on, too (a choice: Windows
+    # would wait on the socket for ever).
+    assert not provider.WSPGetOverlappedResult(s, ov, got, False, DWORD(), err)
+    assert err.value == w.WSA_IO_INCOMPLETE
+    bare = WSAOVERLAPPED(Internal=w.STATUS_PENDING)
+    assert not provider.WSPGetOverlappedResult(s, bare, got, True, DWORD(), err)
+    assert err.value == w.WSA_IO_INCOMPLETE
+
+
+@pytest.mark.parametrize(
+    ("status", "succeeds", "win32"),
+    [
+        (0, True, None),
+        (0x40000001, True, None),  # an informational status is success
+        (w.STATUS_CONNECTION_RESET, False, 64),  # ERROR_NETNAME_DELETED
+        (0x80000005, False, 234),  # STATUS_BUFFER_OVERFLOW: ERROR_MORE_DATA
+        (w.STATUS_CANCELLED, False, 995),
+        (w.STATUS_PENDING, False, ERROR_IO_INCOMPLETE),
+    ],
+)
+def test_kernel32_get_overlapped_result_reports_win32_codes(status, succeeds, win32):  # type: ignore[no-untyped-def]
+    # SPEC S16.2 (sock.c: test_nonblocking_async_recv and others call GetOverlappedResult
+    # on sockets): the same structure, kernel32's view.
+    ov = WSAOVERLAPPED(Internal=status, InternalHigh=5)
+    got = DWORD()
+    w.SetLastError(0xDEADBEEF)
+    assert bool(w.GetOverlappedResult(0, ov, got, False)) is succeeds
+    if succeeds:
+        assert got.value == 5 and w.GetLastError() == 0xDEADBEEF
+    else:
+        assert w.GetLastError() == win32
