@@ -132,7 +132,9 @@ def test_a_hand_made_pending_structure_whose_event_is_set_succeeds(provider):  #
     # sock.c: test_WSAGetOverlappedResult (the last part): fWait waits for the event, not
     # alertably (a queued APC stays queued), and reports success.
     s = make_socket(provider)
-    ov = WSAOVERLAPPED(Internal=w.STATUS_PENDING, InternalHigh=7, hEvent=w.CreateEvent(None, True, True, None))
+    ov = WSAOVERLAPPED(
+        Internal=w.STATUS_PENDING, InternalHigh=7, hEvent=w.CreateEvent(None, True, True, None)
+    )
     ran = []
     assert not w.queue_apc(threading.get_ident(), ran.append, 0)  # a number is no thread
     assert w.queue_apc(w.WSATHREADID.current(), ran.append, 1)

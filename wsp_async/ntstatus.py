@@ -96,6 +96,7 @@ class NTSTATUS(enum.IntEnum):
     STATUS_DATATYPE_MISALIGNMENT_ERROR = 0xC00002C5
     STATUS_HOST_DOWN = 0xC0000350
 
+
 S = NTSTATUS
 
 #: FACILITY_NTWIN32 errors: an NTSTATUS that carries a Win32 code in its low word.
