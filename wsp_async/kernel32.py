@@ -160,7 +160,7 @@ def GetOverlappedResult(
 
 def _status(ov: WSAOVERLAPPED) -> int | None:
     """``Internal`` as an int; None (and ERROR_INVALID_PARAMETER) if it holds no status."""
-    status = ov.Internal
+    status: object = ov.Internal  # typed int, but a program may put anything there
     if isinstance(status, int):
         return int(status)
     _fail(WSAErr.WSA_INVALID_PARAMETER)
