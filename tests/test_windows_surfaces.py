@@ -14,7 +14,7 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSAOVERLAPPED
 
-from .conftest import make_socket
+from .conftest import connect, make_socket
 
 # --- 12. WSAGetOverlappedResult reads the structure through ws2_32's table ----------------
 
@@ -173,3 +173,85 @@ def test_kernel32_get_overlapped_result_reports_win32_codes(status, succeeds, wi
         assert got.value == 5 and w.GetLastError() == 0xDEADBEEF
     else:
         assert w.GetLastError() == win32
+
+
+# --- 1. a port associated after the post still gets the packet -------------------------------
+
+
+class Box:
+    def __init__(self, value: object = None) -> None:
+        self.value = value
+
+
+def gqcs(port: object, ms: int = 10_000) -> tuple[bool, int, object, object, int]:
+    n, key, ov = DWORD(), Box(), Box()
+    ok = w.GetQueuedCompletionStatus(port, n, key, ov, ms)
+    return bool(ok), n.value, key.value, ov.value, w.GetLastError()
+
+
+def listening(p: w.Provider) -> tuple[int, tuple[str, int]]:
+    s = make_socket(p)
+    name = DWORD()
+    assert p.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    assert p.WSPListen(s, 8, INT()) == 0
+    assert p.WSPGetSockName(s, name, None, INT()) == 0
+    return s, name.value  # type: ignore[return-value]
+
+
+ADDR = 16 + 16
+
+
+def test_an_accept_ex_posted_before_the_port_reports_to_it(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_completion_port ("IOCP created after AcceptEx"); SPEC S13.2.
+    listener, _address = listening(provider)
+    acceptor = make_socket(provider)
+    ov = WSAOVERLAPPED()
+    out = bytearray(2 * ADDR)
+    assert not provider.AcceptEx(listener, acceptor, out, 0, ADDR, ADDR, DWORD(), ov)
+    port = w.CreateIoCompletionPort(listener, None, 125, 0)
+    assert port
+    assert provider.WSPCloseSocket(listener, INT()) == 0
+    ok, n, key, got, error = gqcs(port)
+    assert (ok, n, key, got, error) == (False, 0, 125, ov, w.ERROR_OPERATION_ABORTED)
+    assert ov.Internal == w.STATUS_CANCELLED
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # one packet
+    assert w.CloseHandle(port)
+
+
+def test_a_receive_posted_before_the_port_reports_to_it(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S13.2: the packet's target is read when the operation completes.
+    s, conn = connect(provider, listener)
+    ov = WSAOVERLAPPED()
+    buf = bytearray(8)
+    err = INT()
+    rc = provider.WSPRecv(s, [w.WSABUF(8, buf)], 1, None, DWORD(0), ov, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    port = w.CreateIoCompletionPort(s, None, "late", 0)
+    conn.sendall(b"data")
+    assert gqcs(port)[:4] == (True, 4, "late", ov)
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # one packet
+    assert bytes(buf[:4]) == b"data"
+    assert w.CloseHandle(port)
+
+
+# --- 7. a receive after the peer's FIN returns 0 at once, port or not --------------------------
+
+
+def test_a_receive_after_the_fin_returns_zero_at_once_on_a_port_socket(provider, listener):  # type: ignore[no-untyped-def]
+    # sock.c: test_completion_port ("IOCP response on graceful shutdown"): WSARecv returns
+    # 0 with a count of 0, and the port still gets its packet; SPEC S13.2, S13.3.
+    s, conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, 125, 0)
+    first = WSAOVERLAPPED()
+    buf = bytearray(8)
+    err = INT()
+    rc = provider.WSPRecv(s, [w.WSABUF(8, buf)], 1, None, DWORD(0), first, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    conn.close()  # FIN
+    assert gqcs(port)[:4] == (True, 0, 125, first)
+    for _ in range(3):
+        again, got = WSAOVERLAPPED(), DWORD(0xDEAD)
+        rc = provider.WSPRecv(s, [w.WSABUF(8, buf)], 1, got, DWORD(0), again, None, None, err)
+        assert (rc, got.value) == (0, 0)
+        assert gqcs(port, 0)[:4] == (True, 0, 125, again)
+    assert w.CloseHandle(port)

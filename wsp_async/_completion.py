@@ -212,6 +212,8 @@ class CompletionDoor:
         elif op.event is not None:
             op.event.set()  # S7.1
         link = op.port_link
+        if link is None and op.port_later is not None:
+            link = op.port_later.port_link  # associated after the post (S13.2)
         if link is not None and not (op.in_call and not status and link.skip_on_success):
             link.port.queue((nbytes, link.key, ov, nt))  # S13.2: exactly one packet
         counter = op.counter

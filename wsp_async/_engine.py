@@ -368,7 +368,12 @@ class SocketEngine:
 
         def gone(op: Operation) -> bool:
             # A port's operations outlive their thread (S13.2), as on Windows since Vista.
-            return (op.issuer is target or op.thread is target) and op.port_link is None
+            if op.port_link is not None:
+                return False
+            later = op.port_later
+            return (op.issuer is target or op.thread is target) and (
+                later is None or later.port_link is None
+            )
 
         return self.cancel_where(gone)
 

@@ -127,6 +127,10 @@ class Operation:
     lane: Any = None
     #: The socket's completion port and key when it is associated (S13.2): one packet.
     port_link: Any = None
+    #: The socket whose port, if it gets one before this completes, takes the packet: a
+    #: port associated after the post still gets it, as on Windows (sock.c,
+    #: test_completion_port).  None with a routine or with the low bit of hEvent.
+    port_later: Any = None
     #: True while the initiating call itself completes it (S13.3 skips that packet).
     in_call: bool = False
     #: MSG_OOB send: bypasses the transport's buffer, so it waits until that is empty.

@@ -60,6 +60,7 @@ class Posting:
         event = None
         thread: apc.ApcTarget | None = None
         link = sock.port_link
+        later = None
         if lpCompletionRoutine is not None:
             if not callable(lpCompletionRoutine):
                 raise WSAError(WSAErr.WSAEFAULT, "lpCompletionRoutine is not callable")
@@ -83,8 +84,10 @@ class Posting:
                 # (S7.1) -- whether or not the socket has a port.
                 link = None
                 hevent = hevent.event
-            elif link is not None and type(hevent) is int and hevent & 1:
+            elif type(hevent) is int and hevent & 1:
                 link = None
+            elif link is None:
+                later = sock  # a port associated before it completes gets the packet
             event = hevent if isinstance(hevent, WSAEVENT) else None
         if issuer is not None and issuer not in parts.threads.watched:
             parts.threads.watch(issuer)
@@ -105,6 +108,8 @@ class Posting:
         )
         if link is not None:
             op.port_link = link
+        elif later is not None:
+            op.port_later = later
         return op
 
     def reused(self, sock: SocketAdapter) -> WSAError:

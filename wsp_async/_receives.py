@@ -84,15 +84,16 @@ class Receives:
             op.listener = lambda done: store(lpFrom, done.source)
         saved = self.posting.start(sock, op, checked=False)
         if not self.io.here():
-            if not (sock.engine.receiver.available() and not sock.handoff):
+            if not (sock.engine.receiver.ready() and not sock.handoff):
                 try:
                     sock.park_foreign(op)
                 except WSAError:
                     self.posting.undo(sock, op, saved)
                     raise
                 return PENDING  # as for sends: never read a racing status
-            # Data is already there: the receive completes at once, as on Windows
-            # (one round trip to the loop that owns the received bytes).
+            # Data (or the end of stream) is already there: the receive completes at
+            # once, as on Windows (sock.c, test_completion_port: 0 bytes after a FIN),
+            # in one round trip to the loop that owns the received bytes.
             self.io.call(_receive_in_call, sock, op)
         else:
             _receive_in_call(sock, op)

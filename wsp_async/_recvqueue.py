@@ -100,6 +100,11 @@ class StreamReceiver(Generic[Op]):
     def _ready(self) -> bool:
         return self.size > 0 or self.ended
 
+    def ready(self) -> bool:
+        """True when a new receive would complete at once: bytes, or the end of stream,
+        are there and no receive waits before it."""
+        return not self.waiting and (self.size > 0 or self.ended)
+
     def take(self, op: Op) -> tuple[int, int] | None:
         """Complete ``op`` at once if nothing waits before it and data (or the end) is there."""
         if self.waiting:
@@ -147,6 +152,10 @@ class DatagramReceiver(Generic[Op]):
         self.datagrams: collections.deque[tuple[bytes, Any]] = collections.deque()
         self.waiting: collections.deque[Op] = collections.deque()
         self.dropped = 0
+
+    def ready(self) -> bool:
+        """True when a new receive would complete at once (a datagram waits for it)."""
+        return not self.waiting and bool(self.datagrams)
 
     def available(self) -> int:
         """FIONREAD on a datagram socket: the size of the first datagram."""
