@@ -7,6 +7,7 @@ on Windows (``ok()``: what Windows does) and the SPEC rule.  Peers are plain soc
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSAOVERLAPPED
 
-from .conftest import connect, make_socket
+from .conftest import connect, make_socket, recv_exact
 
 # --- 12. WSAGetOverlappedResult reads the structure through ws2_32's table ----------------
 
@@ -255,3 +256,162 @@ def test_a_receive_after_the_fin_returns_zero_at_once_on_a_port_socket(provider,
         assert (rc, got.value) == (0, 0)
         assert gqcs(port, 0)[:4] == (True, 0, 125, again)
     assert w.CloseHandle(port)
+
+
+# --- 3, 4, 5. AcceptEx: Windows' answers to every argument ------------------------------------
+
+DEAD = 0xDEADBEEF
+
+
+def accept_ex(p: w.Provider, listener: int, acceptor: int, out: object, receive: int, local: int, remote: int, ov: object) -> tuple[bool, int]:  # fmt: skip
+    ok = p.AcceptEx(listener, acceptor, out, receive, local, remote, DWORD(), ov)
+    return bool(ok), w.WSAGetLastError()
+
+
+def test_accept_ex_failing_at_once_leaves_status_pending_and_windows_codes(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_AcceptEx: each of these fails with its code, and Internal says
+    # STATUS_PENDING (written first); SPEC S14.2, S9.
+    s = make_socket(provider)
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    acceptor = make_socket(provider)
+    out = bytearray(2 * ADDR)
+    ov = WSAOVERLAPPED(Internal=DEAD)
+    assert accept_ex(provider, w.INVALID_SOCKET, acceptor, out, 0, ADDR, ADDR, ov) == (False, w.WSAENOTSOCK)  # fmt: skip
+    assert ov.Internal == w.STATUS_PENDING
+    ov.Internal = DEAD
+    assert accept_ex(provider, s, acceptor, out, 0, ADDR, ADDR, ov) == (
+        False,
+        w.WSAEINVAL,
+    )  # not listening
+    assert ov.Internal == w.STATUS_PENDING
+    assert provider.WSPListen(s, 5, INT()) == 0
+    udp = make_socket(provider, w.SOCK_DGRAM)
+    bound = make_socket(provider)
+    assert provider.WSPBind(bound, ("127.0.0.1", 0), None, INT()) == 0
+    for bad, code, args in (
+        (w.INVALID_SOCKET, w.WSAENOTSOCK, (out, 0, ADDR, ADDR)),
+        (acceptor, w.WSAEFAULT, (None, 0, ADDR, ADDR)),  # NULL buffer
+        (udp, w.WSAEINVAL, (out, 0, 0, ADDR)),
+        (bound, w.WSAEINVAL, (out, 0, 0, ADDR)),
+        (acceptor, w.WSAEFAULT, (out, 0, ADDR, 0)),  # a remote block of 0
+    ):
+        ov.Internal = DEAD
+        assert accept_ex(provider, s, bad, *args, ov) == (False, code), (bad, args)
+        assert ov.Internal == w.STATUS_PENDING
+    # No structure at all: ERROR_INVALID_PARAMETER.
+    assert accept_ex(provider, s, acceptor, out, 0, ADDR, ADDR, None) == (False, 87)
+    assert accept_ex(provider, s, acceptor, out, 0, 0, 0, None) == (False, 87)
+
+
+def test_accept_ex_with_a_local_block_of_zero_gives_only_the_remote_address(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_AcceptEx ("too small local address size" of 0 succeeds); SPEC S14.2.
+    listener, address = listening(provider)
+    acceptor = make_socket(provider)
+    out = bytearray(ADDR)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert accept_ex(provider, listener, acceptor, out, 0, 0, ADDR, ov) == (False, w.WSA_IO_PENDING)
+    with socket_to(address) as client:
+        assert w.WaitForSingleObject(ov.hEvent, 10_000) == 0
+        got = DWORD(DEAD)
+        assert w.GetOverlappedResult(listener, ov, got, False) and got.value == 0
+        local, local_len, remote, remote_len = Box("untouched"), DWORD(DEAD), Box(), DWORD()
+        w.GetAcceptExSockaddrs(out, 0, 0, ADDR, local, local_len, remote, remote_len)
+        assert (local.value, local_len.value) == ("untouched", DEAD)
+        assert remote.value == client.getsockname() and remote_len.value == 16
+
+
+@pytest.mark.parametrize(("local", "remote"), [(3, ADDR), (16 + 4, ADDR), (ADDR, ADDR - 1)])
+def test_accept_ex_with_a_short_address_block_fails_and_leaves_the_connection(
+    provider, local, remote
+):  # type: ignore[no-untyped-def]
+    # sock.c: test_AcceptEx ("insufficient local address size"): it pends, then completes
+    # with STATUS_BUFFER_TOO_SMALL (ERROR_INSUFFICIENT_BUFFER, count 0) when a connection
+    # comes, and that connection is still there to accept; SPEC S14.2, S16.2.
+    listener, address = listening(provider)
+    acceptor = make_socket(provider)
+    out = bytearray(local + remote)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert accept_ex(provider, listener, acceptor, out, 0, local, remote, ov) == (False, w.WSA_IO_PENDING)  # fmt: skip
+    assert ov.Internal == w.STATUS_PENDING
+    with socket_to(address) as client:
+        assert w.WaitForSingleObject(ov.hEvent, 10_000) == 0
+        got = DWORD(DEAD)
+        w.SetLastError(DEAD)
+        assert not w.GetOverlappedResult(listener, ov, got, False)
+        assert (w.GetLastError(), ov.Internal, got.value) == (122, 0xC0000023, 0)
+        err = INT()
+        assert not provider.WSPGetOverlappedResult(listener, ov, got, False, DWORD(), err)
+        assert err.value == w.WSAEFAULT
+        # The connection waits for the next AcceptEx.
+        again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        whole = bytearray(2 * ADDR)
+        ok, code = accept_ex(provider, listener, acceptor, whole, 0, ADDR, ADDR, again)
+        assert ok or code == w.WSA_IO_PENDING
+        assert w.WaitForSingleObject(again.hEvent, 10_000) == 0 and again.Internal == 0
+        name = DWORD()
+        assert provider.WSPGetPeerName(acceptor, name, None, INT()) == 0
+        assert name.value == client.getsockname()
+
+
+def socket_to(address: tuple[str, int]) -> socket.socket:
+    return socket.create_connection(address, timeout=10)
+
+
+# --- 4, 5, 6. ConnectEx -----------------------------------------------------------------------
+
+
+def test_connect_ex_on_a_connecting_socket_is_einval_with_status_pending(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_connecting_socket: while a ConnectEx is under way, a second ConnectEx
+    # fails with WSAEINVAL (Internal: STATUS_PENDING), and so does connect(); SPEC S14.3.
+    # A listener whose backlog is full leaves the SYN unanswered: the connect pends.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = [socket.socket() for _ in range(3)]
+    for filler in fillers:
+        filler.setblocking(False)
+        try:
+            filler.connect(full.getsockname())
+        except BlockingIOError:
+            pass
+    try:
+        s = make_socket(provider)
+        assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+        first = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        assert not provider.ConnectEx(s, full.getsockname(), None, None, 0, DWORD(), first)
+        assert w.WSAGetLastError() == w.WSA_IO_PENDING
+        second = WSAOVERLAPPED(Internal=DEAD, InternalHigh=DEAD)
+        assert not provider.ConnectEx(s, full.getsockname(), None, None, 0, DWORD(), second)
+        assert w.WSAGetLastError() == w.WSAEINVAL
+        assert (second.Internal, second.InternalHigh) == (w.STATUS_PENDING, DEAD)
+        err = INT()
+        assert provider.WSPConnect(s, full.getsockname(), None, None, None, None, None, err) == w.SOCKET_ERROR  # fmt: skip
+        assert err.value == w.WSAEINVAL
+        assert provider.WSPCloseSocket(s, INT()) == 0
+        assert w.WaitForSingleObject(first.hEvent, 10_000) == 0
+        assert first.Internal == w.STATUS_CANCELLED
+    finally:
+        for filler in fillers:
+            filler.close()
+        full.close()
+
+
+def test_connect_ex_reads_its_data_in_the_call_and_connect_after_it_is_einval(provider, listener):  # type: ignore[no-untyped-def]
+    # sock.c: test_connect (ConnectEx's send buffer; connect() on its socket), SPEC S14.3.
+    s = make_socket(provider)
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+    data = bytearray(b"first bytes")
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    ok = provider.ConnectEx(s, listener.getsockname(), None, data, len(data), DWORD(), ov)
+    data[:] = b"X" * len(data)  # the program reuses its buffer at once
+    assert ok or w.WSAGetLastError() == w.WSA_IO_PENDING
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(10)
+        assert w.WaitForSingleObject(ov.hEvent, 10_000) == 0 and ov.Internal == 0
+        assert recv_exact(conn, 11) == b"first bytes"
+        err = INT()
+        assert provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, err) == w.SOCKET_ERROR  # fmt: skip
+        assert err.value == w.WSAEINVAL
+    assert not provider.ConnectEx(s, listener.getsockname(), None, None, 0, DWORD(), None)
+    assert w.WSAGetLastError() == 87  # ERROR_INVALID_PARAMETER: no structure

@@ -124,6 +124,8 @@ class SocketAdapter:
         self.port_link: Any = None
         self._skip_on_success = False
         self.connect_future: asyncio.Future[Any] | None = None
+        #: ConnectEx connects (or connected) it: connect() is WSAEINVAL.
+        self.by_connect_ex = False
         #: An adopted socket's own object (S16.1): ``sock`` is our duplicate of it.  The
         #: handle's close closes it too; its own close closes the handle
         #: (:mod:`wsp_async._adoption`).
@@ -207,6 +209,7 @@ class SocketAdapter:
         self.sock.setblocking(False)
         self.datagrams.sock = self.sock
         self.transport = None
+        self.by_connect_ex = False
         if transport is None and not self.attaching:
             old.close()
         self.engine.reset()
@@ -709,16 +712,21 @@ class SocketAdapter:
         for accepting in list(self.accepting):
             accepting.cancel()
 
-    def begin_connect(self) -> None:
+    def begin_connect(self, by_connect_ex: bool = False) -> None:
         """The connection is under way from this call on (any thread): a second connect
-        or ConnectEx racing it sees CONNECTING and fails (WSAEALREADY)."""
+        racing it sees CONNECTING and fails (WSAEALREADY; ConnectEx says WSAEINVAL).  A
+        socket ConnectEx connects refuses connect() from then on (WSAEINVAL, sock.c:
+        test_connecting_socket)."""
         engine = self.engine
         with self.handoff.lock:
+            if self.by_connect_ex and not by_connect_ex:
+                raise WSAError(WSAErr.WSAEINVAL, "ConnectEx connects this socket")
             if engine.state == SocketState.CONNECTING:
-                raise WSAError(WSAErr.WSAEALREADY)
+                raise WSAError(WSAErr.WSAEINVAL if by_connect_ex else WSAErr.WSAEALREADY)
             if engine.state == SocketState.CONNECTED:
                 raise WSAError(WSAErr.WSAEISCONN)
             engine.state = SocketState.CONNECTING
+            self.by_connect_ex = by_connect_ex
 
     @property
     def committed(self) -> bool:

@@ -47,7 +47,11 @@ from .constants import (
 )
 from .errors import WSAErr, WSAError, wsa_code_of
 from .mswsock import MIN_ADDRESS_LENGTH, encode_sockaddr
-from .structs import TRANSMIT_FILE_BUFFERS, WSABUF
+from .structs import TRANSMIT_FILE_BUFFERS, WSABUF, WSAOVERLAPPED
+
+#: ERROR_INSUFFICIENT_BUFFER: an AcceptEx whose address block is too short completes with
+#: it (STATUS_BUFFER_TOO_SMALL; WSAEFAULT in ws2_32's view).
+TOO_SMALL = 122
 
 __all__ = ["Extensions"]
 
@@ -63,6 +67,10 @@ class _Accept:
     receive: int
     local: int
     remote: int
+
+    def too_small(self) -> bool:
+        """A block that cannot hold its address (0 for the local one is allowed)."""
+        return 0 < self.local < MIN_ADDRESS_LENGTH or self.remote < MIN_ADDRESS_LENGTH
 
 
 class Extensions:
@@ -88,6 +96,9 @@ class Extensions:
         dwRemoteAddressLength: object,
         lpOverlapped: object,
     ) -> Any:
+        if lpOverlapped is None:
+            raise WSAError(WSAErr.WSA_INVALID_PARAMETER, "AcceptEx needs its WSAOVERLAPPED")
+        _mark_pending(lpOverlapped)  # first, whatever fails next (sock.c: test_AcceptEx)
         listener = self.parts.sockets.get(sListenSocket)
         acceptor = self.parts.sockets.get(sAcceptSocket)
         receive = integer(dwReceiveDataLength, "dwReceiveDataLength is not a length")
@@ -97,12 +108,15 @@ class Extensions:
             raise WSAError(WSAErr.WSAEINVAL, "sListenSocket is not listening")
         if not acceptor.engine.stream or acceptor.engine.state != SocketState.CREATED:
             raise WSAError(WSAErr.WSAEINVAL, "sAcceptSocket must be neither bound nor connected")
-        if receive < 0 or local < MIN_ADDRESS_LENGTH or remote < MIN_ADDRESS_LENGTH:
-            raise WSAError(WSAErr.WSAEINVAL, "address lengths are sizeof(sockaddr) + 16 at least")
+        if receive < 0 or local < 0 or remote < 0:
+            raise WSAError(WSAErr.WSAEINVAL, "a negative length")
+        if remote == 0:
+            raise WSAError(WSAErr.WSAEFAULT, "dwRemoteAddressLength is 0")
+        if lpOutputBuffer is None:
+            raise WSAError(WSAErr.WSAEFAULT, "lpOutputBuffer is NULL")
         views, _size = capture([WSABUF(receive + local + remote, lpOutputBuffer)], 1, True)
         op = self.posting.overlapped(listener, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
-        if op is None:
-            raise WSAError(WSAErr.WSAEFAULT, "AcceptEx needs its WSAOVERLAPPED")
+        assert op is not None  # lpOverlapped was checked above
         # The accept socket is this AcceptEx's from the call on (S14.2): a second
         # AcceptEx, a bind or a connect naming it fails at once.
         if not acceptor.commit_to(op):
@@ -161,6 +175,14 @@ class Extensions:
                     listener.parked.append(conn)
                     break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
+                if record.too_small():
+                    # An address block too short for its address: the AcceptEx fails with
+                    # ERROR_INSUFFICIENT_BUFFER when a connection comes, and the connection
+                    # stays for the next one (sock.c: test_AcceptEx).
+                    listener.parked.insert(0, conn)
+                    listener.on_its_way(record.op)
+                    self.door.complete(record.op, TOO_SMALL, 0)
+                    continue
                 if not self._take_connection(record, conn):
                     continue
                 # Handed over in a task of its own: the next connection is accepted
@@ -271,7 +293,8 @@ class Extensions:
         except OSError as exc:
             self.door.complete(record.op, wsa_code_of(exc), 0)
             return
-        output[receive : receive + len(local)] = local
+        if record.local:  # a local block of 0: the local address is not asked for
+            output[receive : receive + len(local)] = local
         start = receive + record.local
         output[start : start + len(remote)] = remote
         self.door.complete(record.op, 0, received)
@@ -329,6 +352,9 @@ class Extensions:
         dwSendDataLength: object,
         lpOverlapped: object,
     ) -> Any:
+        if lpOverlapped is None:
+            raise WSAError(WSAErr.WSA_INVALID_PARAMETER, "ConnectEx needs its WSAOVERLAPPED")
+        _mark_pending(lpOverlapped)  # first, whatever fails next (sock.c: test_connecting_socket)
         sock = self.parts.sockets.get(s)
         engine = sock.engine
         address = sockaddr(engine.family, name)
@@ -336,20 +362,21 @@ class Extensions:
             raise WSAError(WSAErr.WSAEINVAL, "ConnectEx is for stream sockets")
         if engine.state == SocketState.CONNECTED:
             raise WSAError(WSAErr.WSAEISCONN)
-        if engine.state == SocketState.CONNECTING:
-            raise WSAError(WSAErr.WSAEALREADY)
         if engine.state != SocketState.BOUND:
-            raise WSAError(WSAErr.WSAEINVAL, "ConnectEx needs a bound socket")
+            # Connecting already (connect or ConnectEx) is WSAEINVAL too, not WSAEALREADY
+            # (sock.c: test_connecting_socket).
+            raise WSAError(WSAErr.WSAEINVAL, "ConnectEx needs a bound, unconnected socket")
         length = integer(dwSendDataLength, "dwSendDataLength is not a length")
         data: list[Any] = []
         if lpSendBuffer is not None and length:
-            data, length = capture([WSABUF(length, lpSendBuffer)], 1, False)
+            views, length = capture([WSABUF(length, lpSendBuffer)], 1, False)
+            # Read in the call, as Windows does: the program may reuse the buffer at once.
+            data = [bytes(views[0])]
         op = self.posting.overlapped(sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
-        if op is None:
-            raise WSAError(WSAErr.WSAEFAULT, "ConnectEx needs its WSAOVERLAPPED")
+        assert op is not None  # lpOverlapped was checked above
         # The state changes in the call, not later on the loop: a second ConnectEx or a
-        # connect made right after it sees the connection under way (WSAEALREADY).
-        sock.begin_connect()
+        # connect made right after it sees the connection under way.
+        sock.begin_connect(by_connect_ex=True)
         try:
             self.posting.start(sock, op, checked=False)
         except BaseException:
@@ -370,7 +397,10 @@ class Extensions:
         try:
             await self.lifecycle.connect_async(sock, address)
         except BaseException as exc:
-            self.door.complete(op, wsa_code_of(exc, WSAErr.WSAECONNREFUSED), 0)
+            sock.by_connect_ex = False  # not connected: connect() may try again
+            # A close while it connects aborts it, as any pending operation (S10.2).
+            code = ABORTED if sock.closed else wsa_code_of(exc, WSAErr.WSAECONNREFUSED)
+            self.door.complete(op, code, 0)
             return
         if not length:
             self.door.complete(op, 0, 0)
@@ -518,6 +548,15 @@ def _abandon(acceptor: SocketAdapter) -> None:
     connection is reset, the accept socket fresh again (loop thread)."""
     if not acceptor.closed and acceptor.engine.state == SocketState.CONNECTED:
         acceptor.reset_and_reuse()
+
+
+def _mark_pending(ov: object) -> None:
+    """AcceptEx and ConnectEx write STATUS_PENDING into the structure before anything
+    else, so a call that then fails at once leaves it there (sock.c: test_AcceptEx,
+    test_connecting_socket).  A structure pending for another operation holds it
+    already."""
+    if isinstance(ov, WSAOVERLAPPED):
+        ov.Internal = STATUS_PENDING
 
 
 def _drop_cancelled(queue: collections.deque[_Accept]) -> bool:

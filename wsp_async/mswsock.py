@@ -81,7 +81,8 @@ def GetAcceptExSockaddrs(
     """Read the local and remote addresses ``AcceptEx`` wrote after the first data (S14.2).
 
     Like Windows' (a VOID function), it does not fail on a block: one too short for the
-    address it should hold (a length of 0 included) gives ``None`` and a length of 0.  A
+    address it should hold gives ``None`` and a length of 0; a local block of length 0
+    leaves ``LocalSockaddr`` and its length untouched (Wine's test_AcceptEx).  A
     buffer that is not a buffer at all, or lengths that are not lengths, raise
     ``WSAError(WSAEFAULT)`` -- the bad pointer Windows would crash on.
     """
@@ -100,8 +101,9 @@ def GetAcceptExSockaddrs(
     local = _decode_block(view[receive : receive + local_size])
     start = receive + local_size
     remote = _decode_block(view[start : start + remote_size])
-    store(LocalSockaddr, local)
-    store(LocalSockaddrLength, _length_of(local))
+    if local_size:  # a block of 0 was never asked for: Windows leaves both untouched
+        store(LocalSockaddr, local)
+        store(LocalSockaddrLength, _length_of(local))
     store(RemoteSockaddr, remote)
     store(RemoteSockaddrLength, _length_of(remote))
 

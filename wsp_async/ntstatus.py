@@ -203,7 +203,12 @@ WSA_BY_NTSTATUS: Final[dict[int, int]] = {
     NTWIN32 | ERROR_IO_INCOMPLETE: ERROR_IO_INCOMPLETE,
 }
 
-NTSTATUS_BY_WSA: Final[dict[int, int]] = {int(code): int(nt) for code, nt in _CANONICAL}
+NTSTATUS_BY_WSA: Final[dict[int, int]] = {
+    **{int(code): int(nt) for code, nt in _CANONICAL},
+    # Not a Winsock code: ERROR_INSUFFICIENT_BUFFER, which an AcceptEx with an address
+    # block too short completes with (Wine's test_AcceptEx).
+    122: S.STATUS_BUFFER_TOO_SMALL,
+}
 
 #: The Winsock codes with no NTSTATUS of their own: stored in the FACILITY_NTWIN32 form.
 _CARRIED: Final[frozenset[int]] = frozenset(
