@@ -415,3 +415,74 @@ def test_connect_ex_reads_its_data_in_the_call_and_connect_after_it_is_einval(pr
         assert err.value == w.WSAEINVAL
     assert not provider.ConnectEx(s, listener.getsockname(), None, None, 0, DWORD(), None)
     assert w.WSAGetLastError() == 87  # ERROR_INVALID_PARAMETER: no structure
+
+
+# --- 5. TransmitFile on an unconnected socket ------------------------------------------------
+
+
+def test_transmit_file_with_tf_reuse_socket_on_an_unconnected_socket_is_enotconn(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_TransmitFile ("a bogus TransmitFile without a connected socket"): not
+    # connected is said before the flags are; SPEC S14.5, S9.
+    s = make_socket(provider)
+    assert not provider.TransmitFile(s, None, 0, 0, None, None, w.TF_REUSE_SOCKET)
+    assert w.WSAGetLastError() == w.WSAENOTCONN
+    udp = make_socket(provider, w.SOCK_DGRAM)
+    assert not provider.TransmitFile(udp, None, 0, 0, None, None, 0)
+    assert w.WSAGetLastError() == w.WSAENOTCONN
+
+
+# --- 9. CloseHandle of a socket ---------------------------------------------------------------
+
+
+def test_close_handle_closes_a_socket_and_its_pending_receive_still_reports(provider, listener):  # type: ignore[no-untyped-def]
+    # sock.c: test_iocp (sockets closed by CloseHandle; their I/O is cancelled and the port
+    # gets the packet); SPEC S10.2, S13.2.
+    s, _conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, 9, 0)
+    ov = WSAOVERLAPPED()
+    err = INT()
+    rc = provider.WSPRecv(s, [w.WSABUF(8, bytearray(8))], 1, None, DWORD(0), ov, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    assert w.CloseHandle(s)
+    assert gqcs(port)[:4] == (False, 0, 9, ov)
+    assert ov.Internal == w.STATUS_CANCELLED
+    assert gqcs(port, 0)[4] == w.WAIT_TIMEOUT  # one packet
+    # The handle is gone: a second CloseHandle, and any call on it, fail.
+    assert not w.CloseHandle(s) and w.GetLastError() == w.ERROR_INVALID_HANDLE
+    assert provider.WSPCloseSocket(s, err) == w.SOCKET_ERROR and err.value == w.WSAENOTSOCK
+    assert w.CloseHandle(port)
+
+
+# --- 11. an unsupported ioctl -----------------------------------------------------------------
+
+
+def test_an_unsupported_ioctl_writes_a_count_of_zero(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_unsupported_ioctls: WSAEOPNOTSUPP, and the byte count is 0; SPEC S9.
+    s = make_socket(provider)
+    returned, err = DWORD(DEAD), INT()
+    rc = provider.WSPIoctl(s, 0x98000001, None, 0, None, 0, returned, None, None, None, err)
+    assert (rc, err.value, returned.value) == (w.SOCKET_ERROR, w.WSAEOPNOTSUPP, 0)
+
+
+# --- 17. a UDP socket connected to a broadcast address ----------------------------------------
+
+
+def test_a_socket_connected_to_a_broadcast_address_sends_but_sendto_it_fails(
+    provider, refusing_address
+):  # type: ignore[no-untyped-def]
+    # sock.c: test_broadcast: connect() works without SO_BROADCAST and send() on it too;
+    # SO_BROADCAST still reads 0, and sendto() the broadcast address fails (WSAEACCES).
+    # Loopback's own broadcast address, so nothing leaves the machine.
+    s = make_socket(provider, w.SOCK_DGRAM)
+    target = ("127.255.255.255", refusing_address[1])
+    err = INT()
+    assert provider.WSPConnect(s, target, None, None, None, None, None, err) == 0
+    sent = DWORD()
+    assert provider.WSPSend(s, [w.WSABUF(4, b"test")], 1, sent, 0, None, None, None, err) == 0
+    assert sent.value == 4
+    value = DWORD(DEAD)
+    assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_BROADCAST, value, None, err) == 0
+    assert value.value == 0
+    rc = provider.WSPSendTo(s, [w.WSABUF(4, b"test")], 1, sent, 0, target, None, None, None, None, err)  # fmt: skip
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEACCES)
+    assert provider.WSPSend(s, [w.WSABUF(4, b"test")], 1, sent, 0, None, None, None, err) == 0

@@ -126,6 +126,8 @@ class SocketAdapter:
         self.connect_future: asyncio.Future[Any] | None = None
         #: ConnectEx connects (or connected) it: connect() is WSAEINVAL.
         self.by_connect_ex = False
+        #: The provider's closesocket, by handle (CloseHandle of a socket uses it).
+        self.closesocket: Callable[[int], object] | None = None
         #: An adopted socket's own object (S16.1): ``sock`` is our duplicate of it.  The
         #: handle's close closes it too; its own close closes the handle
         #: (:mod:`wsp_async._adoption`).

@@ -430,13 +430,14 @@ class Extensions:
         flags = integer(dwFlags, "dwFlags is not an int")
         if to_write < 0 or per_send < 0 or flags & ~_TRANSMIT_FLAGS:
             raise WSAError(WSAErr.WSAEINVAL)
+        if not engine.stream:
+            raise WSAError(WSAErr.WSAENOTCONN, "TransmitFile needs a connected stream socket")
+        # Not connected is said before the flags are (sock.c: test_TransmitFile).
+        engine.check_send(0, None, 0)  # shut down, failed, not connected (S9)
         if flags & TF_REUSE_SOCKET and not flags & TF_DISCONNECT:
             raise WSAError(WSAErr.WSAEINVAL, "TF_REUSE_SOCKET needs TF_DISCONNECT")
         head, tail = _head_and_tail(lpTransmitBuffers)
         fd = _file_descriptor(hFile)
-        if not engine.stream:
-            raise WSAError(WSAErr.WSAENOTCONN, "TransmitFile needs a connected stream socket")
-        engine.check_send(0, None, 0)  # shut down, failed, not connected (S9)
         op = self.posting.overlapped(sock, OpKind.SEND, [], 0, 0, lpOverlapped, None, None)
         if op is None:
             offset = os.lseek(fd, 0, os.SEEK_CUR) if fd is not None else 0

@@ -238,10 +238,17 @@ class Lifecycle:
             try:
                 sock.sock.connect(address)
             except PermissionError:
-                # A broadcast peer: Windows connects (and sends) without SO_BROADCAST;
-                # Linux wants the flag, so the host socket gets it (issue 10).
-                sock.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, 1)
-                sock.sock.connect(address)
+                # A broadcast peer: Windows connects (and sends) without SO_BROADCAST,
+                # but sendto() a broadcast address still fails (sock.c: test_broadcast).
+                # Linux wants the flag to connect; once connected, its send() uses the
+                # route it holds, unchecked, while sendto() looks one up and is refused
+                # again -- so the flag is set for the connect only.
+                host = sock.sock
+                host.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, 1)
+                try:
+                    host.connect(address)
+                finally:
+                    host.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, 0)
             engine.state = CONNECTED
             self.parts.ensure_datagram_transport(sock)
             return 0

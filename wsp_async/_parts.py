@@ -72,6 +72,9 @@ class Parts:
     #: Adopted sockets by file descriptor (S16.1), checked against the fd on lookup.
     by_fd: dict[int, SocketAdapter] = attrs.field(factory=dict)
     by_fd_lock: threading.Lock = attrs.field(factory=threading.Lock)
+    #: closesocket of a handle (the provider's, set once it is made): what CloseHandle
+    #: of a socket does (:func:`wsp_async.iocp.CloseHandle`).
+    close_handle: Callable[[int], object] | None = None
 
     def __attrs_post_init__(self) -> None:
         self.rewatch()
@@ -102,7 +105,7 @@ class Parts:
         lane = RoutineLane(self.debug, self.slow_routine, self.door.tracer)
 
         def make(handle: int) -> SocketAdapter:
-            return SocketAdapter(
+            adapter = SocketAdapter(
                 handle,
                 sock,
                 engine,
@@ -114,6 +117,8 @@ class Parts:
                 self.debug,
                 self.io.call,
             )
+            adapter.closesocket = self.close_handle
+            return adapter
 
         return self.sockets.add(make)
 

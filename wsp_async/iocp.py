@@ -49,7 +49,7 @@ from .constants import (
     WAIT_IO_COMPLETION,
     WAIT_TIMEOUT,
 )
-from .errors import WSAErr
+from .errors import WSAErr, WSAError
 from .events import LAST_ERROR, WSAEVENT
 from .ntstatus import win32_of
 from .structs import NoPortPacket, is_box, store
@@ -354,11 +354,21 @@ def _forget(port: CompletionPort) -> None:
 
 
 def CloseHandle(hObject: object) -> bool:
-    """Close a completion port (its waiters return ERROR_ABANDONED_WAIT_0, S13.8) or an
-    event object (S16.3)."""
+    """Close a completion port (its waiters return ERROR_ABANDONED_WAIT_0, S13.8), an
+    event object (S16.3) or a socket: a socket handle is a kernel handle, and closing it
+    is closesocket -- its pending operations complete aborted, their packets still come
+    (sock.c: test_iocp closes sockets with CloseHandle)."""
     if isinstance(hObject, WSAEVENT):
         if not hObject.close():
             _fail(ERROR_INVALID_HANDLE)
+            return False
+        return True
+    sock: Any = find_anywhere(hObject)
+    if sock is not None and sock.closesocket is not None:
+        try:
+            sock.closesocket(sock.handle)
+        except WSAError:
+            _fail(ERROR_INVALID_HANDLE)  # closed meanwhile, or its provider is gone
             return False
         return True
     port = _port(hObject)

@@ -98,6 +98,7 @@ class Provider:
         self._parts = parts
         self._io = io
         self._lifecycle = Lifecycle(parts)
+        parts.close_handle = self._lifecycle.close
         posting = Posting(parts)
         self._sends = Sends(parts, posting)
         self._receives = Receives(parts, posting)
