@@ -486,3 +486,36 @@ def test_a_socket_connected_to_a_broadcast_address_sends_but_sendto_it_fails(
     rc = provider.WSPSendTo(s, [w.WSABUF(4, b"test")], 1, sent, 0, target, None, None, None, None, err)  # fmt: skip
     assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEACCES)
     assert provider.WSPSend(s, [w.WSABUF(4, b"test")], 1, sent, 0, None, None, None, err) == 0
+
+
+# --- 2. DisconnectEx is a half-close ----------------------------------------------------------
+
+
+def test_disconnect_ex_half_closes_and_a_second_one_succeeds(provider, listener):  # type: ignore[no-untyped-def]
+    # sock.c: test_DisconnectEx: after it, the peer reads the end of stream; the socket
+    # still has its names and still receives (the peer's data is not answered with a
+    # reset); a second DisconnectEx succeeds at once; SPEC S14.4.
+    s, conn = connect(provider, listener)
+    err = INT()
+    assert provider.WSPSend(s, [w.WSABUF(6, b"before")], 1, DWORD(), 0, None, None, None, err) == 0
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    ok = provider.DisconnectEx(s, ov, 0, 0)
+    assert ok or w.WSAGetLastError() == w.WSA_IO_PENDING
+    assert w.WaitForSingleObject(ov.hEvent, 10_000) == 0 and ov.Internal == 0
+    assert recv_exact(conn, 6) == b"before"
+    assert conn.recv(10) == b""  # FIN
+    name = DWORD()
+    assert provider.WSPGetPeerName(s, name, None, err) == 0 and name.value == listener.getsockname()
+    conn.sendall(b"after")
+    buf = bytearray(8)
+    got = DWORD()
+    rc = provider.WSPRecv(s, [w.WSABUF(8, buf)], 1, got, DWORD(0), None, None, None, err)
+    assert (rc, bytes(buf[: got.value])) == (0, b"after")
+    again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert provider.DisconnectEx(s, again, 0, 0)  # TRUE, at once
+    assert again.Internal == 0 and w.WaitForSingleObject(again.hEvent, 0) == 0
+    assert provider.DisconnectEx(s, None, 0, 0)
+    # Sends stay refused after the disconnect.
+    rc = provider.WSPSend(s, [w.WSABUF(1, b"x")], 1, DWORD(), 0, None, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAESHUTDOWN)
+    conn.close()

@@ -198,11 +198,16 @@ class SocketAdapter:
                 self.sock.close()
             else:
                 transport.get_protocol().sock = Detached(self.sock)
+        if not reuse:
+            # A half-close, as Windows' (sock.c: test_DisconnectEx): what the transport
+            # holds still goes out, then FIN; the socket still receives, its names still
+            # work, and the peer's later data is read, not answered with a reset.
+            if transport is not None and not transport.is_closing():
+                transport.write_eof()
+            self.engine.shutdown(send=True, receive=False)
+            return
         if transport is not None and not transport.is_closing():
             transport.close()  # graceful: what it holds still goes out, then FIN
-        if not reuse:
-            self.engine.shutdown(send=True, receive=True)
-            return
         engine = self.engine
         self.take_incoming(quietly=True)  # receives parked by other threads are aborted too
         self.door.complete_all(engine.sendq.remove_all() + engine.receiver.remove(), ABORTED)

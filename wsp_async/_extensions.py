@@ -316,10 +316,16 @@ class Extensions:
         if dwReserved not in (0, None) or flags & ~(TF_DISCONNECT | TF_REUSE_SOCKET):
             raise WSAError(WSAErr.WSAEINVAL)
         engine = sock.engine
-        if not engine.stream or engine.state != SocketState.CONNECTED or engine.recv_shut:
-            raise WSAError(WSAErr.WSAENOTCONN)  # never connected, or disconnected already
+        if not engine.stream or engine.state != SocketState.CONNECTED:
+            raise WSAError(WSAErr.WSAENOTCONN)  # never connected, or made fresh again
         op = self.posting.overlapped(sock, OpKind.IOCTL, [], 0, 0, lpOverlapped, None, None)
         reuse = bool(flags & TF_REUSE_SOCKET)
+        if engine.send_shut and not reuse:
+            # Disconnected already (a half-close): nothing more to do, and that is
+            # success, at once (sock.c: test_DisconnectEx).
+            if op is not None:
+                self.posting.done_at_once(sock, op, 0)
+            return 0
         if op is None:  # no structure: DisconnectEx blocks until done
             self.io.run(self._disconnect(sock, None, reuse), alertable=True)
             return 0
