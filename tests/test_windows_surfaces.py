@@ -519,3 +519,80 @@ def test_disconnect_ex_half_closes_and_a_second_one_succeeds(provider, listener)
     rc = provider.WSPSend(s, [w.WSABUF(1, b"x")], 1, DWORD(), 0, None, None, None, err)
     assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAESHUTDOWN)
     conn.close()
+
+
+# --- 14, 15, 16. receives as Windows answers them ---------------------------------------------
+
+
+def test_a_receive_after_sending_to_a_peer_that_closed_is_connaborted(provider, listener):  # type: ignore[no-untyped-def]
+    # sock.c: test_shutdown (a send to a closed peer, then recv: WSAECONNABORTED, not 0);
+    # SPEC S10.5, S11.1.
+    s, conn = connect(provider, listener)
+    conn.close()
+    err = INT()
+    # The first send goes out and draws the reset; keep sending until one fails.
+    for _ in range(200):
+        rc = provider.WSPSend(s, [w.WSABUF(4, b"ping")], 1, DWORD(), 0, None, None, None, err)
+        if rc == w.SOCKET_ERROR:
+            break
+        w.SleepEx(5, False)
+    assert rc == w.SOCKET_ERROR and err.value in (w.WSAECONNRESET, w.WSAECONNABORTED)
+    buf = bytearray(8)
+    got = DWORD()
+    rc = provider.WSPRecv(s, [w.WSABUF(8, buf)], 1, got, DWORD(0), None, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAECONNABORTED)
+
+
+def test_an_overlapped_receive_on_a_non_overlapped_nonblocking_socket_blocks(provider, listener):  # type: ignore[no-untyped-def]
+    # sock.c: test_nonblocking_async_recv: without WSA_FLAG_OVERLAPPED and with FIONBIO,
+    # a receive given a structure still blocks until data comes (without one:
+    # WSAEWOULDBLOCK); SPEC S3.3.
+    s, conn = connect(provider, listener, flags=0)
+    err = INT()
+    assert provider.WSPIoctl(s, w.FIONBIO, 1, 4, None, 0, DWORD(), None, None, None, err) == 0
+    buf = bytearray(5)
+    rc = provider.WSPRecv(s, [w.WSABUF(5, buf)], 1, DWORD(), DWORD(0), None, None, None, err)
+    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAEWOULDBLOCK)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    result: list[int] = []
+
+    def receive() -> None:
+        got = DWORD()
+        result.append(
+            provider.WSPRecv(s, [w.WSABUF(5, buf)], 1, got, DWORD(0), ov, None, None, INT())
+        )
+        result.append(got.value)
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    thread.join(0.2)
+    assert thread.is_alive() and not result  # it waits for the data
+    conn.sendall(b"data")
+    thread.join(10)
+    assert result == [0, 4] and bytes(buf[:4]) == b"data"
+    assert ov.Internal == 0 and ov.InternalHigh == 4
+
+
+def test_a_blocking_receive_that_finds_data_runs_no_apc(provider, listener):  # type: ignore[no-untyped-def]
+    # sock.c: test_WSARecv (a receive with data already there does not enter an alertable
+    # wait, so a queued APC stays queued); SPEC S6.3.
+    s, conn = connect(provider, listener)
+    conn.sendall(b"data")
+    buf = bytearray(8)
+    err = INT()
+
+    # Wait until the bytes are there (a zero-byte FIONREAD poll, not a sleep).
+    def arrived() -> bool:
+        n = DWORD()
+        provider.WSPIoctl(s, w.FIONREAD, None, 0, n, 4, DWORD(), None, None, None, err)
+        return n.value == 4
+
+    from .conftest import eventually
+
+    assert eventually(arrived)
+    ran: list[int] = []
+    assert w.queue_apc(w.WSATHREADID.current(), ran.append, 1)
+    got = DWORD()
+    assert provider.WSPRecv(s, [w.WSABUF(8, buf)], 1, got, DWORD(0), None, None, None, err) == 0
+    assert got.value == 4 and ran == []
+    assert w.SleepEx(0, True) == w.WAIT_IO_COMPLETION and ran == [1]

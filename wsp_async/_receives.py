@@ -75,7 +75,7 @@ class Receives:
                     raise WSAError(fault.error, "injected")
                 op.fault = fault.error
         if op is None or not sock.engine.overlapped:
-            n = self._recv_now(sock, buffers, total, flags, lpFlags, lpFrom)
+            n = self._recv_now(sock, buffers, total, flags, lpFlags, lpFrom, op is not None)
             if op is not None:
                 self.posting.done_at_once(sock, op, n)
             store(lpNumberOfBytesRecvd, n)
@@ -111,13 +111,23 @@ class Receives:
         flags: int,
         lpFlags: object,
         lpFrom: object,
+        structure: bool = False,
     ) -> int:
-        """A non-overlapped receive (S11.1 over S8): the bytes received, or raises."""
+        """A non-overlapped receive (S11.1 over S8): the bytes received, or raises.
+
+        Given a structure (on a socket made without WSA_FLAG_OVERLAPPED, S3.3), it blocks
+        until data comes even on a non-blocking socket, as Windows does (sock.c:
+        test_nonblocking_async_recv).  Data already there is taken without an alertable
+        wait: a queued APC stays queued (test_WSARecv)."""
         op = Operation(OpKind.RECV, buffers, total, flags=flags, handle=sock.handle)
-        if self.io.here() or sock.engine.nonblocking:
+        result = None
+        if self.io.here() or (sock.engine.nonblocking and not structure):
             result = self.io.call(sock.receive_nowait, op)
             if result is None:
                 raise WSAError(WSAErr.WSAEWOULDBLOCK)
+        elif sock.engine.receiver.ready() and not sock.handoff:
+            result = self.io.call(sock.receive_nowait, op)
+        if result is not None:
             status, n = result
         else:
             prepare_wait(op)
