@@ -596,3 +596,32 @@ def test_a_blocking_receive_that_finds_data_runs_no_apc(provider, listener):  # 
     assert provider.WSPRecv(s, [w.WSABUF(8, buf)], 1, got, DWORD(0), None, None, None, err) == 0
     assert got.value == 4 and ran == []
     assert w.SleepEx(0, True) == w.WAIT_IO_COMPLETION and ran == [1]
+
+
+# --- 13. SO_SNDBUF 0 bounds the kernel's buffer too -------------------------------------------
+
+
+def test_so_sndbuf_zero_makes_a_large_send_pend_and_it_completes_whole_in_order(provider):  # type: ignore[no-untyped-def]
+    # sock.c: test_send (SO_SNDBUF 0: an overlapped send of a large buffer pends, then
+    # completes whole); SPEC S4.1.  The peer's receive buffer is small too, so that only
+    # the sender's bound decides.
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+    with srv:
+        s = make_socket(provider)
+        err = INT()
+        assert provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, 0, 4, err) == 0
+        assert provider.WSPConnect(s, srv.getsockname(), None, None, None, None, None, err) == 0
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(10)
+            data = bytes(range(256)) * 1024  # 256 KiB
+            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            rc = provider.WSPSend(s, [w.WSABUF(len(data), data)], 1, None, 0, ov, None, None, err)
+            assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+            assert recv_exact(conn, len(data)) == data
+            assert w.WaitForSingleObject(ov.hEvent, 10_000) == 0
+            assert (ov.Internal, ov.InternalHigh) == (0, len(data))

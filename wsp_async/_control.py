@@ -4,6 +4,8 @@ fault-injection switch of S12.1.  Bodies only: :mod:`wsp_async.provider` wraps t
 
 from __future__ import annotations
 
+import contextlib
+
 import socket as _pysocket
 import struct
 import uuid
@@ -157,6 +159,12 @@ class Controls:
             if not 0 <= value <= MAX_SNDBUF:
                 raise WSAError(WSAErr.WSAEINVAL, "SO_SNDBUF is 0 to 2**31-1")
             self.io.call(sock.set_capacity, value)
+            if sock.engine.stream:
+                # The kernel's buffer behind the transport is bounded too (Linux raises a
+                # small value to its own minimum), so a large send pends as on Windows,
+                # where SO_SNDBUF is the one buffer (sock.c: test_send).
+                with contextlib.suppress(OSError):
+                    sock.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_SNDBUF, value)
         elif key == (SOL_SOCKET, SO_BROADCAST):
             value = option_int(optval)
             sock.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, int(bool(value)))
