@@ -573,7 +573,16 @@ def make_machine(loop_kind: str) -> type[RuleBasedStateMachine]:
                     and p.via_port
                     and not (isinstance(p.ov.hEvent, int) and p.ov.hEvent & 1)
                 )
-                assert packets.get(id(p.ov), 0) == int(wanted), f"send {p.seq}: packets"
+                got = packets.get(id(p.ov), 0)
+                if wanted or p.via_port or not p.started or p.mechanism == "routine":
+                    assert got == int(wanted), f"send {p.seq}: packets"
+                elif isinstance(p.ov.hEvent, int) and p.ov.hEvent & 1:
+                    assert got == 0, f"send {p.seq}: packets"
+                else:
+                    # Posted before the association: its packet goes to the port if it
+                    # completed after it (the target is read at completion, as on
+                    # Windows), else there is none -- at most one either way.
+                    assert got in (0, 1), f"send {p.seq}: packets"
             _count("packets", len(packets))
             w.CloseHandle(conn.port)
 

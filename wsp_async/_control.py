@@ -5,7 +5,6 @@ fault-injection switch of S12.1.  Bodies only: :mod:`wsp_async.provider` wraps t
 from __future__ import annotations
 
 import contextlib
-
 import socket as _pysocket
 import struct
 import uuid
@@ -160,11 +159,14 @@ class Controls:
                 raise WSAError(WSAErr.WSAEINVAL, "SO_SNDBUF is 0 to 2**31-1")
             self.io.call(sock.set_capacity, value)
             if sock.engine.stream:
-                # The kernel's buffer behind the transport is bounded too (Linux raises a
-                # small value to its own minimum), so a large send pends as on Windows,
-                # where SO_SNDBUF is the one buffer (sock.c: test_send).
+                # The kernel's buffer behind the transport is bounded too when the program
+                # asks for less than it holds (Linux raises a small value to its own
+                # minimum), so a large send pends as on Windows, where SO_SNDBUF is the
+                # one buffer (sock.c: test_send).  A larger value leaves it as it is.
                 with contextlib.suppress(OSError):
-                    sock.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_SNDBUF, value)
+                    host = sock.sock
+                    if value < host.getsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_SNDBUF) // 2:
+                        host.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_SNDBUF, value)
         elif key == (SOL_SOCKET, SO_BROADCAST):
             value = option_int(optval)
             sock.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, int(bool(value)))
