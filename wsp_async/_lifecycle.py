@@ -70,7 +70,7 @@ class Lifecycle:
             sock.close()
             raise
 
-    def adopt(self, sock: object, duplicate: bool = True) -> int:
+    def adopt(self, sock: object, duplicate: bool = True, kernel_completes: bool = False) -> int:
         """A handle for an existing OS socket (S16.1); see ``Provider.adopt``.
 
         With ``duplicate`` (the program's object), the emulated socket works on a
@@ -99,6 +99,11 @@ class Lifecycle:
             if duplicate:
                 ours.close()
             raise
+        if kernel_completes:
+            # Before any transport exists, so nothing waits for the loop: attach() applies
+            # the capacity, and no send can have reached the loop yet.
+            adapter.engine.capacity = adapter.engine.sendq.capacity = 0
+            adapter.foreign_writes = adapter.engine.stream
         try:
             if adapter.nodelay is not None:
                 # The program's socket keeps the setting it has (S16.1).

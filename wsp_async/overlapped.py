@@ -53,9 +53,7 @@ from .constants import (
     ERROR_OPERATION_ABORTED,
     ERROR_PORT_UNREACHABLE,
     INFINITE,
-    SO_SNDBUF,
     SOCKET_ERROR,
-    SOL_SOCKET,
     TF_REUSE_SOCKET,
 )
 from .constants import INVALID_HANDLE_VALUE as _NO_FILE
@@ -243,14 +241,15 @@ class _Descriptors:
                 self._release(fd, entry)  # the number names another socket now
             sock = _adoptable(fd)
             try:
-                handle = provider().adopt(sock, duplicate=False)  # ours already
+                # The program calls shutdown() and close() on its own descriptor, beside
+                # the provider: a send counts as complete only once the kernel holds it
+                # (S4.2), or a FIN could overtake bytes held here; and every send comes
+                # from the program's threads, so the first one may go straight to the
+                # kernel and complete inside the call, as on Windows (S17.3).
+                handle = provider().adopt(sock, duplicate=False, kernel_completes=True)
             except WSAError as exc:
                 sock.close()
                 raise windows_error(exc.winerror) from None
-            # The program calls shutdown() and close() on its own descriptor, beside the
-            # provider: a send must count as complete only once the kernel holds it
-            # (S4.2, SO_SNDBUF 0), or a FIN could overtake bytes held here.
-            provider().WSPSetSockOpt(handle, SOL_SOCKET, SO_SNDBUF, 0, 4, INT())
             self.entries[fd] = _Entry(handle, identity)
             return handle
 

@@ -394,7 +394,9 @@ class Provider:
         (self._parts.faults if s is None else self._parts.sockets.get(s).engine.faults).clear()
 
     # ------------------------------------------------------------------ existing sockets (S16.1)
-    def adopt(self, sock: socket.socket, *, duplicate: bool = True) -> int:
+    def adopt(
+        self, sock: socket.socket, *, duplicate: bool = True, kernel_completes: bool = False
+    ) -> int:
         """A handle for an existing OS socket: AF_INET, AF_INET6 or AF_UNIX, stream or datagram.
 
         The emulated socket works on a *duplicate* of the object's descriptor: one open
@@ -411,8 +413,15 @@ class Provider:
 
         ``duplicate=False`` hands the object itself over instead (for a caller that made
         it for the provider alone): no duplicate, and its ``close`` is left as it is.
+
+        ``kernel_completes=True`` is for a program that calls ``shutdown()`` and
+        ``close()`` on its own descriptor beside the provider (the ``_overlapped`` face):
+        the emulated send buffer is 0 from the start (S4.2), so a send completes once the
+        kernel holds it and a FIN never overtakes bytes held here, and sends from the
+        program's threads may go straight to the kernel from the first one.  The kernel's
+        own buffer is left as it is (it is the program's socket).
         """
-        return self._lifecycle.adopt(sock, duplicate)
+        return self._lifecycle.adopt(sock, duplicate, kernel_completes)
 
     def handle_of_fd(self, fd: int) -> int | None:
         """The handle of the adopted socket that holds ``fd`` now; an fd number the OS
