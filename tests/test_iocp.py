@@ -246,7 +246,9 @@ def test_cancel_io_ex_aborts_one_queued_operation_exactly_once(provider, listene
     t.start()
     t.join(10)
     assert result == [True]
-    assert drop.Internal == w.STATUS_CANCELLED and drop.hEvent.signaled
+    # SPEC S15.2: the request is recorded; the abort arrives through the event.
+    assert w.WSAWaitForMultipleEvents(1, [drop.hEvent], False, 10_000, False) == 0
+    assert drop.Internal == w.STATUS_CANCELLED
     assert not w.CancelIoEx(s, drop) and w.GetLastError() == w.ERROR_NOT_FOUND
     provider.inject(s, delay_drain=None)
     assert w.WSAWaitForMultipleEvents(1, [keep.hEvent], False, 10_000, False) == 0
@@ -303,6 +305,7 @@ def test_cancel_io_cancels_only_what_the_calling_thread_issued(provider, listene
     assert posted.wait(10)
     assert send(provider, s, b"mine", mine)[1] == w.WSA_IO_PENDING
     assert w.CancelIo(s)
+    assert eventually(lambda: not mine.pending)  # recorded, then done by the loop (S15.2)
     assert mine.Internal == w.STATUS_CANCELLED and theirs.pending
     release.set()
     t.join(10)

@@ -668,6 +668,8 @@ def test_a_gather_write_the_kernel_takes_in_part_loses_and_reorders_nothing(prov
     try:
         assert run_in_loop(provider.loop, post_all)[0] == 0
         assert ovs[-1].pending and w.CancelIoEx(s, ovs[-1])  # not reached: withdrawn
+        # The cancel is recorded (S15.2); once it is done, so is the gather write before it.
+        assert w.WSAWaitForMultipleEvents(1, [ovs[-1].hEvent], False, 10_000, False) == 0
         assert offers and offers[0][1] < offers[0][0]  # the kernel took part of the offer
         kept = b"".join(messages[:-1])
         assert recv_exact(conn, len(kept)) == kept

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import socket as _pysocket
 import struct
@@ -128,6 +129,8 @@ class SocketAdapter:
         self.by_connect_ex = False
         #: The provider's closesocket, by handle (CloseHandle of a socket uses it).
         self.closesocket: Callable[[int], object] | None = None
+        #: True on the I/O loop's thread (set with the provider's loop).
+        self.on_loop_thread: Callable[[], bool] = lambda: threading.get_ident() == 0
         #: An adopted socket's own object (S16.1): ``sock`` is our duplicate of it.  The
         #: handle's close closes it too; its own close closes the handle
         #: (:mod:`wsp_async._adoption`).
@@ -769,6 +772,39 @@ class SocketAdapter:
             elsewhere[:] = [other for other in elsewhere if other.pending]
             self._prune_at = 2 * len(elsewhere) + 16
         elsewhere.append(op)
+
+    def request_cancel(self, which: Callable[[Operation], bool], op: Operation | None) -> int:
+        """CancelIoEx/CancelIo from any thread, never waiting for the loop (S15.2).
+
+        On the loop: :meth:`cancel_where` at once.  Elsewhere the request is recorded
+        (scheduled on the loop, behind every post already made) and the answer is what
+        the calling thread can see alone: ``op`` (or, with None, some operation of this
+        socket) still pending is found (0), else -1.  What is withdrawn completes
+        aborted later, through its usual notice; an operation already handed on
+        completes normally, as one racing a cancel does on Windows."""
+        if self.on_loop_thread():
+            return self.cancel_where(which)
+        # What is still in the hand-off has done no I/O: aborted here, at once, so a
+        # program that posts and cancels in a tight loop (the Proactor's self-reading
+        # receive, each time its loop stops) never piles work up for the loop.
+        withdrawn = self.handoff.withdraw(which)
+        if withdrawn:
+            self.door.complete_all(withdrawn, ABORTED)
+            if op is not None:
+                return 0
+        if op is not None:
+            found = op.pending
+        else:
+            found = (
+                bool(withdrawn)
+                or self.engine.pending.count > 0
+                or any(other.pending and which(other) for other in list(self.elsewhere))
+            )
+        try:
+            self.handoff.call_on_loop(functools.partial(self.cancel_where, which))
+        except RuntimeError:
+            return -1  # the loop is closed: nothing is pending any more
+        return 0 if found else -1
 
     def cancel_where(self, which: Callable[[Operation], bool]) -> int:
         """CancelIoEx/CancelIo on the loop (S15.1): abort what ``which`` selects that is

@@ -157,7 +157,17 @@ class Controls:
             value = option_int(optval)
             if not 0 <= value <= MAX_SNDBUF:
                 raise WSAError(WSAErr.WSAEINVAL, "SO_SNDBUF is 0 to 2**31-1")
-            self.io.call(sock.set_capacity, value)
+            if self.io.here():
+                sock.set_capacity(value)
+            else:
+                # Recorded, not waited for (S15.2): the caller's next sends see the new
+                # capacity at once, and the loop applies it to the transport before it
+                # takes any of them (one queue of callbacks, in order).
+                sock.engine.capacity = value
+                try:
+                    self.io.wake(sock.set_capacity, value)
+                except RuntimeError:
+                    sock.set_capacity(value)  # the loop is closed: nothing else runs
             if sock.engine.stream:
                 # The kernel's buffer behind the transport is bounded too when the program
                 # asks for less than it holds (Linux raises a small value to its own

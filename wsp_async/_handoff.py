@@ -138,6 +138,25 @@ class HandOff:
             op, self.front = self.front, None
         return op
 
+    def withdraw(self, which: Callable[[Operation], bool]) -> list[Operation]:
+        """Take back the pending posts ``which`` selects that the loop has not taken yet.
+
+        CancelIoEx from another thread (S15.2): a post still waiting here has done no
+        I/O, so the caller may abort it itself, at once, without the loop.  The partly
+        written send at the front has started and is left to the loop."""
+        with self.lock:
+            if not self.pending_posts:
+                return []
+            taken = [op for op in self.incoming if op.pending and which(op)]
+            if not taken:
+                return []
+            chosen = set(map(id, taken))
+            self.incoming = collections.deque(op for op in self.incoming if id(op) not in chosen)
+            self.pending_posts -= len(taken)
+            # (A datagram send queued here is not counted in ``sends``: hence the floor.)
+            self.sends = max(0, self.sends - sum(op.kind == OpKind.SEND for op in taken))
+            return taken
+
     def close(self) -> None:
         with self.lock:
             self.closed = True

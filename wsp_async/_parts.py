@@ -118,6 +118,7 @@ class Parts:
                 self.io.call,
             )
             adapter.closesocket = self.close_handle
+            adapter.on_loop_thread = self.io.here
             return adapter
 
         return self.sockets.add(make)

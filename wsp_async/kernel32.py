@@ -23,7 +23,7 @@ from . import apc
 from ._completion import wait_result
 from ._handles import find_anywhere
 from .constants import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, INFINITE, STATUS_PENDING
-from .errors import WSAErr, WSAError
+from .errors import WSAErr
 from .events import LAST_ERROR, WSAEVENT, WSAWaitForMultipleEvents, refuse_on_loop_thread
 from .ntstatus import ERROR_IO_INCOMPLETE, win32_of
 from .structs import WSAOVERLAPPED, NoPortPacket, is_box, operation_of, store
@@ -167,15 +167,12 @@ def _status(ov: WSAOVERLAPPED) -> int | None:
     return None
 
 
-def _cancel(hFile: object, which: Any, none_is_found: bool = False) -> bool:
+def _cancel(hFile: object, which: Any, none_is_found: bool = False, op: Any = None) -> bool:
     sock: Any = find_anywhere(hFile)
     if sock is None or sock.run is None:
         _fail(ERROR_INVALID_HANDLE)
         return False
-    try:
-        found = sock.run(sock.cancel_where, which)
-    except WSAError:
-        found = -1  # the provider's loop is gone: nothing is pending any more
+    found = sock.request_cancel(which, op)  # recorded, never waited for (S15.2)
     if found < 0 and not none_is_found:
         _fail(ERROR_NOT_FOUND)
         return False
@@ -196,7 +193,7 @@ def CancelIoEx(hFile: object, lpOverlapped: object) -> bool:
         else:
             _fail(ERROR_NOT_FOUND)
         return False
-    return _cancel(hFile, lambda candidate: candidate is op)
+    return _cancel(hFile, lambda candidate: candidate is op, op=op)
 
 
 def CancelIo(hFile: object) -> bool:
