@@ -24,6 +24,7 @@ import collections
 import os
 import stat
 import threading
+import weakref
 from typing import Any
 
 import attrs
@@ -54,6 +55,11 @@ from .structs import TRANSMIT_FILE_BUFFERS, WSABUF, WSAOVERLAPPED
 TOO_SMALL = 122
 
 __all__ = ["Extensions"]
+
+
+#: The peer address accept() gave each connection taken for an AcceptEx: after a reset,
+#: Linux no longer answers getpeername().
+_PEERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 @attrs.define(eq=False)
@@ -203,10 +209,11 @@ class Extensions:
             if listener.parked:
                 return listener.parked.pop(0)
             try:
-                conn, _peer = listener.sock.accept()
+                conn, peer = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
                 pass
             else:
+                _PEERS[conn] = peer
                 conn.setblocking(False)
                 return conn
             try:
@@ -220,9 +227,10 @@ class Extensions:
         future = asyncio.ensure_future(self.io.loop.sock_accept(listener.sock))
         listener.accepting.add(future)
         try:
-            conn, _peer = await future
+            conn, peer = await future
         finally:
             listener.accepting.discard(future)
+        _PEERS[conn] = peer
         conn.setblocking(False)
         return conn
 
@@ -289,7 +297,17 @@ class Extensions:
             received = first.transferred
         try:
             local = encode_sockaddr(acceptor.sock.getsockname())
-            remote = encode_sockaddr(acceptor.sock.getpeername())
+            try:
+                peer = acceptor.sock.getpeername()
+            except OSError:
+                # Reset by the peer after the kernel accepted it, before this step: on
+                # Windows the AcceptEx already had it (it completes when the connection
+                # is made) and the reset meets the program's next call on it, so the
+                # address is the one accept() reported.
+                peer = _PEERS.get(acceptor.sock)
+                if peer is None:
+                    raise
+            remote = encode_sockaddr(peer)
         except OSError as exc:
             self.door.complete(record.op, wsa_code_of(exc), 0)
             return

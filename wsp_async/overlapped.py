@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import socket as _socket
+import struct
 import threading
 import time
 from typing import Any
@@ -60,6 +61,7 @@ from .constants import INVALID_HANDLE_VALUE as _NO_FILE
 from .errors import ERRNO_TO_WSA, WSA_IO_PENDING, WSAErr, WSAError, describe
 from .events import WSAEVENT, WSAGetLastError
 from .iocp import GetLastError
+from .mswsock import decode_sockaddr
 from .ntstatus import win32_of
 from .provider import Provider
 from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED
@@ -211,6 +213,8 @@ def provider() -> Provider:
 class _Entry:
     handle: int
     identity: tuple[int, int]
+    #: The peer's address as AcceptEx reported it, for a connection accepted here.
+    peer: Any = None
 
 
 class _Descriptors:
@@ -257,12 +261,20 @@ class _Descriptors:
         with self.lock:
             self.entries.clear()
 
-    def rebind(self, fd: int, handle: int) -> None:
+    def rebind(self, fd: int, handle: int, peer: Any = None) -> None:
         """``fd`` now holds the socket of ``handle`` (after AcceptEx's ``dup2``)."""
         identity = _identity(fd)
         if identity is not None:
             with self.lock:
-                self.entries[fd] = _Entry(handle, identity)
+                self.entries[fd] = _Entry(handle, identity, peer)
+
+    def peer(self, fd: int) -> Any:
+        """The address AcceptEx reported for the connection behind ``fd`` (None: unknown)."""
+        with self.lock:
+            entry = self.entries.get(fd)
+        if entry is None or entry.peer is None or _identity(fd) != entry.identity:
+            return None
+        return entry.peer
 
     def sweep(self, force: bool = False) -> None:
         """Close the emulated sockets whose descriptor was closed or names another socket."""
@@ -313,6 +325,28 @@ def _adoptable(fd: int) -> _socket.socket:
         raise windows_error(WSAErr.WSAENOTSOCK, str(exc)) from None
     borrowed.detach()
     return duplicate
+
+
+def _reset_connection(family: int) -> _socket.socket:
+    """A TCP socket on loopback whose peer has reset it (what a reset accept socket is)."""
+    host = "::1" if family == _socket.AF_INET6 else "127.0.0.1"
+    with _socket.socket(family) as listener:
+        listener.bind((host, 0))
+        listener.listen(1)
+        client = _socket.socket(family)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+    server.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+    server.close()
+    return client
+
+
+def accepted_peer(fd: int) -> Any:
+    """The peer's address that ``AcceptEx`` reported for the connection now behind
+    descriptor ``fd``, or None.  Windows still answers ``getpeername`` on an accepted
+    socket whose peer reset it; Linux does not, so the Proactor's own sockets ask here
+    (:mod:`wsp_async.proactor`)."""
+    return _descriptors.peer(fd)
 
 
 def _identity(fd: int) -> tuple[int, int] | None:
@@ -548,8 +582,20 @@ class Overlapped:
             _descriptors.sweep(force=True)
             return
         host = provider().socket_of(self._acceptor).sock
-        os.dup2(host.fileno(), self._accept_fd)
-        _descriptors.rebind(self._accept_fd, self._acceptor)
+        if host.fileno() >= 0:
+            os.dup2(host.fileno(), self._accept_fd)
+        else:
+            # The peer reset the connection and its socket is gone already; on Windows the
+            # AcceptEx had it (it completes when the connection is made) and the reset
+            # meets the program's next call.  The descriptor gets a connection in the same
+            # state: one reset by its peer.
+            with _reset_connection(host.family) as dead:
+                os.dup2(dead.fileno(), self._accept_fd)
+        try:
+            peer = decode_sockaddr(bytes(self._buffer[_ADDRESS_BLOCK:]))
+        except (struct.error, ValueError, OSError):  # a block the program shortened
+            peer = None
+        _descriptors.rebind(self._accept_fd, self._acceptor, peer)
 
     def __del__(self) -> None:
         try:

@@ -134,6 +134,34 @@ class _AcceptSocket(_socket.socket, metaclass=_SocketMeta):
         else:
             super().setsockopt(level, optname, value, optlen)
 
+    def getpeername(self) -> Any:
+        """Windows' answer on an accepted connection the peer has reset: the address
+        AcceptEx reported (the Proactor asks for it right after AcceptEx completes)."""
+        try:
+            return super().getpeername()
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+            peer = _overlapped_face.accepted_peer(self.fileno())
+            if peer is None:
+                raise
+            return peer
+
+    def shutdown(self, how: int) -> None:
+        """Windows' answer after the connection has ended (S17.3): none.
+
+        Linux refuses ``shutdown`` with ``ENOTCONN`` once the connection is gone -- after
+        a reset, and after an orderly close in which this side's FIN went first -- where
+        Windows accepts it.  The Proactor's transports call ``shutdown(SHUT_RDWR)`` just
+        before they close their socket; the refusal would skip that close (the socket
+        leaks) and let a later ``abort()`` call ``connection_lost`` a second time.
+        """
+        try:
+            super().shutdown(how)
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+
 
 class _Socket(types.ModuleType):
     """The real ``socket`` module with :class:`_AcceptSocket` as its ``socket``."""
