@@ -41,7 +41,10 @@ def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
         else:
             loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
             return loop
-    return asyncio.new_event_loop()
+    # Explicitly the selector loop, never the policy's: a run that sets the Proactor's
+    # policy (``--asyncio-proactor``, ``python -m wsp_async.proactor``) must not put the
+    # provider's own I/O on a Proactor that runs over a provider.
+    return asyncio.SelectorEventLoop()
 
 
 class IoLoop:

@@ -24,7 +24,9 @@ other code in the process is untouched; where the real ``_overlapped`` exists
 (:data:`ProactorEventLoop` is then the standard library's).
 
 Use ``asyncio.Runner(loop_factory=wsp_async.proactor.ProactorEventLoop)``, or
-:func:`new_event_loop`, or the pytest plugin (``pytest --asyncio-proactor``).
+:func:`new_event_loop`, or the pytest plugin (``pytest --asyncio-proactor``), or for a
+whole program ``python -m wsp_async.proactor script.py [args]`` (:func:`main`: every loop
+the program makes through the policy is the Proactor, as on Windows).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "ProactorEventLoop",
     "ProactorEventLoopPolicy",
     "load",
+    "main",
     "msvcrt",
     "new_event_loop",
     "run_source",
@@ -264,3 +267,29 @@ def __getattr__(name: str) -> Any:
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new ProactorEventLoop."""
     return load().ProactorEventLoop()  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m wsp_async.proactor script.py [args]`` (or ``-m module [args]``): run a
+    program with Windows' ``WindowsProactorEventLoopPolicy`` set, so that
+    ``asyncio.run`` and every loop made through the policy is the Proactor."""
+    import runpy
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: python -m wsp_async.proactor (script.py | -m module) [args...]")
+        raise SystemExit(0 if args else 2)
+    asyncio.set_event_loop_policy(load().WindowsProactorEventLoopPolicy())
+    if args[0] == "-m" and len(args) > 1:
+        sys.argv = args[1:]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = args
+        runpy.run_path(args[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    # Run as a script, this file is a second copy of the module: use the package's.
+    from wsp_async.proactor import main as _main
+
+    _main()

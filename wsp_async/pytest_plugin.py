@@ -1,21 +1,30 @@
 """A pytest plugin: ``pytest --asyncio-proactor`` runs async tests on Windows' Proactor loop.
 
-With the option, pytest-asyncio creates each test's event loop with
+With the option, every event loop the run makes is
 :class:`wsp_async.proactor.ProactorEventLoop` -- CPython's own
 ``asyncio.windows_events.ProactorEventLoop`` running over wsp_async on Linux (SPEC
-S17) -- through pytest-asyncio's ``pytest_asyncio_loop_factories`` hook.  Without the
-option the plugin does nothing, so installing wsp_async changes no one's test run.
-The plugin is registered through the ``pytest11`` entry point.
+S17), as on Windows, where the Proactor is the default loop:
+
+* the event loop policy is Windows' ``WindowsProactorEventLoopPolicy`` for the whole
+  run, so loops made through the policy -- ``asyncio.run``, ``asyncio.Runner``,
+  unittest's ``IsolatedAsyncioTestCase``, anyio's and aiohttp's pytest plugins -- are
+  the Proactor (the previous policy comes back when the run ends);
+* pytest-asyncio's loops, when that plugin is present, through its
+  ``pytest_asyncio_loop_factories`` hook.
+
+Without the option the plugin does nothing, so installing wsp_async changes no one's
+test run.  The plugin is registered through the ``pytest11`` entry point.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_configure"]
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_unconfigure"]
 
 OPTION = "--asyncio-proactor"
 
@@ -41,8 +50,21 @@ class _ProactorLoops:
         return {"proactor": proactor.new_event_loop}
 
 
+_PREVIOUS_POLICY = pytest.StashKey[asyncio.AbstractEventLoopPolicy]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption(OPTION, default=False):
-        if not config.pluginmanager.hasplugin("asyncio"):
-            raise pytest.UsageError(f"{OPTION} needs pytest-asyncio (1.3 or newer)")
+    if not config.getoption(OPTION, default=False):
+        return
+    from . import proactor
+
+    config.stash[_PREVIOUS_POLICY] = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(proactor.ProactorEventLoopPolicy())
+    if config.pluginmanager.hasplugin("asyncio"):
         config.pluginmanager.register(_ProactorLoops(), "wsp_async-proactor-loops")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_PREVIOUS_POLICY, None)
+    if previous is not None:
+        asyncio.set_event_loop_policy(previous)

@@ -93,7 +93,7 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
 
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
         return loop
-    return asyncio.new_event_loop()
+    return asyncio.SelectorEventLoop()
 
 
 def _message(size: int, nbufs: int) -> list[WSABUF]:
