@@ -1,0 +1,316 @@
+"""The Proactor as real asyncio software sees it (issue 23): Windows' moments (SPEC S17.3),
+no call on a loop's thread waiting for the provider's thread (S15.2), close as on
+Windows, and a Proactor for every loop a run makes.  Peers are plain sockets on
+127.0.0.1; both loop kinds under the face.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import struct
+import sys
+import threading
+from typing import Any
+
+import wsp_async as w
+
+from .conftest import run_script
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        mine = socket.create_connection(server.getsockname(), timeout=10)
+        peer, _ = server.accept()
+    peer.settimeout(10)
+    mine.setblocking(False)
+    return mine, peer
+
+
+def test_a_send_the_buffer_takes_completes_inside_the_call(face: Any) -> None:
+    # SPEC S17.3: the Proactor's future of a send that goes whole is done on return, as
+    # IocpProactor._register resolves it inside the call on Windows.
+    from wsp_async import proactor
+
+    async def main() -> tuple[bool, bool]:
+        loop: Any = asyncio.get_running_loop()
+        mine, peer = _pair()
+        try:
+            first = loop._proactor.send(mine, b"x" * 156)
+            first_done = first.done()
+            assert await first == 156
+            second = loop._proactor.send(mine, b"y" * 156)
+            second_done = second.done()
+            await second
+            got = b""
+            while len(got) < 312:
+                got += peer.recv(4096)
+            assert got == b"x" * 156 + b"y" * 156
+            return first_done, second_done
+        finally:
+            mine.close()
+            peer.close()
+
+    with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
+        assert runner.run(main()) == (True, True)
+
+
+def test_the_face_leaves_the_programs_kernel_send_buffer_alone(face: Any) -> None:
+    # SPEC S16.4, S4.2: the face's emulated SO_SNDBUF of 0 is its own device; the
+    # program's socket keeps the kernel buffer it had (a shrunken one made every
+    # Proactor transfer crawl, and a graceful close of 16 MiB run out its timeout).
+    mine, peer = _pair()
+    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
+    try:
+        before = mine.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+        ov = face.Overlapped(face.NULL)
+        ov.WSASend(mine.fileno(), b"z" * 1000, 0)
+        assert face.GetQueuedCompletionStatus(port, 10_000) is not None
+        assert ov.getresult() == 1000
+        assert mine.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == before
+        got = b""
+        while len(got) < 1000:
+            got += peer.recv(4096)
+        assert got == b"z" * 1000
+    finally:
+        face.CloseHandle(port)
+        mine.close()
+        peer.close()
+
+
+def test_cancel_never_waits_for_the_providers_thread(face: Any) -> None:
+    # SPEC S15.2: Overlapped.cancel() (CancelIoEx) returns while the provider's loop is
+    # busy; the cancelled receive's packet arrives once the loop runs again.
+    provider = face.provider()
+    mine, peer = _pair()
+    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
+    busy, release = threading.Event(), threading.Event()
+    try:
+        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+        ov = face.Overlapped(face.NULL)
+        ov.WSARecv(mine.fileno(), 100, 0)
+        assert ov.pending
+
+        def hold() -> None:
+            busy.set()
+            release.wait(30)
+
+        provider.loop.call_soon_threadsafe(hold)
+        assert busy.wait(10)
+        returned = threading.Event()
+
+        def cancel() -> None:
+            ov.cancel()
+            returned.set()
+
+        canceller = threading.Thread(target=cancel)
+        canceller.start()
+        try:
+            assert returned.wait(10), "cancel() waited for the provider's thread"
+        finally:
+            release.set()
+            canceller.join(10)
+        packet = face.GetQueuedCompletionStatus(port, 10_000)
+        assert packet is not None and packet[3] == ov.address
+        try:
+            ov.getresult()
+        except OSError as exc:
+            assert exc.winerror == 995  # type: ignore[attr-defined]  # ERROR_OPERATION_ABORTED
+        else:
+            raise AssertionError("the cancelled receive succeeded")
+        assert face.GetQueuedCompletionStatus(port, 0) is None  # one packet, not two
+    finally:
+        release.set()
+        face.CloseHandle(port)
+        mine.close()
+        peer.close()
+
+
+def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any) -> None:
+    # SPEC S15.2, S2.4: posted and cancelled while the provider's loop is busy, the
+    # receive never reached the loop: the cancel aborts it itself, so its packet is
+    # queued when cancel() returns (the Proactor cancels its self-reading receive each
+    # time its loop stops; left to the busy loop, those piled up without bound).
+    provider = face.provider()
+    mine, peer = _pair()
+    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
+    busy, release = threading.Event(), threading.Event()
+    try:
+        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+
+        def hold() -> None:
+            busy.set()
+            release.wait(30)
+
+        provider.loop.call_soon_threadsafe(hold)
+        assert busy.wait(10)
+        try:
+            ovs = []
+            for _ in range(200):
+                ov = face.Overlapped(face.NULL)
+                ov.WSARecv(mine.fileno(), 100, 0)
+                ov.cancel()
+                assert not ov.pending
+                ovs.append(ov)
+            packets = [face.GetQueuedCompletionStatus(port, 0) for _ in ovs]
+        finally:
+            release.set()
+        assert [p[3] for p in packets if p is not None] == [ov.address for ov in ovs]
+        assert all(p[0] == 995 for p in packets if p is not None)  # ERROR_OPERATION_ABORTED
+        assert face.GetQueuedCompletionStatus(port, 100) is None  # once each
+        peer.sendall(b"after")  # the socket still works: a fresh receive gets the bytes
+        ov = face.Overlapped(face.NULL)
+        ov.WSARecv(mine.fileno(), 100, 0)
+        assert face.GetQueuedCompletionStatus(port, 10_000) is not None
+        assert ov.getresult() == b"after"
+    finally:
+        release.set()
+        face.CloseHandle(port)
+        mine.close()
+        peer.close()
+
+
+def test_setting_sndbuf_from_another_thread_never_waits_for_the_loop(provider: w.Provider) -> None:
+    # SPEC S15.2 (option setting included), S4.1: recorded and returned; the socket
+    # answers the new value at once, and a send posted after it obeys it.
+    err = w.INT()
+    s = provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(30)
+
+    provider.loop.call_soon_threadsafe(hold)
+    assert busy.wait(10)
+    returned = threading.Event()
+
+    def set_option() -> None:
+        provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, 1234, 4, w.INT())
+        returned.set()
+
+    setter = threading.Thread(target=set_option)
+    setter.start()
+    try:
+        assert returned.wait(10), "setsockopt waited for the provider's thread"
+    finally:
+        release.set()
+        setter.join(10)
+    value, size = w.INT(), w.INT(4)
+    assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, value, size, err) == 0
+    assert value.value == 1234
+    provider.WSPCloseSocket(s, err)
+
+
+def _serve_on_the_proactor(how: str) -> tuple[list[str], int, bool]:
+    """A Proactor server whose connection ends ``how`` ("fin-first": the server's FIN goes
+    first, then the client closes; "reset": the client resets): the errors the loop
+    reported, the times connection_lost ran, and whether the accepted socket closed."""
+    from wsp_async import proactor
+
+    async def main() -> tuple[list[str], int, bool]:
+        loop = asyncio.get_running_loop()
+        errors: list[str] = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(str(ctx.get("exception"))))
+        lost = asyncio.Event()
+        calls: list[object] = []
+        transports: list[Any] = []
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                transports.append(transport)
+                if how == "fin-first":
+                    transport.write(b"bye")
+                    transport.write_eof()
+
+            def eof_received(self) -> bool:
+                return False
+
+            def connection_lost(self, exc: object) -> None:
+                calls.append(exc)
+                lost.set()
+
+        server = await loop.create_server(Server, "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname(), timeout=10)
+        if how == "fin-first":
+            got = b""
+            while chunk := await loop.run_in_executor(None, client.recv, 100):
+                got += chunk
+            assert got == b"bye"
+            client.close()  # the client's FIN comes second
+        else:
+            while not transports:
+                await asyncio.sleep(0.01)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        await asyncio.wait_for(lost.wait(), 30)
+        for _ in range(3):
+            await asyncio.sleep(0)  # _call_connection_lost's own step has run
+        transport = transports[0]
+        sock = transport.get_extra_info("socket")
+        transport.abort()  # after connection_lost: must not call it again
+        for _ in range(3):
+            await asyncio.sleep(0)
+        server.close()
+        await server.wait_closed()
+        return errors, len(calls), sock.fileno() == -1
+
+    with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
+        return runner.run(main())
+
+
+def test_an_accepted_connection_closes_once_after_its_own_fin_went_first(face: Any) -> None:
+    # SPEC S17.3: shutdown() on a socket the Proactor accepted gives Windows' answer
+    # (none) after an orderly close in which its FIN went first; the transport closes
+    # its socket, and connection_lost runs exactly once.
+    assert _serve_on_the_proactor("fin-first") == ([], 1, True)
+
+
+def test_an_accepted_connection_closes_once_after_a_reset(face: Any) -> None:
+    # SPEC S17.3: likewise after a reset the transport has already reported.
+    errors, calls, closed = _serve_on_the_proactor("reset")
+    assert (errors, calls, closed) == ([], 1, True)
+
+
+def test_the_pytest_option_makes_every_loop_of_the_run_a_proactor(tmp_path: Any) -> None:
+    # Issue 23, item 5: unittest's IsolatedAsyncioTestCase and asyncio.run make their
+    # loops through the policy; with the option, those are the Proactor too.
+    (tmp_path / "test_policy.py").write_text(
+        "import asyncio, unittest\n"
+        "class Case(unittest.IsolatedAsyncioTestCase):\n"
+        "    async def test_kind(self):\n"
+        "        print('UNITTEST', type(asyncio.get_running_loop()).__name__)\n"
+        "def test_run():\n"
+        "    async def kind():\n"
+        "        return type(asyncio.get_running_loop()).__name__\n"
+        "    print('RUN', asyncio.run(kind()))\n"
+    )
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         "--asyncio-proactor"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    words = out.stdout.replace(".", " ").split()  # pytest's dots share the lines
+    kinds = sorted(f"{a} {b}" for a, b in itertools.pairwise(words) if a in ("RUN", "UNITTEST"))
+    assert kinds == ["RUN ProactorEventLoop", "UNITTEST ProactorEventLoop"]
+
+
+def test_a_script_runs_on_the_proactor_with_python_m(tmp_path: Any) -> None:
+    # Issue 23, item 5: `python -m wsp_async.proactor script.py args`.
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "async def kind():\n"
+        "    return type(asyncio.get_running_loop()).__name__\n"
+        "print(asyncio.run(kind()), sys.argv[1:])\n"
+    )
+    out = run_script(
+        f"import sys, runpy; sys.argv = ['x', {str(script)!r}, 'one']; "
+        "runpy.run_module('wsp_async.proactor', run_name='__main__')"
+    )
+    assert out.stdout.split() == ["ProactorEventLoop", "['one']"]
