@@ -1,6 +1,8 @@
 # The two set-up commands of the README: `make demo` and `make test`.
 # Each creates .venv when it is missing (or older than pyproject.toml) and installs the
 # package into it with the extras it needs.
+# pip -qq: errors only, so that `make demo` prints the demo, not the build backend's
+# notices about the (compat) editable install or the machine's index settings.
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,10 +12,11 @@ STAMP := $(VENV)/.installed-test
 .PHONY: demo test proactor-suite lint soak bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
-	touch $(STAMP)
+	@echo "Setting up $(VENV) (once; installs the package and its test extras)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@$(BIN)/python -m pip install -qq -e '.[test]' --config-settings editable_mode=compat
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m wsp_async demo
