@@ -52,6 +52,7 @@ from .benchmodes import (
     memory_per_pending_op,
     start_receiver,
 )
+from .realbench import real_program_rates
 
 
 # ----------------------------------------------------------------------------- driver
@@ -137,6 +138,10 @@ def run(
         if not quiet:
             _progress("measuring echo round trips on the Proactor...")
         echo = echo_rates(seconds=0.1 if budget <= 1 << 20 else 0.5 if budget < 64 << 20 else 2.0)
+        if not quiet:
+            _progress("measuring real programs on the Proactor (aiohttp, websockets)...")
+        small = budget < 64 << 20
+        real = real_program_rates(requests=300 if small else 2000, echoes=600 if small else 4000)
     finally:
         receiver.kill()
     if not quiet and sys.stderr.isatty():
@@ -145,6 +150,7 @@ def run(
         "rows": rows,
         "extra": extra,
         "echo": echo,
+        "real": real,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
 
@@ -245,6 +251,14 @@ def format_table(result: dict[str, Any]) -> str:
             f"({echo['ratio_to_asyncio']:.2f}x selector); the asyncio face "
             f"{echo['face-asyncio']:.0f} on asyncio ({echo['face_ratio_asyncio']:.2f}x streams), "
             f"{echo['face-uvloop']:.0f} on uvloop ({echo['face_ratio_uvloop']:.2f}x streams)"
+        )
+    for name, row in result.get("real", {}).items():
+        unit = "requests/s (aiohttp)" if name == "http" else "echoes/s (websockets)"
+        lines.append(
+            f"real program, {name} {unit}: selector {row['selector']:.0f}, "
+            f"ProactorEventLoop over wsp_async {row['proactor']:.0f} ({row['ratio']:.2f}x selector; "
+            f"errors logged and sockets leaked: selector {row['selector_faults']:.0f}, "
+            f"Proactor {row['proactor_faults']:.0f})"
         )
     lines.append(f"peak RSS {result['peak_rss_kib'] / 1024:.1f} MiB")
     return "\n".join(lines)
