@@ -274,6 +274,111 @@ def test_an_accepted_connection_closes_once_after_a_reset(face: Any) -> None:
     assert (errors, calls, closed) == ([], 1, True)
 
 
+def _connect_from_the_proactor(how: str) -> tuple[list[str], int, bool]:
+    """A program's own client connection on the Proactor (``create_connection``) to a
+    plain-socket server, ended ``how`` ("fin-first": the client's write_eof, then the
+    server closes; "reset": the server resets): the errors the loop reported, the times
+    connection_lost ran, and whether the client's socket closed."""
+    from wsp_async import proactor
+
+    async def main() -> tuple[list[str], int, bool]:
+        loop = asyncio.get_running_loop()
+        errors: list[str] = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(str(ctx.get("exception"))))
+        lost = asyncio.Event()
+        calls: list[object] = []
+
+        class Client(asyncio.Protocol):
+            def eof_received(self) -> bool:
+                return False
+
+            def connection_lost(self, exc: object) -> None:
+                calls.append(exc)
+                lost.set()
+
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            transport, _ = await loop.create_connection(Client, *listener.getsockname())
+            peer, _ = await loop.run_in_executor(None, listener.accept)
+        sock = transport.get_extra_info("socket")
+        with peer:
+            peer.settimeout(10)
+            if how == "fin-first":
+                transport.write_eof()  # the client's FIN goes first
+                assert await loop.run_in_executor(None, peer.recv, 100) == b""
+            else:
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await asyncio.wait_for(lost.wait(), 30)
+        for _ in range(3):
+            await asyncio.sleep(0)  # _call_connection_lost's own step has run
+        transport.abort()  # after connection_lost: must not call it again
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return errors, len(calls), sock.fileno() == -1
+
+    with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
+        return runner.run(main())
+
+
+def test_a_programs_connection_closes_once_after_its_own_fin_went_first(face: Any) -> None:
+    # SPEC S17.3: the program's own socket, made a transport by the Proactor, answers
+    # shutdown() as on Windows after write_eof() and the peer's close (every websockets
+    # client closes so): closed by its transport, connection_lost once, nothing logged.
+    assert _connect_from_the_proactor("fin-first") == ([], 1, True)
+
+
+def test_a_programs_connection_closes_once_after_a_reset(face: Any) -> None:
+    # SPEC S17.3: likewise when the peer resets it.
+    assert _connect_from_the_proactor("reset") == ([], 1, True)
+
+
+def test_an_unconnected_datagram_endpoint_closes_quietly(face: Any) -> None:
+    # SPEC S17.3: Windows' shutdown() on a datagram socket that never connected is no
+    # error; the Proactor's close of such an endpoint logs nothing and closes the socket.
+    from wsp_async import proactor
+
+    async def main() -> tuple[list[str], bool]:
+        loop = asyncio.get_running_loop()
+        errors: list[str] = []
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(str(ctx.get("exception"))))
+        lost = asyncio.Event()
+
+        class Endpoint(asyncio.DatagramProtocol):
+            def connection_lost(self, exc: object) -> None:
+                lost.set()
+
+        transport, _ = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
+        sock = transport.get_extra_info("socket")
+        transport.close()
+        await asyncio.wait_for(lost.wait(), 30)
+        return errors, sock.fileno() == -1
+
+    with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
+        assert runner.run(main()) == ([], True)
+
+
+def test_a_programs_own_socket_subclass_keeps_its_class(face: Any) -> None:
+    # A program's subclass of socket.socket is its own: the Proactor leaves it alone.
+    from wsp_async import proactor
+
+    class Mine(socket.socket):
+        pass
+
+    async def main() -> type:
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            sock = Mine()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, listener.getsockname())
+            transport, _ = await loop.create_connection(asyncio.Protocol, sock=sock)
+            kind = type(sock)
+            transport.close()
+            await asyncio.sleep(0)
+        return kind
+
+    with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
+        assert runner.run(main()) is Mine
+
+
 def test_the_pytest_option_makes_every_loop_of_the_run_a_proactor(tmp_path: Any) -> None:
     # Issue 23, item 5: unittest's IsolatedAsyncioTestCase and asyncio.run make their
     # loops through the policy; with the option, those are the Proactor too.

@@ -129,6 +129,10 @@ class _AcceptSocket(_socket.socket, metaclass=_SocketMeta):
     connection already carries its context here, so the call has nothing to do.
     """
 
+    # No slots of its own: a program's plain socket can take this class in place (see
+    # _give_windows_answers), which needs the same layout.
+    __slots__ = ()
+
     def setsockopt(self, level: int, optname: int, value: Any, optlen: Any = None) -> None:
         if level == _socket.SOL_SOCKET and optname == _overlapped_face.SO_UPDATE_ACCEPT_CONTEXT:
             return
@@ -231,7 +235,33 @@ def _load() -> types.ModuleType:
         return real_import(name, globals, locals, fromlist, level)
 
     siblings["windows_utils"] = run_source("asyncio.windows_utils", importer)
-    return run_source("asyncio.windows_events", importer)
+    module = run_source("asyncio.windows_events", importer)
+    _answer_as_windows(module.ProactorEventLoop)
+    return module
+
+
+def _give_windows_answers(sock: object) -> None:
+    """Give a program's plain socket, as the Proactor makes a transport of it, the
+    answers Windows gives to the calls the transport makes (``shutdown`` after the
+    connection ended, on an unconnected datagram socket).  Only an exact
+    ``socket.socket``: a program's own subclass keeps what it defined."""
+    if type(sock) is _socket.socket:
+        sock.__class__ = _AcceptSocket
+
+
+def _answer_as_windows(loop_class: Any) -> None:
+    """Every transport of this (private) loop class works on a socket that answers as
+    on Windows.  The class is the copy loaded here; asyncio's own classes are untouched."""
+    for name in ("_make_socket_transport", "_make_datagram_transport"):
+        make = getattr(loop_class, name)
+
+        def wrapped(self: Any, sock: Any, *args: Any, _make: Any = make, **kwargs: Any) -> Any:
+            _give_windows_answers(sock)
+            return _make(self, sock, *args, **kwargs)
+
+        wrapped.__name__ = name
+        wrapped.__doc__ = make.__doc__
+        setattr(loop_class, name, wrapped)
 
 
 _loaded: types.ModuleType | None = None
