@@ -89,11 +89,6 @@ NOT_ON_WINDOWS: dict[str, str] = {
 
 #: Tests that run and are known to fail here, with the reason.
 KNOWN_FAILURES: dict[str, str] = {
-    "test_drain_raises": (
-        "after the peer's reset, the Proactor's _call_connection_lost calls "
-        "sock.shutdown(SHUT_RDWR) on its own socket: Linux fails it with ENOTCONN where "
-        "Windows does not, and the test counts the logged error (docs/proactor.md)"
-    ),
     "test_sendfile_close_peer_in_the_middle_of_receiving": (
         "asserts that file.tell() moved during the send; TransmitFile does not move the "
         "file pointer, as on Windows, where the test exempts the Proactor through a "

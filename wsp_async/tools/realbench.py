@@ -92,10 +92,9 @@ def _run(
     factory: Callable[[], asyncio.AbstractEventLoop], main: Coroutine[Any, Any, float]
 ) -> tuple[float, int]:
     """Seconds taken, and the errors asyncio logged plus the sockets left to the
-    collector meanwhile: counted, not printed.  On the Proactor, a client socket whose
-    own FIN went first logs Linux's ENOTCONN from ``shutdown`` and is never closed by its
-    transport (docs/proactor.md, "What differs"); the bench reports that, and collects
-    those sockets itself so that no warning escapes into a later run."""
+    collector meanwhile: counted, not printed, and the collector run here so that no
+    warning escapes into a later run.  (On the Proactor a program's socket once logged
+    Linux's ENOTCONN from ``shutdown`` and leaked; docs/proactor.md, "What differs".)"""
     logger = logging.getLogger("asyncio")
     counter, propagate = _Count(), logger.propagate
     logger.addHandler(counter)
