@@ -7,25 +7,52 @@ Windows, and a Proactor for every loop a run makes.  Peers are plain sockets on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import struct
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import wsp_async as w
 
 from .conftest import run_script
+from .test_overlapped import pair as _pair
 
 
-def _pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        mine = socket.create_connection(server.getsockname(), timeout=10)
-        peer, _ = server.accept()
-    peer.settimeout(10)
-    mine.setblocking(False)
-    return mine, peer
+@contextlib.contextmanager
+def _loop_held(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """The provider's loop kept busy in one callback until the block ends."""
+    busy, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(30)
+
+    loop.call_soon_threadsafe(hold)
+    assert busy.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+
+
+def _returns_while_the_loop_is_held(loop: asyncio.AbstractEventLoop, call: Any) -> bool:
+    """Whether ``call()``, made on another thread while ``loop`` is held busy, returns."""
+    returned = threading.Event()
+
+    def run() -> None:
+        call()
+        returned.set()
+
+    thread = threading.Thread(target=run)
+    with _loop_held(loop):
+        thread.start()
+        answer = returned.wait(10)
+    thread.join(10)
+    return answer
 
 
 def test_a_send_the_buffer_takes_completes_inside_the_call(face: Any) -> None:
@@ -86,32 +113,12 @@ def test_cancel_never_waits_for_the_providers_thread(face: Any) -> None:
     provider = face.provider()
     mine, peer = _pair()
     port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
-    busy, release = threading.Event(), threading.Event()
     try:
         face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
         ov = face.Overlapped(face.NULL)
         ov.WSARecv(mine.fileno(), 100, 0)
         assert ov.pending
-
-        def hold() -> None:
-            busy.set()
-            release.wait(30)
-
-        provider.loop.call_soon_threadsafe(hold)
-        assert busy.wait(10)
-        returned = threading.Event()
-
-        def cancel() -> None:
-            ov.cancel()
-            returned.set()
-
-        canceller = threading.Thread(target=cancel)
-        canceller.start()
-        try:
-            assert returned.wait(10), "cancel() waited for the provider's thread"
-        finally:
-            release.set()
-            canceller.join(10)
+        assert _returns_while_the_loop_is_held(provider.loop, ov.cancel), "cancel() waited"
         packet = face.GetQueuedCompletionStatus(port, 10_000)
         assert packet is not None and packet[3] == ov.address
         try:
@@ -122,7 +129,6 @@ def test_cancel_never_waits_for_the_providers_thread(face: Any) -> None:
             raise AssertionError("the cancelled receive succeeded")
         assert face.GetQueuedCompletionStatus(port, 0) is None  # one packet, not two
     finally:
-        release.set()
         face.CloseHandle(port)
         mine.close()
         peer.close()
@@ -136,17 +142,9 @@ def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any
     provider = face.provider()
     mine, peer = _pair()
     port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
-    busy, release = threading.Event(), threading.Event()
     try:
         face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
-
-        def hold() -> None:
-            busy.set()
-            release.wait(30)
-
-        provider.loop.call_soon_threadsafe(hold)
-        assert busy.wait(10)
-        try:
+        with _loop_held(provider.loop):
             ovs = []
             for _ in range(200):
                 ov = face.Overlapped(face.NULL)
@@ -155,8 +153,6 @@ def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any
                 assert not ov.pending
                 ovs.append(ov)
             packets = [face.GetQueuedCompletionStatus(port, 0) for _ in ovs]
-        finally:
-            release.set()
         assert [p[3] for p in packets if p is not None] == [ov.address for ov in ovs]
         assert all(p[0] == 995 for p in packets if p is not None)  # ERROR_OPERATION_ABORTED
         assert face.GetQueuedCompletionStatus(port, 100) is None  # once each
@@ -166,7 +162,6 @@ def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any
         assert face.GetQueuedCompletionStatus(port, 10_000) is not None
         assert ov.getresult() == b"after"
     finally:
-        release.set()
         face.CloseHandle(port)
         mine.close()
         peer.close()
@@ -177,27 +172,11 @@ def test_setting_sndbuf_from_another_thread_never_waits_for_the_loop(provider: w
     # answers the new value at once, and a send posted after it obeys it.
     err = w.INT()
     s = provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)
-    busy, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        release.wait(30)
-
-    provider.loop.call_soon_threadsafe(hold)
-    assert busy.wait(10)
-    returned = threading.Event()
 
     def set_option() -> None:
         provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, 1234, 4, w.INT())
-        returned.set()
 
-    setter = threading.Thread(target=set_option)
-    setter.start()
-    try:
-        assert returned.wait(10), "setsockopt waited for the provider's thread"
-    finally:
-        release.set()
-        setter.join(10)
+    assert _returns_while_the_loop_is_held(provider.loop, set_option), "setsockopt waited"
     value, size = w.INT(), w.INT(4)
     assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_SNDBUF, value, size, err) == 0
     assert value.value == 1234
