@@ -90,6 +90,7 @@ class SocketAdapter:
         lane: RoutineLane,
         debug: bool = False,
         run: Callable[..., Any] | None = None,
+        on_loop_thread: Callable[[], bool] = lambda: False,
     ) -> None:
         self.handle = handle
         self.sock = sock
@@ -129,8 +130,8 @@ class SocketAdapter:
         self.by_connect_ex = False
         #: The provider's closesocket, by handle (CloseHandle of a socket uses it).
         self.closesocket: Callable[[int], object] | None = None
-        #: True on the I/O loop's thread (set with the provider's loop).
-        self.on_loop_thread: Callable[[], bool] = lambda: threading.get_ident() == 0
+        #: True on the I/O loop's thread (``IoLoop.here``).
+        self.on_loop_thread = on_loop_thread
         #: An adopted socket's own object (S16.1): ``sock`` is our duplicate of it.  The
         #: handle's close closes it too; its own close closes the handle
         #: (:mod:`wsp_async._adoption`).

@@ -116,9 +116,9 @@ class Parts:
                 lane,
                 self.debug,
                 self.io.call,
+                self.io.here,
             )
             adapter.closesocket = self.close_handle
-            adapter.on_loop_thread = self.io.here
             return adapter
 
         return self.sockets.add(make)
