@@ -83,15 +83,31 @@ def test_a_send_the_buffer_takes_completes_inside_the_call(face: Any) -> None:
         assert runner.run(main()) == (True, True)
 
 
+@contextlib.contextmanager
+def _pair_on_a_port(
+    face: Any, pair: tuple[socket.socket, socket.socket] | None = None
+) -> Iterator[tuple[socket.socket, socket.socket, Any]]:
+    """(the program's socket, its plain peer, a port the program's socket is associated
+    with), from ``pair`` or a fresh one; all three closed at the end."""
+    mine, peer = pair or _pair()
+    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
+    try:
+        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+        yield mine, peer, port
+    finally:
+        face.CloseHandle(port)
+        mine.close()
+        peer.close()
+
+
 def test_the_face_leaves_the_programs_kernel_send_buffer_alone(face: Any) -> None:
     # SPEC S16.4, S4.2: the face's emulated SO_SNDBUF of 0 is its own device; the
     # program's socket keeps the kernel buffer it had (a shrunken one made every
     # Proactor transfer crawl, and a graceful close of 16 MiB run out its timeout).
     mine, peer = _pair()
-    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
-    try:
-        before = mine.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+    # Read before the face first meets the socket (associating it adopts it).
+    before = mine.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    with _pair_on_a_port(face, (mine, peer)) as (mine, peer, port):
         ov = face.Overlapped(face.NULL)
         ov.WSASend(mine.fileno(), b"z" * 1000, 0)
         assert face.GetQueuedCompletionStatus(port, 10_000) is not None
@@ -101,20 +117,13 @@ def test_the_face_leaves_the_programs_kernel_send_buffer_alone(face: Any) -> Non
         while len(got) < 1000:
             got += peer.recv(4096)
         assert got == b"z" * 1000
-    finally:
-        face.CloseHandle(port)
-        mine.close()
-        peer.close()
 
 
 def test_cancel_never_waits_for_the_providers_thread(face: Any) -> None:
     # SPEC S15.2: Overlapped.cancel() (CancelIoEx) returns while the provider's loop is
     # busy; the cancelled receive's packet arrives once the loop runs again.
     provider = face.provider()
-    mine, peer = _pair()
-    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
-    try:
-        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+    with _pair_on_a_port(face) as (mine, _peer, port):
         ov = face.Overlapped(face.NULL)
         ov.WSARecv(mine.fileno(), 100, 0)
         assert ov.pending
@@ -128,10 +137,6 @@ def test_cancel_never_waits_for_the_providers_thread(face: Any) -> None:
         else:
             raise AssertionError("the cancelled receive succeeded")
         assert face.GetQueuedCompletionStatus(port, 0) is None  # one packet, not two
-    finally:
-        face.CloseHandle(port)
-        mine.close()
-        peer.close()
 
 
 def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any) -> None:
@@ -140,10 +145,7 @@ def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any
     # queued when cancel() returns (the Proactor cancels its self-reading receive each
     # time its loop stops; left to the busy loop, those piled up without bound).
     provider = face.provider()
-    mine, peer = _pair()
-    port = face.CreateIoCompletionPort(face.INVALID_HANDLE_VALUE, face.NULL, 0, 0)
-    try:
-        face.CreateIoCompletionPort(mine.fileno(), port, 0, 0)
+    with _pair_on_a_port(face) as (mine, peer, port):
         with _loop_held(provider.loop):
             ovs = []
             for _ in range(200):
@@ -161,10 +163,6 @@ def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any
         ov.WSARecv(mine.fileno(), 100, 0)
         assert face.GetQueuedCompletionStatus(port, 10_000) is not None
         assert ov.getresult() == b"after"
-    finally:
-        face.CloseHandle(port)
-        mine.close()
-        peer.close()
 
 
 def test_setting_sndbuf_from_another_thread_never_waits_for_the_loop(provider: w.Provider) -> None:
