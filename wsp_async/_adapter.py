@@ -777,24 +777,25 @@ class SocketAdapter:
     def request_cancel(self, which: Callable[[Operation], bool], op: Operation | None) -> int:
         """CancelIoEx/CancelIo from any thread, never waiting for the loop (S15.2).
 
-        On the loop: :meth:`cancel_where` at once.  Elsewhere the request is recorded
-        (scheduled on the loop, behind every post already made) and the answer is what
-        the calling thread can see alone: ``op`` (or, with None, some operation of this
-        socket) still pending is found (0), else -1.  What is withdrawn completes
-        aborted later, through its usual notice; an operation already handed on
-        completes normally, as one racing a cancel does on Windows."""
+        On the loop: :meth:`cancel_where` at once.  Elsewhere, what is still in the
+        hand-off (no I/O done) is aborted here, inside the call; the rest is recorded
+        (scheduled on the loop, behind every post already made) and aborted there, and
+        the answer is what the calling thread can see alone: ``op`` (or, with None,
+        some operation of this socket) still pending is found (0), else -1.  An
+        operation already handed on completes normally, as one racing a cancel does on
+        Windows."""
         if self.on_loop_thread():
             return self.cancel_where(which)
-        # What is still in the hand-off has done no I/O: aborted here, at once, so a
-        # program that posts and cancels in a tight loop (the Proactor's self-reading
-        # receive, each time its loop stops) never piles work up for the loop.
+        # Aborted at once, so a program that posts and cancels in a tight loop (the
+        # Proactor's self-reading receive, each time its loop stops) never piles work
+        # up for the loop.
         withdrawn = self.handoff.withdraw(which)
         if withdrawn:
             self.door.complete_all(withdrawn, ABORTED)
-            if op is not None:
-                return 0
         if op is not None:
-            found = op.pending
+            if withdrawn or not op.pending:
+                return 0 if withdrawn else -1  # decided here: nothing for the loop
+            found = True
         else:
             found = (
                 bool(withdrawn)
