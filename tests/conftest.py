@@ -246,6 +246,23 @@ class Completions:
         return True
 
 
+@contextlib.contextmanager
+def loop_held(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """The provider's loop kept busy in one callback until the block ends."""
+    busy, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(30)
+
+    loop.call_soon_threadsafe(hold)
+    assert busy.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+
+
 def run_script(code: str, *options: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (``options`` before ``-c``), and check that it
     exited 0 (otherwise the assertion shows its standard error)."""

@@ -18,25 +18,8 @@ from typing import Any
 
 import wsp_async as w
 
-from .conftest import run_script
+from .conftest import loop_held, run_script
 from .test_overlapped import pair as _pair
-
-
-@contextlib.contextmanager
-def _loop_held(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """The provider's loop kept busy in one callback until the block ends."""
-    busy, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        release.wait(30)
-
-    loop.call_soon_threadsafe(hold)
-    assert busy.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
 
 
 def _returns_while_the_loop_is_held(loop: asyncio.AbstractEventLoop, call: Any) -> bool:
@@ -48,7 +31,7 @@ def _returns_while_the_loop_is_held(loop: asyncio.AbstractEventLoop, call: Any) 
         returned.set()
 
     thread = threading.Thread(target=run)
-    with _loop_held(loop):
+    with loop_held(loop):
         thread.start()
         answer = returned.wait(10)
     thread.join(10)
@@ -146,7 +129,7 @@ def test_a_receive_the_loop_has_not_taken_is_aborted_inside_the_cancel(face: Any
     # time its loop stops; left to the busy loop, those piled up without bound).
     provider = face.provider()
     with _pair_on_a_port(face) as (mine, peer, port):
-        with _loop_held(provider.loop):
+        with loop_held(provider.loop):
             ovs = []
             for _ in range(200):
                 ov = face.Overlapped(face.NULL)

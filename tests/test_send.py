@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 import socket
@@ -17,6 +18,7 @@ from .conftest import (
     Completions,
     connect,
     eventually,
+    loop_held,
     make_socket,
     recv_all,
     recv_exact,
@@ -718,3 +720,41 @@ def test_a_close_in_the_same_callback_aborts_the_sends_waiting_for_the_gather_wr
     assert w.WSAWaitForMultipleEvents(3, events, True, 10_000, False) == 0
     assert [ov.Internal for ov in ovs] == [0, w.STATUS_CANCELLED, w.STATUS_CANCELLED]
     assert recv_all(conn) == messages[0]  # then the graceful end: nothing of the others
+
+
+@pytest.mark.parametrize("how", ["cancel", "flush"])
+def test_a_send_another_thread_began_writing_is_never_cut(provider, listener, how):  # type: ignore[no-untyped-def]
+    # SPEC S15.1, S10.3, S5.3: a send whose first bytes this thread wrote straight to the
+    # kernel has started.  A CancelIoEx or SIO_FLUSH that reaches the loop while its rest
+    # still waits there (the drain stalled) leaves it: it completes whole, and the peer
+    # never sees a piece of it followed by later sends.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    first = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert send(provider, s, [b"f" * 10], first)[0] in (0, w.SOCKET_ERROR)
+    assert recv_exact(conn, 10) == b"f" * 10  # the loop wrote it: direct writes allowed now
+    big = bytes(range(256)) * (1 << 14)  # 4 MiB: the kernel takes only a part at once
+    ev = w.WSACreateEvent()
+    ov = WSAOVERLAPPED(hEvent=ev)
+    loop = provider.loop
+    with loop_held(loop):
+        # Runs once the loop is free, before the loop takes the rest of the send.
+        loop.call_soon_threadsafe(functools.partial(provider.inject, s, delay_drain=math.inf))
+        assert send(provider, s, [big], ov)[:2] == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+        if how == "cancel":
+            assert w.CancelIoEx(s, ov)  # recorded; reaches the loop after the rest
+    if how == "flush":
+        err = INT()
+        assert (
+            provider.WSPIoctl(s, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, err) == 0
+        ), err.value
+    provider.inject(s, delay_drain=None)
+    assert send(provider, s, [b"tail"], WSAOVERLAPPED())[0] in (0, w.SOCKET_ERROR)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(recv_all(conn)))
+    reader.start()
+    assert w.WSAWaitForMultipleEvents(1, [ev], False, 20_000, False) == 0
+    assert (ov.Internal, ov.InternalHigh) == (0, len(big))
+    assert provider.WSPShutdown(s, w.SD_SEND, INT()) == 0
+    reader.join(30)
+    assert received == [big + b"tail"]

@@ -45,6 +45,24 @@ def test_zero_capacity_waits_for_an_empty_buffer() -> None:  # SPEC S4.2
     assert q.observe(0) == [a]
 
 
+def test_a_send_begun_by_another_thread_is_never_withdrawn() -> None:  # SPEC S15.1, S5.3
+    # Another thread wrote the first bytes of ``a`` straight to the kernel; its rest waits
+    # first.  A cancel, a flush or a thread's exit withdraws what is behind it, never it:
+    # the stream would hold a piece of ``a`` followed by later sends.
+    q: SendQueue[Op] = SendQueue(capacity=100)
+    a, b, c = Op(50, direct=30), Op(10), Op(10)
+    q.post(b)
+    q.post(c)
+    q.waiting.appendleft(a)  # how the adapter queues the rest of a direct write
+    assert q.remove_waiting() == [b, c]
+    assert list(q.waiting) == [a]
+    assert q.remove_waiting(lambda op: op is a) == []
+    assert list(q.waiting) == [a]
+    fresh = Op(50)
+    q.waiting.appendleft(fresh)  # not begun: withdrawn like any other
+    assert q.remove_waiting(lambda op: op is fresh) == [fresh]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     capacity=st.integers(0, 300),

@@ -309,12 +309,15 @@ class SendQueue(Generic[Op]):
 
         An operation handed on in part is on its way, like a send handed on whole: it
         stays, so that the stream never holds a piece of it followed by later sends.
+        Such a send can only be the first one waiting: a ``TransmitFile`` whose first
+        pieces went out, or a send whose first bytes another thread wrote straight to
+        the kernel (``direct``) before its rest was queued in front of everything.
         """
         waiting = self.waiting
-        if waiting and self.pieces:
+        if waiting:
             head = waiting[0]
             parts = head.parts
-            if parts is not None and parts.sent:
+            if head.direct or (parts is not None and parts.sent):
                 waiting.popleft()
                 try:
                     return withdraw(waiting, which)
