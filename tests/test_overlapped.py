@@ -20,7 +20,7 @@ import pytest
 import wsp_async as w
 from wsp_async import overlapped as ov_face
 
-from .conftest import run_script
+from .conftest import loop_held, run_script
 
 
 @pytest.fixture
@@ -141,6 +141,37 @@ def test_a_closed_listener_refuses_at_once_and_its_accept_is_aborted(face, port)
     assert (err, address_of) == (ov_face.ERROR_OPERATION_ABORTED, accept.address)
     assert face.GetQueuedCompletionStatus(port, 0) is None
     conn.close()
+
+
+def test_a_pending_accept_never_takes_a_connection_of_the_socket_that_reuses_its_number(face, port):  # type: ignore[no-untyped-def]
+    # SPEC S16.4, S17.2: the program closes its listener while an AcceptEx waits, and the
+    # number goes to a new listener of its own before the provider's loop looks again.
+    # The AcceptEx completes aborted, once; the new listener's connection is the
+    # program's, never taken by the provider (CI met the close half: ERROR_INVALID_HANDLE).
+    old = socket.create_server(("127.0.0.1", 0))
+    old.setblocking(False)
+    number = old.fileno()
+    conn = socket.socket()
+    with conn:
+        face.CreateIoCompletionPort(number, port, 0, 0)
+        accept = face.Overlapped(face.NULL)
+        with loop_held(face.provider().loop):
+            accept.AcceptEx(number, conn.fileno())  # reaches the loop once it is free
+            new = socket.create_server(("127.0.0.1", 0))
+            old.detach()
+            os.dup2(new.fileno(), number)  # closes the old listener, reuses its number
+            new.close()
+            new = socket.socket(fileno=number)
+            client = socket.create_connection(new.getsockname(), timeout=10)
+        with new, client:
+            err, _n, _key, address = packet(face, port)
+            assert (err, address) == (ov_face.ERROR_OPERATION_ABORTED, accept.address)
+            assert face.GetQueuedCompletionStatus(port, 0) is None
+            new.settimeout(10)
+            mine, _ = new.accept()  # the program's connection is still there for it
+            with mine:
+                client.sendall(b"ok")
+                assert mine.recv(2) == b"ok"
 
 
 def test_a_closed_descriptor_releases_its_socket_and_a_reused_number_is_new(face, port):  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import os
 import stat
 import threading
@@ -170,8 +171,10 @@ class Extensions:
                     continue  # AcceptEx calls were cancelled: see what is left
                 except Exception as exc:
                     # Whatever ends the listening, every pending AcceptEx completes once
-                    # (S2.4): aborted by a close (S10.2), else with the error.
-                    code = ABORTED if listener.closed else wsa_code_of(exc, WSAErr.WSAEINVAL)
+                    # (S2.4): aborted by a close (S10.2) -- the program's own close of a
+                    # descriptor it lent us is one -- else with the error.
+                    closed = listener.closed or _lost(listener)
+                    code = ABORTED if closed else wsa_code_of(exc, WSAErr.WSAEINVAL)
                     self.door.complete_all([r.op for r in queue], code)
                     queue.clear()
                     return
@@ -208,6 +211,10 @@ class Extensions:
                 raise asyncio.CancelledError  # closed before this accept began
             if listener.parked:
                 return listener.parked.pop(0)
+            if _lost(listener):
+                # The descriptor lent to us was closed by its owner, and its number may
+                # name another socket now: never accept on that one (S16.4).
+                raise OSError(errno.EBADF, "the listener's descriptor was closed")
             try:
                 conn, peer = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -566,6 +573,13 @@ def _file_size(fd: int) -> int:
         return os.fstat(fd).st_size
     except OSError:
         raise WSAError(WSAErr.WSA_INVALID_HANDLE, "hFile is not an open file") from None
+
+
+def _lost(listener: SocketAdapter) -> bool:
+    """A listener the provider borrows from the program (the ``_overlapped`` face's) whose
+    descriptor the program closed: its ``lost()`` says so.  Sockets of our own have none."""
+    lost = getattr(listener.sock, "lost", None)
+    return lost is not None and bool(lost())
 
 
 def _abandon(acceptor: SocketAdapter) -> None:

@@ -298,9 +298,19 @@ class _Borrowed(_socket.socket):
     A listener is not duplicated: once the program closes it, it must refuse
     connections at once, as a closed socket does (a duplicate would keep it
     listening).  Nothing of the provider waits on it while no AcceptEx is pending,
-    so a number the OS reuses reaches nothing; and closing this object lets go of
+    and a pending one asks :meth:`lost` before each accept, so a number the OS reuses
+    for another socket of the program reaches nothing; closing this object lets go of
     the descriptor without closing it -- it is the program's to close.
     """
+
+    def __init__(self, fileno: int) -> None:
+        super().__init__(fileno=fileno)
+        self._identity = _identity(fileno)
+
+    def lost(self) -> bool:
+        """Whether the program closed this descriptor (its number may name another socket
+        now): the provider must not accept on it any more (S16.4)."""
+        return _identity(self.fileno()) != self._identity
 
     def close(self) -> None:
         self.detach()
