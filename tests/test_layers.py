@@ -1,0 +1,210 @@
+"""The package's layering, checked from its source (``docs/architecture.md``).
+
+Three rules, read from every ``import`` a module makes anywhere in its text (at the top,
+under ``TYPE_CHECKING``, or inside a function: a late import still ties two modules):
+
+* each module belongs to one layer, and imports only from its own layer or below;
+* no import cycle, not even inside one layer;
+* no module reaches another module's private names (``from ._x import _name``, or
+  ``module._name`` on a module of the package).
+
+A new module must be given its layer here; the test fails until it is.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "wsp_async"
+
+#: Bottom to top.  The names are the package's modules without the ``wsp_async.`` prefix.
+LAYERS: dict[str, tuple[str, ...]] = {
+    # Winsock's vocabulary and the argument rules: values, structures, codes, APC targets.
+    "vocabulary": (
+        "constants",
+        "errors",
+        "ntstatus",
+        "apc",
+        "structs",
+        "events",
+        "mswsock",
+        "faults",
+        "_handles",
+        "_arguments",
+        "_spi",
+        "_adoption",
+    ),
+    # The sans-I/O engine: one socket's state, its queues and its decisions.  No I/O.
+    "engine": ("_operation", "_sendqueue", "_recvqueue", "_engine", "trace", "verifier"),
+    # The one completion door, the loop that runs the I/O, ports and kernel32's waits.
+    "completion": ("_completion", "_threadwatch", "_ioloop", "iocp", "kernel32"),
+    # The thin adapter between the engine and an asyncio transport.
+    "adapter": (
+        "_handoff",
+        "_protocols",
+        "_transmit",
+        "_datagrams",
+        "_adapter",
+        "_face",
+        "_foreign",
+    ),
+    # The bodies of the SPI entry points, over the parts they share.
+    "entry points": (
+        "_parts",
+        "_posting",
+        "_lifecycle",
+        "_sends",
+        "_receives",
+        "_control",
+        "_extensions",
+    ),
+    # What programs import.
+    "faces": ("provider", "aioports", "aio", "overlapped", "proactor", "pytest_plugin", ""),
+    # Programs of our own over the faces.
+    "tools": (
+        "tools",
+        "tools.bench",
+        "tools.benchmodes",
+        "tools.realbench",
+        "tools.cpython_suite",
+        "tools.demo",
+        "__main__",
+    ),
+}
+
+RANK = {module: rank for rank, layer in enumerate(LAYERS.values()) for module in layer}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _package_of(name: str, path: Path) -> list[str]:
+    """The package a relative import in module ``name`` starts from, as parts."""
+    parts = name.split(".") if name else []
+    return parts if path.name == "__init__.py" else parts[:-1]
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, str | None, int]]:
+    """``(module imported, private name taken from it or None, line)`` for every import."""
+    found: list[tuple[str, str | None, int]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = _package_of(name, path)
+                base = base[: len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "wsp_async":
+                source = node.module.removeprefix("wsp_async").lstrip(".")
+            else:
+                continue
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}".lstrip(".")
+                if submodule in MODULES:
+                    found.append((submodule, None, node.lineno))
+                elif source in MODULES:
+                    private = alias.name if alias.name.startswith("_") else None
+                    found.append((source, private, node.lineno))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "wsp_async":
+                    module = alias.name.removeprefix("wsp_async").lstrip(".")
+                    if module in MODULES:
+                        found.append((module, None, node.lineno))
+    return [item for item in found if item[0] != name]
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def test_every_module_has_a_layer() -> None:
+    assert sorted(set(MODULES) - set(RANK)) == [], "give each new module its layer in LAYERS"
+    assert sorted(set(RANK) - set(MODULES)) == [], "LAYERS names a module that is gone"
+
+
+def test_imports_go_down_or_stay_in_their_layer() -> None:
+    upward = [
+        f"{path.name}:{line} imports {target or 'wsp_async'} (a layer above)"
+        for name, path in MODULES.items()
+        for target, _private, line in GRAPH[name]
+        if RANK.get(target, -1) > RANK.get(name, len(LAYERS))
+    ]
+    assert upward == []
+
+
+def test_no_import_cycle() -> None:
+    edges = {name: {target for target, _p, _l in GRAPH[name]} for name in MODULES}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in sorted(MODULES):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_no_module_reaches_another_modules_private_names() -> None:
+    reaches = [
+        f"{path.name}:{line} takes {private} from {target}"
+        for name, path in MODULES.items()
+        for target, private, line in GRAPH[name]
+        if private is not None
+    ]
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        # Names bound to one of the package's modules in this module: ``from . import x``
+        # or ``import wsp_async.x as x``.
+        bound = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = _package_of(name, path)
+                base = base[: len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    if f"{source}.{alias.name}".lstrip(".") in MODULES:
+                        bound[alias.asname or alias.name] = alias.name
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                reaches.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    assert reaches == []
+
+
+def test_the_engine_does_no_io() -> None:
+    # docs/architecture.md: the engine decides and never does I/O.  One of its modules
+    # importing asyncio, socket, selectors, ssl or os would be I/O where only decisions
+    # belong (a lock is not I/O: operations are completed from any thread).
+    io_modules = {"asyncio", "socket", "selectors", "ssl", "os"}
+    offenders = []
+    for name in LAYERS["engine"]:
+        for node in ast.walk(ast.parse(MODULES[name].read_text())):
+            if isinstance(node, ast.Import):
+                offenders += [f"{name}: {a.name}" for a in node.names if a.name in io_modules]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                if node.module.split(".")[0] in io_modules:
+                    offenders.append(f"{name}: {node.module}")
+    assert offenders == []
