@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test proactor-suite lint soak bench clean
+.PHONY: demo test proactor-suite lint soak bench docs clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV) (once; installs the package and its test extras)..."
@@ -48,8 +48,20 @@ soak: $(STAMP)
 		tests/test_stateful_surfaces.py tests/test_surfaces_hostile.py tests/test_stress.py \
 		--timeout=3600 -s
 
+# The API reference and the guide (docs/), built from the docstrings with warnings as
+# errors; open docs/_build/html/index.html.  docs/api/ is written at each build from the
+# modules' __all__ (docs/apipages.py).
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	@$(BIN)/python -m pip install -qq -e '.[test,docs]' --config-settings editable_mode=compat
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
 bench: $(STAMP)
 	$(BIN)/python -m wsp_async bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build docs/api

@@ -136,7 +136,8 @@ __all__ = [
     "wsa_of",
     *(name for name in dir(_constants) if name.isupper()),
     *(member.name for member in WSAErr),
-    *(member.name for member in NTSTATUS),
+    # STATUS_PENDING is a constant already (S1): listed once.
+    *(member.name for member in NTSTATUS if not hasattr(_constants, member.name)),
 ]
 
 # The NTSTATUS values are importable by name too (STATUS_CANCELLED, ...), SPEC S2.5.
