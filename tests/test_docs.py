@@ -62,3 +62,12 @@ def test_no_page_points_outside_the_repository() -> None:
             if not (page.parent / target).resolve().exists():
                 outside.append(f"{page.name}: link to {target}")
     assert outside == []
+
+
+def test_the_changelog_leads_with_the_packages_version() -> None:
+    # A release-ready package: the version it installs as is the changelog's newest entry.
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    headings = re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert headings and headings[0] == version
