@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wsp_async as w
-from wsp_async._engine import SocketEngine, SocketState
-from wsp_async._operation import Operation, OpKind, PendingCount
-from wsp_async._recvqueue import DatagramReceiver, StreamReceiver
+from wsp_async._core.engine import SocketEngine, SocketState
+from wsp_async._core.operation import Operation, OpKind, PendingCount
+from wsp_async._core.recvqueue import DatagramReceiver, StreamReceiver
 
 
 def engine(stream: bool = True) -> SocketEngine:

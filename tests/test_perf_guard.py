@@ -222,7 +222,7 @@ async def test_face_sends_of_one_step_make_one_record_and_two_writes(monkeypatch
     # gather list (a header and a body) is joined into one buffer and goes the same way.
     import asyncio
 
-    from wsp_async._operation import Operation
+    from wsp_async._core.operation import Operation
     from wsp_async.structs import WSAOVERLAPPED as Structure
 
     sock, peer, server = await _face_and_peer()

@@ -6,7 +6,7 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsp_async._sendqueue import SendQueue
+from wsp_async._core.sendqueue import SendQueue
 
 
 @attrs.define(eq=False)

@@ -143,7 +143,7 @@ def test_no_tracer_means_no_tracing_code_runs() -> None:
     # record is ever built (the record builders are booby-trapped here).
     script = """
 import socket, sys, wsp_async as w
-import wsp_async._completion as door
+import wsp_async._completion.door as door
 
 def boom(*args):
     raise SystemExit("a trace record was built with no tracer")

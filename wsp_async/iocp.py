@@ -5,7 +5,7 @@ How a port fits the emulator
 A port is a queue of *packets* ``(bytes, key, overlapped, NTSTATUS)`` and a stack
 of threads waiting for them.  Associating a socket with a port (``CreateIoCompletionPort``)
 gives its adapter a :class:`PortLink`; every overlapped operation posted afterwards
-carries that link, and the completion door (:mod:`wsp_async._completion`) queues
+carries that link, and the completion door (:mod:`wsp_async._completion.door`) queues
 exactly one packet when the operation completes -- a port is one more delivery
 target of the one door, not another path through the socket.  No packet when the
 structure's ``hEvent`` has its low bit set (an ``int`` handle with bit 0 set, or an
@@ -36,8 +36,8 @@ from typing import Any
 import attrs
 
 from . import apc
-from ._handles import find_anywhere, new_handle
-from ._ioloop import IO_THREADS
+from ._completion.ioloop import IO_THREADS
+from ._core.handles import find_anywhere, new_handle
 from .constants import (
     ERROR_ABANDONED_WAIT_0,
     ERROR_INVALID_HANDLE,

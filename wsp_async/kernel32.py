@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import apc
-from ._completion import wait_result
-from ._handles import find_anywhere
+from ._completion.door import wait_result
+from ._core.handles import find_anywhere
 from .constants import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, INFINITE, STATUS_PENDING
 from .errors import WSAErr
 from .events import LAST_ERROR, WSAEVENT, WSAWaitForMultipleEvents, refuse_on_loop_thread

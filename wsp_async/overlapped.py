@@ -46,7 +46,7 @@ from typing import Any
 import attrs
 
 from . import iocp, kernel32
-from ._handles import new_handle
+from ._core.handles import new_handle
 from .constants import (
     ERROR_IO_PENDING,
     ERROR_MORE_DATA,

@@ -1,17 +1,17 @@
 """The provider: the SPI face (``WSPSend`` and friends) over one I/O loop (SPEC S1-S12).
 
 Every ``WSP*`` method keeps the ``ws2spi.h`` name and parameter order and is one
-definition under :func:`~wsp_async._spi.entry_point`, the S2 protocol written
+definition under :func:`~wsp_async._spi.entry.entry_point`, the S2 protocol written
 once: it returns ``0``/``SOCKET_ERROR`` (or a handle, or a BOOL) and reports its
 error through the ``lpErrno`` box, never by raising (S0).  Each is safe to call
 from any thread, including inside completion routines (S6.5).
 
 How it is built (see ``docs/architecture.md``): the provider is composed of
-parts (:mod:`wsp_async._parts`): the I/O loop, the handle table, the completion
+parts (:mod:`wsp_async._spi.parts`): the I/O loop, the handle table, the completion
 door, the thread watch and the fault plan.  The bodies of the entry points live
-in groups -- :mod:`wsp_async._lifecycle`, :mod:`wsp_async._sends`, :mod:`wsp_async._receives`,
-:mod:`wsp_async._control` -- over per-socket engines (:mod:`wsp_async._engine`,
-no I/O) and their transport adapters (:mod:`wsp_async._adapter`).
+in groups -- :mod:`wsp_async._spi.lifecycle`, :mod:`wsp_async._spi.sends`, :mod:`wsp_async._spi.receives`,
+:mod:`wsp_async._spi.control` -- over per-socket engines (:mod:`wsp_async._core.engine`,
+no I/O) and their transport adapters (:mod:`wsp_async._io.adapter`).
 
 Threads: a call made on the I/O loop's thread acts at once (the fast path); a
 call from another thread that must touch the transport is handed to the loop
@@ -26,20 +26,21 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Self
 
-from . import _face, apc
-from ._adapter import SocketAdapter
-from ._completion import CompletionDoor, wait_until
-from ._control import Controls
-from ._extensions import Extensions
-from ._handles import HandleTable
-from ._ioloop import IoLoop
-from ._lifecycle import Lifecycle
-from ._parts import Parts
-from ._posting import Posting
-from ._receives import Receives
-from ._sends import Sends
-from ._spi import entry_point, extension
-from ._threadwatch import ThreadWatch
+from . import apc
+from ._completion.door import CompletionDoor, wait_until
+from ._completion.ioloop import IoLoop
+from ._completion.threadwatch import ThreadWatch
+from ._core.handles import HandleTable
+from ._io import face as _face
+from ._io.adapter import SocketAdapter
+from ._spi.control import Controls
+from ._spi.entry import entry_point, extension
+from ._spi.extensions import Extensions
+from ._spi.lifecycle import Lifecycle
+from ._spi.parts import Parts
+from ._spi.posting import Posting
+from ._spi.receives import Receives
+from ._spi.sends import Sends
 from .constants import INVALID_SOCKET, SOCKET_ERROR
 from .errors import WSAErr, WSAError
 from .mswsock import (

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from ._operation import Operation, OpKind
+from ._core.operation import Operation, OpKind
 
 __all__ = ["JsonLinesTracer", "TraceRecord", "format_timeline", "read_trace"]
 

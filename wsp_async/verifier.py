@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from ._operation import Operation
+from ._core.operation import Operation
 from .trace import verifier_record
 
 __all__ = ["VerifierWarning"]

@@ -14,17 +14,17 @@ Rules of this module:
 
 The cross-thread hand-off
 -------------------------
-Posts made on other threads enter :class:`~wsp_async._handoff.HandOff` (its lock
+Posts made on other threads enter :class:`~wsp_async._io.handoff.HandOff` (its lock
 fixes their order, S5.3) and the loop takes them in bursts.  ``write_lock`` is held
 while bytes go to the transport, or, for a send from another thread on an idle
-socket, straight to the kernel (:mod:`wsp_async._foreign`).  If the kernel takes
+socket, straight to the kernel (:mod:`wsp_async._io.foreign`).  If the kernel takes
 only part of that send, the rest goes to the hand-off's *front*, before every send
 posted meanwhile, under the same lock that kept those from being written.  A stream
 receive from another thread that must wait for bytes does not wake the loop: it waits in
 the hand-off, and the loop takes it when the bytes come (``park_foreign``).
 
 Datagrams are one system call each and cannot interleave: any thread sends one
-directly (:mod:`wsp_async._datagrams`).
+directly (:mod:`wsp_async._io.datagrams`).
 """
 
 from __future__ import annotations
@@ -39,17 +39,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _adoption
-from ._completion import CompletionDoor, RoutineLane, isolated
-from ._datagrams import DatagramSender
-from ._engine import ABORTED, SocketEngine, SocketState
-from ._handoff import HandOff
-from ._operation import Operation, OpKind
-from ._protocols import Detached
-from ._recvqueue import StreamReceiver
-from .constants import AF_INET, AF_INET6, STATUS_PENDING
-from .errors import WSAErr, WSAError, wsa_code_of
-from .verifier import check_unchanged
+from .._completion.door import CompletionDoor, RoutineLane, isolated
+from .._core.engine import ABORTED, SocketEngine, SocketState
+from .._core.operation import Operation, OpKind
+from .._core.recvqueue import StreamReceiver
+from ..constants import AF_INET, AF_INET6, STATUS_PENDING
+from ..errors import WSAErr, WSAError, wsa_code_of
+from ..verifier import check_unchanged
+from . import adoption as _adoption
+from .datagrams import DatagramSender
+from .handoff import HandOff
+from .protocols import Detached
 
 #: SO_LINGER on, 0 seconds: ``close()`` resets the connection.
 _LINGER_0 = struct.pack("ii", 1, 0)
@@ -110,7 +110,7 @@ class SocketAdapter:
         self.nodelay: bool | None = (
             False if engine.stream and engine.family in (AF_INET, AF_INET6) else None
         )
-        #: Posts from other threads on their way here (see :mod:`wsp_async._handoff`).
+        #: Posts from other threads on their way here (see :mod:`wsp_async._io.handoff`).
         self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused, self._parks)
         self.write_lock = threading.Lock()
         #: Other threads may write straight to the kernel (:mod:`._foreign`), under
@@ -120,7 +120,7 @@ class SocketAdapter:
         #: no other writer can start behind its check.
         self.foreign_writes = False
         self.drain_timer: asyncio.TimerHandle | None = None
-        #: Datagram sends, from any thread (see :mod:`wsp_async._datagrams`).
+        #: Datagram sends, from any thread (see :mod:`wsp_async._io.datagrams`).
         self.datagrams = DatagramSender(sock, engine, door, self.handoff, lambda: self.transport)
         #: The completion port this socket is associated with (S13.1), and its modes.
         self.port_link: Any = None
@@ -134,7 +134,7 @@ class SocketAdapter:
         self.on_loop_thread = on_loop_thread
         #: An adopted socket's own object (S16.1): ``sock`` is our duplicate of it.  The
         #: handle's close closes it too; its own close closes the handle
-        #: (:mod:`wsp_async._adoption`).
+        #: (:mod:`wsp_async._io.adoption`).
         self.program_sock: _pysocket.socket | None = None
         #: A transport is being made over ``sock`` (``Parts.attach_stream``): a close or
         #: a reset meanwhile must not close the host socket under it -- :meth:`attach`
@@ -302,7 +302,7 @@ class SocketAdapter:
         The queue's way (post, hand on, read the transport's buffer, pop the consumed)
         was about a quarter of a 64 KiB send's Python work, and after each 64 KiB system
         call the interpreter meets that work cold again (``benchmarks/README.md``).
-        The room is judged as the asyncio face's lean send (``_face.sender``) judges it,
+        The room is judged as the asyncio face's lean send (``_io.face.sender``) judges it,
         inline there for its frame's sake: on the loop's last reading of the transport's
         buffer, an upper bound, asking the transport only when that bound says no room.
         """

@@ -50,7 +50,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from ._arguments import skip
+from .arguments import skip
 
 T = TypeVar("T")
 

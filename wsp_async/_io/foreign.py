@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._adapter import SocketAdapter
-from ._arguments import skip
-from ._engine import ABORTED
-from ._operation import Operation, held_send
+from .._core.arguments import skip
+from .._core.engine import ABORTED
+from .._core.operation import Operation, held_send
+from .adapter import SocketAdapter
 
 __all__ = ["send_direct", "send_staged"]
 

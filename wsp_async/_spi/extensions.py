@@ -13,7 +13,7 @@ completed once through the completion door (event, or packet of the socket's por
 * ``ConnectEx`` connects a bound socket and sends the optional first data; a refused
   connection completes with ``WSAECONNREFUSED``.
 * ``TransmitFile`` is one send whose bytes -- head, file, tail -- the send queue hands
-  on piece by piece as the buffer drains (:mod:`wsp_async._transmit`), in order with
+  on piece by piece as the buffer drains (:mod:`wsp_async._io.transmit`), in order with
   the socket's other sends.
 """
 
@@ -30,16 +30,12 @@ from typing import Any
 
 import attrs
 
-from ._adapter import SocketAdapter
-from ._arguments import capture, integer, sockaddr
-from ._engine import ABORTED, SocketState
-from ._lifecycle import Lifecycle
-from ._operation import Operation, OpKind
-from ._parts import Parts
-from ._posting import Posting, prepare_wait
-from ._spi import PENDING
-from ._transmit import DEFAULT_PER_SEND, FileParts
-from .constants import (
+from .._core.arguments import capture, integer, sockaddr
+from .._core.engine import ABORTED, SocketState
+from .._core.operation import Operation, OpKind
+from .._io.adapter import SocketAdapter
+from .._io.transmit import DEFAULT_PER_SEND, FileParts
+from ..constants import (
     STATUS_PENDING,
     TF_DISCONNECT,
     TF_REUSE_SOCKET,
@@ -47,9 +43,13 @@ from .constants import (
     TF_USE_SYSTEM_THREAD,
     TF_WRITE_BEHIND,
 )
-from .errors import WSAErr, WSAError, wsa_code_of
-from .mswsock import MIN_ADDRESS_LENGTH, encode_sockaddr
-from .structs import TRANSMIT_FILE_BUFFERS, WSABUF, WSAOVERLAPPED
+from ..errors import WSAErr, WSAError, wsa_code_of
+from ..mswsock import MIN_ADDRESS_LENGTH, encode_sockaddr
+from ..structs import TRANSMIT_FILE_BUFFERS, WSABUF, WSAOVERLAPPED
+from .entry import PENDING
+from .lifecycle import Lifecycle
+from .parts import Parts
+from .posting import Posting, prepare_wait
 
 #: ERROR_INSUFFICIENT_BUFFER: an AcceptEx whose address block is too short completes with
 #: it (STATUS_BUFFER_TOO_SMALL; WSAEFAULT in ws2_32's view).

@@ -4,8 +4,8 @@ The provider is composed, not inherited: an :class:`IoLoop` (the loop and its
 thread), a :class:`HandleTable` (process-unique handles), a
 :class:`CompletionDoor` (the one way out of ``STATUS_PENDING``), a
 :class:`ThreadWatch` (S10.4), the provider-wide fault plan (S12.1) and the
-options.  The groups of entry points (:mod:`wsp_async._lifecycle`,
-:mod:`wsp_async._sends`, :mod:`wsp_async._receives`, :mod:`wsp_async._control`, over :mod:`wsp_async._posting`) each get this one
+options.  The groups of entry points (:mod:`wsp_async._spi.lifecycle`,
+:mod:`wsp_async._spi.sends`, :mod:`wsp_async._spi.receives`, :mod:`wsp_async._spi.control`, over :mod:`wsp_async._spi.posting`) each get this one
 record and nothing else.
 """
 
@@ -20,18 +20,18 @@ from typing import Any
 
 import attrs
 
-from . import apc
-from ._adapter import SocketAdapter
-from ._completion import CompletionDoor, RoutineLane, isolated
-from ._engine import SocketEngine, SocketState
-from ._handles import HandleTable
-from ._ioloop import IoLoop
-from ._operation import PendingCount
-from ._protocols import DatagramProtocol, StreamProtocol
-from ._threadwatch import ThreadWatch
-from .constants import AF_INET
-from .errors import WSAErr, WSAError
-from .faults import Fault, FaultPlan
+from .. import apc
+from .._completion.door import CompletionDoor, RoutineLane, isolated
+from .._completion.ioloop import IoLoop
+from .._completion.threadwatch import ThreadWatch
+from .._core.engine import SocketEngine, SocketState
+from .._core.handles import HandleTable
+from .._core.operation import PendingCount
+from .._io.adapter import SocketAdapter
+from .._io.protocols import DatagramProtocol, StreamProtocol
+from ..constants import AF_INET
+from ..errors import WSAErr, WSAError
+from ..faults import Fault, FaultPlan
 
 __all__ = ["Parts"]
 

@@ -7,25 +7,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._adapter import SocketAdapter
-from ._arguments import BOXES, capture, check_box, check_count_box, integer
-from ._completion import isolated, wait_result
-from ._operation import Operation, OpKind
-from ._parts import Parts
-from ._posting import Posting, prepare_wait
-from ._spi import PENDING
-from .constants import STATUS_PENDING, WSA_INFINITE
-from .errors import WSAErr, WSAError
-from .events import WSAEVENT, WSAWaitForMultipleEvents
-from .ntstatus import wsa_of
-from .structs import (
+from .._completion.door import isolated, wait_result
+from .._core.arguments import BOXES, capture, check_box, check_count_box, integer
+from .._core.operation import Operation, OpKind
+from .._io.adapter import SocketAdapter
+from ..constants import STATUS_PENDING, WSA_INFINITE
+from ..errors import WSAErr, WSAError
+from ..events import WSAEVENT, WSAWaitForMultipleEvents
+from ..ntstatus import wsa_of
+from ..structs import (
     WSAOVERLAPPED,
     NoPortPacket,
     operation_of,
     result_flags,
     store,
 )
-from .verifier import report_wait_with_routine
+from ..verifier import report_wait_with_routine
+from .entry import PENDING
+from .parts import Parts
+from .posting import Posting, prepare_wait
 
 __all__ = ["Receives"]
 

@@ -27,10 +27,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from .constants import SOCKET_ERROR
-from .errors import WSAErr, WSAError, wsa_code_of
-from .events import LAST_ERROR, WSASetLastError
-from .structs import INT, is_box
+from ..constants import SOCKET_ERROR
+from ..errors import WSAErr, WSAError, wsa_code_of
+from ..events import LAST_ERROR, WSASetLastError
+from ..structs import INT, is_box
 
 __all__ = ["PENDING", "entry_point", "extension", "report"]
 

@@ -11,14 +11,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ._adapter import SocketAdapter
-from ._arguments import check_box, option_int
-from ._engine import SocketState
-from ._operation import OpKind
-from ._parts import Parts
-from ._posting import Posting
-from ._spi import PENDING
-from .constants import (
+from .._core.arguments import check_box, option_int
+from .._core.engine import SocketState
+from .._core.operation import OpKind
+from .._io.adapter import SocketAdapter
+from ..constants import (
     FIONBIO,
     FIONREAD,
     IPPROTO_IP,
@@ -41,10 +38,13 @@ from .constants import (
     SOL_SOCKET,
     TCP_NODELAY,
 )
-from .errors import WSAErr, WSAError
-from .faults import Fault
-from .mswsock import SIO_GET_EXTENSION_FUNCTION_POINTER
-from .structs import store
+from ..errors import WSAErr, WSAError
+from ..faults import Fault
+from ..mswsock import SIO_GET_EXTENSION_FUNCTION_POINTER
+from ..structs import store
+from .entry import PENDING
+from .parts import Parts
+from .posting import Posting
 
 __all__ = ["Controls"]
 

@@ -18,11 +18,11 @@ import socket as _pysocket
 from collections.abc import Callable
 from typing import Any
 
-from ._completion import CompletionDoor
-from ._engine import SocketEngine
-from ._handoff import HandOff
-from ._operation import Operation
-from .errors import WSAErr, WSAError, wsa_code_of
+from .._completion.door import CompletionDoor
+from .._core.engine import SocketEngine
+from .._core.operation import Operation
+from ..errors import WSAErr, WSAError, wsa_code_of
+from .handoff import HandOff
 
 __all__ = ["DatagramSender"]
 

@@ -14,19 +14,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ._adapter import SocketAdapter
-from ._arguments import BOXES, capture, check_count_box, integer, sockaddr
-from ._engine import SocketState
-from ._foreign import send_direct, send_staged
-from ._operation import SEND, Operation
-from ._parts import Parts
-from ._posting import Posting, prepare_wait
-from ._spi import PENDING
-from .constants import MSG_OOB
-from .errors import WSAErr, WSAError
-from .structs import (
+from .._core.arguments import BOXES, capture, check_count_box, integer, sockaddr
+from .._core.engine import SocketState
+from .._core.operation import SEND, Operation
+from .._io.adapter import SocketAdapter
+from .._io.foreign import send_direct, send_staged
+from ..constants import MSG_OOB
+from ..errors import WSAErr, WSAError
+from ..structs import (
     store,
 )
+from .entry import PENDING
+from .parts import Parts
+from .posting import Posting, prepare_wait
 
 __all__ = ["Sends"]
 

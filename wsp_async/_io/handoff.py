@@ -20,8 +20,8 @@ import collections
 import threading
 from collections.abc import Callable
 
-from ._operation import Operation, OpKind
-from .errors import WSAErr, WSAError
+from .._core.operation import Operation, OpKind
+from ..errors import WSAErr, WSAError
 
 __all__ = ["HandOff"]
 

@@ -1,7 +1,7 @@
 """The overlapped contract of every post (SPEC S3, S6.1, S9, S13.2): validating the
 overlapped arguments, building the operation record, claiming its structure, and the
-blocking caller's alertable wait.  Shared by :mod:`wsp_async._sends`,
-:mod:`wsp_async._receives` and :mod:`wsp_async._control`.
+blocking caller's alertable wait.  Shared by :mod:`wsp_async._spi.sends`,
+:mod:`wsp_async._spi.receives` and :mod:`wsp_async._spi.control`.
 """
 
 from __future__ import annotations
@@ -9,20 +9,20 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import apc
-from ._adapter import SocketAdapter
-from ._completion import isolated, unclaim
-from ._operation import Operation, OpKind
-from ._parts import Parts
-from .errors import WSAErr, WSAError
-from .events import WSAEVENT, wait_alertably
-from .structs import (
+from .. import apc
+from .._completion.door import isolated, unclaim
+from .._core.operation import Operation, OpKind
+from .._io.adapter import SocketAdapter
+from ..errors import WSAErr, WSAError
+from ..events import WSAEVENT, wait_alertably
+from ..structs import (
     WSAOVERLAPPED,
     WSATHREADID,
     NoPortPacket,
     claim_structure,
 )
-from .verifier import remember, report_reused_overlapped
+from ..verifier import remember, report_reused_overlapped
+from .parts import Parts
 
 __all__ = ["Posting", "prepare_wait"]
 

@@ -11,12 +11,11 @@ import logging
 import socket as _pysocket
 from typing import Any
 
-from . import _adoption
-from ._adapter import SocketAdapter
-from ._arguments import check_box, integer, sockaddr
-from ._engine import SocketState
-from ._parts import Parts
-from .constants import (
+from .._core.arguments import check_box, integer, sockaddr
+from .._core.engine import SocketState
+from .._io import adoption as _adoption
+from .._io.adapter import SocketAdapter
+from ..constants import (
     AF_INET,
     AF_INET6,
     AF_UNIX,
@@ -29,8 +28,9 @@ from .constants import (
     SOCK_STREAM,
     WSA_FLAG_OVERLAPPED,
 )
-from .errors import WSAErr, WSAError, wsa_code_of
-from .structs import store
+from ..errors import WSAErr, WSAError, wsa_code_of
+from ..structs import store
+from .parts import Parts
 
 __all__ = ["Lifecycle"]
 
@@ -75,7 +75,7 @@ class Lifecycle:
 
         With ``duplicate`` (the program's object), the emulated socket works on a
         duplicate of its descriptor and the object's ``close`` closes the handle
-        (:mod:`wsp_async._adoption`); without (an object the caller hands over, as the
+        (:mod:`wsp_async._io.adoption`); without (an object the caller hands over, as the
         ``_overlapped`` face does), on the object itself."""
         if not isinstance(sock, _pysocket.socket) or sock.fileno() < 0:
             raise WSAError(WSAErr.WSAENOTSOCK, "adopt takes an open socket.socket")

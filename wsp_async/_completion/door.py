@@ -35,18 +35,18 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import apc
-from ._operation import Operation
-from .constants import STATUS_PENDING
-from .ntstatus import ntstatus_of
-from .structs import (
+from .. import apc
+from .._core.operation import Operation
+from ..constants import STATUS_PENDING
+from ..ntstatus import ntstatus_of
+from ..structs import (
     WSAOVERLAPPED,
     operation_of,
     release_structure,
     write_result,
 )
-from .trace import completion_record, post_record
-from .verifier import report_slow_routine
+from ..trace import completion_record, post_record
+from ..verifier import report_slow_routine
 
 __all__ = [
     "CompletionDoor",

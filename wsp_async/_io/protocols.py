@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from .errors import wsa_code_of
+from ..errors import wsa_code_of
 
 __all__ = ["DatagramProtocol", "Detached", "StreamProtocol", "TransportEvents"]
 

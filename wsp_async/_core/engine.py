@@ -3,13 +3,13 @@
 Rules of this module (read them before changing it):
 
 * Everything that decides *what happens to an operation* lives here or in the
-  two queues it owns (:mod:`wsp_async._sendqueue`, :mod:`wsp_async._recvqueue`):
+  two queues it owns (:mod:`wsp_async._core.sendqueue`, :mod:`wsp_async._core.recvqueue`):
   which S9 row a post meets, when sends are handed on and in what batches, an
   injected fault at the head of the queue, OOB ordering, which operations each
   abort takes (close, flush, reset, thread exit, cancel), when reading pauses.
 * The engine never calls a transport, a loop, a hook or a completion.  Every
   method *returns* what happened -- operations to complete, and with what -- and
-  the adapter (:mod:`wsp_async._adapter`) carries it out: it writes the batches
+  the adapter (:mod:`wsp_async._io.adapter`) carries it out: it writes the batches
   and hands the completions to the completion door.  So these policies can be
   tested with no socket at all (``tests/test_engine.py``).
 * The engine is driven from the I/O loop thread only.  What crosses threads
@@ -28,7 +28,7 @@ the transport's buffer size; the engine adds the policies around it:
   wait for one gather write at the iteration's end, which the adapter offers
   to the kernel whole when the transport holds nothing.  The asyncio face's
   sends after the first are held there complete instead (one record whose
-  status is already 0, as another thread's staged send; ``_face.sender``).
+  status is already 0, as another thread's staged send; ``_io.face.sender``).
   A record already complete in ``waiting`` is consumed bytes: the aborts below
   skip it, a close still sends it, and its completion is a no-op.
 * A fault injected "at completion" (S12.1) rides on its operation to the head of
@@ -44,10 +44,7 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
-from ._operation import Operation, PendingCount
-from ._recvqueue import DatagramReceiver, StreamReceiver
-from ._sendqueue import SendQueue
-from .constants import (
+from ..constants import (
     AF_INET,
     MSG_DONTROUTE,
     MSG_OOB,
@@ -56,8 +53,11 @@ from .constants import (
     UDP_MAX_MSG_SIZE_V4,
     UDP_MAX_MSG_SIZE_V6,
 )
-from .errors import WSAErr, WSAError, wsa_code_of
-from .faults import FaultPlan
+from ..errors import WSAErr, WSAError, wsa_code_of
+from ..faults import FaultPlan
+from .operation import Operation, PendingCount
+from .recvqueue import DatagramReceiver, StreamReceiver
+from .sendqueue import SendQueue
 
 __all__ = ["RECEIVE_HIGH_WATER", "SocketEngine", "SocketState"]
 

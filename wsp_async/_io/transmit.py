@@ -1,7 +1,7 @@
 """Where a ``TransmitFile``'s bytes come from (SPEC S14.5): head, file, tail, piece by piece.
 
 The send queue asks for one piece at a time, and only when the send buffer has
-room (see :mod:`wsp_async._sendqueue`), so the file is read as the connection
+room (see :mod:`wsp_async._core.sendqueue`), so the file is read as the connection
 drains and never whole.  Reads are positional (``os.pread``): the operation reads
 from the ``Offset``/``OffsetHigh`` it was given, and the file's own position is
 the caller's, as with any overlapped read on Windows.
@@ -23,7 +23,7 @@ import os
 import weakref
 from typing import Any
 
-from .errors import WSAErr, wsa_code_of
+from ..errors import WSAErr, wsa_code_of
 
 __all__ = ["DEFAULT_PER_SEND", "FileParts"]
 

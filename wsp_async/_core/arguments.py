@@ -22,9 +22,9 @@ from __future__ import annotations
 import socket as _pysocket
 from typing import Any
 
-from .constants import AF_INET
-from .errors import WSAErr, WSAError
-from .structs import DWORD, INT, WSABUF, is_box
+from ..constants import AF_INET
+from ..errors import WSAErr, WSAError
+from ..structs import DWORD, INT, WSABUF, is_box
 
 __all__ = [
     "BOXES",

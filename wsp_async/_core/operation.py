@@ -11,7 +11,7 @@ Who writes which field:
 * the SPI face fills the request fields when it validates the call;
 * the engine fills ``end`` (stream offset) and, for receives, ``out_flags`` and
   ``source``;
-* only the completion door (:mod:`wsp_async._completion`) moves ``status`` out of
+* only the completion door (:mod:`wsp_async._completion.door`) moves ``status`` out of
   ``STATUS_PENDING`` -- that single door is what exactly-once (S2.4) rests on.
 """
 
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .constants import STATUS_PENDING
-from .errors import WSAErr, WSAError
+from ..constants import STATUS_PENDING
+from ..errors import WSAErr, WSAError
 
 if TYPE_CHECKING:
-    from .apc import ApcTarget
-    from .events import WSAEVENT
-    from .structs import WSAOVERLAPPED
+    from ..apc import ApcTarget
+    from ..events import WSAEVENT
+    from ..structs import WSAOVERLAPPED
 
 __all__ = ["SEND", "Operation", "OpKind", "PendingCount", "held_send"]
 
@@ -142,7 +142,7 @@ class Operation:
     #: length), or fewer for a TransmitFile whose file ended early.
     direct: int = 0
     #: A TransmitFile's source of pieces (head, file chunks, tail), handed on as the send
-    #: buffer drains (S14.5); see :mod:`wsp_async._sendqueue`.
+    #: buffer drains (S14.5); see :mod:`wsp_async._core.sendqueue`.
     parts: Any = None
     status: int = STATUS_PENDING
     transferred: int = 0

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from .errors import WSAErr, WSAError
+from ..errors import WSAErr, WSAError
 
 __all__ = ["HandleTable", "find_anywhere", "new_handle"]
 

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from .errors import WSAErr, WSAError
-from .events import wait_alertably
+from ..errors import WSAErr, WSAError
+from ..events import wait_alertably
 
 __all__ = ["IO_THREADS", "IoLoop"]
 

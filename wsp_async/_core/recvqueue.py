@@ -20,9 +20,9 @@ from __future__ import annotations
 import collections
 from typing import Any, Generic, Protocol, TypeVar
 
-from ._sendqueue import withdraw
-from .constants import MSG_PARTIAL, MSG_PEEK
-from .errors import WSAErr
+from ..constants import MSG_PARTIAL, MSG_PEEK
+from ..errors import WSAErr
+from .sendqueue import withdraw
 
 
 class Receivable(Protocol):

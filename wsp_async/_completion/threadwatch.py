@@ -13,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-from . import apc
+from .. import apc
 
 __all__ = ["ThreadWatch"]
 
