@@ -8,7 +8,7 @@ one coroutine function each, which does the lean thing when the engine's state a
 and otherwise awaits the face's full path (``posted``), which does everything -- and sees
 every post that tracing, the verifier or injected faults must see.
 
-Like :mod:`wsp_async._io.foreign`, this reads and writes the adapter's public state only, under
+Like :mod:`wsp_async._io.writer`, this reads and writes the adapter's public state only, under
 the rules the adapter documents; everything here runs on the I/O loop's thread.
 """
 
@@ -20,7 +20,8 @@ from typing import Any
 
 from .._core.engine import SocketState
 from .._core.operation import Operation, OpKind, held_send
-from .adapter import SocketAdapter, kept
+from .adapter import SocketAdapter
+from .writer import kept
 
 __all__ = ["FaceCall", "receiver", "sender"]
 

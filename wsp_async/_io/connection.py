@@ -1,0 +1,191 @@
+"""A socket's connection as the extension functions see it: connecting (ConnectEx and
+connect race as on Windows), the accept socket an AcceptEx commits (S14.2), the
+listener's wait for a connection, and DisconnectEx's half-close or reuse (S14.4).
+
+:class:`Connection` is part of :class:`~wsp_async._io.adapter.SocketAdapter`; the
+attributes it names are the adapter's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket as _pysocket
+import struct
+from typing import TYPE_CHECKING, Any
+
+from .._completion.door import CompletionDoor
+from .._core.engine import ABORTED, SocketEngine, SocketState
+from .._core.operation import Operation
+from ..errors import WSAErr, WSAError
+from .datagrams import DatagramSender
+from .handoff import HandOff
+from .protocols import Detached
+
+__all__ = ["LINGER_0", "Connection"]
+
+#: SO_LINGER on, 0 seconds: ``close()`` resets the connection.
+LINGER_0 = struct.pack("ii", 1, 0)
+
+
+class Connection:
+    """The connection half of a socket adapter."""
+
+    engine: SocketEngine
+    door: CompletionDoor
+    handoff: HandOff
+    transport: Any
+    sock: _pysocket.socket
+    loop: asyncio.AbstractEventLoop
+    datagrams: DatagramSender
+    attaching: bool
+    transport_gone: bool
+    by_connect_ex: bool
+    accept_into: Operation | None
+    accepting: set[asyncio.Future[Any]]
+    readable_wait: asyncio.Future[None] | None
+
+    if TYPE_CHECKING:
+
+        @property
+        def closed(self) -> bool: ...
+        def take_incoming(self, quietly: bool = False) -> None: ...
+
+    def disconnect(self, reuse: bool) -> None:
+        """DisconnectEx (S14.4), loop thread, once the sends before it are done: close the
+        connection gracefully; with ``reuse`` the socket becomes a fresh unbound one."""
+        transport = self.transport
+        if transport is not None and reuse:
+            # The old connection's events concern us no more; its host socket object is
+            # closed once the transport lets go of it (at once if it has already).
+            if self.transport_gone:
+                self.sock.close()
+            else:
+                transport.get_protocol().sock = Detached(self.sock)
+        if not reuse:
+            # A half-close, as Windows' (sock.c: test_DisconnectEx): what the transport
+            # holds still goes out, then FIN; the socket still receives, its names still
+            # work, and the peer's later data is read, not answered with a reset.
+            if transport is not None and not transport.is_closing():
+                transport.write_eof()
+            self.engine.shutdown(send=True, receive=False)
+            return
+        if transport is not None and not transport.is_closing():
+            transport.close()  # graceful: what it holds still goes out, then FIN
+        engine = self.engine
+        self.take_incoming(quietly=True)  # receives parked by other threads are aborted too
+        self.door.complete_all(engine.sendq.remove_all() + engine.receiver.remove(), ABORTED)
+        old = self.sock
+        self.sock = _pysocket.socket(old.family, old.type)
+        self.sock.setblocking(False)
+        self.datagrams.sock = self.sock
+        self.transport = None
+        self.by_connect_ex = False
+        if transport is None and not self.attaching:
+            old.close()
+        self.engine.reset()
+
+    def reset_and_reuse(self) -> None:
+        """Reset the connection (linger on, time 0) and become a fresh unbound socket, as
+        after DisconnectEx with TF_REUSE_SOCKET (loop thread)."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_LINGER, LINGER_0)
+        self.disconnect(reuse=True)
+
+    def replace_socket(self, sock: _pysocket.socket) -> None:
+        """AcceptEx (S14.2): this socket takes over an accepted connection's host socket."""
+        sock.setblocking(False)
+        old, self.sock = self.sock, sock
+        self.datagrams.sock = sock
+        old.close()
+
+    async def readable(self) -> None:
+        """Until the host socket is readable (a listener: a connection waits), or the wait
+        is cancelled (loop thread).  The reader is removed before this returns -- or by
+        :meth:`stop_accepting` before the descriptor closes, so that a number the
+        OS reuses never has our reader on it."""
+        loop = self.loop
+        future: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+        loop.add_reader(fd, _set_none, future)  # NotImplementedError on a Proactor loop
+        self.readable_wait = future
+        try:
+            await future
+        finally:
+            if self.readable_wait is future:
+                self.readable_wait = None
+                loop.remove_reader(fd)
+
+    def stop_accepting(self) -> None:
+        """Cancel the AcceptEx calls' readiness wait, its reader removed now, and any accept
+        of the loop's own (loop thread): nothing is left waiting on the descriptor."""
+        future = self.readable_wait
+        if future is not None:
+            self.readable_wait = None
+            self.loop.remove_reader(self.sock.fileno())
+            future.cancel()
+        for accepting in list(self.accepting):
+            accepting.cancel()
+
+    def begin_connect(self, by_connect_ex: bool = False) -> None:
+        """The connection is under way from this call on (any thread): a second connect
+        racing it sees CONNECTING and fails (WSAEALREADY; ConnectEx says WSAEINVAL).  A
+        socket ConnectEx connects refuses connect() from then on (WSAEINVAL, sock.c:
+        test_connecting_socket)."""
+        engine = self.engine
+        with self.handoff.lock:
+            if self.by_connect_ex and not by_connect_ex:
+                raise WSAError(WSAErr.WSAEINVAL, "ConnectEx connects this socket")
+            if engine.state == SocketState.CONNECTING:
+                raise WSAError(WSAErr.WSAEINVAL if by_connect_ex else WSAErr.WSAEALREADY)
+            if engine.state == SocketState.CONNECTED:
+                raise WSAError(WSAErr.WSAEISCONN)
+            engine.state = SocketState.CONNECTING
+            self.by_connect_ex = by_connect_ex
+
+    @property
+    def committed(self) -> bool:
+        """The accept socket of a pending AcceptEx (see :attr:`accept_into`)."""
+        op = self.accept_into
+        return op is not None and op.pending
+
+    def commit_to(self, op: Operation) -> bool:
+        """Make this socket ``op``'s accept socket (any thread); False if it is already
+        one, or no longer a fresh socket."""
+        with self.handoff.lock:
+            if self.committed or self.closed:
+                return False
+            self.accept_into = op
+            return True
+
+    def _ending(self, done: list[Operation]) -> list[Operation]:
+        """A TransmitFile with TF_DISCONNECT among the consumed sends: disconnect before
+        it completes, so that its socket may be reused once its notice arrives (S14.5).
+
+        The disconnect closes the transport, and the pump may be running inside the
+        transport's own write callback (``resume_writing``), which goes on using the
+        transport after we return: so the disconnect, with that operation's completion
+        and every one after it (completion order, S13.2), waits for the next callback of
+        the loop.  Returns what completes now."""
+        for i, op in enumerate(done):
+            if _disconnects(op):
+                self.loop.call_soon(self._disconnect_and_complete, done[i:])
+                return done[:i]
+        return done
+
+    def _disconnect_and_complete(self, done: list[Operation]) -> None:
+        for op in done:
+            if _disconnects(op):
+                self.disconnect(op.parts.reuse)
+        self.door.complete_ok(done)
+
+
+def _set_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _disconnects(op: Operation) -> bool:
+    """A TransmitFile with TF_DISCONNECT that went whole (S14.5)."""
+    parts = op.parts
+    return parts is not None and parts.disconnect and not op.fault
