@@ -40,16 +40,11 @@ the transport's buffer size; the engine adds the policies around it:
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import Any
 
 from ..constants import (
     AF_INET,
-    MSG_DONTROUTE,
-    MSG_OOB,
-    MSG_PARTIAL,
-    MSG_PEEK,
     UDP_MAX_MSG_SIZE_V4,
     UDP_MAX_MSG_SIZE_V6,
 )
@@ -57,6 +52,14 @@ from ..errors import WSAErr, WSAError, wsa_code_of
 from ..faults import FaultPlan
 from .operation import Operation, PendingCount
 from .recvqueue import DatagramReceiver, StreamReceiver
+from .rules import (
+    DATAGRAM_SEND_ROWS,
+    RECV_ROWS,
+    SEND_FLAG_ROWS,
+    STREAM_SEND_ROWS,
+    Row,
+    SocketState,
+)
 from .sendqueue import SendQueue
 
 __all__ = ["RECEIVE_HIGH_WATER", "SocketEngine", "SocketState"]
@@ -64,21 +67,9 @@ __all__ = ["RECEIVE_HIGH_WATER", "SocketEngine", "SocketState"]
 #: Pause reading once this many received bytes wait for a receive (bounds memory).
 RECEIVE_HIGH_WATER = 1 << 20
 
-SEND_FLAGS = MSG_OOB | MSG_DONTROUTE | MSG_PARTIAL
-RECV_FLAGS = MSG_OOB | MSG_PEEK | MSG_PARTIAL
 
 ABORTED = WSAErr.WSA_OPERATION_ABORTED
 Completions = list[tuple[Operation, int, int]]
-
-
-class SocketState(enum.IntEnum):
-    """Where a socket is in its life; stream sockets walk it in order, datagrams skip LISTENING."""
-
-    CREATED = 0
-    BOUND = 1
-    LISTENING = 2
-    CONNECTING = 3
-    CONNECTED = 4
 
 
 class SocketEngine:
@@ -405,66 +396,3 @@ class SocketEngine:
 
 def _still_pending(op: Operation) -> bool:
     return op.pending
-
-
-#: A row of the S9 table: when ``test(engine, flags, to, total)`` holds, the post fails
-#: with ``code`` (``None``: the socket's sticky connection error; -1: its receive error)
-#: and nothing starts.
-Row = tuple[Callable[["SocketEngine", int, Any, int], object], "int | None", str]
-
-SEND_FLAG_ROWS: tuple[Row, ...] = (
-    (lambda e, f, to, n: f & ~SEND_FLAGS, WSAErr.WSAEOPNOTSUPP, "unknown flag bits"),
-    (
-        lambda e, f, to, n: f & MSG_PARTIAL,
-        WSAErr.WSAEOPNOTSUPP,
-        "MSG_PARTIAL: TCP and UDP have no partial messages",
-    ),
-    (
-        lambda e, f, to, n: f & MSG_OOB and not e.stream,
-        WSAErr.WSAEOPNOTSUPP,
-        "MSG_OOB on a datagram socket",
-    ),
-)
-STREAM_SEND_ROWS: tuple[Row, ...] = (
-    (lambda e, f, to, n: e.send_shut, WSAErr.WSAESHUTDOWN, "the socket was shut down for sending"),
-    (lambda e, f, to, n: e.error, None, "the connection failed earlier"),
-    (lambda e, f, to, n: e.state != SocketState.CONNECTED, WSAErr.WSAENOTCONN, "not connected"),
-)
-DATAGRAM_SEND_ROWS: tuple[Row, ...] = (
-    (lambda e, f, to, n: e.send_shut, WSAErr.WSAESHUTDOWN, "the socket was shut down for sending"),
-    (
-        lambda e, f, to, n: to is None and e.state != SocketState.CONNECTED,
-        WSAErr.WSAENOTCONN,
-        "no default peer: use WSPSendTo",
-    ),
-    (lambda e, f, to, n: n > e.max_message, WSAErr.WSAEMSGSIZE, "larger than SO_MAX_MSG_SIZE"),
-)
-RECV_ROWS: tuple[Row, ...] = (
-    (lambda e, f, to, n: not n, WSAErr.WSAEINVAL, "a receive needs buffers"),
-    (lambda e, f, to, n: f & ~RECV_FLAGS, WSAErr.WSAEOPNOTSUPP, "unknown flag bits"),
-    (
-        lambda e, f, to, n: f & (MSG_OOB | MSG_PARTIAL),
-        WSAErr.WSAEOPNOTSUPP,
-        "MSG_OOB and MSG_PARTIAL receives are not emulated",
-    ),
-    (
-        lambda e, f, to, n: e.recv_shut,
-        WSAErr.WSAESHUTDOWN,
-        "the socket was shut down for receiving",
-    ),
-    (
-        lambda e, f, to, n: e.stream and e.state != SocketState.CONNECTED,
-        WSAErr.WSAENOTCONN,
-        "not connected",
-    ),
-    (
-        lambda e, f, to, n: e.stream and e.recv_error and not e.receiver.available(),
-        -1,
-        "the connection failed earlier",
-    ),
-    (
-        lambda e, f, to, n: not e.stream and e.state == SocketState.CREATED,
-        WSAErr.WSAEINVAL,
-        "the datagram socket is not bound",
-    ),
-)
