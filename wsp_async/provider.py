@@ -33,6 +33,7 @@ from ._completion.threadwatch import ThreadWatch
 from ._core.handles import HandleTable
 from ._io import face as _face
 from ._io.adapter import SocketAdapter
+from ._spi.accept import Accepts
 from ._spi.control import Controls
 from ._spi.entry import entry_point, extension
 from ._spi.extensions import Extensions
@@ -105,6 +106,7 @@ class Provider:
         self._receives = Receives(parts, posting)
         self._controls = Controls(parts, posting)
         self._extensions = Extensions(parts, self._lifecycle, posting)
+        self._accepts = Accepts(parts, posting)
         self._controls.extension_functions = {
             WSAID_ACCEPTEX: self.AcceptEx,
             WSAID_CONNECTEX: self.ConnectEx,
@@ -328,7 +330,7 @@ class Provider:
         lpdwBytesReceived: object, lpOverlapped: object
     ) -> Any:
         """Accept a connection into ``sAcceptSocket`` (S14.2): False with WSA_IO_PENDING."""
-        return self._extensions.accept_ex(
+        return self._accepts.accept_ex(
             sListenSocket, sAcceptSocket, lpOutputBuffer, dwReceiveDataLength,
             dwLocalAddressLength, dwRemoteAddressLength, lpOverlapped,
         )  # fmt: skip
