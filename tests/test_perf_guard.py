@@ -105,6 +105,57 @@ def test_sends_posted_in_one_iteration_cost_two_writes(provider, listener, count
         sock.transport, sock.sock = transport, host
 
 
+def test_routines_of_one_gather_write_are_one_apc(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S6.4, S6.2, S2.4 (issue 26): the routines of sends completed together reach
+    # their thread as ONE APC, not one each -- and still run once each, in posting
+    # order, never inside the call.
+    s, conn = connect(provider, listener)
+    sock = provider.socket_of(s)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    count = 1000
+    order: list[int] = []
+    posts: list[object] = []
+    done = threading.Event()
+
+    def post_burst() -> None:
+        target = w.WSATHREADID.current().target
+        real = target.post
+
+        def counting(fn, args):  # type: ignore[no-untyped-def]
+            posts.append(fn)
+            return real(fn, args)
+
+        target.post = counting
+        for i in range(count):
+            rc = provider.WSPSend(
+                s,
+                [WSABUF(4, i.to_bytes(4, "big"))],
+                1,
+                None,
+                0,
+                WSAOVERLAPPED(),
+                lambda e, n, ov, f, i=i: order.append(i),
+                None,
+                INT(),
+            )
+            assert rc == 0 or w.WSAGetLastError() == w.WSA_IO_PENDING
+        assert order == []  # S6.2: never inside the call
+
+        def finished() -> None:
+            del target.post
+            done.set()
+
+        provider.loop.call_soon(provider.loop.call_soon, finished)
+
+    run_in_loop(provider.loop, post_burst)
+    assert done.wait(10)
+    assert recv_exact(conn, count * 4) == b"".join(i.to_bytes(4, "big") for i in range(count))
+    assert provider.wait_until(lambda: len(order) == count, 10)
+    assert order == list(range(count))
+    assert len(posts) <= 4, f"{len(posts)} APCs for {count} routines"
+
+
 def test_loop_thread_sends_that_fit_skip_the_queue(provider, listener):  # type: ignore[no-untyped-def]
     # Issue 13 (SPEC S4.1, S2.1, S5.3): an overlapped send posted on the loop thread,
     # first in its loop iteration, that fits the send buffer while nothing of the

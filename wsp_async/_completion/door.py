@@ -147,6 +147,21 @@ class RoutineLane:
             op = queue.popleft()
         self._drain(ident, op, queue)
 
+    def run_many(self, ops: list[Operation]) -> None:
+        """The one APC of several completed operations of this socket, in order: as if
+        each had its own :meth:`run`, one after the other (S6.4)."""
+        ident = threading.get_ident()
+        queue = self._running.get(ident)
+        if queue is not None:
+            queue.extend(ops)  # a routine of this socket runs below us on this thread
+            return
+        queue = self._backlog.pop(ident, None) if self._backlog else None
+        if queue is None:
+            queue = collections.deque(ops)
+        else:
+            queue.extend(ops)
+        self._drain(ident, queue.popleft(), queue)
+
     def resume(self) -> None:
         """The APC queued behind an interrupted routine: run what it left deferred."""
         ident = threading.get_ident()
@@ -193,29 +208,38 @@ class CompletionDoor:
 
     def complete(self, op: Operation, status: int, nbytes: int) -> None:
         """Complete ``op`` with ``status`` and ``nbytes`` and issue its notice, once."""
-        if op.status != STATUS_PENDING:
+        if not self._settle(op, status, nbytes):
             return
+        if op.routine is not None and op.thread is not None:
+            # S6.6: hEvent is the caller's; with a routine we never touch it.  A
+            # target that is gone drops the APC, as the kernel does (S10.4).
+            op.thread.post(op.lane.run, (op,))
+        self._announce(op, status, nbytes)
+
+    def _settle(self, op: Operation, status: int, nbytes: int) -> bool:
+        """The one exit from STATUS_PENDING: the result written; False if it was done."""
+        if op.status != STATUS_PENDING:
+            return False
         op.status = status
         op.transferred = nbytes
         op.buffers = []  # drop our references to the caller's data
         ov = op.overlapped
-        nt = ntstatus_of(status) if status else 0
         if ov is not None:
             # S2.5: Internal holds the NTSTATUS; the routine's dwError below is the
             # Winsock code, which ntstatus.wsa_of derives back from it unchanged.
-            write_result(ov, nt, nbytes, op.out_flags)
-        if op.routine is not None:
-            # S6.6: hEvent is the caller's; with a routine we never touch it.  A
-            # target that is gone drops the APC, as the kernel does (S10.4).
-            if op.thread is not None:
-                op.thread.post(op.lane.run, (op,))
-        elif op.event is not None:
+            write_result(ov, ntstatus_of(status) if status else 0, nbytes, op.out_flags)
+        return True
+
+    def _announce(self, op: Operation, status: int, nbytes: int) -> None:
+        """Every notice of a settled operation but its routine's APC, in this order."""
+        if op.routine is None and op.event is not None:
             op.event.set()  # S7.1
         link = op.port_link
         if link is None and op.port_later is not None:
             link = op.port_later.port_link  # associated after the post (S13.2)
         if link is not None and not (op.in_call and not status and link.skip_on_success):
-            link.port.queue((nbytes, link.key, ov, nt))  # S13.2: exactly one packet
+            nt = ntstatus_of(status) if status else 0
+            link.port.queue((nbytes, link.key, op.overlapped, nt))  # S13.2: one packet
         counter = op.counter
         if counter is not None:
             # Only now: a socket with nothing outstanding lets another thread's send
@@ -233,25 +257,54 @@ class CompletionDoor:
         if tracer is not None:
             isolated(tracer, completion_record(op))
 
+    def _complete_many(self, done: Iterable[tuple[Operation, int, int]]) -> None:
+        """Complete a batch: the same steps as :meth:`complete`, with the routines of
+        consecutive operations bound for one thread's lane queued as ONE APC
+        (``RoutineLane.run_many``) instead of one each -- and all of them queued before
+        any operation of the batch leaves its pending count, as one by one they were."""
+        settled = [item for item in done if self._settle(*item)]
+        if not settled:
+            return
+        run: list[Operation] = []
+        for op, _status, _nbytes in settled:
+            if op.routine is None or op.thread is None:
+                continue
+            if run and (op.thread is not run[0].thread or op.lane is not run[0].lane):
+                _post_routines(run)
+                run = []
+            run.append(op)
+        if run:
+            _post_routines(run)
+        for op, status, nbytes in settled:
+            self._announce(op, status, nbytes)
+
     def complete_ok(self, ops: Iterable[Operation]) -> None:
         """Complete sends that were consumed whole (S4.3); a TransmitFile whose file failed
         to read carries its code in ``fault``."""
-        for op in ops:
-            if op.fault:
-                self.complete(op, op.fault, 0)
-            else:
-                self.complete(op, 0, op.nbytes + op.direct)
+        self._complete_many(
+            [(op, op.fault, 0) if op.fault else (op, 0, op.nbytes + op.direct) for op in ops]
+        )
 
     def complete_all(self, ops: Iterable[Operation], status: int) -> None:
-        for op in ops:
-            self.complete(op, status, 0)
+        self._complete_many([(op, status, 0) for op in ops])
 
     def completions(self, done: Iterable[tuple[Operation, int, int]]) -> None:
-        for op, status, nbytes in done:
-            self.complete(op, status, nbytes)
+        self._complete_many(done)
 
     def posted(self, op: Operation) -> None:
         """Trace a post (S12.2) -- after the operation is consistent, isolated."""
         tracer = self.tracer
         if tracer is not None:
             isolated(tracer, post_record(op))
+
+
+def _post_routines(ops: list[Operation]) -> None:
+    """Queue the routines of ``ops`` (one thread, one lane) as one APC, or as the one
+    APC of a single operation."""
+    first = ops[0]
+    thread, lane = first.thread, first.lane
+    assert thread is not None and lane is not None
+    if len(ops) == 1:
+        thread.post(lane.run, (first,))
+    else:
+        thread.post(lane.run_many, (ops,))
