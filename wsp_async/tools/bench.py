@@ -52,6 +52,7 @@ from .benchmodes import (
     memory_per_pending_op,
     start_receiver,
 )
+from .perop import per_op_cost
 from .realbench import real_program_rates
 
 
@@ -132,6 +133,7 @@ def run(
                 "latency": latency(kind, port),
                 "memory": memory_per_pending_op(kind),
                 "accept": accept_rate(kind, 100 if budget < (64 << 20) else 2000),
+                "per_op": per_op_cost(kind, bursts=20 if budget < (64 << 20) else 100),
             }
             for kind in kinds
         }
@@ -237,6 +239,11 @@ def format_table(result: dict[str, Any]) -> str:
             f"{kind}: post->routine latency p50 {lat['p50_us']:.1f} us, p99 {lat['p99_us']:.1f} us; "
             f"emulator memory per pending op {mem['bytes_per_op']:.0f} B "
             f"({mem['pending_ops']} pending sends of {mem['payload_bytes']} B)"
+        )
+        per = extra["per_op"]
+        lines.append(
+            f"{kind}: WSPSend + routine on the loop thread {per['per_op_us']:.2f} us per op, "
+            f"{per['ratio']:.1f}x a pure-Python floor of {per['floor_us']:.3f} us (issue 26)"
         )
         acc = extra["accept"]
         lines.append(
