@@ -32,7 +32,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import apc
@@ -134,22 +134,10 @@ class RoutineLane:
 
     def run(self, op: Operation) -> None:
         """The APC of one completed operation (on its routine's thread)."""
-        ident = threading.get_ident()
-        queue = self._running.get(ident)
-        if queue is not None:
-            queue.append(op)  # a routine of this socket runs below us on this thread
-            return
-        queue = self._backlog.pop(ident, None) if self._backlog else None
-        if queue is None:
-            queue = collections.deque()
-        else:
-            queue.append(op)
-            op = queue.popleft()
-        self._drain(ident, op, queue)
+        self.run_many((op,))
 
-    def run_many(self, ops: list[Operation]) -> None:
-        """The one APC of several completed operations of this socket, in order: as if
-        each had its own :meth:`run`, one after the other (S6.4)."""
+    def run_many(self, ops: Sequence[Operation]) -> None:
+        """The one APC of completed operations of this socket, in order (S6.4)."""
         ident = threading.get_ident()
         queue = self._running.get(ident)
         if queue is not None:
