@@ -1,58 +1,37 @@
-"""The asyncio face (SPEC S0, S1): awaitable overlapped sockets over the same engine.
-
-``await sock.send([header, body])`` posts one overlapped ``WSPSend`` with a
-completion routine that resolves a future on the calling loop, so the face has
-the SPI's ordering and exactly-once guarantees by construction: it *is* the SPI,
-called on the provider's own loop thread (the fast path).  Failures raise
-:class:`~wsp_async.errors.WSAError` with the Winsock code in ``.winerror``.
-
-The provider behind the face is embedded in the running loop, one per loop,
-made on first use (:func:`get_provider`), and closed when the loop closes.
-Cancelling a task that awaits an operation withdraws the operation if it has
-not been handed to the transport yet (it completes with
-``WSA_OPERATION_ABORTED``); otherwise the operation completes normally and the
-result is dropped -- never lost, never doubled.
-"""
+"""The asyncio face's socket: :class:`OverlappedSocket`, and the provider each loop embeds
+(:func:`get_provider`).  See :mod:`wsp_async.aio`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-from .aioports import CompletionPortReader
-from .constants import (
+from ..constants import (
     AF_INET,
     AF_INET6,
-    INVALID_SOCKET,
     MSG_PEEK,
     SD_SEND,
-    SOCK_DGRAM,
-    SOCK_STREAM,
     SOCKET_ERROR,
-    WSA_FLAG_OVERLAPPED,
 )
-from .errors import WSAErr, WSAError, wsa_code_of
-from .events import WSAGetLastError
-from .kernel32 import CancelIoEx
-from .mswsock import GetAcceptExSockaddrs
-from .ntstatus import wsa_of
-from .provider import Provider
-from .structs import DWORD, INT, WSABUF, WSAOVERLAPPED
+from ..errors import WSAErr, WSAError
+from ..events import WSAGetLastError
+from ..kernel32 import CancelIoEx
+from ..ntstatus import wsa_of
+from ..provider import Provider
+from ..structs import DWORD, INT, WSABUF, WSAOVERLAPPED
 
 __all__ = [
-    "CompletionPortReader",
-    "Listener",
+    "ADDRESS_BLOCK",
+    "Box",
+    "Buffers",
     "OverlappedSocket",
-    "Server",
-    "connect",
-    "connect_ex",
+    "family_of",
     "get_provider",
-    "listen",
-    "open_connection",
-    "open_datagram",
-    "start_server",
+    "overlapped_result",
+    "raise_unless_pending",
+    "socket_name",
 ]
 
 log = logging.getLogger("wsp_async.aio")
@@ -60,10 +39,10 @@ log = logging.getLogger("wsp_async.aio")
 Buffers: TypeAlias = "bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]"
 _PROVIDER_ATTR = "_wsp_async_aio_provider"
 #: An AcceptEx address block large enough for either family: sizeof(SOCKADDR_IN6) + 16.
-_ADDRESS_BLOCK = 28 + 16
+ADDRESS_BLOCK = 28 + 16
 
 
-class _Box:
+class Box:
     """An out-parameter (GetAcceptExSockaddrs writes ``value``)."""
 
     value: Any = None
@@ -100,7 +79,7 @@ def _close_before_the_loop(loop: asyncio.AbstractEventLoop, provider: Provider) 
     loop.shutdown_asyncgens = shutdown_asyncgens  # type: ignore[method-assign]
 
 
-def _family(host: str) -> int:
+def family_of(host: str) -> int:
     return AF_INET6 if ":" in host else AF_INET
 
 
@@ -254,7 +233,7 @@ class OverlappedSocket:
 
     async def get_overlapped_result(self, ov: WSAOVERLAPPED) -> int:
         """The awaitable ``WSPGetOverlappedResult(fWait=True)``: bytes transferred, or WSAError."""
-        return await _result(self.provider, ov)
+        return await overlapped_result(self.provider, ov)
 
     async def connect_ex(self, address: tuple[Any, ...], data: Buffers = b"") -> int:
         """``ConnectEx`` awaited (S14.3): connect, then send ``data``; the bytes sent.
@@ -275,8 +254,8 @@ class OverlappedSocket:
         started = provider.ConnectEx(
             self.handle, address, None, payload or None, len(payload), None, ov
         )
-        _raise_unless_pending(started)
-        return await _result(provider, ov, self.handle)
+        raise_unless_pending(started)
+        return await overlapped_result(provider, ov, self.handle)
 
     # -- receives -----------------------------------------------------------------------
     async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
@@ -346,10 +325,10 @@ class OverlappedSocket:
             raise WSAError(err.value)
 
     def getsockname(self) -> Any:
-        return _name(self.provider.WSPGetSockName, self.handle)
+        return socket_name(self.provider.WSPGetSockName, self.handle)
 
     def getpeername(self) -> Any:
-        return _name(self.provider.WSPGetPeerName, self.handle)
+        return socket_name(self.provider.WSPGetPeerName, self.handle)
 
     def setsockopt(self, level: int, optname: int, value: int) -> None:
         err = INT()
@@ -367,7 +346,9 @@ class OverlappedSocket:
         self.close()
 
 
-async def _result(provider: Provider, ov: WSAOVERLAPPED, handle: int | None = None) -> int:
+async def overlapped_result(
+    provider: Provider, ov: WSAOVERLAPPED, handle: int | None = None
+) -> int:
     """Await ``ov``'s completion: its byte count, or WSAError.  With ``handle``, cancelling
     the await cancels the operation (CancelIoEx, S15.1)."""
     if ov.pending:
@@ -398,7 +379,7 @@ async def _result(provider: Provider, ov: WSAOVERLAPPED, handle: int | None = No
     return ov.InternalHigh
 
 
-def _raise_unless_pending(started: bool) -> None:
+def raise_unless_pending(started: bool) -> None:
     """An extension function's BOOL: True (done) or False with WSA_IO_PENDING is started."""
     if not started:
         code = WSAGetLastError()
@@ -412,211 +393,8 @@ def _raise_unless_started(rc: int, err: INT) -> None:
         raise WSAError(err.value)
 
 
-def _name(call: Callable[[int, DWORD, None, INT], int], handle: int) -> Any:
+def socket_name(call: Callable[[int, DWORD, None, INT], int], handle: int) -> Any:
     box, err = DWORD(), INT()
     if call(handle, box, None, err) == SOCKET_ERROR:
         raise WSAError(err.value)
     return box.value
-
-
-def _new_socket(provider: Provider, family: int, kind: int) -> int:
-    err = INT()
-    handle = provider.WSPSocket(family, kind, 0, None, 0, WSA_FLAG_OVERLAPPED, err)
-    if handle == INVALID_SOCKET:
-        raise WSAError(err.value)
-    return handle
-
-
-async def connect_ex(
-    host: str, port: int, data: Buffers = b"", *, provider: Provider | None = None
-) -> OverlappedSocket:
-    """Connect with ``ConnectEx`` (S14.3), sending ``data`` as the first bytes."""
-    provider = provider or get_provider()
-    sock = OverlappedSocket(provider, _new_socket(provider, _family(host), SOCK_STREAM))
-    try:
-        await sock.connect_ex((host, port), data)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-async def connect(host: str, port: int, *, provider: Provider | None = None) -> OverlappedSocket:
-    """Connect a stream socket (the overlapped counterpart of ``asyncio.open_connection``)."""
-    provider = provider or get_provider()
-    handle = _new_socket(provider, _family(host), SOCK_STREAM)
-    try:
-        await provider.connect_async(handle, (host, port))
-    except BaseException as exc:
-        provider.WSPCloseSocket(handle, INT())
-        if isinstance(exc, OSError) and not isinstance(exc, WSAError):
-            raise WSAError(wsa_code_of(exc, WSAErr.WSAECONNREFUSED), str(exc)) from exc
-        raise
-    return OverlappedSocket(provider, handle)
-
-
-open_connection = connect
-
-
-class Listener:
-    """A listening stream socket; ``await accept()`` returns ``(OverlappedSocket, address)``."""
-
-    def __init__(self, provider: Provider, handle: int) -> None:
-        self.provider = provider
-        self.handle = handle
-        #: The family of the sockets AcceptEx accepts into: the listener's own.
-        self.family = AF_INET6 if len(self.address) == 4 else AF_INET
-
-    @property
-    def address(self) -> Any:
-        return _name(self.provider.WSPGetSockName, self.handle)
-
-    async def accept_ex(
-        self, receive: int = 0, into: OverlappedSocket | None = None
-    ) -> tuple[OverlappedSocket, Any, bytes]:
-        """``AcceptEx`` awaited (S14.2): ``(socket, peer address, first data)``.
-
-        ``receive`` > 0 waits for the connection's first bytes too (up to that many).
-        ``into`` is an accept socket to reuse (one ``DisconnectEx(TF_REUSE_SOCKET)``
-        freed); by default a new one is made.  Many may be awaited at once: each
-        connection goes to the oldest.  Cancelling the await cancels the AcceptEx.
-        """
-        provider = self.provider
-        acceptor = into or OverlappedSocket(
-            provider, _new_socket(provider, self.family, SOCK_STREAM)
-        )
-        output = bytearray(receive + 2 * _ADDRESS_BLOCK)
-        ov = WSAOVERLAPPED()
-        try:
-            started = provider.AcceptEx(
-                self.handle, acceptor.handle, output, receive, _ADDRESS_BLOCK, _ADDRESS_BLOCK,
-                None, ov,
-            )  # fmt: skip
-            _raise_unless_pending(started)
-            count = await _result(provider, ov, self.handle)
-        except BaseException:
-            if into is None:
-                acceptor.close()
-            raise
-        local, remote = _Box(), _Box()
-        GetAcceptExSockaddrs(
-            output, receive, _ADDRESS_BLOCK, _ADDRESS_BLOCK, local, DWORD(), remote, DWORD()
-        )
-        return acceptor, remote.value, bytes(output[:count])
-
-    async def accept(self) -> tuple[OverlappedSocket, Any]:
-        try:
-            handle, peer = await self.provider.accept_async(self.handle)
-        except OSError as exc:
-            if isinstance(exc, WSAError):
-                raise
-            raise WSAError(wsa_code_of(exc, WSAErr.WSAEINVAL), str(exc)) from exc
-        return OverlappedSocket(self.provider, handle), peer
-
-    def close(self) -> None:
-        self.provider.WSPCloseSocket(self.handle, INT())
-
-    async def __aenter__(self) -> Listener:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-
-async def listen(
-    host: str = "127.0.0.1", port: int = 0, backlog: int = 128, *, provider: Provider | None = None
-) -> Listener:
-    """A bound, listening stream socket."""
-    provider = provider or get_provider()
-    handle = _new_socket(provider, _family(host), SOCK_STREAM)
-    err = INT()
-    if provider.WSPBind(handle, (host, port), None, err) or provider.WSPListen(
-        handle, backlog, err
-    ):
-        provider.WSPCloseSocket(handle, INT())
-        raise WSAError(err.value)
-    return Listener(provider, handle)
-
-
-class Server:
-    """What :func:`start_server` returns: the listener and its connection tasks."""
-
-    def __init__(self, listener: Listener, task: asyncio.Task[None]) -> None:
-        self.listener = listener
-        self._task = task
-        self.connections: set[asyncio.Task[None]] = set()
-
-    @property
-    def address(self) -> Any:
-        return self.listener.address
-
-    def close(self) -> None:
-        self._task.cancel()
-        self.listener.close()
-        for task in self.connections:
-            task.cancel()
-
-    async def wait_closed(self) -> None:
-        await asyncio.gather(self._task, *self.connections, return_exceptions=True)
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-        await self.wait_closed()
-
-
-async def start_server(
-    client_connected: Callable[[OverlappedSocket], Awaitable[None]],
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    provider: Provider | None = None,
-) -> Server:
-    """Accept connections and run ``client_connected(sock)`` for each in its own task
-    (the socket is closed when the coroutine returns)."""
-    listener = await listen(host, port, provider=provider)
-    server: Server
-
-    async def serve_one(sock: OverlappedSocket) -> None:
-        async with sock:
-            await client_connected(sock)
-
-    async def accept_loop() -> None:
-        while True:
-            try:
-                sock, _ = await listener.accept()
-            except WSAError:
-                return
-            task = asyncio.ensure_future(serve_one(sock))
-            server.connections.add(task)
-            task.add_done_callback(server.connections.discard)
-
-    server = Server(listener, asyncio.ensure_future(accept_loop()))
-    return server
-
-
-async def open_datagram(
-    local_addr: tuple[str, int] | None = None,
-    remote_addr: tuple[str, int] | None = None,
-    *,
-    provider: Provider | None = None,
-) -> OverlappedSocket:
-    """A datagram socket, bound to ``local_addr`` and/or with ``remote_addr`` as default peer."""
-    provider = provider or get_provider()
-    host = (local_addr or remote_addr or ("127.0.0.1", 0))[0]
-    handle = _new_socket(provider, _family(host), SOCK_DGRAM)
-    err = INT()
-    if local_addr is not None and provider.WSPBind(handle, local_addr, None, err):
-        provider.WSPCloseSocket(handle, INT())
-        raise WSAError(err.value)
-    if remote_addr is not None and provider.WSPConnect(
-        handle, remote_addr, None, None, None, None, None, err
-    ):
-        provider.WSPCloseSocket(handle, INT())
-        raise WSAError(err.value)
-    sock = OverlappedSocket(provider, handle)
-    # Receives need the datagram transport, which the bind/connect above start on this loop.
-    await asyncio.sleep(0)
-    return sock
