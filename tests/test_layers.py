@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # The bodies of the SPI entry points, over the parts they share.
     "entry points": ("_spi.*",),
     # What programs import.
-    "faces": ("provider", "aioports", "aio.*", "overlapped", "proactor", "pytest_plugin", ""),
+    "faces": ("provider", "aioports", "aio.*", "overlapped.*", "proactor", "pytest_plugin", ""),
     # Programs of our own over the faces.
     "tools": ("tools.*", "__main__"),
 }

@@ -188,11 +188,13 @@ def test_an_overlapped_closes_the_event_it_made(face):  # type: ignore[no-untype
     # as CPython's does; an event the program passed stays open.
     import gc
 
-    before = len(face._events)
+    from wsp_async.overlapped._events import events_by_handle
+
+    before = len(events_by_handle)
     for _ in range(1000):
         face.Overlapped()
     gc.collect()
-    assert len(face._events) == before
+    assert len(events_by_handle) == before
     mine = face.CreateEvent(None, True, False, None)
     face.Overlapped(mine)
     gc.collect()
