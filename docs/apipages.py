@@ -46,6 +46,7 @@ SECTIONS = {
     "wsp_async.events": "Events, waits and APCs",
     "wsp_async.apc": "Events, waits and APCs",
     "wsp_async.iocp": "Completion ports",
+    "wsp_async._completion.port": "Completion ports",
     "wsp_async.kernel32": "Win32 events, cancellation and overlapped results",
     "wsp_async.mswsock": "Extension functions",
     "wsp_async.errors": "Errors",

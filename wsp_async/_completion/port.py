@@ -1,0 +1,236 @@
+"""One completion port (SPEC S13): a queue of packets and a stack of waiting threads.
+
+Packets are ``(bytes, key, overlapped, NTSTATUS)``.  Waiters are released last in, first
+out, as Windows does; closing the port releases them (``ERROR_ABANDONED_WAIT_0``).  The
+Win32 functions over ports are :mod:`wsp_async.iocp`; the door queues packets through
+the :class:`PortLink` an associated socket carries.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from .. import apc
+from ..constants import (
+    ERROR_ABANDONED_WAIT_0,
+    INFINITE,
+    WAIT_IO_COMPLETION,
+    WAIT_TIMEOUT,
+)
+
+__all__ = ["OVERLAPPED_ENTRY", "CompletionPort", "Packet", "PortLink"]
+
+#: (bytes transferred, completion key, overlapped, NTSTATUS)
+Packet = tuple[int, Any, Any, int]
+
+
+@attrs.define(eq=False)
+class OVERLAPPED_ENTRY:
+    """One packet removed by ``GetQueuedCompletionStatusEx``."""
+
+    lpCompletionKey: Any = 0
+    lpOverlapped: Any = None
+    Internal: int = 0
+    dwNumberOfBytesTransferred: int = 0
+
+
+@attrs.define(eq=False, slots=True)
+class _Waiter:
+    signal: threading.Event = attrs.field(factory=threading.Event)
+    packet: Packet | None = None
+    #: For a coroutine's wait: called (on the releasing thread, under the port's lock)
+    #: instead of a thread's wake-up; it returns False, or raises, when it cannot deliver.
+    notify: Callable[[_Waiter], object] | None = None
+    #: For a coroutine's wait: True once its loop can never run the hand-over (closed).
+    dead: Callable[[], bool] | None = None
+
+
+class CompletionPort:
+    """One port: packets in completion order, waiters released last in, first out."""
+
+    def __init__(self, handle: int, concurrency: int) -> None:
+        self.handle = handle
+        #: ``NumberOfConcurrentThreads`` as given (0: the number of processors).
+        self.concurrency = concurrency
+        self._lock = threading.Lock()
+        self._packets: collections.deque[Packet] = collections.deque()
+        self._waiters: list[_Waiter] = []
+        #: Coroutine waiters handed a packet whose loop has not taken it yet (see
+        #: :meth:`delivered`): a loop that closes first gives the packet back.
+        self._inflight: list[_Waiter] = []
+        self.closed = False
+
+    @property
+    def waiting(self) -> int:
+        """How many threads wait on the port now."""
+        return len(self._waiters)
+
+    def queue(self, packet: Packet, front: bool = False) -> bool:
+        """Queue one packet; False when the port is closed (the packet is dropped, S13.8).
+
+        The packet goes to the waiter that waited last (S13.7); a coroutine's waiter whose
+        loop can no longer take it (closed under it) is skipped and forgotten, and the
+        packet goes to the next waiter or stays queued: one dead waiter never fails the
+        door nor loses a packet.  ``front`` puts it back at the head of the queue (a packet
+        given back by a waiter that gave up: it came before the ones queued since).
+        """
+        with self._lock:
+            if self.closed:
+                return False
+            if self._inflight:
+                self._reclaim()
+            waiters = self._waiters
+            while waiters:
+                waiter = waiters.pop()  # the last to wait is released first (S13.7)
+                waiter.packet = packet
+                if waiter.notify is None:
+                    waiter.signal.set()
+                    return True
+                # Under the lock: a notify only schedules (call_soon_threadsafe), and a
+                # waiter that withdraws meanwhile then sees its packet and gives it back.
+                if _notified(waiter):
+                    self._inflight.append(waiter)
+                    return True
+                waiter.packet = None
+            if front:
+                self._packets.appendleft(packet)
+            else:
+                self._packets.append(packet)
+            return True
+
+    def close(self) -> None:
+        """CloseHandle: release every waiter (ERROR_ABANDONED_WAIT_0); drop what is queued."""
+        with self._lock:
+            self.closed = True
+            waiters, self._waiters = self._waiters, []
+            self._packets.clear()
+        for waiter in waiters:
+            if waiter.notify is None:
+                waiter.signal.set()
+            else:
+                _notified(waiter)
+
+    def take_or_wait(
+        self, notify: Callable[[_Waiter], object], dead: Callable[[], bool]
+    ) -> Packet | int | _Waiter:
+        """For a coroutine: a packet now, ERROR_ABANDONED_WAIT_0, or a registered waiter
+        whose ``notify`` is called once a packet (or the close) comes.  ``dead`` tells
+        when the coroutine's loop can no longer take a packet handed to it."""
+        with self._lock:
+            if self.closed:
+                return ERROR_ABANDONED_WAIT_0
+            if self._inflight:
+                self._reclaim()
+            if self._packets:
+                return self._packets.popleft()
+            waiter = _Waiter(notify=notify, dead=dead)
+            self._waiters.append(waiter)
+            return waiter
+
+    def delivered(self, waiter: _Waiter) -> None:
+        """On the coroutine's loop: the packet handed to ``waiter`` is taken for good."""
+        with self._lock:
+            if waiter in self._inflight:
+                self._inflight.remove(waiter)
+
+    def withdraw(self, waiter: _Waiter) -> Packet | None:
+        """A coroutine gave up waiting: its waiter leaves the stack (its packet, if one came)."""
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if waiter in self._inflight:
+                self._inflight.remove(waiter)
+            packet, waiter.packet = waiter.packet, None
+            return packet
+
+    def _reclaim(self) -> None:
+        """With the lock: packets handed to coroutines whose loop closed before taking
+        them go back to the head of the queue, in the order they were handed out."""
+        for waiter in reversed(self._inflight):
+            if waiter.dead is not None and waiter.dead() and waiter.packet is not None:
+                self._packets.appendleft(waiter.packet)
+                waiter.packet = None
+        self._inflight = [waiter for waiter in self._inflight if waiter.packet is not None]
+
+    def take(self, count: int, milliseconds: int, alertable: bool) -> list[Packet] | int:
+        """Up to ``count`` packets, waiting up to ``milliseconds``; else a Win32 wait code.
+
+        Returns ``WAIT_TIMEOUT``, ``ERROR_ABANDONED_WAIT_0`` (closed while waiting) or,
+        alertable, ``WAIT_IO_COMPLETION`` when it ran APCs and no packet came (S13.5).
+        """
+        deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
+        with self._lock:
+            if self.closed:
+                return ERROR_ABANDONED_WAIT_0
+            if self._inflight:
+                self._reclaim()
+            if self._packets:
+                return self._pop(count)
+            if deadline is not None and milliseconds == 0 and not alertable:
+                return WAIT_TIMEOUT
+            # Only a call that waits makes a waiter (an Event): a poll that finds a packet,
+            # or none with no time to wait, is most calls of a loop that drains its port.
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        target = apc.thread_target() if alertable and not apc.on_loop_thread() else None
+        if target is not None:
+            target.add_waiter(waiter.signal.set)
+        try:
+            while True:
+                if target is not None and target.pending():
+                    with self._lock:
+                        got = self._settle(waiter, count)
+                    if got is not None:
+                        return got
+                    target.drain()
+                    return WAIT_IO_COMPLETION
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                waiter.signal.wait(remaining)
+                waiter.signal.clear()
+                with self._lock:
+                    if waiter.packet is not None or self.closed:
+                        return self._settle(waiter, count)  # type: ignore[return-value]
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self._settle(waiter, count)
+                        return WAIT_TIMEOUT
+        finally:
+            if target is not None:
+                target.remove_waiter(waiter.signal.set)
+
+    def _settle(self, waiter: _Waiter, count: int) -> list[Packet] | int | None:
+        """With the lock: the waiter's outcome, and its withdrawal from the stack."""
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        if waiter.packet is not None:
+            return [waiter.packet, *self._pop(count - 1)]
+        if self.closed:
+            return ERROR_ABANDONED_WAIT_0
+        return None
+
+    def _pop(self, count: int) -> list[Packet]:
+        packets = self._packets
+        return [packets.popleft() for _ in range(min(count, len(packets)))]
+
+
+def _notified(waiter: _Waiter) -> bool:
+    """Call a coroutine waiter's ``notify``; False when it could not take the wake-up (its
+    loop is closed) -- the caller then hands the packet on."""
+    try:
+        return waiter.notify(waiter) is not False  # type: ignore[misc]
+    except Exception:
+        return False
+
+
+@attrs.define(eq=False)
+class PortLink:
+    """A socket's association: its port and key, and its notification modes (S13.3)."""
+
+    port: CompletionPort
+    key: Any
+    skip_on_success: bool = False
