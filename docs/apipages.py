@@ -91,6 +91,9 @@ def _entry(module_name: str, name: str, obj: Any, docs: dict[str, list[str]]) ->
     """One autodoc entry; a constant is written out with its value and the ``#:`` comment
     of the module that defines it (autodoc would show the docstring of its type)."""
     if inspect.isclass(obj):
+        if obj.__module__ == "wsp_async.provider":
+            # Its fault injection, adoption and face calls live in a base class.
+            return f".. autoclass:: {module_name}.{name}\n   :inherited-members:\n"
         return f".. autoclass:: {module_name}.{name}\n"
     if inspect.isfunction(obj) or inspect.isbuiltin(obj):
         return f".. autofunction:: {module_name}.{name}\n"
