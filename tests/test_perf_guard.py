@@ -498,16 +498,16 @@ def test_polling_a_port_makes_no_waiter(monkeypatch) -> None:  # type: ignore[no
     # SPEC S13.4, S13.5 (issue 13): GetQueuedCompletionStatus that finds a packet, or none
     # with no time to wait, makes no waiter (an Event): a loop that drains its port with
     # zero timeouts, as the Proactor does, calls it several times per completion.
-    from wsp_async import iocp
+    from wsp_async._completion import port as port_module
 
     made: list[int] = []
-    real = iocp._Waiter.__init__
+    real = port_module._Waiter.__init__
 
     def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         made.append(1)
         real(self, *args, **kwargs)
 
-    monkeypatch.setattr(iocp._Waiter, "__init__", counting)
+    monkeypatch.setattr(port_module._Waiter, "__init__", counting)
     port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
     n, key, ov = w.DWORD(), w.DWORD(), w.DWORD()
     for i in range(100):

@@ -42,16 +42,8 @@ import statistics
 import sys
 from typing import Any
 
-from .benchmodes import (
-    MODES,
-    SIZES,
-    accept_rate,
-    echo_rates,
-    latency,
-    measure,
-    memory_per_pending_op,
-    start_receiver,
-)
+from .benchmodes import MODES, SIZES, measure, start_receiver
+from .benchrates import accept_rate, echo_rates, latency, memory_per_pending_op
 from .perop import per_op_cost
 from .realbench import real_program_rates
 
