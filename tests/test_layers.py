@@ -212,3 +212,14 @@ def test_the_engine_does_no_io() -> None:
             ):
                 offenders.append(f"{name}:{node.lineno} socket.{node.attr}")
     assert offenders == []
+
+
+def test_modules_stay_small_and_the_top_level_shows_the_public_face() -> None:
+    # Issue 24: no module over 450 lines; at most 20 modules at the top level, so the
+    # private folders (one per layer) carry the rest.
+    long = {
+        name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 450
+    }
+    assert long == {}
+    top = [p for p in PACKAGE.glob("*.py")]
+    assert len(top) <= 20, sorted(p.name for p in top)
