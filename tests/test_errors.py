@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import threading
@@ -416,3 +417,20 @@ def test_unsupported_family_type_and_protocol(provider):  # type: ignore[no-unty
         == w.INVALID_SOCKET
     )
     assert err.value == w.WSAEPROTONOSUPPORT
+
+
+def test_a_call_that_does_not_fit_its_signature_is_wsaefault_not_an_internal_error(
+    provider, caplog
+):  # type: ignore[no-untyped-def]
+    # SPEC S9, S2.3: arguments that do not fit the ws2spi.h signature are the caller's
+    # mistake -- WSAEFAULT (something the call needs is missing), nothing started, one
+    # warning that names the signature -- never an "internal error" with a traceback.
+    err = INT()
+    with caplog.at_level(logging.WARNING, logger="wsp_async"):
+        assert provider.WSPSend(1, [], 0, err) == w.SOCKET_ERROR  # five arguments short
+        assert err.value == w.WSAGetLastError() == w.WSAEFAULT
+        assert provider.AcceptEx(1) is False
+        assert w.WSAGetLastError() == w.WSAEFAULT
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("WSPSend(s, lpBuffers, dwBufferCount" in m for m in messages)
+    assert not any(r.exc_info or "internal error" in r.getMessage() for r in caplog.records)

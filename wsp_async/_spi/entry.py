@@ -15,6 +15,11 @@ raises ``OSError``      the failure value  the errno table's code      that code
 raises anything else    the failure value  ``WSAEINVAL``, logged once  ``WSAEINVAL``
 ======================  =================  ==========================  ==================
 
+A call whose arguments do not fit the ``ws2spi.h`` signature (too few, too many, an
+unknown keyword) is the caller's mistake, not ours: ``WSAEFAULT`` (an argument the call
+needs is missing), with one warning line that says what the signature wants -- never
+an "internal error" traceback.
+
 An ``lpErrno`` that is not a box fails the call before anything starts
 (``WSAEFAULT`` in ``WSAGetLastError``): there would be nowhere to say
 ``WSA_IO_PENDING``, and an operation nobody hears of must not start.
@@ -23,6 +28,7 @@ An ``lpErrno`` that is not a box fails the call before anything starts
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -53,12 +59,16 @@ PENDING: Any = _Pending()
 IO_PENDING = int(WSAErr.WSA_IO_PENDING)
 
 
-def report(lpErrno: object, exc: BaseException) -> int:
-    """Turn an exception into a Winsock code in ``lpErrno`` and ``WSAGetLastError``."""
+def report(lpErrno: object, exc: BaseException, misfit: str | None = None) -> int:
+    """Turn an exception into a Winsock code in ``lpErrno`` and ``WSAGetLastError``;
+    ``misfit``: the signature the arguments did not fit (a ``TypeError`` of the call)."""
     if isinstance(exc, WSAError):
         code = exc.winerror
     elif isinstance(exc, OSError):
         code = wsa_code_of(exc, WSAErr.WSAEINVAL)
+    elif misfit is not None:
+        log.warning("%s; the call is %s", exc, misfit)
+        code = WSAErr.WSAEFAULT
     else:
         log.error("internal error inside an SPI call", exc_info=exc)
         code = WSAErr.WSAEINVAL
@@ -83,7 +93,7 @@ def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 result = body(*args, **kwargs) if kwargs else body(*args)  # type: ignore[call-arg]
             except Exception as exc:
-                report(lpErrno, exc)
+                report(lpErrno, exc, _misfit(body, args, kwargs, exc))
                 return failure  # type: ignore[no-any-return]
             if result is PENDING:
                 lpErrno.value = IO_PENDING  # type: ignore[attr-defined]
@@ -106,7 +116,7 @@ def extension(body: Callable[P, Any]) -> Callable[P, bool]:
         try:
             result = body(*args, **kwargs)
         except Exception as exc:
-            report(None, exc)
+            report(None, exc, _misfit(body, args, kwargs, exc))
             return False
         if result is PENDING:
             LAST_ERROR.code = IO_PENDING
@@ -115,3 +125,20 @@ def extension(body: Callable[P, Any]) -> Callable[P, bool]:
         return True
 
     return call
+
+
+def _misfit(
+    body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+) -> str | None:
+    """``body``'s signature, as ``WSPSend(s, lpBuffers, ...)``, when ``exc`` is the
+    arguments not fitting it (asked only once a call failed: nothing on the path of a
+    call that works)."""
+    if type(exc) is not TypeError:
+        return None
+    signature = inspect.signature(body)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        names = [name for name in signature.parameters if name != "self"]
+        return f"{body.__name__}({', '.join(names)})"
+    return None
