@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import warnings
+from collections.abc import Callable
 
 import pytest
 
@@ -385,6 +386,38 @@ def test_routines_deferred_behind_an_interrupted_routine_keep_their_turn(provide
     assert ran == [1]
     assert w.SleepEx(1000, True) == w.WAIT_IO_COMPLETION
     assert ran == [1, 2]
+
+
+def test_an_interrupted_routine_in_a_batch_leaves_the_rest_their_turn(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S6.4, S2.4 (issue 26): the routines of sends completed together reach this
+    # thread as one APC; one of them raising KeyboardInterrupt stops that APC, and the
+    # ones after it still run, once each, in order, at the next alertable wait.
+    s, conn = connect(provider, listener)
+    provider.inject(s, delay_drain=math.inf)  # the sends queue, then complete together
+    ran: list[int] = []
+
+    def routine(i: int) -> Callable[..., None]:
+        def run(*args: object) -> None:
+            ran.append(i)
+            if i == 3:
+                raise KeyboardInterrupt
+
+        return run
+
+    ovs = [WSAOVERLAPPED() for _ in range(10)]
+    for i, ov in enumerate(ovs):
+        assert started(*post(provider, s, [WSABUF(1, bytes([i]))], ov, routine(i)))
+    provider.inject(s, delay_drain=None)
+    assert wait_done(provider, ovs)
+    with pytest.raises(KeyboardInterrupt):
+        while len(ran) < 10:
+            w.SleepEx(1000, True)
+    assert ran == [0, 1, 2, 3]
+    while len(ran) < 10:
+        assert w.SleepEx(1000, True) == w.WAIT_IO_COMPLETION
+    assert ran == list(range(10))
+    assert w.SleepEx(0, True) == 0  # nothing twice
+    assert recv_exact(conn, 10) == bytes(range(10))
 
 
 # --- 7. waiting on another provider's operation --------------------------------------------
