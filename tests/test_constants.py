@@ -119,3 +119,20 @@ def test_errno_maps_through_the_one_table(name: str, code: int) -> None:  # SPEC
 def test_exception_without_errno_is_a_local_abort() -> None:  # SPEC S9
     assert w.wsa_code_of(RuntimeError("boom")) == w.WSAECONNABORTED
     assert w.wsa_code_of(WSAError(w.WSAENETRESET)) == w.WSAENETRESET
+
+
+def test_win32_codes_have_one_home_and_the_constants_agree() -> None:
+    # SPEC S16.2, S13: every Win32 code the emulator reports is a member of Win32Err with
+    # its Windows value; the S13 constants and the NTSTATUS table name the same numbers.
+    from wsp_async import ntstatus
+
+    assert w.Win32Err.ERROR_CONNECTION_REFUSED == 1225 == w.ERROR_CONNECTION_REFUSED
+    assert w.Win32Err.ERROR_NETNAME_DELETED == 64 == w.ERROR_NETNAME_DELETED
+    for name in ("ERROR_INVALID_HANDLE", "ERROR_INVALID_PARAMETER", "ERROR_ABANDONED_WAIT_0",
+                 "ERROR_OPERATION_ABORTED", "ERROR_IO_PENDING", "ERROR_NOT_FOUND",
+                 "ERROR_PORT_UNREACHABLE", "ERROR_CONNECTION_ABORTED", "ERROR_MORE_DATA"):  # fmt: skip
+        assert getattr(w, name) == w.Win32Err[name], name
+    values = set(ntstatus.WIN32_BY_NTSTATUS.values())
+    assert values <= {int(code) for code in w.Win32Err}
+    assert all(type(v) is int for v in values)  # plain ints on the completion path
+    assert all(code.message for code in w.Win32Err)

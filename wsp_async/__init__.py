@@ -13,7 +13,7 @@ from . import constants as _constants
 from .apc import queue_apc
 from .constants import *  # noqa: F403
 from .errors import *  # noqa: F403
-from .errors import ERRNO_TO_WSA, WSAErr, WSAError, describe, wsa_code_of
+from .errors import ERRNO_TO_WSA, Win32Err, WSAErr, WSAError, describe, wsa_code_of
 from .events import (
     WSAEVENT,
     SleepEx,
@@ -118,6 +118,7 @@ __all__ = [
     "SleepEx",
     "WSACloseEvent",
     "WSACreateEvent",
+    "Win32Err",
     "WSAErr",
     "WSAError",
     "WSAGetLastError",

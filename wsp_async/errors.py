@@ -236,6 +236,71 @@ WSA_QOS_RESERVED_PETYPE: Final = WSAErr.WSA_QOS_RESERVED_PETYPE
 # fmt: on
 
 
+class Win32Err(enum.IntEnum):
+    """A Win32 error code, kernel32's view of a completion (S16.2): what
+    ``GetLastError``, ``GetOverlappedResult`` and ``GetQueuedCompletionStatus`` report.
+    ``.message`` is its English text.  The codes the emulator produces, and the ones
+    ws2_32 and kernel32 map NTSTATUS values to (``ntstatus.WIN32_BY_NTSTATUS``)."""
+
+    message: str
+
+    def __new__(cls, value: int, message: str) -> Win32Err:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.message = message
+        return member
+
+    # fmt: off
+    ERROR_SUCCESS = 0, "The operation completed successfully."
+    ERROR_INVALID_FUNCTION = 1, "The function is not valid here."
+    ERROR_FILE_NOT_FOUND = 2, "No such file."
+    ERROR_PATH_NOT_FOUND = 3, "No such path."
+    ERROR_TOO_MANY_OPEN_FILES = 4, "Too many files are open."
+    ERROR_ACCESS_DENIED = 5, "Access is denied."
+    ERROR_INVALID_HANDLE = 6, "The handle is invalid."
+    ERROR_NOT_ENOUGH_MEMORY = 8, "Not enough memory."
+    ERROR_NOT_READY = 21, "The device is not ready."
+    ERROR_SHARING_VIOLATION = 32, "The file is in use by another process."
+    ERROR_NOT_SUPPORTED = 50, "The request is not supported."
+    ERROR_REM_NOT_LIST = 51, "The remote computer is not listening."
+    ERROR_BAD_NETPATH = 53, "The network path was not found."
+    ERROR_NETWORK_BUSY = 54, "The network is busy."
+    ERROR_NETNAME_DELETED = 64, "The specified network name is no longer available."
+    ERROR_INVALID_PARAMETER = 87, "A parameter is incorrect."
+    ERROR_BROKEN_PIPE = 109, "The pipe has been ended."
+    ERROR_SEM_TIMEOUT = 121, "The time-out period expired."
+    ERROR_INSUFFICIENT_BUFFER = 122, "The data area passed is too small."
+    ERROR_ALREADY_EXISTS = 183, "The object already exists."
+    ERROR_PIPE_BUSY = 231, "All pipe instances are busy."
+    ERROR_PIPE_NOT_CONNECTED = 233, "No process is on the other end of the pipe."
+    ERROR_MORE_DATA = 234, "More data is available."
+    WAIT_TIMEOUT = 258, "The wait timed out."
+    ERROR_MR_MID_NOT_FOUND = 317, "No message text for this code (an unmapped NTSTATUS)."
+    ERROR_CANT_WAIT = 554, "The operation could not wait."
+    ERROR_ABANDONED_WAIT_0 = 735, "The completion port was closed under the wait."
+    ERROR_OPERATION_ABORTED = 995, "The I/O operation has been aborted because of either a thread exit or an application request."
+    ERROR_IO_INCOMPLETE = 996, "Overlapped I/O event is not in a signaled state."
+    ERROR_IO_PENDING = 997, "Overlapped I/O operation is in progress."
+    ERROR_NOACCESS = 998, "Invalid access to a memory location."
+    ERROR_NOT_FOUND = 1168, "Element not found."
+    ERROR_INVALID_NETNAME = 1214, "The network name is not valid."
+    ERROR_CONNECTION_REFUSED = 1225, "The remote computer refused the network connection."
+    ERROR_GRACEFUL_DISCONNECT = 1226, "The connection was closed gracefully."
+    ERROR_ADDRESS_ALREADY_ASSOCIATED = 1227, "The endpoint already has an address."
+    ERROR_CONNECTION_INVALID = 1229, "The connection has not been made."
+    ERROR_CONNECTION_ACTIVE = 1230, "The connection is already made."
+    ERROR_NETWORK_UNREACHABLE = 1231, "The remote network is not reachable."
+    ERROR_HOST_UNREACHABLE = 1232, "The remote host is not reachable."
+    ERROR_PROTOCOL_UNREACHABLE = 1233, "The remote system does not support the protocol."
+    ERROR_PORT_UNREACHABLE = 1234, "No service is operating at the destination network endpoint on the remote system."
+    ERROR_REQUEST_ABORTED = 1235, "The request was aborted."
+    ERROR_CONNECTION_ABORTED = 1236, "The network connection was aborted by the local system."
+    ERROR_HOST_DOWN = 1256, "The remote host is down."
+    ERROR_NO_SYSTEM_RESOURCES = 1450, "Not enough system resources."
+    ERROR_INVALID_ADDRESS = 4337, "The address is not valid."
+    # fmt: on
+
+
 class WSAError(OSError):
     """An ``OSError`` carrying a Winsock code in ``.winerror`` (the asyncio face raises it).
 

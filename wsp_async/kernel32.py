@@ -23,7 +23,7 @@ from . import apc
 from ._completion.door import wait_result
 from ._core.handles import find_anywhere
 from .constants import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, INFINITE, STATUS_PENDING
-from .errors import WSAErr
+from .errors import Win32Err, WSAErr
 from .events import LAST_ERROR, WSAEVENT, WSAWaitForMultipleEvents, refuse_on_loop_thread
 from .ntstatus import ERROR_IO_INCOMPLETE, win32_of
 from .structs import WSAOVERLAPPED, NoPortPacket, is_box, operation_of, store
@@ -46,7 +46,7 @@ __all__ = [
     "WaitForSingleObjectEx",
 ]
 
-ERROR_ALREADY_EXISTS = 183
+ERROR_ALREADY_EXISTS = int(Win32Err.ERROR_ALREADY_EXISTS)
 
 _named: weakref.WeakValueDictionary[str, WSAEVENT] = weakref.WeakValueDictionary()
 _named_lock = threading.Lock()

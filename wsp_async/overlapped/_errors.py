@@ -6,12 +6,7 @@ from __future__ import annotations
 import errno as _errno
 import socket as _socket
 
-from ..constants import (
-    ERROR_MORE_DATA,
-    ERROR_OPERATION_ABORTED,
-    ERROR_PORT_UNREACHABLE,
-)
-from ..errors import ERRNO_TO_WSA, describe
+from ..errors import ERRNO_TO_WSA, Win32Err, describe
 
 __all__ = [
     "ERROR_ABANDONED_WAIT_0",
@@ -34,14 +29,14 @@ __all__ = [
 NULL = 0
 #: ``(HANDLE)-1`` as CPython's module gives it: an unsigned pointer.
 INVALID_HANDLE_VALUE = (1 << 64) - 1
-ERROR_NETNAME_DELETED = 64
-ERROR_SEM_TIMEOUT = 121
-ERROR_PIPE_BUSY = 231
-ERROR_BROKEN_PIPE = 109
-ERROR_IO_INCOMPLETE = 996
-ERROR_INVALID_HANDLE = 6
-WAIT_TIMEOUT = 258
-ERROR_ABANDONED_WAIT_0 = 735
+ERROR_NETNAME_DELETED = int(Win32Err.ERROR_NETNAME_DELETED)
+ERROR_SEM_TIMEOUT = int(Win32Err.ERROR_SEM_TIMEOUT)
+ERROR_PIPE_BUSY = int(Win32Err.ERROR_PIPE_BUSY)
+ERROR_BROKEN_PIPE = int(Win32Err.ERROR_BROKEN_PIPE)
+ERROR_IO_INCOMPLETE = int(Win32Err.ERROR_IO_INCOMPLETE)
+ERROR_INVALID_HANDLE = int(Win32Err.ERROR_INVALID_HANDLE)
+WAIT_TIMEOUT = int(Win32Err.WAIT_TIMEOUT)
+ERROR_ABANDONED_WAIT_0 = int(Win32Err.ERROR_ABANDONED_WAIT_0)
 SO_UPDATE_ACCEPT_CONTEXT = 0x700B
 _WSABASEERR = 10000
 #: Windows' value is 0x7010, which Linux refuses at ``SOL_SOCKET``.  The Proactor calls
@@ -51,21 +46,21 @@ _WSABASEERR = 10000
 SO_UPDATE_CONNECT_CONTEXT = _socket.SO_DEBUG
 
 #: The POSIX meaning of the Win32 and Winsock codes these calls report.
-_ERRNO_OF = {
-    ERROR_NETNAME_DELETED: _errno.ECONNRESET,
-    ERROR_OPERATION_ABORTED: _errno.ECANCELED,
-    1225: _errno.ECONNREFUSED,  # ERROR_CONNECTION_REFUSED
-    1236: _errno.ECONNABORTED,  # ERROR_CONNECTION_ABORTED
-    ERROR_PORT_UNREACHABLE: _errno.ECONNREFUSED,
-    ERROR_SEM_TIMEOUT: _errno.ETIMEDOUT,
-    ERROR_BROKEN_PIPE: _errno.EPIPE,
-    ERROR_INVALID_HANDLE: _errno.EBADF,
-    87: _errno.EINVAL,  # ERROR_INVALID_PARAMETER
-    1229: _errno.ENOTCONN,  # ERROR_CONNECTION_INVALID
-    1214: _errno.EINVAL,  # ERROR_INVALID_NETNAME
-    1231: _errno.ENETUNREACH,  # ERROR_NETWORK_UNREACHABLE
-    1232: _errno.EHOSTUNREACH,  # ERROR_HOST_UNREACHABLE
-    ERROR_IO_INCOMPLETE: _errno.EINPROGRESS,
+_ERRNO_OF: dict[int, int] = {
+    Win32Err.ERROR_NETNAME_DELETED: _errno.ECONNRESET,
+    Win32Err.ERROR_OPERATION_ABORTED: _errno.ECANCELED,
+    Win32Err.ERROR_CONNECTION_REFUSED: _errno.ECONNREFUSED,
+    Win32Err.ERROR_CONNECTION_ABORTED: _errno.ECONNABORTED,
+    Win32Err.ERROR_PORT_UNREACHABLE: _errno.ECONNREFUSED,
+    Win32Err.ERROR_SEM_TIMEOUT: _errno.ETIMEDOUT,
+    Win32Err.ERROR_BROKEN_PIPE: _errno.EPIPE,
+    Win32Err.ERROR_INVALID_HANDLE: _errno.EBADF,
+    Win32Err.ERROR_INVALID_PARAMETER: _errno.EINVAL,
+    Win32Err.ERROR_CONNECTION_INVALID: _errno.ENOTCONN,
+    Win32Err.ERROR_INVALID_NETNAME: _errno.EINVAL,
+    Win32Err.ERROR_NETWORK_UNREACHABLE: _errno.ENETUNREACH,
+    Win32Err.ERROR_HOST_UNREACHABLE: _errno.EHOSTUNREACH,
+    Win32Err.ERROR_IO_INCOMPLETE: _errno.EINPROGRESS,
 }
 
 
@@ -90,23 +85,10 @@ def _errno_of_wsa(code: int) -> int | None:
 
 def FormatMessage(error_code: int) -> str:
     """The message text of a Win32 or Winsock code."""
-    text = _WIN32_TEXT.get(error_code)
-    if text is not None:
-        return text
     if _WSABASEERR <= error_code < _WSABASEERR + 2000:
         return describe(error_code)
-    return f"Windows error {error_code}."
+    text = _WIN32_TEXT.get(error_code)
+    return text if text is not None else f"Windows error {error_code}."
 
 
-_WIN32_TEXT = {
-    ERROR_NETNAME_DELETED: "The specified network name is no longer available.",
-    ERROR_OPERATION_ABORTED: "The I/O operation has been aborted because of either a thread "
-    "exit or an application request.",
-    1225: "The remote computer refused the network connection.",
-    1236: "The network connection was aborted by the local system.",
-    ERROR_PORT_UNREACHABLE: "No service is operating at the destination network endpoint on "
-    "the remote system.",
-    ERROR_IO_INCOMPLETE: "Overlapped I/O event is not in a signaled state.",
-    ERROR_INVALID_HANDLE: "The handle is invalid.",
-    ERROR_MORE_DATA: "More data is available.",
-}
+_WIN32_TEXT = {int(code): code.message for code in Win32Err}
