@@ -17,16 +17,21 @@ import errno as _errno
 from typing import Final
 
 
-class WSAErr(enum.IntEnum):
-    """A Winsock error or overlapped status code; ``.message`` is its English text."""
+class _Coded(enum.IntEnum):
+    """An error code with its Windows value and English ``.message`` (members are
+    written ``NAME = value, message``)."""
 
     message: str
 
-    def __new__(cls, value: int, message: str) -> WSAErr:
+    def __new__(cls, value: int, message: str) -> _Coded:
         member = int.__new__(cls, value)
         member._value_ = value
         member.message = message
         return member
+
+
+class WSAErr(_Coded):
+    """A Winsock error or overlapped status code; ``.message`` is its English text."""
 
     # Overlapped status codes shared with the Win32 error space.
     WSA_INVALID_HANDLE = 6, "The specified event object handle is invalid."
@@ -236,19 +241,11 @@ WSA_QOS_RESERVED_PETYPE: Final = WSAErr.WSA_QOS_RESERVED_PETYPE
 # fmt: on
 
 
-class Win32Err(enum.IntEnum):
+class Win32Err(_Coded):
     """A Win32 error code, kernel32's view of a completion (S16.2): what
     ``GetLastError``, ``GetOverlappedResult`` and ``GetQueuedCompletionStatus`` report.
     ``.message`` is its English text.  The codes the emulator produces, and the ones
     ws2_32 and kernel32 map NTSTATUS values to (``ntstatus.WIN32_BY_NTSTATUS``)."""
-
-    message: str
-
-    def __new__(cls, value: int, message: str) -> Win32Err:
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member.message = message
-        return member
 
     # fmt: off
     ERROR_SUCCESS = 0, "The operation completed successfully."
