@@ -2,12 +2,15 @@
 
 Rules of this module:
 
-* :meth:`CompletionDoor.complete` is the only code that moves an operation out
-  of ``STATUS_PENDING``, writes ``Internal``/``InternalHigh`` (SPEC S2.5), and
-  issues the completion notice: the routine queued as an APC (S6), the event set
+* ``CompletionDoor._settle`` is the only code that moves an operation out of
+  ``STATUS_PENDING`` and writes ``Internal``/``InternalHigh`` (SPEC S2.5), and the door
+  (:meth:`CompletionDoor.complete`, one operation; ``complete_ok``, ``complete_all``,
+  ``completions``, a batch) is the only code that then issues the completion notice: the routine queued as an APC (S6), the event set
   (S7.1), a blocked caller or an asyncio future woken (its *listener*), and the
   threads blocked in ``WSPGetOverlappedResult(fWait=True)`` (S7.2) woken.  A
   completion port (S13) is one more target here, not a new path.
+* A batch queues the routines of its operations bound for one thread as one APC
+  (``RoutineLane.run_many``), before any of them leaves its pending count.
 * It returns at once for an operation that already left ``STATUS_PENDING``:
   whatever races (close, flush, reset, thread exit, provider close) may hand the
   same operation twice, and the notice still goes out exactly once (S2.4).
