@@ -3,9 +3,10 @@
 Rules of this module:
 
 * ``CompletionDoor._settle`` is the only code that moves an operation out of
-  ``STATUS_PENDING`` and writes ``Internal``/``InternalHigh`` (SPEC S2.5), and the door
-  (:meth:`CompletionDoor.complete`, one operation; ``complete_ok``, ``complete_all``,
-  ``completions``, a batch) is the only code that then issues the completion notice: the routine queued as an APC (S6), the event set
+  ``STATUS_PENDING`` and writes ``Internal``/``InternalHigh`` (SPEC S2.5), and the
+  door (:meth:`CompletionDoor.complete` for one operation; ``complete_ok``,
+  ``complete_all`` and ``completions`` for a batch) is the only code that then
+  issues the completion notice: the routine queued as an APC (S6), the event set
   (S7.1), a blocked caller or an asyncio future woken (its *listener*), and the
   threads blocked in ``WSPGetOverlappedResult(fWait=True)`` (S7.2) woken.  A
   completion port (S13) is one more target here, not a new path.
