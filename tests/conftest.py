@@ -247,18 +247,23 @@ class Completions:
 
 
 @contextlib.contextmanager
-def loop_held(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """The provider's loop kept busy in one callback until the block ends."""
-    busy, release = threading.Event(), threading.Event()
+def loop_held(loop: asyncio.AbstractEventLoop) -> Iterator[threading.Event]:
+    """The provider's loop kept busy in one callback until the block ends (30 s at most).
+
+    Yields an event set once the hold has let go: a check inside the block that finds
+    it set ran only because the hold gave up waiting, i.e. something waited for the loop.
+    """
+    busy, release, ended = threading.Event(), threading.Event(), threading.Event()
 
     def hold() -> None:
         busy.set()
         release.wait(30)
+        ended.set()
 
     loop.call_soon_threadsafe(hold)
     assert busy.wait(10)
     try:
-        yield
+        yield ended
     finally:
         release.set()
 

@@ -11,7 +11,7 @@ import pytest
 import wsp_async as w
 from wsp_async import aio
 
-from .conftest import run_script, udp_peer
+from .conftest import loop_held, run_script, udp_peer
 
 
 async def _plain_server() -> tuple[socket.socket, asyncio.Future[socket.socket]]:
@@ -716,3 +716,36 @@ async def test_a_face_receive_awaited_on_another_threads_loop_reads_on_the_socke
     sock.close()
     conn.close()
     srv.close()
+
+
+async def test_cancelling_an_await_never_waits_for_the_providers_loop() -> None:
+    # SPEC S15.2: the face used from a loop that is not its provider's (the provider runs
+    # its own I/O thread).  Cancelling a task awaiting a receive records the cancel and
+    # returns: the task ends while the provider's loop is held busy, and the receive
+    # completes aborted once that loop is free.
+    with w.Provider() as provider:
+        server = socket.create_server(("127.0.0.1", 0))
+        with server:
+            err = w.INT()
+            handle = provider.WSPSocket(
+                w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err
+            )
+            address = server.getsockname()
+            rc = provider.WSPConnect(handle, address, None, None, None, None, None, err)
+            assert rc == 0, err.value
+            sock = aio.OverlappedSocket(provider, handle)
+            peer, _ = server.accept()
+            with peer:
+                task = asyncio.ensure_future(sock.recv(10))
+                for _ in range(100):  # until the receive is posted and pending
+                    await asyncio.sleep(0)
+                assert not task.done()
+                with loop_held(provider.loop) as let_go:
+                    task.cancel()
+                    done, _ = await asyncio.wait([task], timeout=10)
+                    assert done and not let_go.is_set(), "the cancel waited for the loop"
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                peer.sendall(b"after")  # the aborted receive took none of it
+                assert await asyncio.wait_for(sock.recv(10), 10) == b"after"
+            sock.close()

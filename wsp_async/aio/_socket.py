@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -34,7 +33,6 @@ __all__ = [
     "socket_name",
 ]
 
-log = logging.getLogger("wsp_async.aio")
 
 Buffers: TypeAlias = "bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]"
 _PROVIDER_ATTR = "_wsp_async_aio_provider"
@@ -150,29 +148,22 @@ class OverlappedSocket:
         provider = self.provider
         if provider.loop is loop and provider.on_loop_thread():
             _raise_unless_started(post(ov, None, err), err)
-            if ov.pending:
-                future: asyncio.Future[None] = loop.create_future()
-                provider.when_complete(ov, lambda: _resolve(future))
-                await self._await_completion(future, ov)
-        else:
-            future = loop.create_future()
+            return await overlapped_result(provider, ov, self.handle), ov
+        future: asyncio.Future[None] = loop.create_future()
 
-            def routine(*_args: Any) -> None:
-                _resolve(future)
+        def routine(*_args: Any) -> None:
+            _resolve(future)
 
-            _raise_unless_started(post(ov, routine, err), err)
-            await self._await_completion(future, ov)
-        if ov.Internal:
-            raise WSAError(wsa_of(ov.Internal))
-        return ov.InternalHigh, ov
-
-    async def _await_completion(self, future: asyncio.Future[None], ov: WSAOVERLAPPED) -> None:
+        _raise_unless_started(post(ov, routine, err), err)
         try:
             await future
         except asyncio.CancelledError:
-            if ov.pending and not self.provider.cancel(self.handle, ov):
-                log.debug("%r: cancelled await of an operation already handed on", self)
+            if ov.pending:
+                CancelIoEx(self.handle, ov)  # recorded, never waited for (S15.2)
             raise
+        if ov.Internal:
+            raise WSAError(wsa_of(ov.Internal))
+        return ov.InternalHigh, ov
 
     # -- sends --------------------------------------------------------------------------
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
@@ -193,13 +184,7 @@ class OverlappedSocket:
             # completes at once needs no future at all.
             ov = WSAOVERLAPPED()
             provider.send_now(self.handle, bufs, len(bufs), flags, ov)
-            if ov.pending:
-                future: asyncio.Future[None] = loop.create_future()
-                provider.when_complete(ov, lambda: _resolve(future))
-                await self._await_completion(future, ov)
-            if ov.Internal:
-                raise WSAError(wsa_of(ov.Internal))
-            return ov.InternalHigh
+            return await overlapped_result(provider, ov, self.handle)
 
         def post(ov: WSAOVERLAPPED, routine: Any, err: INT) -> int:
             return provider.WSPSend(
@@ -350,7 +335,12 @@ async def overlapped_result(
     provider: Provider, ov: WSAOVERLAPPED, handle: int | None = None
 ) -> int:
     """Await ``ov``'s completion: its byte count, or WSAError.  With ``handle``, cancelling
-    the await cancels the operation (CancelIoEx, S15.1)."""
+    the await cancels the operation (CancelIoEx, S15.1: recorded, never waited for).
+
+    The face's one way to await a posted operation: nothing is awaited when ``ov``
+    completed inside its call; on the provider's loop thread a completion hook
+    resolves the future (completions run on that thread, so none can come before the
+    hook is on); elsewhere the hook is put on from the loop."""
     if ov.pending:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
