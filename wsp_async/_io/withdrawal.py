@@ -52,10 +52,6 @@ class Withdrawal:
         self.take_incoming()
         self._aborted(self.engine.cancel_issued_by(target))
 
-    def cancel(self, op: Operation) -> bool:
-        """Withdraw one operation not yet handed on, aborted (loop thread); False if on its way."""
-        return self.cancel_where(lambda candidate: candidate is op) > 0
-
     def on_its_way(self, op: Operation) -> None:
         """``op`` (waiting outside the queues) has what it waited for: a cancel no longer
         takes it (S15.1's boundary), it completes through its own path (loop thread)."""

@@ -136,15 +136,6 @@ class ProviderExtras:
         op.listener = both
         return True
 
-    def cancel(self, s: int, ov: WSAOVERLAPPED) -> bool:
-        """Withdraw the pending operation of ``ov`` if not handed on yet (it completes
-        with ``WSA_OPERATION_ABORTED``); False when it is already on its way or done."""
-        op = operation_of(ov)
-        if op is None:
-            return False
-        sock = self._parts.sockets.get(s)
-        return self._io.call(sock.cancel, op)
-
     async def connect_async(self, s: int, name: tuple[Any, ...]) -> None:
         """Connect a stream socket on the loop (the asyncio face's connect)."""
         await self._lifecycle.connect_async(self._parts.sockets.get(s), name)
