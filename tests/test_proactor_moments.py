@@ -205,20 +205,26 @@ def _serve_on_the_proactor(how: str) -> tuple[list[str], int, bool]:
                 await asyncio.sleep(0.01)
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
-        await asyncio.wait_for(lost.wait(), 30)
-        for _ in range(3):
-            await asyncio.sleep(0)  # _call_connection_lost's own step has run
         transport = transports[0]
         sock = transport.get_extra_info("socket")
-        transport.abort()  # after connection_lost: must not call it again
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await _lost_then_aborted(transport, lost)
         server.close()
         await server.wait_closed()
         return errors, len(calls), sock.fileno() == -1
 
     with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
         return runner.run(main())
+
+
+async def _lost_then_aborted(transport: Any, lost: asyncio.Event) -> None:
+    """Until ``connection_lost`` ran and its step ended; then ``abort()``, which must not
+    call it again, and the steps that would."""
+    await asyncio.wait_for(lost.wait(), 30)
+    for _ in range(3):
+        await asyncio.sleep(0)  # _call_connection_lost's own step has run
+    transport.abort()
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 def test_an_accepted_connection_closes_once_after_its_own_fin_went_first(face: Any) -> None:
@@ -267,12 +273,7 @@ def _connect_from_the_proactor(how: str) -> tuple[list[str], int, bool]:
                 assert await loop.run_in_executor(None, peer.recv, 100) == b""
             else:
                 peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await asyncio.wait_for(lost.wait(), 30)
-        for _ in range(3):
-            await asyncio.sleep(0)  # _call_connection_lost's own step has run
-        transport.abort()  # after connection_lost: must not call it again
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await _lost_then_aborted(transport, lost)
         return errors, len(calls), sock.fileno() == -1
 
     with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
