@@ -380,3 +380,61 @@ def test_a_script_runs_on_the_proactor_with_python_m(tmp_path: Any) -> None:
         "runpy.run_module('wsp_async.proactor', run_name='__main__')"
     )
     assert out.stdout.split() == ["ProactorEventLoop", "['one']"]
+
+
+def test_an_echo_round_trip_crosses_threads_only_through_the_port(
+    face: Any, monkeypatch: Any
+) -> None:
+    # Issue 23, item 7 (SPEC S17.3): counts, never times.  An echo round trip between a
+    # client and a server both on the Proactor wakes the provider's loop from the
+    # Proactor's thread not at all (sends complete in the call; a receive that must wait
+    # parks in the hand-off), and the Proactor's thread blocks on its port at most twice
+    # (the client's receive and the server's): those two are the only crossings left.
+    from wsp_async import proactor
+    from wsp_async._completion import port as port_module
+
+    provider = face.provider()
+    waiters: list[int] = []
+    real_waiter = port_module._Waiter.__init__
+
+    def counting_waiter(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        waiters.append(1)
+        real_waiter(self, *args, **kwargs)
+
+    wakes: list[int] = []
+    real_wake = getattr(provider.loop, "_write_to_self", None)  # stock asyncio only
+
+    async def main(rounds: int = 200) -> None:
+        served = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(100):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+            served.set()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        for _ in range(20):  # the first round trips set things up
+            writer.write(b"x" * 64)
+            await reader.readexactly(64)
+        monkeypatch.setattr(port_module._Waiter, "__init__", counting_waiter)
+        if real_wake is not None:
+            monkeypatch.setattr(
+                provider.loop, "_write_to_self", lambda: (wakes.append(1), real_wake())
+            )
+        for _ in range(rounds):
+            writer.write(b"x" * 64)
+            assert await reader.readexactly(64) == b"x" * 64
+        monkeypatch.undo()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(served.wait(), 30)
+        server.close()
+        await server.wait_closed()
+        assert len(wakes) <= rounds // 20, f"{len(wakes)} wake-ups of the provider's loop"
+        assert len(waiters) <= 2 * rounds + rounds // 20, f"{len(waiters)} port waits"
+
+    with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:
+        runner.run(main())
