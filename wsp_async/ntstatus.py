@@ -104,7 +104,7 @@ S = NTSTATUS
 NTWIN32: Final = 0xC0070000
 
 #: ERROR_IO_INCOMPLETE: what ws2_32 reports for a structure still pending.
-ERROR_IO_INCOMPLETE: Final = 996
+ERROR_IO_INCOMPLETE: Final = int(W.ERROR_IO_INCOMPLETE)
 
 #: Winsock code -> the NTSTATUS a completion with it stores (each also maps back to its
 #: code in the table below, as ws2_32's does).

@@ -80,9 +80,7 @@ class Accepts:
         dwRemoteAddressLength: object,
         lpOverlapped: object,
     ) -> Any:
-        if lpOverlapped is None:
-            raise WSAError(WSAErr.WSA_INVALID_PARAMETER, "AcceptEx needs its WSAOVERLAPPED")
-        mark_pending(lpOverlapped)  # first, whatever fails next (sock.c: test_AcceptEx)
+        mark_pending(lpOverlapped, "AcceptEx")  # first, whatever fails next
         listener = self.parts.sockets.get(sListenSocket)
         acceptor = self.parts.sockets.get(sAcceptSocket)
         receive = integer(dwReceiveDataLength, "dwReceiveDataLength is not a length")
@@ -316,11 +314,14 @@ def _abandon(acceptor: SocketAdapter) -> None:
         acceptor.reset_and_reuse()
 
 
-def mark_pending(ov: object) -> None:
-    """AcceptEx and ConnectEx write STATUS_PENDING into the structure before anything
-    else, so a call that then fails at once leaves it there (sock.c: test_AcceptEx,
+def mark_pending(ov: object, function: str) -> None:
+    """The prologue of AcceptEx and ConnectEx: a NULL structure is
+    ERROR_INVALID_PARAMETER; any other gets STATUS_PENDING before anything else, so a
+    call that then fails at once leaves it there (sock.c: test_AcceptEx,
     test_connecting_socket).  A structure pending for another operation holds it
     already."""
+    if ov is None:
+        raise WSAError(WSAErr.WSA_INVALID_PARAMETER, f"{function} needs its WSAOVERLAPPED")
     if isinstance(ov, WSAOVERLAPPED):
         ov.Internal = STATUS_PENDING
 

@@ -112,9 +112,7 @@ class Extensions:
         dwSendDataLength: object,
         lpOverlapped: object,
     ) -> Any:
-        if lpOverlapped is None:
-            raise WSAError(WSAErr.WSA_INVALID_PARAMETER, "ConnectEx needs its WSAOVERLAPPED")
-        mark_pending(lpOverlapped)  # first, whatever fails next (sock.c: test_connecting_socket)
+        mark_pending(lpOverlapped, "ConnectEx")  # first, whatever fails next
         sock = self.parts.sockets.get(s)
         engine = sock.engine
         address = sockaddr(engine.family, name)
