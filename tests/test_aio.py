@@ -438,7 +438,7 @@ async def test_face_sends_never_land_inside_another_threads_direct_send() -> Non
             seen.append(i)
             at += big
     assert seen == list(range(rounds)) and faces > 0
-    assert provider.socket_of(sock.handle).foreign_writes  # the lean path took the lock
+    assert provider.socket_of(sock.handle).handoff.foreign_writes  # the lean path took the lock
     sock.close()
     conn.close()
     srv.close()

@@ -68,30 +68,6 @@ def test_first_send_of_an_iteration_goes_out_and_the_ones_after_it_wait() -> Non
     assert e.end_iteration()
 
 
-def test_a_send_goes_at_once_only_when_it_overtakes_nothing() -> None:
-    # Issue 13 (SPEC S5.3, S6.4, S4.1): the loop thread's send may skip the queue only
-    # when nothing of the socket's sends waits or is in flight, it is a plain send, the
-    # drain is not slowed, and it would not join the end-of-iteration gather write.
-    e = engine()
-    assert e.at_once(send(10)) and e.at_once(send(1 << 16))
-    assert not e.at_once(send(10, urgent=True)) and not e.at_once(send(10, fault=w.WSAENOBUFS))
-    e.begin_iteration()  # a send went out in this iteration: the next ones gather behind it
-    assert not e.at_once(send(10)) and not e.at_once(send(1 << 16))
-    assert e.at_once(send(10), coalesce=False)  # the asyncio face's awaits never gather
-    e.end_iteration()
-    waiting = send(10)
-    e.post_send(waiting, coalesce=False)
-    assert not e.at_once(send(10))  # it would overtake the waiting send
-    e.handed(e.next_hand_on()[1], buffered=e.capacity + 1)  # handed on, not yet consumed
-    assert e.sendq.inflight and not e.at_once(send(10))
-    e.observe(0)
-    assert e.at_once(send(10))
-    e.drain_delay = 0.0
-    assert not e.at_once(send(10))
-    e.drain_delay, e.error = None, w.WSAECONNRESET
-    assert not e.at_once(send(10))
-
-
 def test_an_injected_fault_waits_for_the_sends_before_it() -> None:
     # SPEC S12.1, S6.4: it completes at the head of the queue, in posting order.
     e = engine()

@@ -422,7 +422,7 @@ async def test_face_sends_take_the_write_lock_only_once_other_threads_write() ->
     sock = aio.OverlappedSocket(provider, plain.handle)  # binds its lean send to the counter
     for _ in range(100):
         assert await sock.send(b"a" * 64) == 64
-    assert taken == [] and not adapter.foreign_writes
+    assert taken == [] and not adapter.handoff.foreign_writes
 
     def blocking_send() -> int:
         err = w.INT()
@@ -435,7 +435,7 @@ async def test_face_sends_take_the_write_lock_only_once_other_threads_write() ->
         return count.value
 
     assert await loop.run_in_executor(None, blocking_send) == 64
-    assert adapter.foreign_writes
+    assert adapter.handoff.foreign_writes
     before = len(taken)
     for _ in range(100):
         assert await sock.send(b"c" * 64) == 64

@@ -17,6 +17,7 @@ class Op:
     fault: int = 0
     parts: None = None
     direct: int = 0
+    status: int = 259  # pending (STATUS_PENDING): no test record is held complete
     buffers: list[bytes] = attrs.field(
         default=attrs.Factory(lambda self: [bytes(self.nbytes)], takes_self=True)
     )

@@ -81,9 +81,10 @@ class SocketEngine:
         self.overlapped = overlapped
         self.nonblocking = False
         self._state = SocketState.CREATED
-        #: A plain stream send meets no S9 row: connected, not shut down, no error.
-        #: Kept up to date by the three things it depends on, so the hot path reads
-        #: one attribute instead of walking the table.
+        #: A plain stream send meets no S9 row (connected, not shut down, no error) and
+        #: no slowed drain (S12.1), so it may skip the table and be admitted at once
+        #: (:mod:`~wsp_async._core.admission`).  Kept up to date by the four things it
+        #: depends on, so the hot path reads one attribute.
         self.send_ready = False
         self._send_shut = False
         self.recv_shut = False
@@ -94,8 +95,7 @@ class SocketEngine:
         #: SO_ERROR: the last asynchronous error (a failed background connect), cleared when read.
         self.so_error = 0
         self.broadcast = False
-        self.capacity = 65536
-        self.sendq: SendQueue[Operation] = SendQueue(self.capacity)
+        self.sendq: SendQueue[Operation] = SendQueue(65536)
         self.receiver: StreamReceiver[Operation] | DatagramReceiver[Operation] = (
             StreamReceiver() if stream else DatagramReceiver()
         )
@@ -107,7 +107,7 @@ class SocketEngine:
         self.reading_paused = False
         #: Fault injection (S12.1): faults armed on this socket, and a slowed drain.
         self.faults = FaultPlan()
-        self.drain_delay: float | None = None
+        self._drain_delay: float | None = None
 
     @property
     def state(self) -> SocketState:
@@ -119,12 +119,32 @@ class SocketEngine:
         self._update_ready()
 
     @property
+    def capacity(self) -> int:
+        """``SO_SNDBUF``: the emulated send buffer's size (S4.1), which the send queue owns."""
+        return self.sendq.capacity
+
+    @capacity.setter
+    def capacity(self, size: int) -> None:
+        self.sendq.capacity = size
+
+    @property
     def send_shut(self) -> bool:
         return self._send_shut
 
     @send_shut.setter
     def send_shut(self, shut: bool) -> None:
         self._send_shut = shut
+        self._update_ready()
+
+    @property
+    def drain_delay(self) -> float | None:
+        """Fault injection (S12.1): hand sends on one batch per this many seconds
+        (``math.inf``: not at all); None, the transport's own pace."""
+        return self._drain_delay
+
+    @drain_delay.setter
+    def drain_delay(self, delay: float | None) -> None:
+        self._drain_delay = delay
         self._update_ready()
 
     @property
@@ -142,6 +162,7 @@ class SocketEngine:
             and self._state is SocketState.CONNECTED
             and not self._send_shut
             and not self._error
+            and self._drain_delay is None
         )
 
     @property
@@ -176,25 +197,6 @@ class SocketEngine:
         """Queue a send in posting order (S5.3); True when the queue should be handed on now."""
         self.sendq.post(op)
         return not (coalesce and self.coalescing)
-
-    def at_once(self, op: Operation, coalesce: bool = True) -> bool:
-        """May ``op``, posted on the loop thread, skip the queue and go straight to the
-        transport?  Only a plain send (no ``MSG_OOB``, no injected fault, no TransmitFile
-        pieces) when nothing of this socket's sends waits or is in flight -- so it
-        overtakes no send and no notice (S5.3, S6.4) -- while the drain runs at its own
-        pace, and when it would not join the end-of-iteration gather write.  Whether it
-        fits the send buffer (S4.1) the adapter judges: that needs the transport."""
-        sendq = self.sendq
-        return not (
-            sendq.waiting
-            or sendq.inflight
-            or op.urgent
-            or op.fault
-            or op.parts is not None
-            or self.error
-            or self.drain_delay is not None
-            or (coalesce and self.coalescing)
-        )
 
     def begin_iteration(self) -> bool:
         """A send went out at once: True when the end of this loop iteration must be marked."""
@@ -255,12 +257,8 @@ class SocketEngine:
         self.error = self.so_error = self.recv_error = 0
         self.send_shut = self.recv_shut = False
         self.eof_due = self.coalescing = self.reading_paused = False
-        self.sendq = SendQueue(self.capacity)
+        self.sendq = SendQueue(self.sendq.capacity)
         self.receiver = StreamReceiver()
-
-    def bypassed(self, nbytes: int, buffered: int) -> None:
-        """A non-blocking send (S8.1) gave ``nbytes`` to the transport outside the queue."""
-        self.sendq.bypassed(nbytes, buffered)
 
     def write_failed(self, exc: BaseException) -> int:
         """The code a batch completes with when the transport refused to take it.

@@ -32,6 +32,15 @@ as references to the caller's buffers, never copied (S5.2).
 the transport says it drained to the capacity), so a completion may come a
 little *late*, never early: ``consumed`` can only be under-estimated.
 
+The queue also keeps the room in the emulated buffer for sends that complete
+inside their call (:mod:`~wsp_async._core.admission`): ``reported``, the last
+reading; ``held``, the bytes of records already complete that wait at the head of
+``waiting`` (the asyncio face's held sends, another thread's staged copies); and
+``used``, an upper bound on the whole: the reading, plus what went to the
+transport outside the queue since, plus ``held``.  Each is changed only by the
+method that names the event (:meth:`SendQueue.report`, :meth:`SendQueue.wrote`,
+:meth:`SendQueue.hold`, :meth:`SendQueue.post`, :meth:`SendQueue.push_front`).
+
 One operation may be handed on in parts: a ``TransmitFile`` (S14.5) carries a
 :class:`PartSource` and stays at the head of ``waiting`` while its source hands
 out :class:`Piece` objects -- head, file chunks, tail -- as room appears in the
@@ -50,6 +59,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from ..constants import STATUS_PENDING
 from .arguments import skip
 
 T = TypeVar("T")
@@ -103,6 +113,8 @@ class Sendable(Protocol):
     direct: int
     #: Its data (a gather write offers them to the kernel whole).
     buffers: list[Any]
+    #: 0 for a record held complete (its bytes are consumed), else pending.
+    status: int
 
 
 Op = TypeVar("Op", bound=Sendable)
@@ -127,12 +139,24 @@ class Piece(Generic[Op]):
     #: Nothing to verify or trace: the owner is the operation the caller sees.
     checksum: None = None
     pending: bool = False
+    #: Never 0: a piece is handed on as it is made, never held (see :meth:`SendQueue.post`).
+    status: int = STATUS_PENDING
 
 
 class SendQueue(Generic[Op]):
     """Posting-order queue of one socket's sends, with S4 completion accounting."""
 
-    __slots__ = ("buffered", "capacity", "inflight", "offer", "pieces", "waiting", "written")
+    __slots__ = (
+        "capacity",
+        "held",
+        "inflight",
+        "offer",
+        "pieces",
+        "reported",
+        "used",
+        "waiting",
+        "written",
+    )
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -142,9 +166,16 @@ class SendQueue(Generic[Op]):
         self.inflight: collections.deque[Op] = collections.deque()
         #: Bytes handed to the transport since the socket opened.
         self.written = 0
-        #: The transport's write-buffer size as last reported, or more: a send that went
-        #: out at once adds its bytes without asking (never less than the real size).
-        self.buffered = 0
+        #: The transport's write-buffer size as last reported (:meth:`report`).
+        self.reported = 0
+        #: Bytes of records held complete at the head of ``waiting`` (S4.1: held within
+        #: the send buffer is consumed), not yet handed on.
+        self.held = 0
+        #: Bytes in the emulated send buffer, at most: the transport's last reading,
+        #: what went to it outside the queue since (sends that completed at once), and
+        #: what is held here.  Never less than the truth, so a send judged to fit by it
+        #: does (:mod:`~wsp_async._core.admission` judges room on it).
+        self.used = 0
         #: Some operation was handed on in pieces: ``inflight`` may hold :class:`Piece`.
         self.pieces = False
         #: The last batch may be offered to the kernel whole (:meth:`next_batch`).
@@ -153,13 +184,47 @@ class SendQueue(Generic[Op]):
     def __len__(self) -> int:
         return len(self.waiting) + len(self.inflight)
 
-    def fits(self, nbytes: int, buffered: int) -> bool:
-        """Nothing waiting, and ``nbytes`` more fit the send buffer now that the transport
-        holds ``buffered``: a send of them would complete at once."""
-        return not self.waiting and buffered + nbytes <= self.capacity
+    @property
+    def in_transport(self) -> int:
+        """What the transport holds, at most: its last reading plus what went since."""
+        return self.used - self.held
+
+    def report(self, buffered: int) -> None:
+        """The transport holds ``buffered`` bytes now (read with nothing in flight, or
+        through :meth:`observe`, which also settles what that consumed)."""
+        self.reported = buffered
+        self.used = buffered + self.held
+
+    def wrote(self, nbytes: int) -> None:
+        """``nbytes`` went to the transport outside the queue: a send that completed at
+        once (:mod:`~wsp_async._core.admission`'s ``WRITE``, a non-blocking send)."""
+        self.written += nbytes
+        self.used += nbytes
+
+    def hold(self, data: Any, nbytes: int, record: Callable[[list[Any], int], Op]) -> None:
+        """Hold ``data`` complete for the next batch (``HOLD``): joined to the record
+        held at the head, or a new one made by ``record(buffers, nbytes)``."""
+        waiting = self.waiting
+        if waiting:
+            held = waiting[0]
+            held.buffers.append(data)
+            held.nbytes += nbytes
+        else:
+            waiting.append(record([data], nbytes))
+        self.held += nbytes
+        self.used += nbytes
 
     def post(self, op: Op) -> None:
+        """Queue ``op`` in posting order; a record already complete (another thread's
+        staged send) is held bytes."""
         self.waiting.append(op)
+        if not op.status:
+            self.held += op.nbytes
+            self.used += op.nbytes
+
+    def push_front(self, op: Op) -> None:
+        """The rest of a send begun straight to the kernel: before everything waiting."""
+        self.waiting.appendleft(op)
 
     def next_batch(self, gather: bool = False) -> list[Op]:
         """Pop the sends to hand to the transport now, in posting order.
@@ -179,7 +244,7 @@ class SendQueue(Generic[Op]):
         """
         batch: list[Op] = []
         waiting = self.waiting
-        estimate = 0 if gather else self.buffered  # gather: a reading of 0, not a bound
+        estimate = 0 if gather else self.in_transport  # gather: a reading of 0
         self.offer = False
         if estimate > self.capacity:
             return batch
@@ -198,7 +263,7 @@ class SendQueue(Generic[Op]):
                     break  # the rest of it when the buffer drains
                 continue
             if op.urgent:
-                if batch or self.buffered:
+                if batch or self.in_transport:
                     break
                 batch.append(waiting.popleft())
                 break
@@ -210,6 +275,8 @@ class SendQueue(Generic[Op]):
                     break
             estimate += op.nbytes
             batch.append(waiting.popleft())
+            if not op.status:
+                self.held -= op.nbytes  # still in ``used``: on its way to the transport
         # Worth a gather write: several sends, or one in several buffers (the asyncio
         # face's held sends are one such) -- within what one system call takes.
         self.offer = gather and (len(batch) > 1 or 1 < buffers <= GATHER_BUFFERS)
@@ -226,7 +293,9 @@ class SendQueue(Generic[Op]):
         """
         for i, op in enumerate(batch):
             if sent < op.nbytes:
-                self.waiting.extendleft(reversed(batch[i + 1 :]))
+                back = batch[i + 1 :]
+                self.waiting.extendleft(reversed(back))
+                self.held += sum(op.nbytes for op in back if not op.status)
                 return batch[: i + 1], skip(op.buffers, sent)
             sent -= op.nbytes
         return batch, []
@@ -252,7 +321,7 @@ class SendQueue(Generic[Op]):
     @property
     def blocked_on_urgent(self) -> bool:
         """An urgent send heads the queue and waits for the transport to empty."""
-        return bool(self.waiting) and self.waiting[0].urgent and self.buffered > 0
+        return bool(self.waiting) and self.waiting[0].urgent and self.in_transport > 0
 
     def handed(self, batch: list[Op], buffered: int) -> list[Op]:
         """Record that ``batch`` went to the transport, now holding ``buffered``; return completions."""
@@ -266,7 +335,8 @@ class SendQueue(Generic[Op]):
 
     def observe(self, buffered: int) -> list[Op]:
         """The transport reports ``buffered`` bytes held: pop and return the consumed sends."""
-        self.buffered = buffered
+        self.reported = buffered
+        self.used = buffered + self.held
         inflight = self.inflight
         if not inflight:
             return []
@@ -282,11 +352,6 @@ class SendQueue(Generic[Op]):
         if self.pieces:
             return _owners(done)
         return done
-
-    def bypassed(self, nbytes: int, buffered: int) -> None:
-        """``nbytes`` went to the transport outside the queue (a non-blocking send, S8.1)."""
-        self.written += nbytes
-        self.buffered = buffered
 
     def refused(self, batch: list[Any]) -> list[Op]:
         """The transport refused ``batch``: the operations it stands for, which complete with
@@ -314,16 +379,19 @@ class SendQueue(Generic[Op]):
         the kernel (``direct``) before its rest was queued in front of everything.
         """
         waiting = self.waiting
+        begun = None
         if waiting:
             head = waiting[0]
-            parts = head.parts
-            if head.direct or (parts is not None and parts.sent):
-                waiting.popleft()
-                try:
-                    return withdraw(waiting, which)
-                finally:
-                    waiting.appendleft(head)
-        return withdraw(waiting, which)
+            if head.direct or (head.parts is not None and head.parts.sent > 0):
+                begun = waiting.popleft()
+        try:
+            return withdraw(waiting, which)
+        finally:
+            if begun is not None:
+                waiting.appendleft(begun)
+            held = sum(op.nbytes for op in waiting if not op.status)
+            self.used -= self.held - held
+            self.held = held
 
     def remove_all(self) -> list[Op]:
         """Withdraw every unconsumed send (handed-on ones first: posting order)."""
@@ -331,6 +399,8 @@ class SendQueue(Generic[Op]):
         self.inflight.clear()
         removed.extend(self.waiting)
         self.waiting.clear()
+        self.used -= self.held
+        self.held = 0
         return removed
 
     def outstanding(self) -> list[Op]:

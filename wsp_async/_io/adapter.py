@@ -92,12 +92,11 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         #: Posts from other threads on their way here (see :mod:`wsp_async._io.handoff`).
         self.handoff = HandOff(wake, self.take_incoming_and_pump, self._refused, self._parks)
         self.write_lock = threading.Lock()
-        #: Other threads may write straight to the kernel (:func:`~wsp_async._io.writer.send_direct`), under
-        #: ``write_lock``.  Set only here on the loop thread, when the loop first takes a
-        #: send from another thread; until then those go through the hand-off.  So the
-        #: lean send, also on the loop thread, can skip the lock while this is False:
-        #: no other writer can start behind its check.
-        self.foreign_writes = False
+        # ``handoff.foreign_writes``: other threads may write straight to the kernel
+        # (:func:`~wsp_async._io.writer.send_direct`), under ``write_lock``.  Set only on
+        # the loop thread, when the loop first takes a send from another thread; until
+        # then those go through the hand-off.  So the loop's own writes skip the lock
+        # while it is False: no other writer can start behind their check.
         self.drain_timer: asyncio.TimerHandle | None = None
         #: Datagram sends, from any thread (see :mod:`wsp_async._io.datagrams`).
         self.datagrams = DatagramSender(sock, engine, door, self.handoff, lambda: self.transport)
@@ -251,11 +250,11 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         with self.handoff.lock:
             front, batch = self.handoff.take_locked()
             if front is not None:
-                sendq.waiting.appendleft(front)
+                sendq.push_front(front)
             for op in batch:
                 if op.kind == OpKind.SEND and (engine.stream or quietly):
                     sendq.post(op)
-                    self.foreign_writes = True
+                    self.handoff.foreign_writes = True
                 else:
                     rest.append(op)
         for op in rest:

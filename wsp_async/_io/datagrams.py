@@ -60,9 +60,7 @@ class DatagramSender:
                     self.backlog = True
                 except OSError as exc:
                     return wsa_code_of(exc, WSAErr.WSAENETDOWN)
-            handoff.incoming.append(op)
-            handoff.pending_posts += 1
-            wake = handoff.schedule_locked()
+            wake = handoff.append_locked(op)
         if wake:
             handoff.wake()
         return None

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .._core.admission import HOLD, MEASURE, WRITE, admit_here
 from .._core.engine import SocketState
 from .._core.operation import Operation, OpKind, held_send
 from .adapter import SocketAdapter
@@ -93,29 +94,16 @@ def sender(
     before it.  Everything else is awaited through ``posted`` (the full path).  A
     datagram socket's is ``posted`` itself.
 
-    At once only when nothing of this socket's sends is queued (but that record), in
-    flight or on its way from another thread: then completing at once overtakes no
-    earlier send or notice (S5.3, S6.4).  Every pending send is in one of those places (the send
-    queue, the hand-off, its ``front``), so the pending count need not be read: a
-    send counted but not yet queued is one whose post has not returned on its own
-    thread, and a send concurrent with this one may go either side of it.
-
-    Once other threads may write straight to the kernel (``foreign_writes``),
-    ``write_lock`` is tried, not waited for: a thread that holds it is writing, and
-    bytes written now could land inside its send, or ahead of the rest of one it left
-    in part (``front``, read under the lock).  Tracing, the verifier and injected faults see every post, so with any of
-    them on it takes the full path: ``provider_wide.watched`` is the one flag for all
-    of them, set also by a fault or a slowed drain armed on any socket.
-
-    The room in the send buffer is judged on the loop's last reading of the
-    transport's buffer, which only overstates it (the transport drains between two
-    readings), plus what was written or held since: a train of small sends asks the
-    transport once per buffer's worth, and never while bytes are held (its reading
-    would leave them out).  Held bytes are only ever added while nothing but their
-    record waits, and every reading of the transport is followed by a pump that
-    hands that record on first, so the bound stays one.  Nothing is held once other
-    threads may write straight to the kernel: their staged sends are records of the
-    same kind, not counted in that bound.
+    Which sends complete at once, and how, is :func:`~wsp_async._core.admission.admit_here`'s
+    answer (asked as ``lean``), so the rules are those of every other route: nothing
+    earlier pending (S5.3, S6.4), room in the emulated buffer (S4.1) -- judged on the
+    transport's last reading plus what was written or held since, the transport asked
+    again only when that bound says no (a train of small sends asks once per buffer's
+    worth) -- and, once other threads may write straight to the kernel, nothing held
+    and ``write_lock`` tried, never waited for.  Tracing, the verifier and injected
+    faults see every post, so with any of them on the send takes the full path:
+    ``provider_wide.watched`` is the one flag for all of them, set also by a fault or a
+    slowed drain armed on any socket.
 
     One coroutine function made here, bound on the face's socket object, so that a
     send costs one Python frame beyond the transport's write: at 64 B the frames *are*
@@ -127,6 +115,7 @@ def sender(
     handoff = adapter.handoff
     get_ident = threading.get_ident
     write_alone = adapter.write_alone
+    measure = adapter.measure
 
     async def send(buffers: Any, flags: int = 0) -> int:
         if flags:
@@ -144,56 +133,27 @@ def sender(
         else:
             return await posted(buffers, flags)
         transport = adapter.transport
-        sendq = engine.sendq
-        if (
-            transport is None
-            or not engine.send_ready
-            or sendq.inflight
-            or handoff.incoming
-            or handoff.closed
-            or provider_wide.watched  # also this socket's faults and slowed drain
-            or get_ident() != loop_thread
-        ):
+        if transport is None or provider_wide.watched or get_ident() != loop_thread:
             return await posted(buffers, flags)
         size = len(data)  # 0 as well: a transport writes nothing for it, and it is done
-        # S4.1: room in the emulated send buffer.  The last reading is an upper bound
-        # (the transport only drains between two), so the transport is asked only when
-        # that bound says no room -- and never while sends are held here, which its
-        # reading would leave out.
-        buffered = sendq.buffered + size
-        waiting = sendq.waiting
-        if waiting:
-            held = waiting[0]
-            if (
-                len(waiting) > 1
-                or held.status  # a pending send
-                or buffered > sendq.capacity
-                or adapter.foreign_writes  # perhaps another thread's staged send
-            ):
-                return await posted(buffers, flags)
-            held.buffers.append(data if data is buffers else kept(data))
-            held.nbytes += size
-            sendq.buffered = buffered
+        route = admit_here(engine, handoff, size, True, True, True)
+        if route is HOLD:
+            engine.sendq.hold(data if data is buffers else kept(data), size, held_send)
             return size
-        if buffered > sendq.capacity:
-            buffered = transport.get_write_buffer_size() + size
-            if buffered > sendq.capacity:
-                return await posted(buffers, flags)
+        if route is MEASURE:
+            route = measure(size, True, True)
+            if route is HOLD:
+                engine.sendq.hold(data if data is buffers else kept(data), size, held_send)
+                return size
+        if route is not WRITE:
+            return await posted(buffers, flags)
         if data is not buffers:
             data = kept(data)  # the transport may keep it; the caller's buffer is its own
-        if engine.coalescing and not adapter.foreign_writes:
-            # Not the first send of this loop iteration: held, complete, for the gather
-            # write at its end (a held_send record, as another thread's
-            # staged send is).  The sends after it join it while they fit.
-            waiting.append(held_send([data], size))
-            sendq.buffered = buffered
-            return size
-        if not adapter.foreign_writes:
+        if not handoff.foreign_writes:
             transport.write(data)
         elif not write_alone(transport.write, data):
             return await posted(buffers, flags)
-        sendq.written += size  # what engine.bypassed records, without two calls
-        sendq.buffered = buffered  # an upper bound again: what it was, plus these bytes
+        engine.sendq.wrote(size)
         if not engine.coalescing:
             adapter.mark_iteration()
         return size

@@ -34,8 +34,10 @@ class HandOff:
         "_parks",
         "_refuse",
         "blocking_owner",
+        "busy",
         "call_on_loop",
         "closed",
+        "foreign_writes",
         "front",
         "incoming",
         "lock",
@@ -56,6 +58,10 @@ class HandOff:
         self.incoming: collections.deque[Operation] = collections.deque()
         self.front: Operation | None = None
         self.closed = False
+        #: ``incoming``, ``front`` or ``closed``: a send on the loop thread cannot go at
+        #: once (:func:`~wsp_async._core.admission.admit_here` reads this one flag).
+        #: Written under ``lock``, with the three it sums up.
+        self.busy = False
         self.scheduled = False
         #: Bytes of sends copied into ``incoming`` that the loop has not taken yet.
         self.staged = 0
@@ -65,6 +71,10 @@ class HandOff:
         #: Of those, the sends (bytes and their notices keep posting order; a receive
         #: waiting here orders nothing against a send).
         self.sends = 0
+        #: Another thread's send has reached the loop: from now on other threads may
+        #: write straight to the kernel (``_io.writer.send_direct``), so the loop thread
+        #: writes only under ``write_lock`` and the face holds nothing (set on the loop).
+        self.foreign_writes = False
         #: Thread ident of a blocking call in progress (WSAEINPROGRESS).
         self.blocking_owner: int | None = None
         #: Schedules a call on the I/O loop from any thread (``call_soon_threadsafe``).
@@ -93,6 +103,7 @@ class HandOff:
             if code:
                 raise WSAError(code)
             self.incoming.append(op)
+            self.busy = True
             self.pending_posts += 1
             if op.kind == OpKind.SEND:
                 self.sends += 1
@@ -107,11 +118,23 @@ class HandOff:
             if self.closed:
                 return False
             self.front = op
+            self.busy = True
             if self.scheduled:
                 return True
             self.scheduled = True
         self.call_on_loop(self._drain)
         return True
+
+    def append_locked(self, op: Operation, staged: int = 0) -> bool:
+        """With ``lock`` held: queue ``op`` (a datagram send, or a send ``staged`` complete
+        with that many bytes) for the loop; True when the caller must :meth:`wake` it."""
+        self.incoming.append(op)
+        self.busy = True
+        if staged:
+            self.staged += staged
+        else:
+            self.pending_posts += 1
+        return self.schedule_locked()
 
     def schedule_locked(self) -> bool:
         """With ``lock`` held: mark a drain due; True when the caller must wake the loop."""
@@ -127,6 +150,7 @@ class HandOff:
         """With ``lock`` held: everything waiting, the front send, then the posts in order."""
         batch, self.incoming = self.incoming, collections.deque()
         front, self.front = self.front, None
+        self.busy = self.closed
         self.scheduled = False
         self.staged = 0
         self.pending_posts = 0
@@ -136,6 +160,7 @@ class HandOff:
     def take_front(self) -> Operation | None:
         with self.lock:
             op, self.front = self.front, None
+            self.busy = self.closed or bool(self.incoming)
         return op
 
     def withdraw(self, which: Callable[[Operation], bool]) -> list[Operation]:
@@ -152,6 +177,7 @@ class HandOff:
                 return []
             chosen = set(map(id, taken))
             self.incoming = collections.deque(op for op in self.incoming if id(op) not in chosen)
+            self.busy = self.closed or bool(self.incoming) or self.front is not None
             self.pending_posts -= len(taken)
             # (A datagram send queued here is not counted in ``sends``: hence the floor.)
             self.sends = max(0, self.sends - sum(op.kind == OpKind.SEND for op in taken))
@@ -159,7 +185,7 @@ class HandOff:
 
     def close(self) -> None:
         with self.lock:
-            self.closed = True
+            self.closed = self.busy = True
 
     def enter_blocking(self, ident: int) -> None:
         """A blocking call starts on thread ``ident``; one per socket at a time (S9)."""

@@ -1,15 +1,19 @@
 """The one writer: every way a stream socket's bytes reach the transport or the kernel.
 
+Which way a send goes is not decided here: every route asks
+:mod:`wsp_async._core.admission` and carries its answer out.
+
 * the pump (:meth:`Writer.pump`): the engine's batches, handed to the transport, with
   the gather write that offers a batch to the kernel first and the urgent (OOB) write;
-* the write at once of a send posted on the loop thread that fits the send buffer
+* ``WRITE``, a send posted on the loop thread that fits the send buffer
   (:meth:`Writer.post_here`), and a non-blocking send (:meth:`Writer.send_nonblocking`);
-* another thread's sends that complete inside the call (SPEC S2.1, S8.2; issue 10):
-  :func:`send_staged` copies one that fits the emulated send buffer into the hand-off,
-  already complete, for the loop's next batch; :func:`send_direct` writes one straight
-  to the kernel from the posting thread when the socket is idle, and if the kernel takes
-  part, the rest becomes the hand-off's *front*, before every send posted meanwhile
-  (S5.3) -- a send begun that way is never withdrawn (``SendQueue.remove_waiting``).
+* another thread's sends that complete inside the call (SPEC S2.1, S8.2; issue 10),
+  :func:`send_other`: ``STAGE`` copies one that fits the emulated send buffer into the
+  hand-off, already complete, for the loop's next batch; ``DIRECT`` writes one straight
+  to the kernel from the posting thread when nothing is in the emulated buffer, and if
+  the kernel takes part, the rest becomes the hand-off's *front*, before every send
+  posted meanwhile (S5.3) -- a send begun that way is never withdrawn
+  (``SendQueue.remove_waiting``).
 
 Lock order
 ----------
@@ -33,6 +37,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._completion.door import CompletionDoor, isolated
+from .._core.admission import (
+    DIRECT,
+    MEASURE,
+    QUEUE,
+    STAGE,
+    WRITE,
+    Route,
+    admit_here,
+    admit_nonblocking,
+    admit_other,
+)
 from .._core.arguments import skip
 from .._core.engine import ABORTED, SocketEngine
 from .._core.operation import Operation, held_send
@@ -41,7 +56,7 @@ from ..errors import WSAErr, WSAError
 from ..verifier import check_unchanged
 from .handoff import HandOff
 
-__all__ = ["Writer", "kept", "send_direct", "send_staged"]
+__all__ = ["Writer", "kept", "send_other"]
 
 
 def kept(buffer: Any) -> Any:
@@ -71,8 +86,6 @@ class Writer:
     loop: asyncio.AbstractEventLoop
     debug: bool
     write_lock: threading.Lock
-    #: See ``SocketAdapter.__init__``.
-    foreign_writes: bool
     drain_timer: asyncio.TimerHandle | None
 
     if TYPE_CHECKING:
@@ -91,7 +104,7 @@ class Writer:
 
     def set_capacity(self, capacity: int) -> None:
         """SO_SNDBUF changed (loop thread)."""
-        self.engine.capacity = self.engine.sendq.capacity = capacity
+        self.engine.capacity = capacity
         if self.transport is not None and self.engine.stream:
             self._limit(capacity)
             self.drained()
@@ -102,44 +115,43 @@ class Writer:
         if handoff.incoming or handoff.front is not None:
             self.take_incoming()
         engine = self.engine
-        if engine.at_once(op, coalesce) and self._write_at_once(op):
-            return True
+        if self.transport is not None:
+            plain = not (op.urgent or op.fault or op.parts is not None)
+            route = admit_here(engine, handoff, op.nbytes, plain, False, coalesce)
+            if route == MEASURE:
+                route = self.measure(op.nbytes, False, coalesce)
+            if route == WRITE and self._write_at_once(op):
+                return True
         if engine.post_send(op, coalesce):
             self.pump()
             self.mark_iteration()
         return op.status != STATUS_PENDING
 
-    def _write_at_once(self, op: Operation) -> bool:
-        """Write ``op`` straight to the transport and complete it, when it fits the send
-        buffer (S4.1); False when it must take the queue instead.
+    def measure(self, nbytes: int, lean: bool, coalesce: bool) -> Route:
+        """``MEASURE``: the last reading of the transport (an upper bound: it only drains)
+        said no room; read it, ask again.  A train of small sends reads once per buffer."""
+        self.engine.sendq.report(self.transport.get_write_buffer_size())
+        route = admit_here(self.engine, self.handoff, nbytes, True, lean, coalesce)
+        return QUEUE if route == MEASURE else route
 
-        The queue's way (post, hand on, read the transport's buffer, pop the consumed)
-        was about a quarter of a 64 KiB send's Python work, and after each 64 KiB system
-        call the interpreter meets that work cold again (``benchmarks/README.md``).
-        The room is judged as the asyncio face's lean send (``_io.face.sender``) judges it,
-        inline there for its frame's sake: on the loop's last reading of the transport's
-        buffer, an upper bound, asking the transport only when that bound says no room.
-        """
+    def _write_at_once(self, op: Operation) -> bool:
+        """``WRITE``: hand ``op`` to the transport and complete it; False when it must take
+        the queue instead (the transport is closing, or another thread is writing).  The
+        queue's way was a quarter of a 64 KiB send's Python (``benchmarks/README.md``)."""
         transport = self.transport
-        if transport is None or self.drain_timer is not None or transport.is_closing():
+        if transport.is_closing():
             return False
         engine = self.engine
-        sendq = engine.sendq
-        size = op.nbytes
-        buffered = sendq.buffered
-        if not sendq.fits(size, buffered):
-            buffered = transport.get_write_buffer_size()
-            if not sendq.fits(size, buffered):
-                return False
         try:
-            if not self.foreign_writes:
+            if not self.handoff.foreign_writes:
                 self._write(transport, [op])
             elif not self.write_alone(self._write, transport, [op]):
                 return False  # behind another thread's send, through the queue
         except Exception as exc:
             self.door.complete(op, engine.write_failed(exc), 0)
             return True
-        engine.bypassed(size, buffered + size)
+        size = op.nbytes
+        engine.sendq.wrote(size)
         self.door.complete(op, 0, size)
         self.mark_iteration()  # the sends after it in this iteration gather
         return True
@@ -234,7 +246,11 @@ class Writer:
         elif len(batch) == 1 and len(first.buffers) == 1:
             transport.write(kept(first.buffers[0]))
         else:
-            transport.writelines([kept(buf) for op in batch for buf in op.buffers])
+            # ``bytes`` is kept as it is (see kept): asked inline, as most buffers are
+            # (every one of a record held complete), it saves a call per buffer.
+            transport.writelines(
+                [buf if type(buf) is bytes else kept(buf) for op in batch for buf in op.buffers]
+            )
 
     def _gather(self, transport: Any, batch: list[Operation]) -> list[Operation]:
         """Offer ``batch`` to the kernel in one gather write, the transport holding
@@ -299,138 +315,136 @@ class Writer:
         if sendq.pieces:
             self._ending(done)
         self.door.complete_ok(done)
-        if sendq.waiting and sendq.waiting[0].urgent and not sendq.buffered:
+        if sendq.waiting and sendq.waiting[0].urgent and not sendq.in_transport:
             self._limit(self.engine.capacity)
         self.pump()
 
     def fits_now(self, total: int) -> bool:
-        """On the loop: a send of ``total`` bytes would complete at once (nothing on its
-        way or waiting before it, room in the send buffer).  The transport is asked:
-        the loop's last reading may overstate what it holds."""
-        transport = self.transport
-        sendq = self.engine.sendq
-        if sendq.waiting:
-            self.pump()  # sends held for this iteration's gather write go now, not at its end
-        held = sendq.buffered if transport is None else transport.get_write_buffer_size()
-        return not self.handoff and sendq.fits(total, held)
+        """On the loop: a blocking send of ``total`` bytes would complete at once (asked as
+        a plain send of the asyncio face's: no coalescing), so the loop thread may make it
+        without waiting.  Sends held for this iteration's gather write go first."""
+        if self.transport is None:
+            return False
+        self.take_incoming()
+        if self.engine.sendq.waiting:
+            self.pump()
+        route = admit_here(self.engine, self.handoff, total, True, False, False)
+        if route == MEASURE:
+            route = self.measure(total, False, False)
+        return route == WRITE
 
     def send_nonblocking(self, buffers: list[Any], total: int) -> int:
         """S8.1 on the loop: all or nothing -- the whole send when the buffer has room."""
         self.take_incoming()
         transport = self.transport
         engine = self.engine
-        if engine.sendq.waiting:
-            self.pump()  # sends held for this iteration's gather write go now, not at its end
-        if (
-            transport is None
-            or transport.is_closing()
-            or engine.sendq.waiting
-            or transport.get_write_buffer_size() > engine.capacity
-        ):
+        if transport is None or transport.is_closing():
+            raise WSAError(WSAErr.WSAEWOULDBLOCK)
+        # A fresh reading, what it consumed settled; sends held for this iteration's
+        # gather write go now, not at its end.
+        self.drained()
+        if not admit_nonblocking(engine, self.handoff):
             raise WSAError(WSAErr.WSAEWOULDBLOCK)
         if total:
             # A copy: the caller owns its buffers again when this returns.
             with self.write_lock:
                 transport.write(b"".join(buffers))
-            engine.bypassed(total, transport.get_write_buffer_size())
+            engine.sendq.wrote(total)
         return total
 
     def _take_front(self) -> None:
         op = self.handoff.take_front()
         if op is not None:
-            self.engine.sendq.waiting.appendleft(op)
+            self.engine.sendq.push_front(op)
 
 
 # ------------------------------------------------------------------ other threads' sends
-def send_direct(adapter: Writer, op: Operation, prepare: Callable[[Operation], object]) -> bool:
-    """A blocking stream send from another thread: straight to the kernel when idle.
+def send_other(
+    adapter: Writer, op: Operation, plain: bool, prepare: Callable[[Operation], object]
+) -> bool:
+    """A stream send posted on another thread: True when it completed inside the call.
 
-    Idle means nothing queued, in flight or buffered here and no drain fault.
-    Returns True when the kernel took all of it.  Otherwise ``prepare(op)`` is
-    called (the caller hooks its wait) and the rest is queued at the front (see
-    the module docstring) or, when not idle, the whole send is posted as usual;
-    it then completes through the door.
+    The route is :func:`~wsp_async._core.admission.admit_other`'s, asked first without
+    a lock and again under the locks of the act: ``STAGE`` copies the send into the
+    hand-off already complete, ``DIRECT`` writes it straight to the kernel.  A send
+    that does not complete so has ``prepare(op)`` called (the caller counts it, or
+    hooks its wait) and is queued -- through the hand-off, or, the rest of a direct
+    send the kernel took in part, at its front -- and completes through the door.
+    Raises ``WSAError`` when the hand-off is closed (nothing started).
     """
-    engine = adapter.engine
-    sendq = engine.sendq
-    handoff = adapter.handoff
-    with adapter.write_lock:
-        transport = adapter.transport
-        with handoff.lock:
-            idle = not (
-                transport is None
-                or not adapter.foreign_writes  # no other thread's send reached the loop yet
-                or handoff.closed
-                or engine.error
-                or engine.send_shut
-                or handoff.sends  # pending sends on their way to the loop
-                or handoff.staged  # complete ones copied there, not yet written
-                or handoff.front is not None
-                or sendq.waiting
-                or sendq.inflight
-                or engine.drain_delay is not None
-                or transport.is_closing()
-                # Both: the transport's count is read from this thread, and a transport
-                # may show none while it is between two writes of its own (the
-                # Proactor's does, inside _loop_writing); the loop's own last reading
-                # is taken only between callbacks, so 0 there means all of it went out.
-                or sendq.buffered
-                or transport.get_write_buffer_size()
-            )
-        if idle:
-            try:
-                sent = adapter.sock.sendmsg(op.buffers)
-            except OSError:
-                sent = 0  # EAGAIN, or an error the queued path meets through the transport
-            if sent == op.nbytes:
-                return True
-            if sent:
-                op.buffers = skip(op.buffers, sent)
-                op.nbytes -= sent
-            op.direct = sent
-            prepare(op)
-            if not handoff.put_front(op):
-                # Closed meanwhile: part of it went out, so it started; it is aborted.
-                adapter.door.complete(op, ABORTED, 0)
-            return False
+    route = QUEUE
+    if adapter.transport is not None:
+        route = admit_other(adapter.engine, adapter.handoff, op.nbytes, plain)
+    if route == STAGE and _stage(adapter, op, plain):
+        return True
+    if route != QUEUE:
+        wrote = _direct(adapter, op, plain, prepare)
+        if wrote is not None:
+            return wrote  # all of it, or the rest queued at the front (or aborted)
     prepare(op)
     adapter.post_foreign(op)
     return False
 
 
-def send_staged(adapter: Writer, op: Operation) -> bool:
-    """Another thread's small send, copied into the emulated send buffer: True when it
-    fits there, so it is complete at once (S4.1: held within SO_SNDBUF is consumed).
+def _stage(adapter: Writer, op: Operation, plain: bool) -> bool:
+    """``STAGE``: copy the send into the hand-off, complete (S4.1: held within SO_SNDBUF
+    is consumed); False when the answer under the lock is no longer ``STAGE``.
 
-    The caller has checked that nothing of the socket is outstanding, so this completion
-    cannot overtake an earlier one (S6.4).  The copy (a ``bytes`` buffer is shared, not
-    copied) joins the hand-off in order
-    as a send that is already complete; the loop writes it with the next batch.  It
-    costs a copy instead of a system call and a loop wake-up per send.
+    The copy (a ``bytes`` buffer is shared, not copied) joins the hand-off in order as a
+    record already complete; the loop writes it with the next batch.  It costs a copy
+    instead of a system call and a loop wake-up per send.
     """
-    engine = adapter.engine
-    if adapter.transport is None or engine.drain_delay is not None:
-        return False
     buffers = op.buffers
     data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
     carrier = held_send([data], op.nbytes)
-    sendq = engine.sendq
+    engine = adapter.engine
     handoff = adapter.handoff
     with handoff.lock:
-        if (
-            handoff.closed
-            or engine.send_shut
-            or engine.error
-            or handoff.front is not None
-            or handoff.sends
-            or sendq.waiting
-            or sendq.inflight
-            or handoff.staged + sendq.buffered + op.nbytes > engine.capacity
-        ):
+        if admit_other(engine, handoff, op.nbytes, plain) != STAGE:
             return False
-        handoff.incoming.append(carrier)
-        handoff.staged += op.nbytes
-        wake = handoff.schedule_locked()
+        wake = handoff.append_locked(carrier, op.nbytes)
     if wake:
         handoff.wake()
     return True
+
+
+def _direct(
+    adapter: Writer, op: Operation, plain: bool, prepare: Callable[[Operation], object]
+) -> bool | None:
+    """``DIRECT``: write the send straight to the kernel from this thread; True when the
+    kernel took all of it, False when the rest was queued, None when the answer under
+    the locks is no longer ``DIRECT`` (nothing written: the caller queues it).
+
+    Asked again under ``write_lock`` and the hand-off's lock, with the transport's own
+    count read too: a transport may show nothing while it is between two writes of its
+    own (the Proactor's does, inside ``_loop_writing``), and the loop's last reading is
+    taken only between callbacks.  If the kernel takes part, the rest becomes the
+    hand-off's *front*, before every send posted meanwhile (S5.3), after ``prepare(op)``.
+    """
+    engine = adapter.engine
+    handoff = adapter.handoff
+    with adapter.write_lock:
+        transport = adapter.transport
+        with handoff.lock:
+            if (
+                transport is None
+                or admit_other(engine, handoff, op.nbytes, plain) != DIRECT
+                or transport.is_closing()
+                or transport.get_write_buffer_size()
+            ):
+                return None
+        try:
+            sent = adapter.sock.sendmsg(op.buffers)
+        except OSError:
+            sent = 0  # EAGAIN, or an error the queued path meets through the transport
+        if sent == op.nbytes:
+            return True
+        if sent:
+            op.buffers = skip(op.buffers, sent)
+            op.nbytes -= sent
+        op.direct = sent
+        prepare(op)
+        if not handoff.put_front(op):
+            # Closed meanwhile: part of it went out, so it started; it is aborted.
+            adapter.door.complete(op, ABORTED, 0)
+        return False

@@ -102,8 +102,8 @@ class Lifecycle:
         if kernel_completes:
             # Before any transport exists, so nothing waits for the loop: attach() applies
             # the capacity, and no send can have reached the loop yet.
-            adapter.engine.capacity = adapter.engine.sendq.capacity = 0
-            adapter.foreign_writes = adapter.engine.stream
+            adapter.engine.capacity = 0
+            adapter.handoff.foreign_writes = adapter.engine.stream
         try:
             if adapter.nodelay is not None:
                 # The program's socket keeps the setting it has (S16.1).

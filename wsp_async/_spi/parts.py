@@ -101,7 +101,7 @@ class Parts:
             pending=PendingCount(self.max_pending, self.max_pending_bytes),
         )
         engine.state = state
-        engine.capacity = engine.sendq.capacity = capacity
+        engine.capacity = capacity
         lane = RoutineLane(self.debug, self.slow_routine, self.door.tracer)
 
         def make(handle: int) -> SocketAdapter:

@@ -18,7 +18,7 @@ from .._core.arguments import BOXES, capture, check_count_box, integer, sockaddr
 from .._core.engine import SocketState
 from .._core.operation import SEND, Operation
 from .._io.adapter import SocketAdapter
-from .._io.writer import send_direct, send_staged
+from .._io.writer import send_other
 from ..constants import MSG_OOB
 from ..errors import WSAErr, WSAError
 from ..structs import (
@@ -110,43 +110,27 @@ class Sends:
                 return 0 if op.status == 0 else PENDING
             engine.pending.add(op, checked=True)
             return PENDING
-        if (
-            engine.stream
-            and total
-            and not engine.pending.sends  # no send outstanding whose notice it could overtake
-            and not op.urgent
-            and not op.fault
-            and not parts.debug
-        ):
+        if engine.stream:
             # Another thread's send that fits completes at once, as on Windows (S2.1; its
-            # routine is only queued, S6.2): a small one is copied into the emulated send
-            # buffer, a large one goes straight to the kernel when nothing is queued.
+            # routine is only queued, S6.2): the admission decides how (send_other).
+            # Otherwise it is counted, queued, and pending by construction: the loop
+            # may already have completed it, but reading op.status now would race with
+            # it (S2.2).
             engine.pending.check(total)
             saved = self.posting.claim(sock, op)
             try:
-                if send_staged(sock, op):
-                    done = True
-                else:
-                    done = send_direct(sock, op, engine.pending.add_checked)
+                plain = not (op.urgent or op.fault or parts.debug)
+                done = send_other(sock, op, plain, engine.pending.add_checked)
             except WSAError:
                 self.posting.undo(sock, op, saved)
                 raise
             if not done:
-                return PENDING  # the rest is queued; never read a racing status (S2.2)
+                return PENDING
             op.in_call = True
             self.door.complete(op, 0, total)
             store(lpNumberOfBytesSent, total)
             return 0
         saved = self.posting.start(sock, op, checked=False)
-        if engine.stream:
-            try:
-                sock.post_foreign(op)
-            except WSAError:
-                self.posting.undo(sock, op, saved)
-                raise
-            # Pending by construction: the loop may already have completed it,
-            # but reading op.status now would race with it (S2.2).
-            return PENDING
         if op.fault:
             self.door.complete(op, op.fault, 0)  # an injected completion-time fault
             return PENDING
@@ -200,12 +184,9 @@ class Sends:
                     )
                 sock.post_here(op, coalesce=False)
             else:
-                if total and not op.urgent and not self.parts.debug:
-                    if send_direct(sock, op, prepare_wait):
-                        return total
-                else:
-                    prepare_wait(op)
-                    sock.post_foreign(op)
+                plain = not (op.urgent or self.parts.debug)
+                if send_other(sock, op, plain, prepare_wait):
+                    return total
                 op.listener.wait()  # type: ignore[union-attr]
             if op.status == ABORTED:
                 raise WSAError(WSAErr.WSAEINTR, "the socket was closed during a blocking send")
