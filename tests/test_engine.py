@@ -317,3 +317,38 @@ def test_a_gather_batch_is_plain_sends_and_a_transmit_file_is_never_offered_whol
     _none, batch = e.next_hand_on(gather=True)
     assert written(batch) == b"h" * 5 + b"f" * 80 + b"t" * 5 and not e.sendq.offer
     assert e.handed(batch, 0) == [tf] and not e.sendq.waiting
+
+
+def test_the_life_cycle_is_one_table_and_a_refused_event_changes_nothing() -> None:
+    # SPEC S9 (state rows), S2.3 (a refused call starts nothing); sock.c:
+    # test_connecting_socket (a second connect is WSAEALREADY, ConnectEx's WSAEINVAL).
+    from wsp_async._core.rules import Event
+
+    e = SocketEngine(stream=True, family=w.AF_INET, overlapped=True, pending=PendingCount(4, 100))
+    walk = [
+        (Event.LISTEN, w.WSAEINVAL),  # not bound
+        (Event.CONNECT_EX, w.WSAEINVAL),  # ConnectEx wants a bound socket
+        (Event.BIND, SocketState.BOUND),
+        (Event.BIND, w.WSAEINVAL),  # bound already
+        (Event.CONNECT_EX, SocketState.CONNECTING),
+        (Event.CONNECT, w.WSAEALREADY),
+        (Event.CONNECT_EX, w.WSAEINVAL),
+        (Event.LISTEN, w.WSAEINVAL),
+        (Event.GAVE_UP_BOUND, SocketState.BOUND),
+        (Event.CONNECT, SocketState.CONNECTING),
+        (Event.CONNECTED, SocketState.CONNECTED),
+        (Event.CONNECT, w.WSAEISCONN),
+        (Event.CONNECT_EX, w.WSAEISCONN),
+        (Event.ACCEPTED, w.WSAEINVAL),
+    ]
+    for event, expected in walk:
+        before = e.state
+        try:
+            e.move(event)
+        except w.WSAError as exc:
+            assert exc.winerror == expected, event
+            assert e.state == before, event  # nothing changed
+        else:
+            assert e.state == expected, event
+    assert not e.send_ready or e.state == SocketState.CONNECTED
+    assert e.send_ready  # connected, open: the admission may complete sends at once

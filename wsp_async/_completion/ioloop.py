@@ -107,12 +107,17 @@ class IoLoop:
         return "uvloop" if type(self.loop).__module__.startswith("uvloop") else "asyncio"
 
     def here(self) -> bool:
-        """True on the loop's own thread."""
+        """True on the loop's own thread: *the* test of "the loop thread" everywhere.
+
+        ``ident`` is the thread that runs the loop -- the provider's own, or the
+        program's when the provider is embedded in a running loop.  The send and
+        post paths compare ``threading.get_ident()`` with it inline (their frame's
+        sake); that is this test, not another one."""
         return threading.get_ident() == self.ident
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the loop and return its result (or raise its error)."""
-        if threading.get_ident() == self.ident:
+        if self.here():
             return fn(*args)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 

@@ -57,12 +57,14 @@ from .rules import (
     RECV_ROWS,
     SEND_FLAG_ROWS,
     STREAM_SEND_ROWS,
+    Event,
     Row,
     SocketState,
+    next_state,
 )
 from .sendqueue import SendQueue
 
-__all__ = ["RECEIVE_HIGH_WATER", "SocketEngine", "SocketState"]
+__all__ = ["RECEIVE_HIGH_WATER", "Event", "SocketEngine", "SocketState"]
 
 #: Pause reading once this many received bytes wait for a receive (bounds memory).
 RECEIVE_HIGH_WATER = 1 << 20
@@ -117,6 +119,19 @@ class SocketEngine:
     def state(self, state: SocketState) -> None:
         self._state = state
         self._update_ready()
+
+    def allows(self, event: Event) -> SocketState:
+        r"""The state ``event`` would move the socket to; raises its S9 code when the
+        life cycle refuses it (:data:`~wsp_async._core.rules.TRANSITIONS`).  Nothing
+        changes: a caller that must do I/O first asks, acts, then :meth:`move`\ s."""
+        to = next_state(self._state, event)
+        if type(to) is WSAErr:
+            raise WSAError(to, f"{event.value} while {self._state.name.lower()}")
+        return to  # type: ignore[return-value]
+
+    def move(self, event: Event) -> None:
+        """Take ``event`` (raising its S9 code when refused: nothing changes)."""
+        self.state = self.allows(event)
 
     @property
     def capacity(self) -> int:

@@ -18,6 +18,9 @@ from ..errors import WSAErr
 
 __all__ = [
     "DATAGRAM_SEND_ROWS",
+    "TRANSITIONS",
+    "Event",
+    "next_state",
     "RECV_FLAGS",
     "RECV_ROWS",
     "SEND_FLAGS",
@@ -39,6 +42,63 @@ class SocketState(enum.IntEnum):
     LISTENING = 2
     CONNECTING = 3
     CONNECTED = 4
+
+
+class Event(enum.Enum):
+    """What moves a socket along its life: one row of :data:`TRANSITIONS` each."""
+
+    #: WSPBind, or the implicit bind of a datagram sent from an unbound socket.
+    BIND = "bind"
+    #: WSPListen (again on a listener: a new backlog).
+    LISTEN = "listen"
+    #: A stream connect starts (WSPConnect, the asyncio face's connect).
+    CONNECT = "connect"
+    #: ConnectEx starts: only a bound socket, and WSAEINVAL where connect says
+    #: WSAEALREADY (sock.c: test_connecting_socket).
+    CONNECT_EX = "ConnectEx"
+    #: The connection is made.
+    CONNECTED = "connected"
+    #: The connection attempt failed or was cancelled, the socket bound (or not).
+    GAVE_UP_BOUND = "gave up, bound"
+    GAVE_UP = "gave up, unbound"
+    #: AcceptEx's accept socket takes the connection it waited for.
+    ACCEPTED = "accepted"
+    #: A datagram socket's connect: a default peer, from any state but listening.
+    PEER = "peer"
+
+
+_S = SocketState
+_E = Event
+_INVAL = WSAErr.WSAEINVAL
+
+#: ``(state, event) -> next state``, or the S9 code that refuses the event in that state
+#: (nothing changes).  A pair not listed is refused with WSAEINVAL, Winsock's answer for
+#: a call the socket's state does not allow.  One table instead of assignments spread
+#: over the entry points, so that the life cycle can be read, and tested, in one place.
+TRANSITIONS: dict[tuple[SocketState, Event], SocketState | WSAErr] = {
+    (_S.CREATED, _E.BIND): _S.BOUND,
+    (_S.BOUND, _E.LISTEN): _S.LISTENING,
+    (_S.LISTENING, _E.LISTEN): _S.LISTENING,
+    (_S.CREATED, _E.CONNECT): _S.CONNECTING,
+    (_S.BOUND, _E.CONNECT): _S.CONNECTING,
+    (_S.CONNECTING, _E.CONNECT): WSAErr.WSAEALREADY,
+    (_S.CONNECTED, _E.CONNECT): WSAErr.WSAEISCONN,
+    (_S.BOUND, _E.CONNECT_EX): _S.CONNECTING,
+    (_S.CONNECTED, _E.CONNECT_EX): WSAErr.WSAEISCONN,
+    (_S.CONNECTING, _E.CONNECTED): _S.CONNECTED,
+    (_S.CONNECTING, _E.GAVE_UP_BOUND): _S.BOUND,
+    (_S.CONNECTING, _E.GAVE_UP): _S.CREATED,
+    (_S.CREATED, _E.ACCEPTED): _S.CONNECTED,
+    (_S.BOUND, _E.ACCEPTED): _S.CONNECTED,
+    (_S.CREATED, _E.PEER): _S.CONNECTED,
+    (_S.BOUND, _E.PEER): _S.CONNECTED,
+    (_S.CONNECTED, _E.PEER): _S.CONNECTED,
+}
+
+
+def next_state(state: SocketState, event: Event) -> SocketState | WSAErr:
+    """Where ``event`` takes a socket in ``state``: a state, or the code refusing it."""
+    return TRANSITIONS.get((state, event), _INVAL)
 
 
 #: A row of the S9 table: when ``test(engine, flags, to, total)`` holds, the post fails

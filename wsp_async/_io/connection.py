@@ -15,7 +15,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from .._completion.door import CompletionDoor
-from .._core.engine import ABORTED, SocketEngine, SocketState
+from .._core.engine import ABORTED, Event, SocketEngine
 from .._core.operation import Operation
 from ..errors import WSAErr, WSAError
 from .datagrams import DatagramSender
@@ -136,11 +136,7 @@ class Connection:
         with self.handoff.lock:
             if self.by_connect_ex and not by_connect_ex:
                 raise WSAError(WSAErr.WSAEINVAL, "ConnectEx connects this socket")
-            if engine.state == SocketState.CONNECTING:
-                raise WSAError(WSAErr.WSAEINVAL if by_connect_ex else WSAErr.WSAEALREADY)
-            if engine.state == SocketState.CONNECTED:
-                raise WSAError(WSAErr.WSAEISCONN)
-            engine.state = SocketState.CONNECTING
+            engine.move(Event.CONNECT_EX if by_connect_ex else Event.CONNECT)
             self.by_connect_ex = by_connect_ex
 
     @property

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from .._core.arguments import capture, integer
-from .._core.engine import ABORTED, SocketState
+from .._core.engine import ABORTED, Event, SocketState
 from .._core.operation import Operation, OpKind
 from .._io.adapter import SocketAdapter
 from ..constants import STATUS_PENDING
@@ -237,7 +237,7 @@ class Accepts:
             conn.close()
             self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
             return False
-        acceptor.engine.state = SocketState.CONNECTED
+        acceptor.engine.move(Event.ACCEPTED)
         if record.receive:
             listener.before_abort[record.op] = lambda: _abandon(acceptor)
         else:

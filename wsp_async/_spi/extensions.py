@@ -17,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import threading
 from typing import Any
 
 from .._core.arguments import capture, integer, sockaddr
-from .._core.engine import ABORTED, SocketState
+from .._core.engine import ABORTED, Event, SocketState
 from .._core.operation import Operation, OpKind
 from .._io.adapter import SocketAdapter
 from .._io.transmit import DEFAULT_PER_SEND, FileParts
@@ -118,12 +117,7 @@ class Extensions:
         address = sockaddr(engine.family, name)
         if not engine.stream:
             raise WSAError(WSAErr.WSAEINVAL, "ConnectEx is for stream sockets")
-        if engine.state == SocketState.CONNECTED:
-            raise WSAError(WSAErr.WSAEISCONN)
-        if engine.state != SocketState.BOUND:
-            # Connecting already (connect or ConnectEx) is WSAEINVAL too, not WSAEALREADY
-            # (sock.c: test_connecting_socket).
-            raise WSAError(WSAErr.WSAEINVAL, "ConnectEx needs a bound, unconnected socket")
+        engine.allows(Event.CONNECT_EX)  # refused before anything is read (S2.3)
         length = integer(dwSendDataLength, "dwSendDataLength is not a length")
         data: list[Any] = []
         if lpSendBuffer is not None and length:
@@ -138,7 +132,7 @@ class Extensions:
         try:
             self.posting.start(sock, op, checked=False)
         except BaseException:
-            engine.state = SocketState.BOUND
+            engine.move(Event.GAVE_UP_BOUND)
             raise
         self._pend_elsewhere(sock, op)
         self.io.spawn(self._connect(sock, address, op, data, length))
@@ -219,7 +213,7 @@ class Extensions:
         op.nbytes = total
         op.parts = parts
         saved = self.posting.start(sock, op, checked=False)
-        if threading.get_ident() == self.io.ident:
+        if self.io.here():
             sock.post_here(op, coalesce=False)
         else:
             try:

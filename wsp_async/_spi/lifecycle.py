@@ -12,7 +12,7 @@ import socket as _pysocket
 from typing import Any
 
 from .._core.arguments import check_box, integer, sockaddr
-from .._core.engine import SocketState
+from .._core.engine import Event, SocketState
 from .._io import adoption as _adoption
 from .._io.adapter import SocketAdapter
 from ..constants import (
@@ -169,10 +169,11 @@ class Lifecycle:
     def bind(self, s: object, name: object) -> int:
         sock = self.parts.sockets.get(s)
         address = sockaddr(sock.engine.family, name)
-        if sock.engine.state != CREATED or sock.committed:
-            raise WSAError(WSAErr.WSAEINVAL, "already bound, or the accept socket of an AcceptEx")
+        if sock.committed:
+            raise WSAError(WSAErr.WSAEINVAL, "the accept socket of a pending AcceptEx")
+        sock.engine.allows(Event.BIND)
         sock.sock.bind(address)
-        sock.engine.state = BOUND
+        sock.engine.move(Event.BIND)
         if not sock.engine.stream:
             self.parts.ensure_datagram_transport(sock)
         return 0
@@ -181,11 +182,10 @@ class Lifecycle:
         sock = self.parts.sockets.get(s)
         if not sock.engine.stream:
             raise WSAError(WSAErr.WSAEOPNOTSUPP)
-        if sock.engine.state not in (BOUND, LISTENING):
-            raise WSAError(WSAErr.WSAEINVAL, "not bound")
+        sock.engine.allows(Event.LISTEN)
         count = integer(backlog, "backlog is not an int")
         sock.sock.listen(max(0, min(count, 4096)))
-        sock.engine.state = LISTENING
+        sock.engine.move(Event.LISTEN)
         return 0
 
     def accept(self, s: object, addr: object) -> int:
@@ -254,7 +254,7 @@ class Lifecycle:
                     host.connect(address)
                 finally:
                     host.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_BROADCAST, 0)
-            engine.state = CONNECTED
+            engine.move(Event.PEER)
             self.parts.ensure_datagram_transport(sock)
             return 0
         if engine.state == LISTENING or sock.committed:
@@ -270,7 +270,8 @@ class Lifecycle:
     async def connect_async(self, sock: SocketAdapter, name: tuple[Any, ...]) -> None:
         """Connect on the loop (the blocking path of WSPConnect, and the asyncio face)."""
         engine = sock.engine
-        engine.state = CONNECTING
+        if engine.state != CONNECTING:
+            engine.move(Event.CONNECT)  # begin_connect did not: the asyncio face's connect
         future = asyncio.ensure_future(self.io.loop.sock_connect(sock.sock, name))
         sock.connect_future = future
         try:
@@ -278,15 +279,15 @@ class Lifecycle:
         except asyncio.CancelledError:
             if sock.closed:
                 raise WSAError(WSAErr.WSAEINTR, "the socket was closed") from None
-            engine.state = BOUND if _bound(sock.sock) else CREATED
+            engine.move(Event.GAVE_UP_BOUND if _bound(sock.sock) else Event.GAVE_UP)
             raise
         except BaseException:
             if not sock.closed:
-                engine.state = BOUND if _bound(sock.sock) else CREATED
+                engine.move(Event.GAVE_UP_BOUND if _bound(sock.sock) else Event.GAVE_UP)
             raise
         finally:
             sock.connect_future = None
-        engine.state = CONNECTED
+        engine.move(Event.CONNECTED)
         await self.parts.attach_stream(sock)
 
     async def _connect_in_background(self, sock: SocketAdapter, name: tuple[Any, ...]) -> None:

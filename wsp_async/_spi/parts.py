@@ -24,7 +24,7 @@ from .. import apc
 from .._completion.door import CompletionDoor, RoutineLane, isolated
 from .._completion.ioloop import IoLoop
 from .._completion.threadwatch import ThreadWatch
-from .._core.engine import SocketEngine, SocketState
+from .._core.engine import Event, SocketEngine, SocketState
 from .._core.handles import HandleTable
 from .._core.operation import PendingCount
 from .._io.adapter import SocketAdapter
@@ -175,7 +175,7 @@ class Parts:
             sock.sock.bind((wildcard, 0))
         except OSError:
             raise WSAError(WSAErr.WSAEINVAL, "the socket cannot be implicitly bound") from None
-        sock.engine.state = SocketState.BOUND
+        sock.engine.move(Event.BIND)
         self.ensure_datagram_transport(sock)
 
     def cancel_issued_by(self, target: Any) -> None:

@@ -159,7 +159,7 @@ class Sends:
             op.urgent = True
         engine = sock.engine
         me = threading.get_ident()
-        here = me == self.io.ident
+        here = self.io.here()
         if not engine.stream:
             if engine.nonblocking or here:
                 # On the loop thread a datagram that cannot go at once must not
