@@ -12,7 +12,8 @@ import contextlib
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import NamedTuple
 
 import pytest
 
@@ -150,6 +151,39 @@ def make_socket(
     s = p.WSPSocket(w.AF_INET, kind, 0, None, 0, flags, err)
     assert s != w.INVALID_SOCKET, err.value
     return s
+
+
+class FacePair(NamedTuple):
+    """An asyncio-face socket and the plain socket that accepted its connection."""
+
+    sock: object
+    peer: socket.socket
+
+
+@pytest.fixture
+async def face_pair() -> AsyncIterator[FacePair]:
+    """``aio.connect`` to a plain loopback listener: the face socket and the accepted
+    plain socket (non-blocking; an independent peer, SPEC S0).  Both are closed at the
+    end whether the test passed or not, so a failed assertion leaks nothing into the
+    tests after it (``-W error`` would blame them); a test may close them itself."""
+    from wsp_async import aio
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    with server:
+        accepting = asyncio.ensure_future(asyncio.get_running_loop().sock_accept(server))
+        sock = await aio.connect(*server.getsockname())
+        peer, _ = await accepting
+        peer.setblocking(False)
+        # The handle's number may be reused once the test closes it: close it at the
+        # end only while this socket is open (then the number is still its own).
+        adapter = sock.provider.socket_of(sock.handle)
+        try:
+            yield FacePair(sock, peer)
+        finally:
+            peer.close()
+            if not adapter.closed:
+                sock.close()
 
 
 #: Peers made by :func:`connect`, closed after each test (``-W error`` runs stay clean).

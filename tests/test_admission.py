@@ -92,8 +92,12 @@ def test_a_send_after_the_first_of_an_iteration_is_held_or_queued() -> None:
     assert admit_here(e, c, 10, True, True, True) == HOLD
     assert admit_here(e, c, 10, True, False, True) == QUEUE
     assert admit_here(e, c, 10, True, False, False) == WRITE  # the face's awaits never gather
+    e.sendq.post(held_send([b"s" * 10], 10))  # another thread's staged copy, taken in
     c.foreign_writes = True
-    assert admit_here(e, c, 10, True, True, True) == QUEUE  # no holding beside other writers
+    assert admit_here(e, c, 10, True, True, True) == HOLD  # one kind of held bytes
+    assert admit_other(e, c, 500, True) == QUEUE  # held bytes keep a direct write out
+    e.sendq.post(Operation(OpKind.SEND, [b"p"], 1))
+    assert admit_here(e, c, 10, True, True, True) == QUEUE  # a pending send is before it
 
 
 def test_no_room_asks_the_transport_once_and_a_fresh_reading_decides() -> None:

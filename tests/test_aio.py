@@ -11,7 +11,7 @@ import pytest
 import wsp_async as w
 from wsp_async import aio
 
-from .conftest import loop_held, run_script, udp_peer
+from .conftest import FacePair, loop_held, run_script, udp_peer
 
 
 async def _plain_server() -> tuple[socket.socket, asyncio.Future[socket.socket]]:
@@ -51,23 +51,18 @@ async def test_send_scatter_gather_in_order_to_a_plain_peer() -> None:  # SPEC S
     srv.close()
 
 
-async def test_recv_and_eof() -> None:  # SPEC S11.1
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+async def test_recv_and_eof(face_pair: FacePair) -> None:  # SPEC S11.1
+    sock, conn = face_pair
     conn.sendall(b"hello")
     assert await sock.recv(100) == b"hello"
     conn.shutdown(socket.SHUT_WR)
     assert await sock.recv(100) == b""
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_errors_raise_wsaerror() -> None:  # SPEC S0, S9
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+async def test_errors_raise_wsaerror(face_pair: FacePair) -> None:  # SPEC S0, S9
+    sock, conn = face_pair
     await sock.shutdown(w.SD_SEND)
     with pytest.raises(w.WSAError) as info:
         await sock.send(b"late")
@@ -77,7 +72,6 @@ async def test_errors_raise_wsaerror() -> None:  # SPEC S0, S9
         await sock.send(b"closed")
     assert info.value.winerror == w.WSAENOTSOCK
     conn.close()
-    srv.close()
 
 
 async def test_connect_refused_is_a_wsaerror(refusing_address: tuple[str, int]) -> None:
@@ -87,10 +81,10 @@ async def test_connect_refused_is_a_wsaerror(refusing_address: tuple[str, int]) 
     assert info.value.winerror == w.WSAECONNREFUSED
 
 
-async def test_peer_reset_fails_pending_sends_exactly_once() -> None:  # SPEC S10.5, S2.4
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+async def test_peer_reset_fails_pending_sends_exactly_once(
+    face_pair: FacePair,
+) -> None:  # SPEC S10.5, S2.4
+    sock, conn = face_pair
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.provider.socket_of(sock.handle).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     sends = [asyncio.ensure_future(sock.send(b"r" * 65536)) for _ in range(64)]
@@ -102,13 +96,12 @@ async def test_peer_reset_fails_pending_sends_exactly_once() -> None:  # SPEC S1
     assert len(results) == 64 and errors
     assert set(errors) <= {w.WSAECONNRESET}
     sock.close()
-    srv.close()
 
 
-async def test_cancelling_a_waiting_send_aborts_it_cleanly() -> None:  # SPEC S2.4, S10.3
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+async def test_cancelling_a_waiting_send_aborts_it_cleanly(
+    face_pair: FacePair,
+) -> None:  # SPEC S2.4, S10.3
+    sock, conn = face_pair
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.provider.socket_of(sock.handle).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     sends = [asyncio.ensure_future(sock.send(bytes([i]) * 65536)) for i in range(64)]
@@ -123,13 +116,12 @@ async def test_cancelling_a_waiting_send_aborts_it_cleanly() -> None:  # SPEC S2
     assert data == b"".join(bytes([i]) * 65536 for i in range(63))  # the cancelled one never went
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_cancelling_a_receive_then_receiving_again() -> None:  # SPEC S11.1, S2.4
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+async def test_cancelling_a_receive_then_receiving_again(
+    face_pair: FacePair,
+) -> None:  # SPEC S11.1, S2.4
+    sock, conn = face_pair
     pending = asyncio.ensure_future(sock.recv(10))
     await asyncio.sleep(0)
     pending.cancel()
@@ -139,7 +131,6 @@ async def test_cancelling_a_receive_then_receiving_again() -> None:  # SPEC S11.
     assert await sock.recv(10) == b"after"  # the cancelled receive took nothing
     sock.close()
     conn.close()
-    srv.close()
 
 
 async def test_start_server_echo_with_plain_client() -> None:  # SPEC S0, S11.1
@@ -174,10 +165,8 @@ async def test_datagrams_and_truncation() -> None:  # SPEC S11.2, S11.3
     peer.close()
 
 
-async def test_send_overlapped_and_awaitable_result() -> None:  # SPEC S7.2, S7.3
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+async def test_send_overlapped_and_awaitable_result(face_pair: FacePair) -> None:  # SPEC S7.2, S7.3
+    sock, conn = face_pair
     ovs = [sock.send_overlapped(b"z" * 65536) for _ in range(40)]
     reader = asyncio.ensure_future(_read_all(conn))
     assert [await sock.get_overlapped_result(ov) for ov in ovs] == [65536] * 40
@@ -185,7 +174,6 @@ async def test_send_overlapped_and_awaitable_result() -> None:  # SPEC S7.2, S7.
     assert len(await reader) == 40 * 65536
     sock.close()
     conn.close()
-    srv.close()
 
 
 async def test_closing_the_loop_closes_its_provider() -> None:  # SPEC S10.4, S2.4
@@ -194,17 +182,18 @@ async def test_closing_the_loop_closes_its_provider() -> None:  # SPEC S10.4, S2
     assert provider.embedded and provider.loop is asyncio.get_running_loop()
 
 
-async def _stalled_pair() -> tuple[aio.OverlappedSocket, socket.socket, socket.socket]:
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+def _stalled(face_pair: FacePair) -> tuple[aio.OverlappedSocket, socket.socket]:
+    """The pair with small kernel buffers, so that sends queue up behind them."""
+    sock, conn = face_pair
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.provider.socket_of(sock.handle).sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-    return sock, conn, srv
+    return sock, conn  # type: ignore[return-value]
 
 
-async def test_close_aborts_awaited_sends_exactly_once() -> None:  # SPEC S10.2, S2.4
-    sock, conn, srv = await _stalled_pair()
+async def test_close_aborts_awaited_sends_exactly_once(
+    face_pair: FacePair,
+) -> None:  # SPEC S10.2, S2.4
+    sock, conn = _stalled(face_pair)
     sends = [asyncio.ensure_future(sock.send(b"c" * 65536)) for _ in range(64)]
     await asyncio.sleep(0)
     sock.close()
@@ -213,11 +202,10 @@ async def test_close_aborts_awaited_sends_exactly_once() -> None:  # SPEC S10.2,
     assert aborted and all(r.winerror == w.WSA_OPERATION_ABORTED for r in aborted)
     assert all(r == 65536 for r in results if not isinstance(r, w.WSAError))
     conn.close()
-    srv.close()
 
 
-async def test_shutdown_lets_awaited_sends_finish() -> None:  # SPEC S10.1
-    sock, conn, srv = await _stalled_pair()
+async def test_shutdown_lets_awaited_sends_finish(face_pair: FacePair) -> None:  # SPEC S10.1
+    sock, conn = _stalled(face_pair)
     sends = [asyncio.ensure_future(sock.send(bytes([i]) * 65536)) for i in range(32)]
     await asyncio.sleep(0)
     await sock.shutdown()
@@ -226,13 +214,10 @@ async def test_shutdown_lets_awaited_sends_finish() -> None:  # SPEC S10.1
     assert data == b"".join(bytes([i]) * 65536 for i in range(32))
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_recv_into_and_peek() -> None:  # SPEC S11.1 (MSG_PEEK)
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+async def test_recv_into_and_peek(face_pair: FacePair) -> None:  # SPEC S11.1 (MSG_PEEK)
+    sock, conn = face_pair
     conn.sendall(b"abcdef")
     assert await sock.peek(3) == b"abc"
     buf = bytearray(10)
@@ -240,18 +225,18 @@ async def test_recv_into_and_peek() -> None:  # SPEC S11.1 (MSG_PEEK)
     assert bytes(buf[:n]) == b"abcdef"[:n] and n >= 3
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_get_overlapped_result_raises_the_completion_error() -> None:  # SPEC S7.2, S10.2
-    sock, conn, srv = await _stalled_pair()
+async def test_get_overlapped_result_raises_the_completion_error(
+    face_pair: FacePair,
+) -> None:  # SPEC S7.2, S10.2
+    sock, conn = _stalled(face_pair)
     ovs = [sock.send_overlapped(b"g" * 65536) for _ in range(64)]
     sock.close()
     with pytest.raises(w.WSAError) as info:
         await sock.get_overlapped_result(ovs[-1])
     assert info.value.winerror == w.WSA_OPERATION_ABORTED
     conn.close()
-    srv.close()
 
 
 async def test_listener_accepts_plain_clients() -> None:  # SPEC S1 (WSPAccept), S11.1
@@ -386,15 +371,15 @@ def test_a_program_that_leaves_an_accept_ex_pending_ends_and_aborts_it() -> (
     assert run_script(code).stdout.split() == [str(int(w.WSA_OPERATION_ABORTED))]
 
 
-async def test_face_sends_never_land_inside_another_threads_direct_send() -> None:
+async def test_face_sends_never_land_inside_another_threads_direct_send(
+    face_pair: FacePair,
+) -> None:
     # SPEC S5.3 (issue 13): a blocking send from another thread may go straight to the
     # kernel, and a large one is taken in part; the face's lean sends on the loop thread,
     # racing it, must land before or after it, never inside.  The sends are larger than
     # the kernel's buffers, so the kernel takes them in pieces.
 
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     provider = sock.provider
     big, small, rounds = 1_000_000, 64, 24
 
@@ -441,7 +426,6 @@ async def test_face_sends_never_land_inside_another_threads_direct_send() -> Non
     assert provider.socket_of(sock.handle).handoff.foreign_writes  # the lean path took the lock
     sock.close()
     conn.close()
-    srv.close()
 
 
 async def test_a_subclass_that_overrides_send_keeps_its_own() -> None:  # SPEC S0
@@ -515,12 +499,10 @@ def _recv_to_end(conn: socket.socket, into: list[object]) -> None:
     into.append(bytes(out))
 
 
-async def test_face_send_of_a_mutable_buffer_is_a_copy_once_complete() -> None:
+async def test_face_send_of_a_mutable_buffer_is_a_copy_once_complete(face_pair: FacePair) -> None:
     # SPEC S4.1, S5.2 through the face: an awaited send of a bytearray that completes at
     # once gives the buffer back; changing it then does not change the bytes sent.
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     data = bytearray(b"first")
     assert await sock.send(data) == 5
     data[:] = b"XXXXX"
@@ -531,18 +513,17 @@ async def test_face_send_of_a_mutable_buffer_is_a_copy_once_complete() -> None:
     assert await _read_all(conn) == b"firstsecond"
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_face_calls_with_what_is_not_a_buffer_raise_wsaefault_and_do_no_harm() -> None:
+async def test_face_calls_with_what_is_not_a_buffer_raise_wsaefault_and_do_no_harm(
+    face_pair: FacePair,
+) -> None:
     # SPEC S9 (WSAEFAULT) through the face: released, strided, read-only (for a receive),
     # str and int buffers raise WSAError, never a TypeError or ValueError, send nothing,
     # and leave the connection as it was.
     import array
 
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     released = memoryview(b"gone")
     released.release()
     strided = memoryview(bytearray(b"abcdefgh"))[::2]
@@ -561,16 +542,15 @@ async def test_face_calls_with_what_is_not_a_buffer_raise_wsaefault_and_do_no_ha
     assert await _read_all(conn) == b"123456789"
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_an_urgent_send_after_sends_that_went_out_at_once_is_not_stuck() -> None:
+async def test_an_urgent_send_after_sends_that_went_out_at_once_is_not_stuck(
+    face_pair: FacePair,
+) -> None:
     # SPEC S9 (MSG_OOB on a stream), S2.4: a send that went out at once leaves the loop's
     # reading of the transport's buffer an estimate; an urgent send waits for an empty
     # transport, and must not wait for ever on a transport that is empty already.
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
     assert await sock.send(b"in") == 2
     assert await asyncio.wait_for(sock.send([b"!"], w.MSG_OOB), 10) == 1
@@ -578,15 +558,14 @@ async def test_an_urgent_send_after_sends_that_went_out_at_once_is_not_stuck() -
     assert await _read_all(conn) == b"in!"
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_face_send_on_a_socket_with_a_stalled_drain_waits_for_it() -> None:
+async def test_a_face_send_on_a_socket_with_a_stalled_drain_waits_for_it(
+    face_pair: FacePair,
+) -> None:
     # SPEC S12.1 (delay_drain), S4.1: a stalled drain holds every send, the face's too --
     # a send that would complete at once on a healthy socket waits until the drain runs.
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     sock.provider.inject(sock.handle, delay_drain=float("inf"))
     first = asyncio.ensure_future(sock.send(b"held"))
     for _ in range(20):
@@ -599,16 +578,15 @@ async def test_a_face_send_on_a_socket_with_a_stalled_drain_waits_for_it() -> No
     assert await _read_all(conn) == b"held-then"
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_blocking_send_on_the_loop_after_a_train_of_face_sends_fits_as_before() -> None:
+async def test_a_blocking_send_on_the_loop_after_a_train_of_face_sends_fits_as_before(
+    face_pair: FacePair,
+) -> None:
     # SPEC S7.3, S4.1: on the loop's thread a blocking send succeeds when it fits the send
     # buffer.  Face sends leave the loop's reading of the buffer an upper bound (up to a
     # whole SO_SNDBUF after enough of them); the fit is judged on what the transport holds.
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     for _ in range(1000):
         assert await sock.send(b"x" * 64) == 64
     p = sock.provider
@@ -624,18 +602,17 @@ async def test_a_blocking_send_on_the_loop_after_a_train_of_face_sends_fits_as_b
     assert await asyncio.wait_for(reader, 30) == b"x" * 64000 + data
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_face_socket_awaited_on_another_threads_loop_writes_only_on_its_own() -> None:
+async def test_a_face_socket_awaited_on_another_threads_loop_writes_only_on_its_own(
+    face_pair: FacePair,
+) -> None:
     # SPEC S5.3, S2.4: a coroutine of the face run by another thread's loop takes the
     # full path (a post from that thread); the transport is written on the socket's own
     # loop only, and the bytes keep the order of the awaits.
     import threading
 
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     adapter = sock.provider.socket_of(sock.handle)
     transport = adapter.transport
     writers: set[int] = set()
@@ -675,17 +652,16 @@ async def test_a_face_socket_awaited_on_another_threads_loop_writes_only_on_its_
     assert writers == {threading.get_ident()}
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_face_receive_awaited_on_another_threads_loop_reads_on_the_sockets_loop() -> None:
+async def test_a_face_receive_awaited_on_another_threads_loop_reads_on_the_sockets_loop(
+    face_pair: FacePair,
+) -> None:
     # SPEC S11.1, S2.4: the received bytes belong to the socket's loop; a receive awaited
     # on another thread's loop is posted from there and filled on the socket's loop.
     import threading
 
-    srv, accepted = await _plain_server()
-    sock = await aio.connect(*srv.getsockname())
-    conn = await accepted
+    sock, conn = face_pair
     engine = sock.provider.socket_of(sock.handle).engine
     readers: set[int] = set()
     real = engine.receive_now
@@ -715,7 +691,6 @@ async def test_a_face_receive_awaited_on_another_threads_loop_reads_on_the_socke
     assert readers <= {threading.get_ident()}  # the lean read ran on no other thread
     sock.close()
     conn.close()
-    srv.close()
 
 
 async def test_cancelling_an_await_never_waits_for_the_providers_loop() -> None:

@@ -22,16 +22,7 @@ import pytest
 import wsp_async as w
 from wsp_async import aio
 
-
-async def _pair() -> tuple[aio.OverlappedSocket, socket.socket, socket.socket]:
-    srv = socket.create_server(("127.0.0.1", 0))
-    srv.setblocking(False)
-    loop = asyncio.get_running_loop()
-    accepting = asyncio.ensure_future(loop.sock_accept(srv))
-    sock = await aio.connect(*srv.getsockname())
-    conn, _ = await accepting
-    conn.setblocking(False)
-    return sock, conn, srv
+from .conftest import FacePair
 
 
 async def _read_to_end(conn: socket.socket) -> bytes:
@@ -90,23 +81,24 @@ class _Notices:
         return self.seen
 
 
-async def test_held_sends_go_out_in_order_before_a_close() -> None:
+async def test_held_sends_go_out_in_order_before_a_close(face_pair: FacePair) -> None:
     # SPEC S4.1, S5.3, S10.2: a close in the same step still sends what completed, in
     # order, then ends the stream gracefully.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     reader = asyncio.ensure_future(_read_to_end(conn))
     await _send_train(sock, 300)
     assert _held(sock) == 299 * 64  # the first went out at once
     sock.close()
     assert await asyncio.wait_for(reader, 30) == _train(300)
     conn.close()
-    srv.close()
 
 
-async def test_held_sends_go_out_before_the_end_of_stream_of_a_half_close() -> None:
+async def test_held_sends_go_out_before_the_end_of_stream_of_a_half_close(
+    face_pair: FacePair,
+) -> None:
     # SPEC S10.1: sends made before WSPShutdown(SD_SEND) still go out, then the FIN; the
     # socket still receives.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     reader = asyncio.ensure_future(_read_to_end(conn))
     await _send_train(sock, 200)
     await sock.shutdown(w.SD_SEND)
@@ -115,14 +107,15 @@ async def test_held_sends_go_out_before_the_end_of_stream_of_a_half_close() -> N
     assert await sock.recv(5) == b"reply"
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_flush_or_a_cancel_in_the_same_step_cannot_take_back_held_sends() -> None:
+async def test_a_flush_or_a_cancel_in_the_same_step_cannot_take_back_held_sends(
+    face_pair: FacePair,
+) -> None:
     # SPEC S10.3, S15.1: held sends are consumed, like bytes in the kernel: SIO_FLUSH and
     # CancelIoEx(s, NULL) take only the pending SPI send behind them, which completes
     # once, aborted; the held bytes and the sends after it arrive.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     p = sock.provider
     err = w.INT()
     routine = _Notices()
@@ -142,13 +135,14 @@ async def test_a_flush_or_a_cancel_in_the_same_step_cannot_take_back_held_sends(
     assert await routine.settled() == [(w.WSA_OPERATION_ABORTED, 0)]
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_an_spi_send_after_held_sends_keeps_its_place_and_one_notice() -> None:
+async def test_an_spi_send_after_held_sends_keeps_its_place_and_one_notice(
+    face_pair: FacePair,
+) -> None:
     # SPEC S5.3, S2.4, S6.4: an overlapped send posted after held face sends goes out after
     # them and completes exactly once, with its whole length.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     p = sock.provider
     err = w.INT()
     routine = _Notices()
@@ -161,13 +155,12 @@ async def test_an_spi_send_after_held_sends_keeps_its_place_and_one_notice() -> 
     assert await routine.settled() == [(0, 6)]
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_reused_mutable_buffer_does_not_change_held_bytes() -> None:
+async def test_a_reused_mutable_buffer_does_not_change_held_bytes(face_pair: FacePair) -> None:
     # SPEC S5.2, S4.1: a send complete at once gives the buffer back to the caller; what
     # the caller then writes into it is not what was sent.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     buffer = bytearray(64)
     view = memoryview(buffer)
     for i in range(100):
@@ -182,13 +175,12 @@ async def test_a_reused_mutable_buffer_does_not_change_held_bytes() -> None:
     assert await _read_exactly(conn, 150 * 64) == _train(150)
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_another_threads_send_after_held_sends_comes_after_them() -> None:
+async def test_another_threads_send_after_held_sends_comes_after_them(face_pair: FacePair) -> None:
     # SPEC S5.3: a blocking send made on another thread after the held sends were made
     # reaches the peer after them, and the face's sends after that keep the order too.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     p = sock.provider
     loop = asyncio.get_running_loop()
     result: list[tuple[int, int]] = []
@@ -207,13 +199,14 @@ async def test_another_threads_send_after_held_sends_comes_after_them() -> None:
     assert await _read_exactly(conn, 200 * 64 + 5) == _train(100) + b"other" + _train(100, 100)
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_send_buffer_shrunk_to_zero_after_held_sends_waits_for_them() -> None:
+async def test_a_send_buffer_shrunk_to_zero_after_held_sends_waits_for_them(
+    face_pair: FacePair,
+) -> None:
     # SPEC S4.2: with SO_SNDBUF 0 a send completes only once no byte of it, or of the
     # held sends before it, is left in user space.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     adapter = sock.provider.socket_of(sock.handle)
     reader = asyncio.ensure_future(_read_to_end(conn))
     await _send_train(sock, 100)
@@ -224,13 +217,14 @@ async def test_a_send_buffer_shrunk_to_zero_after_held_sends_waits_for_them() ->
     assert await asyncio.wait_for(reader, 30) == _train(100) + b"last"
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_large_send_buffer_holds_more_sends_than_one_gather_write_takes() -> None:
+async def test_a_large_send_buffer_holds_more_sends_than_one_gather_write_takes(
+    face_pair: FacePair,
+) -> None:
     # SPEC S4.1, S4.4, S5.3: with SO_SNDBUF 1 MiB a step holds 16,000 sends of 64 bytes,
     # more buffers than one system call takes; they all arrive, in order.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     sock.setsockopt(w.SOL_SOCKET, w.SO_SNDBUF, 1 << 20)
     reader = asyncio.ensure_future(_read_to_end(conn))
     await _send_train(sock, 16000)
@@ -239,13 +233,12 @@ async def test_a_large_send_buffer_holds_more_sends_than_one_gather_write_takes(
     assert await asyncio.wait_for(reader, 60) == _train(16000)
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_nonblocking_spi_send_after_held_sends_is_not_refused() -> None:
+async def test_a_nonblocking_spi_send_after_held_sends_is_not_refused(face_pair: FacePair) -> None:
     # SPEC S8.1: a non-blocking send takes the whole send when the buffer has room; held
     # sends are handed on first instead of making it fail with WSAEWOULDBLOCK.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     p = sock.provider
     err, sent = w.INT(), w.DWORD()
     assert p.WSPIoctl(sock.handle, w.FIONBIO, 1, 4, None, 0, w.DWORD(), None, None, None, err) == 0
@@ -255,10 +248,11 @@ async def test_a_nonblocking_spi_send_after_held_sends_is_not_refused() -> None:
     assert await _read_exactly(conn, 20 * 64 + 3) == _train(20) + b"end"
     sock.close()
     conn.close()
-    srv.close()
 
 
-async def test_a_reset_while_sends_are_held_reports_once_and_leaks_nothing() -> None:
+async def test_a_reset_while_sends_are_held_reports_once_and_leaks_nothing(
+    face_pair: FacePair,
+) -> None:
     # SPEC S10.5, S2.4, S9: the peer resets the connection; sends already complete stay
     # complete (no notice, no exception in the loop), and the next send fails with the
     # connection's loss.
@@ -267,7 +261,7 @@ async def test_a_reset_while_sends_are_held_reports_once_and_leaks_nothing() -> 
     old = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     try:
-        sock, conn, srv = await _pair()
+        sock, conn = face_pair
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()  # a reset, on its way to our socket
         completed = 0
@@ -286,7 +280,6 @@ async def test_a_reset_while_sends_are_held_reports_once_and_leaks_nothing() -> 
         assert info.value.winerror in (w.WSAECONNRESET, w.WSAECONNABORTED)
         assert not adapter.engine.sendq
         sock.close()
-        srv.close()
     finally:
         loop.set_exception_handler(old)
     assert completed >= 1
@@ -304,11 +297,11 @@ def _proactor_shutdown_artefact(context: dict[str, object]) -> bool:
     )
 
 
-async def test_small_gather_lists_are_held_whole_and_bad_ones_refused() -> None:
+async def test_small_gather_lists_are_held_whole_and_bad_ones_refused(face_pair: FacePair) -> None:
     # SPEC S5.3, S5.2, S9 (WSAEFAULT), S2.3: a small gather list of bytes-like buffers is
     # one send, held like any other, its mutable parts copied; a list with a strided,
     # released or non-buffer entry is refused with nothing sent; a large list goes whole.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     scratch = bytearray(32)
     expected = bytearray()
     for i in range(200):
@@ -335,18 +328,18 @@ async def test_small_gather_lists_are_held_whole_and_bad_ones_refused() -> None:
     assert await _read_exactly(conn, len(expected)) == bytes(expected)
     sock.close()
     conn.close()
-    srv.close()
 
 
 @pytest.mark.parametrize("action", ["close", "shutdown", "flush"])
 async def test_another_thread_ending_the_stream_midway_loses_no_completed_send(
     action: str,
+    face_pair: FacePair,
 ) -> None:
     # SPEC S10.1-S10.3, S2.4, S5.3: while a task sends bursts (the first of each written,
     # the rest held), another thread closes, half-closes or flushes the socket at a moment
     # of its own.  Every send that returned its length reaches the peer, in order, whole;
     # every one after the close or half-close fails; nothing arrives that was not returned.
-    sock, conn, srv = await _pair()
+    sock, conn = face_pair
     p = sock.provider
     loop = asyncio.get_running_loop()
     reader = asyncio.ensure_future(_read_to_end(conn))
@@ -401,4 +394,3 @@ async def test_another_thread_ending_the_stream_midway_loses_no_completed_send(
     assert await asyncio.wait_for(reader, 30) == bytes(sent)
     sock.close()
     conn.close()
-    srv.close()

@@ -16,20 +16,7 @@ import pytest
 import wsp_async as w
 from wsp_async import INT, WSABUF, WSAOVERLAPPED
 
-from .conftest import Completions, connect, eventually, recv_exact, run_in_loop
-
-
-async def _face_and_peer() -> tuple[Any, socket.socket, socket.socket]:
-    """A face socket (``aio.connect``) and the plain socket that accepted it, with the
-    listener (to close)."""
-    from wsp_async import aio
-
-    server = socket.create_server(("127.0.0.1", 0))
-    server.setblocking(False)
-    accepted = asyncio.ensure_future(asyncio.get_running_loop().sock_accept(server))
-    sock = await aio.connect(*server.getsockname())
-    peer, _ = await accepted
-    return sock, peer, server
+from .conftest import Completions, FacePair, connect, eventually, recv_exact, run_in_loop
 
 
 class _CountingSocket:
@@ -265,19 +252,20 @@ def test_bench_harness_measures_every_mode_against_raw(loop_kind: str) -> None: 
 
 
 @pytest.mark.parametrize("shape", ["one buffer", "gather list"])
-async def test_face_sends_of_one_step_make_one_record_and_two_writes(monkeypatch, shape) -> None:  # type: ignore[no-untyped-def]
+async def test_face_sends_of_one_step_make_one_record_and_two_writes(
+    monkeypatch, shape, face_pair: FacePair
+) -> None:  # type: ignore[no-untyped-def]
     # Issue 13 (SPEC S4.1, S5.3): awaited sends that fit the send buffer complete at once
     # without a WSAOVERLAPPED or a future.  The first of a loop iteration goes straight to
     # transport.write; the ones after it are held, complete, in one record (an Operation
     # already complete) and reach the kernel in one gather write when the iteration ends.
     # Their bytes keep their order with a full-path send posted after them.  A small
     # gather list (a header and a body) is joined into one buffer and goes the same way.
-    import asyncio
 
-    from wsp_async._core.operation import Operation
+    from wsp_async._core.operation import Operation, OpKind
     from wsp_async.structs import WSAOVERLAPPED as Structure
 
-    sock, peer, server = await _face_and_peer()
+    sock, peer = face_pair
     loop = asyncio.get_running_loop()
     adapter = sock.provider.socket_of(sock.handle)
     transport, host = adapter.transport, adapter.sock
@@ -314,7 +302,9 @@ async def test_face_sends_of_one_step_make_one_record_and_two_writes(monkeypatch
     real_op_init, real_ov_init = Operation.__init__, Structure.__init__
 
     def op_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if not in_transport[0]:
+        # Sends only: under the Proactor its loop posts receives of its own (the
+        # self-pipe's), whenever another thread woke it.
+        if not in_transport[0] and args[0] == OpKind.SEND:
             made.append("Operation")
         real_op_init(self, *args, **kwargs)
 
@@ -351,17 +341,17 @@ async def test_face_sends_of_one_step_make_one_record_and_two_writes(monkeypatch
     assert bytes(got) == expected
     sock.close()
     peer.close()
-    server.close()
 
 
-async def test_face_receives_of_arrived_bytes_make_no_structure(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_face_receives_of_arrived_bytes_make_no_structure(
+    monkeypatch, face_pair: FacePair
+) -> None:  # type: ignore[no-untyped-def]
     # Issue 13 (SPEC S11.1): a receive of bytes already arrived takes the lean path -- no
     # WSAOVERLAPPED, no future -- and the bytes come in order, whole.
-    import asyncio
 
     from wsp_async.structs import WSAOVERLAPPED as Structure
 
-    sock, peer, server = await _face_and_peer()
+    sock, peer = face_pair
     loop = asyncio.get_running_loop()
     payload = bytes(range(256)) * 64
     await loop.sock_sendall(peer, payload)
@@ -386,18 +376,20 @@ async def test_face_receives_of_arrived_bytes_make_no_structure(monkeypatch) -> 
     assert made == []
     sock.close()
     peer.close()
-    server.close()
 
 
-async def test_face_sends_take_the_write_lock_only_once_other_threads_write() -> None:
+async def test_face_sends_take_the_write_lock_only_once_other_threads_write(
+    face_pair: FacePair,
+) -> None:
     # Issue 13 (SPEC S5.3): until the loop has taken a send from another thread, no other
     # thread can be writing straight to the kernel, so the lean send takes no lock; after
-    # it, every lean send tries the lock (and the bytes stay whole and in order).
-    import asyncio
+    # it, a lean send that writes tries the lock, and the ones held after it (one kind of
+    # held bytes, issue 24) take none until the end-of-iteration write: a train of 100 is
+    # a lock or two, not 100.  The bytes stay whole and in order.
 
     from wsp_async import aio
 
-    plain, peer, server = await _face_and_peer()
+    plain, peer = face_pair
     loop = asyncio.get_running_loop()
     provider = plain.provider
     adapter = provider.socket_of(plain.handle)
@@ -439,7 +431,7 @@ async def test_face_sends_take_the_write_lock_only_once_other_threads_write() ->
     before = len(taken)
     for _ in range(100):
         assert await sock.send(b"c" * 64) == 64
-    assert len(taken) - before == 100
+    assert 1 <= len(taken) - before <= 3
     expected = b"a" * 6400 + b"b" * 64 + b"c" * 6400
     got = bytearray()
     while len(got) < len(expected):
@@ -448,7 +440,6 @@ async def test_face_sends_take_the_write_lock_only_once_other_threads_write() ->
     adapter.write_lock = real
     sock.close()
     peer.close()
-    server.close()
 
 
 def test_bench_pairs_report_each_adjacent_pair(loop_kind: str) -> None:
@@ -523,14 +514,15 @@ def test_polling_a_port_makes_no_waiter(monkeypatch) -> None:  # type: ignore[no
     assert w.CloseHandle(port)
 
 
-async def test_a_train_of_face_sends_asks_the_transport_once_per_buffers_worth() -> None:
+async def test_a_train_of_face_sends_asks_the_transport_once_per_buffers_worth(
+    face_pair: FacePair,
+) -> None:
     # Issue 13 (SPEC S4.1): the room in the send buffer is judged on the loop's last
     # reading, which only overstates what the transport holds, so small sends that
     # complete at once ask the transport for its buffer once per SO_SNDBUF's worth,
     # not once each -- and every byte still goes out, in order.
-    import asyncio
 
-    sock, peer, server = await _face_and_peer()
+    sock, peer = face_pair
     loop = asyncio.get_running_loop()
     adapter = sock.provider.socket_of(sock.handle)
     transport = adapter.transport
@@ -559,7 +551,6 @@ async def test_a_train_of_face_sends_asks_the_transport_once_per_buffers_worth()
     )
     sock.close()
     peer.close()
-    server.close()
 
 
 async def _read_exactly(loop, conn, n):  # type: ignore[no-untyped-def]

@@ -42,8 +42,15 @@ The rules, each one place:
   the queue reports what happened.
 * **One writer at a time**: from another thread, ``DIRECT`` only once other threads'
   sends reach the kernel that way at all (``crossing.foreign_writes``) and nothing at
-  all is in the emulated buffer; on the loop thread, the face holds only while no other
-  thread may write (their staged records are not its to join).
+  all is in the emulated buffer -- a record held complete keeps it out, so held bytes
+  never land behind bytes written after them.  On the loop thread, a ``WRITE`` then
+  takes ``write_lock`` (the adapter's business).
+
+There is one kind of held bytes, in one place once the loop has them: a record
+already complete at the head of the send queue, counted in ``SendQueue.held``.  The
+face's holds are made there; another thread's staged copies travel through the
+hand-off (counted in ``crossing.staged`` meanwhile) and join it when the loop takes
+them in, and the face may add to such a record like to its own.
 
 Whether there is a transport to write to at all, and whether ``write_lock`` is free
 when other threads may write, are the adapter's facts: it asks only when there is one,
@@ -114,14 +121,14 @@ def admit_here(
         return QUEUE
     waiting = sendq.waiting
     if waiting:
-        # Only the record held complete may be before it, and only the face joins it.
-        if not lean or len(waiting) > 1 or waiting[0].status or crossing.foreign_writes:
+        # Only a record held complete may be before it, and only the face joins it.
+        if not lean or len(waiting) > 1 or waiting[0].status:
             return QUEUE
         return HOLD if sendq.used + nbytes <= sendq.capacity else MEASURE
     if sendq.used + nbytes > sendq.capacity:
         return MEASURE
     if coalesce and engine.coalescing:
-        return HOLD if lean and not crossing.foreign_writes else QUEUE
+        return HOLD if lean else QUEUE
     return WRITE
 
 

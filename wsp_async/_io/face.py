@@ -99,8 +99,8 @@ def sender(
     earlier pending (S5.3, S6.4), room in the emulated buffer (S4.1) -- judged on the
     transport's last reading plus what was written or held since, the transport asked
     again only when that bound says no (a train of small sends asks once per buffer's
-    worth) -- and, once other threads may write straight to the kernel, nothing held
-    and ``write_lock`` tried, never waited for.  Tracing, the verifier and injected
+    worth) -- and, once other threads may write straight to the kernel, ``write_lock``
+    tried for a write, never waited for.  Tracing, the verifier and injected
     faults see every post, so with any of them on the send takes the full path:
     ``provider_wide.watched`` is the one flag for all of them, set also by a fault or a
     slowed drain armed on any socket.
