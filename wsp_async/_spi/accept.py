@@ -29,9 +29,9 @@ from ..mswsock import MIN_ADDRESS_LENGTH, encode_sockaddr
 from ..structs import WSABUF, WSAOVERLAPPED
 from .entry import PENDING
 from .parts import Parts
-from .posting import Posting
+from .posting import Posting, run_internal
 
-__all__ = ["Accepts", "mark_pending", "resolve"]
+__all__ = ["Accepts", "mark_pending"]
 
 #: ERROR_INSUFFICIENT_BUFFER: an AcceptEx whose address block is too short completes with
 #: it (STATUS_BUFFER_TOO_SMALL; WSAEFAULT in ws2_32's view).
@@ -265,10 +265,7 @@ class Accepts:
         if receive:
             # Still cancellable while it waits for the first data (_take_connection).
             first = Operation(OpKind.RECV, [output[:receive]], receive)
-            arrived: asyncio.Future[None] = self.io.loop.create_future()
-            first.listener = lambda _op: resolve(arrived)
-            acceptor.post_receive(first)
-            await arrived
+            await run_internal(self.io.loop, first, acceptor.post_receive)
             record.listener.before_abort.pop(record.op, None)
             if record.op.status != STATUS_PENDING:
                 return  # cancelled meanwhile: the accept socket is fresh again
@@ -332,8 +329,3 @@ def _drop_cancelled(queue: collections.deque[_Accept]) -> bool:
     while queue and not queue[0].op.pending:
         queue.popleft()
     return bool(queue)
-
-
-def resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

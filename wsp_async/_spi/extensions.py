@@ -14,9 +14,9 @@ completed once through the completion door (event, or packet of the socket's por
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
+from functools import partial
 from typing import Any
 
 from .._core.arguments import capture, integer, sockaddr
@@ -33,11 +33,11 @@ from ..constants import (
 )
 from ..errors import WSAErr, WSAError, wsa_code_of
 from ..structs import TRANSMIT_FILE_BUFFERS, WSABUF
-from .accept import mark_pending, resolve
+from .accept import mark_pending
 from .entry import PENDING
 from .lifecycle import Lifecycle
 from .parts import Parts
-from .posting import Posting, prepare_wait
+from .posting import Posting, prepare_wait, run_internal
 
 __all__ = ["Extensions"]
 
@@ -93,10 +93,7 @@ class Extensions:
         status = sock.engine.error
         if not status:
             marker = Operation(OpKind.SEND, [], 0)
-            done: asyncio.Future[None] = self.io.loop.create_future()
-            marker.listener = lambda _op: resolve(done)
-            sock.post_here(marker, coalesce=False)
-            await done
+            await run_internal(self.io.loop, marker, partial(sock.post_here, coalesce=False))
             status = marker.status
         sock.disconnect(reuse)
         if op is not None:
@@ -157,11 +154,11 @@ class Extensions:
         if not length:
             self.door.complete(op, 0, 0)
             return
-        first = Operation(OpKind.SEND, data, length)
-        sent: asyncio.Future[None] = self.io.loop.create_future()
-        first.listener = lambda _op: resolve(sent)
-        sock.post_here(first, coalesce=False)
-        await sent
+        first = await run_internal(
+            self.io.loop,
+            Operation(OpKind.SEND, data, length),
+            partial(sock.post_here, coalesce=False),
+        )
         self.door.complete(op, first.status, first.transferred if not first.status else 0)
 
     # ------------------------------------------------------------------ TransmitFile

@@ -6,7 +6,9 @@ blocking caller's alertable wait.  Shared by :mod:`wsp_async._spi.sends`,
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .. import apc
@@ -24,7 +26,7 @@ from ..structs import (
 from ..verifier import remember, report_reused_overlapped
 from .parts import Parts
 
-__all__ = ["Posting", "prepare_wait"]
+__all__ = ["Posting", "prepare_wait", "run_internal"]
 
 ABORTED = WSAErr.WSA_OPERATION_ABORTED
 
@@ -172,6 +174,26 @@ class _Wait:
 
     def wait(self) -> None:
         wait_alertably(lambda: self.completed, self.signal)
+
+
+async def run_internal(
+    loop: asyncio.AbstractEventLoop, op: Operation, post: Callable[[Operation], object]
+) -> Operation:
+    """Post ``op``, an extension function's own operation (DisconnectEx's marker behind
+    the sends, ConnectEx's first data, AcceptEx's first receive), with ``post`` on the
+    loop, and wait for it there: the one await of the extension functions.  The caller
+    reads its ``status`` and ``transferred``.  No structure, no routine: it reaches the
+    program only through the operation it belongs to."""
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settled(_op: Operation) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    op.listener = settled
+    post(op)
+    await done
+    return op
 
 
 def prepare_wait(op: Operation) -> None:
