@@ -63,7 +63,7 @@ def test_a_plain_send_on_an_idle_socket_goes_out_at_once() -> None:
     e, c = engine(), Crossing()
     assert admit_here(e, c, 10, True, False, True) == WRITE
     assert admit_here(e, c, 10, True, True, True) == WRITE
-    assert admit_other(e, c, 10, True) == STAGE
+    assert admit_other(e, c, 10, True, False) == STAGE
 
 
 def test_what_is_not_plain_or_not_open_always_queues() -> None:
@@ -82,7 +82,7 @@ def test_what_is_not_plain_or_not_open_always_queues() -> None:
         elif spoil == "state":
             e.state = SocketState.BOUND
         assert admit_here(e, c, 10, plain, True, False) == QUEUE, spoil
-        assert admit_other(e, c, 10, plain) == QUEUE, spoil
+        assert admit_other(e, c, 10, plain, False) == QUEUE, spoil
 
 
 def test_a_send_after_the_first_of_an_iteration_is_held_or_queued() -> None:
@@ -95,7 +95,7 @@ def test_a_send_after_the_first_of_an_iteration_is_held_or_queued() -> None:
     e.sendq.post(held_send([b"s" * 10], 10))  # another thread's staged copy, taken in
     c.foreign_writes = True
     assert admit_here(e, c, 10, True, True, True) == HOLD  # one kind of held bytes
-    assert admit_other(e, c, 500, True) == QUEUE  # held bytes keep a direct write out
+    assert admit_other(e, c, 500, True, False) == QUEUE  # held bytes keep a direct write out
     e.sendq.post(Operation(OpKind.SEND, [b"p"], 1))
     assert admit_here(e, c, 10, True, True, True) == QUEUE  # a pending send is before it
 
@@ -120,22 +120,27 @@ def test_a_send_in_flight_is_never_overtaken_even_when_the_transport_drained() -
     assert e.handed(e.next_hand_on()[1], 150) == []  # 50 beyond SO_SNDBUF: in flight
     e.sendq.report(50)  # the kernel took 100 meanwhile
     assert admit_here(e, c, 10, True, True, False) == QUEUE
-    assert admit_other(e, c, 10, True) == QUEUE
+    assert admit_other(e, c, 10, True, False) == QUEUE
 
 
 def test_another_threads_large_send_goes_direct_only_when_nothing_is_buffered() -> None:
     # SPEC S2.1, S5.3: straight to the kernel only when nothing here could go before it.
     e, c = engine(100), Crossing()
-    assert admit_other(e, c, 500, True) == QUEUE  # no other thread's send reached the loop yet
+    assert (
+        admit_other(e, c, 500, True, False) == QUEUE
+    )  # no other thread's send reached the loop yet
     c.foreign_writes = True
-    assert admit_other(e, c, 500, True) == DIRECT
+    assert admit_other(e, c, 500, True, False) == DIRECT
     e.sendq.wrote(1)
-    assert admit_other(e, c, 500, True) == QUEUE
+    assert admit_other(e, c, 500, True, False) == QUEUE
     e.sendq.report(0)
     c.staged = 1
-    assert admit_other(e, c, 500, True) == QUEUE
-    assert admit_other(e, c, 99, True) == STAGE
-    assert admit_other(e, c, 100, True) == QUEUE  # staged bytes take room too
+    assert admit_other(e, c, 500, True, False) == QUEUE
+    assert admit_other(e, c, 99, True, False) == STAGE
+    assert admit_other(e, c, 100, True, False) == QUEUE  # staged bytes take room too
+    c.staged = 0
+    assert admit_other(e, c, 10, True, False) == STAGE  # overlapped: returns without a write
+    assert admit_other(e, c, 10, True, True) == DIRECT  # blocking: its thread writes it
 
 
 def test_a_counted_send_not_yet_queued_keeps_its_place() -> None:
@@ -143,9 +148,9 @@ def test_a_counted_send_not_yet_queued_keeps_its_place() -> None:
     e, c = engine(), Crossing()
     op = Operation(OpKind.SEND, [b"x"], 1)
     e.pending.add(op)
-    assert admit_other(e, c, 10, True) == QUEUE
+    assert admit_other(e, c, 10, True, False) == QUEUE
     e.pending.remove(op)
-    assert admit_other(e, c, 10, True) == STAGE
+    assert admit_other(e, c, 10, True, False) == STAGE
 
 
 def test_a_non_blocking_send_takes_all_while_the_buffer_is_not_full() -> None:
@@ -218,9 +223,9 @@ class AdmissionModel(RuleBasedStateMachine):
             self._queue(size, op)
             e.post_send(op, coalesce)
 
-    @rule(size=st.integers(0, 150))
-    def post_other(self, size: int) -> None:
-        route = admit_other(self.e, self.c, size, True)
+    @rule(size=st.integers(0, 150), blocking=st.booleans())
+    def post_other(self, size: int, blocking: bool) -> None:
+        route = admit_other(self.e, self.c, size, True, blocking)
         assert route in (QUEUE, STAGE, DIRECT)
         if route == STAGE:
             self._complete_at_once(route, size)

@@ -166,5 +166,9 @@ def held_send(buffers: list[Any], nbytes: int) -> Operation:
     """A send already complete whose bytes still wait in the send queue: held within the
     emulated send buffer, so consumed (S4.1).  Another thread's staged send and the asyncio
     face's held sends are such records; the engine's aborts skip them, a close still
-    sends them, and completing one again is a no-op (its status is not pending)."""
+    sends them, and completing one again is a no-op (its status is not pending).
+
+    Its buffers are immutable (``bytes``, or views of ``bytes``): the caller's data was
+    copied when it was held, as Winsock copies into the socket's buffer (S5.2), so a
+    transport may keep them as they are."""
     return Operation(SEND, buffers, nbytes, status=0)

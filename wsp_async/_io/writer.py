@@ -1,19 +1,11 @@
-"""The one writer: every way a stream socket's bytes reach the transport or the kernel.
-
-Which way a send goes is not decided here: every route asks
-:mod:`wsp_async._core.admission` and carries its answer out.
-
-* the pump (:meth:`Writer.pump`): the engine's batches, handed to the transport, with
-  the gather write that offers a batch to the kernel first and the urgent (OOB) write;
-* ``WRITE``, a send posted on the loop thread that fits the send buffer
-  (:meth:`Writer.post_here`), and a non-blocking send (:meth:`Writer.send_nonblocking`);
-* another thread's sends that complete inside the call (SPEC S2.1, S8.2; issue 10),
-  :func:`send_other`: ``STAGE`` copies one that fits the emulated send buffer into the
-  hand-off, already complete, for the loop's next batch; ``DIRECT`` writes one straight
-  to the kernel from the posting thread when nothing is in the emulated buffer, and if
-  the kernel takes part, the rest becomes the hand-off's *front*, before every send
-  posted meanwhile (S5.3) -- a send begun that way is never withdrawn
-  (``SendQueue.remove_waiting``).
+"""The one writer: every way a stream socket's bytes reach the transport or the kernel --
+the pump (the engine's batches, the gather write, the urgent write), ``WRITE`` on the
+loop thread (:meth:`Writer.post_here`, :meth:`Writer.send_nonblocking`), and another
+thread's ``STAGE`` and ``DIRECT`` (:func:`send_other`; SPEC S2.1, S8.2).  Which way a
+send goes is not decided here: every route asks :mod:`wsp_async._core.admission` and
+carries its answer out.  A direct send the kernel took in part leaves its rest at the
+hand-off's *front*, before every send posted meanwhile (S5.3); a send begun that way
+is never withdrawn (``SendQueue.remove_waiting``).
 
 Lock order
 ----------
@@ -37,17 +29,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._completion.door import CompletionDoor, isolated
-from .._core.admission import (
-    DIRECT,
-    MEASURE,
-    QUEUE,
-    STAGE,
-    WRITE,
-    Route,
-    admit_here,
-    admit_nonblocking,
-    admit_other,
-)
+from .._core import admission
+from .._core.admission import DIRECT, MEASURE, QUEUE, STAGE, WRITE, Route
 from .._core.arguments import skip
 from .._core.engine import ABORTED, SocketEngine
 from .._core.operation import Operation, held_send
@@ -117,7 +100,7 @@ class Writer:
         engine = self.engine
         if self.transport is not None:
             plain = not (op.urgent or op.fault or op.parts is not None)
-            route = admit_here(engine, handoff, op.nbytes, plain, False, coalesce)
+            route = admission.admit_here(engine, handoff, op.nbytes, plain, False, coalesce)
             if route == MEASURE:
                 route = self.measure(op.nbytes, False, coalesce)
             if route == WRITE and self._write_at_once(op):
@@ -131,7 +114,7 @@ class Writer:
         """``MEASURE``: the last reading of the transport (an upper bound: it only drains)
         said no room; read it, ask again.  A train of small sends reads once per buffer."""
         self.engine.sendq.report(self.transport.get_write_buffer_size())
-        route = admit_here(self.engine, self.handoff, nbytes, True, lean, coalesce)
+        route = admission.admit_here(self.engine, self.handoff, nbytes, True, lean, coalesce)
         return QUEUE if route == MEASURE else route
 
     def _write_at_once(self, op: Operation) -> bool:
@@ -245,6 +228,10 @@ class Writer:
             self._send_urgent(first)
         elif len(batch) == 1 and len(first.buffers) == 1:
             transport.write(kept(first.buffers[0]))
+        elif len(batch) == 1 and not first.status:
+            # A record held complete alone (the face's train): its buffers were kept
+            # when they were held (held_send), so they go as they are, unlooked at.
+            transport.writelines(first.buffers)
         else:
             # ``bytes`` is kept as it is (see kept): asked inline, as most buffers are
             # (every one of a record held complete), it saves a call per buffer.
@@ -266,7 +253,10 @@ class Writer:
         error (and the connection is reset if its head already left).
         """
         try:
-            sent = self.sock.sendmsg([buf for op in batch for buf in op.buffers])
+            buffers = (
+                batch[0].buffers if len(batch) == 1 else [b for op in batch for b in op.buffers]
+            )
+            sent = self.sock.sendmsg(buffers)
         except OSError:
             sent = 0  # EAGAIN, or an error the transport meets on its write and reports
         reached, rest = self.engine.sendq.reached(batch, sent)
@@ -328,7 +318,7 @@ class Writer:
         self.take_incoming()
         if self.engine.sendq.waiting:
             self.pump()
-        route = admit_here(self.engine, self.handoff, total, True, False, False)
+        route = admission.admit_here(self.engine, self.handoff, total, True, False, False)
         if route == MEASURE:
             route = self.measure(total, False, False)
         return route == WRITE
@@ -343,7 +333,7 @@ class Writer:
         # A fresh reading, what it consumed settled; sends held for this iteration's
         # gather write go now, not at its end.
         self.drained()
-        if not admit_nonblocking(engine, self.handoff):
+        if not admission.admit_nonblocking(engine, self.handoff):
             raise WSAError(WSAErr.WSAEWOULDBLOCK)
         if total:
             # A copy: the caller owns its buffers again when this returns.
@@ -360,7 +350,11 @@ class Writer:
 
 # ------------------------------------------------------------------ other threads' sends
 def send_other(
-    adapter: Writer, op: Operation, plain: bool, prepare: Callable[[Operation], object]
+    adapter: Writer,
+    op: Operation,
+    plain: bool,
+    blocking: bool,
+    prepare: Callable[[Operation], object],
 ) -> bool:
     """A stream send posted on another thread: True when it completed inside the call.
 
@@ -374,11 +368,11 @@ def send_other(
     """
     route = QUEUE
     if adapter.transport is not None:
-        route = admit_other(adapter.engine, adapter.handoff, op.nbytes, plain)
-    if route == STAGE and _stage(adapter, op, plain):
+        route = admission.admit_other(adapter.engine, adapter.handoff, op.nbytes, plain, blocking)
+    if route == STAGE and _stage(adapter, op, plain, blocking):
         return True
     if route != QUEUE:
-        wrote = _direct(adapter, op, plain, prepare)
+        wrote = _direct(adapter, op, plain, blocking, prepare)
         if wrote is not None:
             return wrote  # all of it, or the rest queued at the front (or aborted)
     prepare(op)
@@ -386,21 +380,17 @@ def send_other(
     return False
 
 
-def _stage(adapter: Writer, op: Operation, plain: bool) -> bool:
-    """``STAGE``: copy the send into the hand-off, complete (S4.1: held within SO_SNDBUF
-    is consumed); False when the answer under the lock is no longer ``STAGE``.
-
-    The copy (a ``bytes`` buffer is shared, not copied) joins the hand-off in order as a
-    record already complete; the loop writes it with the next batch.  It costs a copy
-    instead of a system call and a loop wake-up per send.
-    """
+def _stage(adapter: Writer, op: Operation, plain: bool, blocking: bool) -> bool:
+    """``STAGE``: a copy of the send (a ``bytes`` buffer is shared) joins the hand-off in
+    order, complete (S4.1: held within SO_SNDBUF is consumed), for the loop's next
+    batch; False when the answer under the lock is no longer ``STAGE``."""
     buffers = op.buffers
     data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
     carrier = held_send([data], op.nbytes)
     engine = adapter.engine
     handoff = adapter.handoff
     with handoff.lock:
-        if admit_other(engine, handoff, op.nbytes, plain) != STAGE:
+        if admission.admit_other(engine, handoff, op.nbytes, plain, blocking) != STAGE:
             return False
         wake = handoff.append_locked(carrier, op.nbytes)
     if wake:
@@ -409,7 +399,11 @@ def _stage(adapter: Writer, op: Operation, plain: bool) -> bool:
 
 
 def _direct(
-    adapter: Writer, op: Operation, plain: bool, prepare: Callable[[Operation], object]
+    adapter: Writer,
+    op: Operation,
+    plain: bool,
+    blocking: bool,
+    prepare: Callable[[Operation], object],
 ) -> bool | None:
     """``DIRECT``: write the send straight to the kernel from this thread; True when the
     kernel took all of it, False when the rest was queued, None when the answer under
@@ -428,7 +422,7 @@ def _direct(
         with handoff.lock:
             if (
                 transport is None
-                or admit_other(engine, handoff, op.nbytes, plain) != DIRECT
+                or admission.admit_other(engine, handoff, op.nbytes, plain, blocking) != DIRECT
                 or transport.is_closing()
                 or transport.get_write_buffer_size()
             ):

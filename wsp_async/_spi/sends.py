@@ -120,7 +120,7 @@ class Sends:
             saved = self.posting.claim(sock, op)
             try:
                 plain = not (op.urgent or op.fault or parts.debug)
-                done = send_other(sock, op, plain, engine.pending.add_checked)
+                done = send_other(sock, op, plain, False, engine.pending.add_checked)
             except WSAError:
                 self.posting.undo(sock, op, saved)
                 raise
@@ -185,7 +185,7 @@ class Sends:
                 sock.post_here(op, coalesce=False)
             else:
                 plain = not (op.urgent or self.parts.debug)
-                if send_other(sock, op, plain, prepare_wait):
+                if send_other(sock, op, plain, True, prepare_wait):
                     return total
                 op.listener.wait()  # type: ignore[union-attr]
             if op.status == ABORTED:
