@@ -222,8 +222,11 @@ class CompletionDoor:
             write_result(ov, ntstatus_of(status) if status else 0, nbytes, op.out_flags)
         return True
 
-    def _announce(self, op: Operation, status: int, nbytes: int) -> None:
-        """Every notice of a settled operation but its routine's APC, in this order."""
+    def _announce(self, op: Operation, status: int, nbytes: int, uncount: bool = True) -> None:
+        """Every notice of a settled operation but its routine's APC, in this order.
+
+        ``uncount=False``: the caller drops the pending count itself, after the notices
+        of its whole batch (:meth:`_complete_many`)."""
         if op.routine is None and op.event is not None:
             op.event.set()  # S7.1
         link = op.port_link
@@ -233,7 +236,7 @@ class CompletionDoor:
             nt = ntstatus_of(status) if status else 0
             link.port.queue((nbytes, link.key, op.overlapped, nt))  # S13.2: one packet
         counter = op.counter
-        if counter is not None:
+        if counter is not None and uncount:
             # Only now: a socket with nothing outstanding lets another thread's send
             # complete at once, and its notice must not overtake this one (S6.4).
             counter.remove(op)
@@ -268,7 +271,14 @@ class CompletionDoor:
         if run:
             _post_routines(run)
         for op, status, nbytes in settled:
-            self._announce(op, status, nbytes)
+            self._announce(op, status, nbytes, False)
+        # The pending counts drop once for the batch, after every notice of it: none of
+        # them can be overtaken by another thread's send completing at once (S6.4).
+        counter = None
+        for op, _status, _nbytes in settled:
+            if op.counter is not None and op.counter is not counter:
+                counter = op.counter
+                counter.remove_all([item[0] for item in settled])
 
     def complete_ok(self, ops: Iterable[Operation]) -> None:
         """Complete sends that were consumed whole (S4.3); a TransmitFile whose file failed

@@ -93,6 +93,21 @@ class PendingCount:
         """Count ``op`` whose limits were checked already (it turned out to pend)."""
         self.add(op, checked=True)
 
+    def remove_all(self, ops: list[Operation]) -> None:
+        """:meth:`remove` for each of ``ops`` counted here, under one lock."""
+        count = nbytes = sends = 0
+        for op in ops:
+            if op.counter is self:
+                op.counter = None
+                count += 1
+                nbytes += op.nbytes
+                sends += op.kind == SEND
+        if count:
+            with self._lock:
+                self.count -= count
+                self.bytes -= nbytes
+                self.sends -= sends
+
     def remove(self, op: Operation) -> None:
         if op.counter is self:
             op.counter = None
