@@ -43,7 +43,13 @@ import sys
 from typing import Any
 
 from .benchmodes import MODES, SIZES, measure, start_receiver
-from .benchrates import accept_rate, echo_rates, latency, memory_per_pending_op
+from .benchrates import (
+    accept_rate,
+    echo_rates,
+    face_versus_streams,
+    latency,
+    memory_per_pending_op,
+)
 from .perop import per_op_cost
 from .realbench import real_program_rates
 
@@ -126,6 +132,9 @@ def run(
                 "memory": memory_per_pending_op(kind),
                 "accept": accept_rate(kind, 100 if budget < (64 << 20) else 2000),
                 "per_op": per_op_cost(kind, bursts=20 if budget < (64 << 20) else 100),
+                "face_pairs": face_versus_streams(
+                    kind, port, pairs=3 if budget < (64 << 20) else 7
+                ),
             }
             for kind in kinds
         }
@@ -236,6 +245,12 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"{kind}: WSPSend + routine on the loop thread {per['per_op_us']:.2f} us per op, "
             f"{per['ratio']:.1f}x a pure-Python floor of {per['floor_us']:.3f} us (issue 26)"
+        )
+        fp = extra["face_pairs"]
+        lines.append(
+            f"{kind}: the face against asyncio streams at {fp['size']} B, {fp['count']} messages "
+            f"per fresh connection, TCP_NODELAY on both: median of {fp['pairs']} adjacent "
+            f"pairs {fp['median']:.2f}x (range {fp['min']:.2f}-{fp['max']:.2f})"
         )
         acc = extra["accept"]
         lines.append(
