@@ -758,3 +758,51 @@ def test_a_send_another_thread_began_writing_is_never_cut(provider, listener, ho
     assert provider.WSPShutdown(s, w.SD_SEND, INT()) == 0
     reader.join(30)
     assert received == [big + b"tail"]
+
+
+def test_blocking_sends_from_another_thread_racing_a_close_deliver_every_success(  # type: ignore[no-untyped-def]
+    provider, listener
+):
+    # SPEC S8.2, S10.2, S2.4 (issue 24): a blocking send from another thread that fits is
+    # copied into the emulated send buffer and returns (admission's STAGE), or writes
+    # itself (DIRECT).  A close from a third thread racing them: every send that
+    # returned its length reaches the peer, in order, before the end of the stream (a
+    # graceful close sends what the buffer holds); every other one fails with a Winsock
+    # code, nothing in between, and nothing arrives that no send reported.
+    s, conn = connect(provider, listener)
+    size, total = 100, 400
+    returned: list[int] = []
+    failed: list[int] = []
+    halfway = threading.Event()
+
+    def message(i: int) -> bytes:
+        return i.to_bytes(4, "big") * (size // 4)
+
+    def sender() -> None:
+        for i in range(total):
+            err, count = w.INT(), w.DWORD()
+            rc = provider.WSPSend(s, [WSABUF(size, message(i))], 1, count, 0, None, None, None, err)
+            if rc == 0:
+                assert count.value == size
+                returned.append(i)
+            else:
+                failed.append(err.value)
+            if i == total // 4:
+                halfway.set()
+
+    def closer() -> None:
+        assert halfway.wait(10)
+        err = w.INT()
+        assert provider.WSPCloseSocket(s, err) == 0, err.value
+
+    threads = [threading.Thread(target=sender), threading.Thread(target=closer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads)
+    assert returned == list(range(len(returned)))  # successes are a prefix: one thread's order
+    assert set(failed) <= {w.WSAENOTSOCK, w.WSAEINTR, w.WSAECONNABORTED}, set(failed)
+    assert len(returned) + len(failed) == total and len(returned) > total // 4
+    data = recv_all(conn)
+    assert data == b"".join(message(i) for i in returned)
