@@ -318,7 +318,7 @@ def test_the_hand_offs_busy_flag_follows_what_it_sums_up() -> None:
     h.post(op)
     assert h.withdraw(lambda o: True) == [op] and agrees() and not h.busy
     with h.lock:
-        h.append_locked(held_send([b"y"], 1), 1)
+        h.stage_locked(b"y", 1, held_send)
     assert agrees() and h.busy and h.staged == 1
     h.close()
     with h.lock:

@@ -16,7 +16,15 @@ import pytest
 import wsp_async as w
 from wsp_async import INT, WSABUF, WSAOVERLAPPED
 
-from .conftest import Completions, FacePair, connect, eventually, recv_exact, run_in_loop
+from .conftest import (
+    Completions,
+    FacePair,
+    connect,
+    eventually,
+    loop_held,
+    recv_exact,
+    run_in_loop,
+)
 
 
 class _CountingSocket:
@@ -185,6 +193,32 @@ def test_the_pending_count_drops_once_per_batch(provider, listener):  # type: ig
     # One lock to count each pending send; the removals, a handful for the whole burst.
     counted = count - 1  # the first of the burst completed inside its call: never counted
     assert counted <= len(taken) <= counted + 8, len(taken)
+
+
+def test_a_burst_of_staged_sends_reaches_the_loop_as_one_record(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S4.1, S5.3, S6.4 (issue 26): another thread's small sends that fit are copied
+    # into the emulated send buffer and complete in their call; a burst of them joins one
+    # record already complete on its way to the loop (not one record each), which the
+    # loop moves and writes as one -- the bytes whole and in order, every routine once.
+    s, conn = connect(provider, listener)
+    handoff = provider.socket_of(s).handoff
+    count, ran = 200, []
+    with loop_held(provider.loop) as let_go:
+        for i in range(count):
+            rc = provider.WSPSend(
+                s, [WSABUF(4, i.to_bytes(4, "big"))], 1, None, 0, WSAOVERLAPPED(),
+                lambda e, n, ov, f: ran.append(n), None, INT(),
+            )  # fmt: skip
+            assert rc == 0, w.WSAGetLastError()  # complete in the call (staged)
+        with handoff.lock:
+            records = len(handoff.incoming)
+            staged = handoff.staged
+        assert not let_go.is_set()  # nothing above waited for the loop
+    assert records == 1 and staged == 4 * count
+    assert recv_exact(conn, 4 * count) == b"".join(i.to_bytes(4, "big") for i in range(count))
+    while len(ran) < count:
+        w.SleepEx(10_000, True)  # the routines are this thread's APCs (S6.2)
+    assert ran == [4] * count
 
 
 def test_loop_thread_sends_that_fit_skip_the_queue(provider, listener):  # type: ignore[no-untyped-def]

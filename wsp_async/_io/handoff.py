@@ -125,15 +125,32 @@ class HandOff:
         self.call_on_loop(self._drain)
         return True
 
-    def append_locked(self, op: Operation, staged: int = 0) -> bool:
-        """With ``lock`` held: queue ``op`` (a datagram send, or a send ``staged`` complete
-        with that many bytes) for the loop; True when the caller must :meth:`wake` it."""
+    def append_locked(self, op: Operation) -> bool:
+        """With ``lock`` held: queue ``op`` (a datagram send) for the loop; True when the
+        caller must :meth:`wake` it."""
         self.incoming.append(op)
         self.busy = True
-        if staged:
-            self.staged += staged
+        self.pending_posts += 1
+        return self.schedule_locked()
+
+    def stage_locked(
+        self, data: object, nbytes: int, record: Callable[[list[object], int], Operation]
+    ) -> bool:
+        """With ``lock`` held: ``data``, a send already complete, for the loop (STAGE);
+        True when the caller must :meth:`wake` it.
+
+        Joined to the last thing waiting when that is such a record too, or a new one
+        made by ``record(buffers, nbytes)``: a burst of small sends from one thread
+        reaches the loop as one record, which it moves and writes as one."""
+        incoming = self.incoming
+        tail = incoming[-1] if incoming else None
+        if tail is not None and tail.kind == OpKind.SEND and not tail.status:
+            tail.buffers.append(data)
+            tail.nbytes += nbytes
         else:
-            self.pending_posts += 1
+            incoming.append(record([data], nbytes))
+            self.busy = True
+        self.staged += nbytes
         return self.schedule_locked()
 
     def schedule_locked(self) -> bool:

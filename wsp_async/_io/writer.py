@@ -358,44 +358,43 @@ def send_other(
 ) -> bool:
     """A stream send posted on another thread: True when it completed inside the call.
 
-    The route is :func:`~wsp_async._core.admission.admit_other`'s, asked first without
-    a lock and again under the locks of the act: ``STAGE`` copies the send into the
-    hand-off already complete, ``DIRECT`` writes it straight to the kernel.  A send
-    that does not complete so has ``prepare(op)`` called (the caller counts it, or
-    hooks its wait) and is queued -- through the hand-off, or, the rest of a direct
-    send the kernel took in part, at its front -- and completes through the door.
-    Raises ``WSAError`` when the hand-off is closed (nothing started).
+    The route is :func:`~wsp_async._core.admission.admit_other`'s, asked under the
+    hand-off's lock (:func:`_stage`), and for ``DIRECT`` again under ``write_lock`` too:
+    ``STAGE`` copies the send into the hand-off already complete, ``DIRECT`` writes it
+    straight to the kernel.  A send that does not complete so has ``prepare(op)`` called
+    (the caller counts it, or hooks its wait) and is queued -- through the hand-off, or,
+    the rest of a direct send the kernel took in part, at its front -- and completes
+    through the door.  Raises ``WSAError`` when the hand-off is closed (nothing started).
     """
-    route = QUEUE
     if adapter.transport is not None:
-        route = admission.admit_other(adapter.engine, adapter.handoff, op.nbytes, plain, blocking)
-    if route == STAGE and _stage(adapter, op, plain, blocking):
-        return True
-    if route != QUEUE:
-        wrote = _direct(adapter, op, plain, blocking, prepare)
-        if wrote is not None:
-            return wrote  # all of it, or the rest queued at the front (or aborted)
+        route = _stage(adapter, op, plain, blocking)
+        if route == STAGE:
+            return True
+        if route == DIRECT:
+            wrote = _direct(adapter, op, plain, blocking, prepare)
+            if wrote is not None:
+                return wrote  # all of it, or the rest queued at the front (or aborted)
     prepare(op)
     adapter.post_foreign(op)
     return False
 
 
-def _stage(adapter: Writer, op: Operation, plain: bool, blocking: bool) -> bool:
-    """``STAGE``: a copy of the send (a ``bytes`` buffer is shared) joins the hand-off in
-    order, complete (S4.1: held within SO_SNDBUF is consumed), for the loop's next
-    batch; False when the answer under the lock is no longer ``STAGE``."""
-    buffers = op.buffers
-    data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
-    carrier = held_send([data], op.nbytes)
+def _stage(adapter: Writer, op: Operation, plain: bool, blocking: bool) -> Route:
+    """Ask admission under the hand-off's lock; on ``STAGE``, a copy of the send (a
+    ``bytes`` buffer is shared) joins the hand-off in order, complete (S4.1: held within
+    SO_SNDBUF is consumed), for the loop's next batch.  Returns the answer."""
     engine = adapter.engine
     handoff = adapter.handoff
     with handoff.lock:
-        if admission.admit_other(engine, handoff, op.nbytes, plain, blocking) != STAGE:
-            return False
-        wake = handoff.append_locked(carrier, op.nbytes)
+        route = admission.admit_other(engine, handoff, op.nbytes, plain, blocking)
+        if route != STAGE:
+            return route
+        buffers = op.buffers
+        data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
+        wake = handoff.stage_locked(data, op.nbytes, held_send)
     if wake:
         handoff.wake()
-    return True
+    return route
 
 
 def _direct(
