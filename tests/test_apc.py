@@ -12,7 +12,7 @@ import wsp_async as w
 from wsp_async import WAIT_IO_COMPLETION, WSATHREADID, queue_apc
 from wsp_async.apc import thread_target
 
-from .conftest import loop_thread, new_loop
+from .conftest import connect, loop_thread, new_loop, recv_exact
 
 
 def _plain_thread(body):  # type: ignore[no-untyped-def]
@@ -207,3 +207,39 @@ def test_threadid_of_loop_thread_differs_from_plain_target(loop_kind: str) -> No
         assert done.wait(10)
         assert getattr(box[0].target, "loop", None) is loop
     assert thread_target() is thread_target()
+
+
+@pytest.mark.timeout(20)  # a wait that missed the routines would sit out its 60 s
+def test_wait_until_wakes_when_routines_ran_not_only_on_completions(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S6.2 (routines run later, on their thread): a wait for "every routine ran" is
+    # re-checked when routines ran, not only on the next completion -- of which there
+    # may be none.  A wait that missed it would sit out its whole timeout (60 s, past
+    # this test's own limit).
+    s, conn = connect(provider, listener)
+    ran: list[int] = []
+    posted, inside = threading.Event(), threading.Event()
+
+    def poster() -> None:
+        for i in range(10):
+            err = w.INT()
+            rc = provider.WSPSend(
+                s, [w.WSABUF(1, b"x")], 1, None, 0, w.WSAOVERLAPPED(),
+                lambda e, n, ov, f, i=i: ran.append(i), None, err,
+            )  # fmt: skip
+            assert rc == 0 or err.value == w.WSA_IO_PENDING
+        posted.set()
+        assert inside.wait(10)  # the wait below has begun: its predicate was asked
+        while len(ran) < 10:
+            w.SleepEx(10_000, True)  # the routines run here, after their completions
+
+    def every_routine_ran() -> bool:
+        inside.set()
+        return len(ran) == 10
+
+    thread = threading.Thread(target=poster)
+    thread.start()
+    assert posted.wait(10)
+    assert provider.wait_until(every_routine_ran, 60)
+    thread.join(10)
+    assert ran == list(range(10))
+    assert recv_exact(conn, 10) == b"x" * 10

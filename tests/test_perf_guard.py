@@ -263,7 +263,7 @@ def test_loop_thread_sends_that_fit_skip_the_queue(provider, listener):  # type:
         # for the end-of-iteration gather write instead.
         assert [run_in_loop(provider.loop, post, i) for i in range(8)] == [0] * 8
         assert writes == [size] * 8 and queued == []
-        # Routines run after their completions: poll (wait_until re-checks on completions).
+        # Routines run after their completions, on this loop thread: poll.
         assert eventually(lambda: len(calls.calls) == 8)
     finally:
         sock.transport = transport

@@ -91,7 +91,9 @@ def wait_result(ov: WSAOVERLAPPED, timeout: float | None = None) -> bool:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-    """Block until ``predicate()`` holds, re-checked after every completion; False on timeout."""
+    """Block until ``predicate()`` holds, re-checked after every completion and after
+    every batch of completion routines ran (a predicate may count routines: they run
+    later than their completion, on their own thread); False on timeout."""
     global _result_waiters
     deadline = None if timeout is None else time.monotonic() + timeout
     with _results:
@@ -187,6 +189,8 @@ class RoutineLane:
             raise
         finally:
             del self._running[ident]
+            if _result_waiters:
+                _wake_result_waiters()  # a wait_until may be waiting for routines to run
 
 
 class CompletionDoor:

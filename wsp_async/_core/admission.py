@@ -49,8 +49,9 @@ The rules, each one place:
 There is one kind of held bytes, in one place once the loop has them: a record
 already complete at the head of the send queue, counted in ``SendQueue.held``.  The
 face's holds are made there; another thread's staged copies travel through the
-hand-off (counted in ``crossing.staged`` meanwhile) and join it when the loop takes
-them in, and the face may add to such a record like to its own.
+hand-off as one such record per burst (counted in ``crossing.staged`` meanwhile), join
+the queue when the loop takes them in, and the face may add to such a record like to
+its own.
 
 Whether there is a transport to write to at all, and whether ``write_lock`` is free
 when other threads may write, are the adapter's facts: it asks only when there is one,
