@@ -95,15 +95,15 @@ class Writer:
     def post_here(self, op: Operation, coalesce: bool = True) -> bool:
         """Post a stream send on the loop thread; True when it completed at once."""
         handoff = self.handoff
-        if handoff.incoming or handoff.front is not None:
+        if handoff.busy:
             self.take_incoming()
         engine = self.engine
         if self.transport is not None:
             plain = not (op.urgent or op.fault or op.parts is not None)
             route = admission.admit_here(engine, handoff, op.nbytes, plain, False, coalesce)
-            if route == MEASURE:
+            if route is MEASURE:
                 route = self.measure(op.nbytes, False, coalesce)
-            if route == WRITE and self._write_at_once(op):
+            if route is WRITE and self._write_at_once(op):
                 return True
         if engine.post_send(op, coalesce):
             self.pump()

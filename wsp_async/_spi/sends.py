@@ -108,7 +108,7 @@ class Sends:
             if done:
                 store(lpNumberOfBytesSent, op.transferred)
                 return 0 if op.status == 0 else PENDING
-            engine.pending.add(op, checked=True)
+            engine.pending.add(op, True)  # checked above
             return PENDING
         if engine.stream:
             # Another thread's send that fits completes at once, as on Windows (S2.1; its
