@@ -30,6 +30,7 @@ from wsp_async._core.admission import (
     admit_here,
     admit_nonblocking,
     admit_other,
+    urgent_goes_now,
 )
 from wsp_async._core.engine import SocketEngine, SocketState
 from wsp_async._core.operation import Operation, OpKind, PendingCount, held_send
@@ -163,6 +164,19 @@ def test_a_non_blocking_send_takes_all_while_the_buffer_is_not_full() -> None:
     e.sendq.report(0)
     e.post_send(Operation(OpKind.SEND, [b"x"], 1))
     assert not admit_nonblocking(e, c)
+
+
+def test_an_urgent_send_goes_at_once_only_on_an_empty_buffer() -> None:
+    # SPEC S7.3 (the loop thread never waits), S4.1: MSG_OOB goes alone, once the
+    # transport holds nothing; anything in the emulated buffer or queued makes it wait.
+    e, c = engine(100), Crossing()
+    assert urgent_goes_now(e, c, 10)
+    assert not urgent_goes_now(e, c, 101)  # larger than SO_SNDBUF: not at once
+    e.sendq.wrote(1)
+    assert not urgent_goes_now(e, c, 10)  # bytes still in the transport
+    e.sendq.report(0)
+    e.post_send(Operation(OpKind.SEND, [b"x"], 1))
+    assert not urgent_goes_now(e, c, 10)
 
 
 class AdmissionModel(RuleBasedStateMachine):

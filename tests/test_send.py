@@ -806,3 +806,44 @@ def test_blocking_sends_from_another_thread_racing_a_close_deliver_every_success
     assert len(returned) + len(failed) == total and len(returned) > total // 4
     data = recv_all(conn)
     assert data == b"".join(message(i) for i in returned)
+
+
+def test_a_blocking_urgent_send_on_the_loop_thread_that_must_wait_is_refused_whole(  # type: ignore[no-untyped-def]
+    provider, listener
+):
+    # SPEC S7.3, S2.3: the loop thread never waits.  A blocking MSG_OOB send goes alone on
+    # an empty transport; one made there while the transport still holds bytes (a send
+    # that completed at once, held within SO_SNDBUF) must wait, so it is refused with
+    # WSAEWOULDBLOCK and starts nothing -- not failed with a pending status while its
+    # byte went out later anyway.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    adapter = provider.socket_of(s)
+
+    def on_loop() -> tuple[int, int]:
+        # The kernel's buffers full, then bytes the transport holds (what a send that
+        # completed at once leaves when the kernel is full).
+        filled = 0
+        while True:
+            try:
+                filled += adapter.sock.send(b"f" * 65536)
+            except BlockingIOError:
+                break
+        err = INT()
+        ov = WSAOVERLAPPED()
+        assert (
+            provider.WSPSend(s, [WSABUF(1000, b"t" * 1000)], 1, None, 0, ov, None, None, err) == 0
+        )
+        assert not ov.pending and adapter.transport.get_write_buffer_size() == 1000
+        rc = provider.WSPSend(s, [WSABUF(1, b"!")], 1, DWORD(), w.MSG_OOB, None, None, None, err)
+        return rc, err.value, filled
+
+    rc, code, filled = run_in_loop(provider.loop, on_loop)
+    assert (rc, code) == (w.SOCKET_ERROR, w.WSAEWOULDBLOCK)
+    assert recv_exact(conn, filled + 1000) == b"f" * filled + b"t" * 1000
+    conn.settimeout(0.5)
+    try:
+        urgent = conn.recv(1, socket.MSG_OOB)
+    except (BlockingIOError, OSError, TimeoutError):
+        urgent = b""
+    assert urgent == b""  # the refused urgent byte never went

@@ -68,7 +68,14 @@ from typing import Any, Protocol
 
 from .engine import SocketEngine
 
-__all__ = ["Crossing", "Route", "admit_here", "admit_other", "admit_nonblocking"]
+__all__ = [
+    "Crossing",
+    "Route",
+    "admit_here",
+    "admit_nonblocking",
+    "admit_other",
+    "urgent_goes_now",
+]
 
 
 class Route(enum.IntEnum):
@@ -163,6 +170,25 @@ def admit_other(
     if (blocking or not fits) and crossing.foreign_writes and not staged and not sendq.used:
         return DIRECT
     return STAGE if fits else QUEUE
+
+
+def urgent_goes_now(engine: SocketEngine, crossing: Crossing, nbytes: int) -> bool:
+    """Would a ``MSG_OOB`` send posted on the loop thread complete inside its call?
+
+    An urgent send goes alone, and only once the transport holds nothing (the kernel
+    marks urgent data at the end of what it has), so: nothing queued, in flight or on its
+    way before it, nothing in the emulated buffer, and it fits (S4.1).  A blocking one
+    that would not is refused on the loop thread, which may not wait (S7.3).
+    """
+    sendq = engine.sendq
+    return (
+        engine.send_ready
+        and not crossing.busy
+        and not sendq.waiting
+        and not sendq.inflight
+        and not sendq.used
+        and nbytes <= sendq.capacity
+    )
 
 
 def admit_nonblocking(engine: SocketEngine, crossing: Crossing) -> bool:

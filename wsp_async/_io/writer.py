@@ -309,15 +309,20 @@ class Writer:
             self._limit(self.engine.capacity)
         self.pump()
 
-    def fits_now(self, total: int) -> bool:
+    def fits_now(self, total: int, urgent: bool = False) -> bool:
         """On the loop: a blocking send of ``total`` bytes would complete at once (asked as
         a plain send of the asyncio face's: no coalescing), so the loop thread may make it
         without waiting.  Sends held for this iteration's gather write go first."""
         if self.transport is None:
             return False
         self.take_incoming()
-        if self.engine.sendq.waiting:
+        sendq = self.engine.sendq
+        if sendq.waiting:
             self.pump()
+        if urgent:
+            if not sendq.inflight:
+                sendq.report(self.transport.get_write_buffer_size())
+            return admission.urgent_goes_now(self.engine, self.handoff, total)
         route = admission.admit_here(self.engine, self.handoff, total, True, False, False)
         if route == MEASURE:
             route = self.measure(total, False, False)

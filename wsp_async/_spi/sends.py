@@ -178,7 +178,7 @@ class Sends:
         sock.handoff.enter_blocking(me)
         try:
             if here:
-                if not sock.fits_now(total):
+                if not sock.fits_now(total, op.urgent):
                     raise self.io.refuse_blocking(
                         "a blocking send that does not fit the send buffer"
                     )
