@@ -221,6 +221,27 @@ def test_a_burst_of_staged_sends_reaches_the_loop_as_one_record(provider, listen
     assert ran == [4] * count
 
 
+def test_routines_of_sends_completed_in_their_calls_join_one_apc(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S6.2, S6.4 (issue 26): another thread's sends that complete inside their calls
+    # queue their routines to that thread; one after another they join one APC (the last
+    # still queued), not one APC each -- and still run once each, in order, only in the
+    # thread's alertable wait.
+    s, conn = connect(provider, listener)
+    target = w.WSATHREADID.current().target
+    count, ran = 100, []
+    for i in range(count):
+        rc = provider.WSPSend(
+            s, [WSABUF(4, i.to_bytes(4, "big"))], 1, None, 0, WSAOVERLAPPED(),
+            lambda e, n, ov, f, i=i: ran.append(i), None, INT(),
+        )  # fmt: skip
+        assert rc == 0, w.WSAGetLastError()  # complete in the call (S2.1)
+    assert ran == [] and target.pending() == 1  # S6.2: queued, as one APC
+    while len(ran) < count:
+        w.SleepEx(10_000, True)
+    assert ran == list(range(count))
+    assert recv_exact(conn, 4 * count) == b"".join(i.to_bytes(4, "big") for i in range(count))
+
+
 def test_loop_thread_sends_that_fit_skip_the_queue(provider, listener):  # type: ignore[no-untyped-def]
     # Issue 13 (SPEC S4.1, S2.1, S5.3): an overlapped send posted on the loop thread,
     # first in its loop iteration, that fits the send buffer while nothing of the

@@ -75,6 +75,10 @@ class ApcTarget(Protocol):
         """Queue ``fn(*args)``; ``False`` when the target is gone (the APC is dropped)."""
         ...
 
+    def post_joined(self, fn: Callable[[list[Any]], object], item: Any) -> bool:
+        """Queue ``fn([item])``, or join ``item`` to the last queued call of ``fn``."""
+        ...
+
     def add_exit_hook(self, hook: ExitHook) -> bool:
         """Call ``hook(target)`` once when the thread exits or its loop closes.
 
@@ -96,6 +100,12 @@ class _TargetBase:
     @property
     def alive(self) -> bool:
         return not self._dead
+
+    def post_joined(self, fn: Callable[[list[Any]], object], item: Any) -> bool:
+        """Queue ``fn([item])``; a target that can see its queue joins ``item`` to the list
+        of the last APC queued there instead, when that is a call of ``fn`` too (see
+        :meth:`ThreadTarget.post_joined`).  ``False`` when the target is gone."""
+        return self.post(fn, ([item],))  # type: ignore[attr-defined,no-any-return]
 
     def add_exit_hook(self, hook: ExitHook) -> bool:
         with self._lock:
@@ -139,6 +149,27 @@ class ThreadTarget(_TargetBase):
             if self._dead:
                 return False
             self._queue.append((fn, args))
+            waiters = self._waiters[:] if self._waiters else None
+        if waiters:
+            for wake in waiters:
+                wake()
+        return True
+
+    def post_joined(self, fn: Callable[[list[Any]], object], item: Any) -> bool:
+        """Queue ``fn([item])``, or, when the last APC still queued here is a call of
+        ``fn`` (not yet taken by the thread's alertable wait, so not running), add ``item``
+        to its list: completions of one lane that follow one another reach the thread as
+        one APC, in the same order (S6.2, S6.4), as the door's batches already do."""
+        with self._lock:
+            if self._dead:
+                return False
+            queue = self._queue
+            if queue:
+                last_fn, last_args = queue[-1]
+                if last_fn == fn:
+                    last_args[0].append(item)
+                    return True  # its thread was woken for that APC already
+            queue.append((fn, ([item],)))
             waiters = self._waiters[:] if self._waiters else None
         if waiters:
             for wake in waiters:

@@ -209,7 +209,7 @@ class CompletionDoor:
         if op.routine is not None and op.thread is not None:
             # S6.6: hEvent is the caller's; with a routine we never touch it.  A
             # target that is gone drops the APC, as the kernel does (S10.4).
-            op.thread.post(op.lane.run, (op,))
+            op.thread.post_joined(op.lane.run_many, op)
         self._announce(op, status, nbytes)
 
     def _settle(self, op: Operation, status: int, nbytes: int) -> bool:
