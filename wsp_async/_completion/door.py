@@ -278,11 +278,9 @@ class CompletionDoor:
             self._announce(op, status, nbytes, False)
         # The pending counts drop once for the batch, after every notice of it: none of
         # them can be overtaken by another thread's send completing at once (S6.4).
-        counter = None
-        for op, _status, _nbytes in settled:
-            if op.counter is not None and op.counter is not counter:
-                counter = op.counter
-                counter.remove_all([item[0] for item in settled])
+        ops = [item[0] for item in settled]
+        for counter in {op.counter for op in ops if op.counter is not None}:
+            counter.remove_all(ops)
 
     def complete_ok(self, ops: Iterable[Operation]) -> None:
         """Complete sends that were consumed whole (S4.3); a TransmitFile whose file failed

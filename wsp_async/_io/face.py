@@ -138,14 +138,11 @@ def sender(
             return await posted(buffers, flags)
         size = len(data)  # 0 as well: a transport writes nothing for it, and it is done
         route = admit_here(engine, handoff, size, True, True, True)
+        if route is MEASURE:
+            route = measure(size, True, True)
         if route is HOLD:
             engine.sendq.hold(data if data is buffers else kept(data), size, held_send)
             return size
-        if route is MEASURE:
-            route = measure(size, True, True)
-            if route is HOLD:
-                engine.sendq.hold(data if data is buffers else kept(data), size, held_send)
-                return size
         if route is not WRITE:
             return await posted(buffers, flags)
         if data is not buffers:
