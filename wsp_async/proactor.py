@@ -237,6 +237,7 @@ def _load() -> types.ModuleType:
     siblings["windows_utils"] = run_source("asyncio.windows_utils", importer)
     module = run_source("asyncio.windows_events", importer)
     _answer_as_windows(module.ProactorEventLoop)
+    _do_io_on_loop_thread(module.ProactorEventLoop)
     return module
 
 
@@ -262,6 +263,26 @@ def _answer_as_windows(loop_class: Any) -> None:
         wrapped.__name__ = name
         wrapped.__doc__ = make.__doc__
         setattr(loop_class, name, wrapped)
+
+
+def _do_io_on_loop_thread(loop_class: Any) -> None:
+    """While a loop of this (private) class runs, its thread does the I/O of the
+    operations it starts (SPEC S17.3): the provider's loop is lent to it and runs inside
+    its ``GetQueuedCompletionStatus`` (see ``IoLoop.lend``).  A loop that runs while
+    another thread holds the lease leaves the I/O to that thread's waits."""
+    run = loop_class.run_forever
+
+    def run_forever(self: Any) -> None:
+        io = _overlapped_face.provider().io_loop
+        lent = io.lend()
+        try:
+            run(self)
+        finally:
+            if lent:
+                io.give_back()
+
+    run_forever.__doc__ = run.__doc__
+    loop_class.run_forever = run_forever
 
 
 _loaded: types.ModuleType | None = None

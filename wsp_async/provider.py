@@ -85,6 +85,7 @@ class Provider(ProviderExtras):
     ) -> None:
         io = IoLoop(loop, use_uvloop)
         loop_target = apc.loop_target(io.loop, io.ident)
+        io.on_move = lambda ident: setattr(loop_target, "thread_ident", ident)
         parts = Parts(
             io,
             CompletionDoor(tracer),
@@ -126,6 +127,12 @@ class Provider(ProviderExtras):
     @property
     def embedded(self) -> bool:
         return self._io.embedded
+
+    @property
+    def io_loop(self) -> IoLoop:
+        """Who runs the loop, and the lending of it to a program thread (the Proactor's
+        face, :mod:`wsp_async.overlapped`, lends it to the thread whose loop runs)."""
+        return self._io
 
     @property
     def loop_kind(self) -> str:

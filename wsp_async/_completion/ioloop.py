@@ -8,25 +8,37 @@ result), :meth:`IoLoop.run` (a coroutine), and :meth:`IoLoop.wake` (schedule,
 from any thread, without waiting).  Blocking on the loop's own thread would
 deadlock, so :meth:`IoLoop.refuse_blocking` is how a blocking wait says no
 there (SPEC S7.3).
+
+A loop the provider owns can also be *lent* to a program thread that waits for its
+completions anyway -- the Proactor's, which waits in ``GetQueuedCompletionStatus`` once
+per iteration (SPEC S17.3): while lent, that thread runs the loop inside its waits
+(:meth:`IoLoop.drive`), the provider's own thread sleeps, and no completion of that
+thread's operations crosses threads.  See :meth:`IoLoop.lend`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
+from asyncio import events
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ..errors import WSAErr, WSAError
 from ..events import wait_alertably
 
-__all__ = ["IO_THREADS", "IoLoop"]
+__all__ = ["BORROWERS", "IO_THREADS", "IoLoop"]
 
 #: The threads that run a provider's I/O loop: no blocking wait may run there (S7.3),
 #: whichever provider it waits on (a completion port is process-wide).
 IO_THREADS: set[int] = set()
+
+#: The program threads a provider's loop is lent to, each with that loop (see
+#: ``IoLoop.lend``): a wait on a completion port there runs the loop instead of sleeping.
+BORROWERS: dict[int, IoLoop] = {}
 
 log = logging.getLogger("wsp_async")
 T = TypeVar("T")
@@ -52,6 +64,18 @@ class IoLoop:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, use_uvloop: bool) -> None:
         self.thread: threading.Thread | None = None
+        #: The program thread the loop is lent to (None: not lent); see :meth:`lend`.
+        self.borrower: int | None = None
+        #: Told the thread that runs the loop whenever it changes (the APC target's).
+        self.on_move: Callable[[int], object] | None = None
+        self._lend_lock = threading.Lock()
+        self._lending = False  # the own thread's run_forever returns to park, not to end
+        self._finished = False
+        self._parked = threading.Event()
+        self._resume = threading.Event()
+        self._step: Callable[[], object] | None = None  # set with the loop, below
+        #: True while the borrower runs the loop (a drive does not nest).
+        self.driving = False
         if loop is None:
             self.loop = _new_loop(use_uvloop)
             self.embedded = False
@@ -65,6 +89,7 @@ class IoLoop:
                 running = None
             self.ident = threading.get_ident() if running is loop else self._learn_thread(loop)
         self.wake = self.loop.call_soon_threadsafe
+        self._step = getattr(self.loop, "_run_once", None)
         IO_THREADS.add(self.ident)
 
     def release(self) -> None:
@@ -88,11 +113,21 @@ class IoLoop:
             loop.call_soon(ready.set)
             try:
                 loop.run_forever()
+                while self._lending and not self._finished:
+                    # Lent (see lend): sleep until the borrower gives the loop back.
+                    self._parked.set()
+                    self._resume.wait()
+                    self._resume.clear()
+                    if self.finished():
+                        break
+                    loop.run_forever()
                 # Let closing transports finish their callbacks before the loop goes.
                 for _ in range(3):
                     loop.run_until_complete(asyncio.sleep(0))
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
+                self._finished = True
+                self._parked.set()  # a lender waiting for the park gives up
                 loop.close()
 
         self.thread = threading.Thread(target=main, name="wsp_async-io", daemon=True)
@@ -134,11 +169,18 @@ class IoLoop:
         return future.result()
 
     def run(self, coro: Coroutine[Any, Any, T], alertable: bool = False) -> T:
-        """Run a coroutine on the loop from another thread and wait for its result.
+        """Run a coroutine on the loop from another thread and wait for its result (on
+        the thread the loop is lent to, outside a drive: run the loop until it is done).
 
         ``alertable``: the wait of a blocking Winsock call (accept, connect), which
         runs the calling thread's APCs meanwhile (S6.3).
         """
+        if self.lent_here() and not self.driving:
+            # The borrower waits by running the loop (it would wait for itself otherwise).
+            task = self.loop.create_task(coro)
+            while not task.done():
+                self.drive(1.0, task.done)
+            return task.result()
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         except RuntimeError:
@@ -158,8 +200,148 @@ class IoLoop:
             self.loop.call_soon_threadsafe(lambda: self.loop.create_task(coro))
 
     def stop(self) -> None:
-        if not self.embedded:
+        if self.embedded:
+            return
+        self._finished = True
+        if self.borrower is None:
             self.loop.stop()
+        # Lent: the borrower gives the loop back when its own loop stops, and the
+        # provider's thread then ends instead of running it again.
+
+    # -- lending the loop to a program thread (the Proactor's) ----------------------------
+    def lend(self) -> bool:
+        """Run the loop on the calling thread from now on, inside its :meth:`drive` calls.
+
+        The Proactor's thread asks this while its loop runs (``run_forever``): it waits
+        for packets once per iteration anyway, so the provider's I/O can happen in that
+        wait, on that thread.  The provider's own thread finishes its iteration and
+        sleeps.  False (nothing changed) when the loop is embedded, already lent, or
+        closing.  Until :meth:`give_back`, the calling thread is *the* loop thread
+        (:meth:`here`): a blocking Winsock call there is refused (S7.3), and a wait on a
+        completion port runs the loop (``CompletionPort.take``) instead of sleeping, so
+        the thread is not among ``IO_THREADS``.  Other threads reach the loop as before,
+        and their work runs in the borrower's drives.
+        """
+        if self.embedded or self.thread is None:
+            return False
+        me = threading.get_ident()
+        with self._lend_lock:
+            if self.borrower is not None or self._finished or me == self.ident:
+                return False
+            own = self.ident
+            self._parked.clear()
+            self._lending = True
+            try:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            except RuntimeError:
+                self._lending = False
+                return False
+            self._parked.wait()
+            if self.finished():
+                self._lending = False
+                return False
+            self.borrower = me
+            IO_THREADS.discard(own)
+            BORROWERS[me] = self
+            self._move(me)
+            return True
+
+    def give_back(self) -> None:
+        """The borrower's loop stopped: the provider's own thread runs the loop again."""
+        with self._lend_lock:
+            if self.borrower is None or self.borrower != threading.get_ident():
+                return
+            assert self.thread is not None and self.thread.ident is not None
+            self.borrower = None
+            self._lending = False
+            BORROWERS.pop(threading.get_ident(), None)
+            IO_THREADS.add(self.thread.ident)
+            self._move(self.thread.ident)
+            self._resume.set()
+
+    def _move(self, new: int) -> None:
+        self.ident = new
+        if self.on_move is not None:
+            self.on_move(new)
+
+    def finished(self) -> bool:
+        """The loop's own thread is ending (or ended): it is not lent again."""
+        return self._finished
+
+    def lent_here(self) -> bool:
+        """True on the thread the loop is lent to."""
+        return self.borrower is not None and self.borrower == threading.get_ident()
+
+    def wake_driver(self) -> None:
+        """Make the borrower's current :meth:`drive` look at its ``done`` (any thread)."""
+        with contextlib.suppress(RuntimeError):
+            if self._step is None:  # run_forever until a stop
+                if self.here():
+                    self.loop.stop()
+                else:
+                    self.loop.call_soon_threadsafe(self.loop.stop)
+            elif not self.here():
+                self.loop.call_soon_threadsafe(_nothing)  # ends the wait in select
+
+    def turn(self) -> None:
+        """On the borrower, outside a drive: turns of the loop that do not wait, while
+        callbacks are ready (at most a few), so that what was just started there begins
+        now -- a task that starts another one needs two (anywhere else: nothing)."""
+        if self.lent_here() and not self.driving:
+            ready = getattr(self.loop, "_ready", None)
+            for _ in range(4):
+                self.drive(0, _never)
+                if not ready:
+                    break
+
+    def drive(self, seconds: float, done: Callable[[], bool]) -> None:
+        """On the borrower: run the loop until ``done()`` or ``seconds`` passed.
+
+        Whatever makes ``done()`` true calls :meth:`wake_driver`.  ``seconds`` 0 is one
+        iteration that does not wait (a loop with callbacks ready polls so).  The
+        borrower's own running loop (the Proactor) is set aside meanwhile, so that code
+        run by this loop's callbacks sees this loop as the running one.  A stock asyncio
+        loop is stepped directly (``_run_once``, about 1.3 us a step here; ``run_forever``
+        costs 6 us); another one (uvloop) runs ``run_forever`` until a stop.
+        """
+        loop = self.loop
+        outer = events._get_running_loop()
+        step = self._step
+        self.driving = True
+        try:
+            if step is None:
+                events._set_running_loop(None)  # run_forever refuses to nest
+                deadline = loop.time() + seconds
+                while True:
+                    handle = loop.call_at(deadline, loop.stop)
+                    try:
+                        loop.run_forever()
+                    finally:
+                        handle.cancel()
+                    if done() or loop.time() >= deadline:
+                        return
+            events._set_running_loop(loop)
+            loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]
+            try:
+                if seconds <= 0:
+                    loop._stopping = True  # type: ignore[attr-defined]  # select, no wait
+                    try:
+                        step()
+                    finally:
+                        loop._stopping = False  # type: ignore[attr-defined]
+                    return
+                deadline = loop.time() + seconds
+                timer = loop.call_at(deadline, _nothing)
+                try:
+                    while not done() and loop.time() < deadline:
+                        step()
+                finally:
+                    timer.cancel()
+            finally:
+                loop._thread_id = None  # type: ignore[attr-defined]
+        finally:
+            self.driving = False
+            events._set_running_loop(outer)
 
     @staticmethod
     def refuse_blocking(what: str) -> WSAError:
@@ -169,3 +351,11 @@ class IoLoop:
             what,
         )
         return WSAError(WSAErr.WSAEWOULDBLOCK, f"{what} on the I/O loop thread")
+
+
+def _nothing() -> None:
+    """A callback that only wakes a loop."""
+
+
+def _never() -> bool:
+    return False

@@ -9,6 +9,8 @@ the :class:`PortLink` an associated socket carries.
 from __future__ import annotations
 
 import collections
+import functools
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from ..constants import (
     WAIT_IO_COMPLETION,
     WAIT_TIMEOUT,
 )
+from .ioloop import BORROWERS, IoLoop
 
 __all__ = ["OVERLAPPED_ENTRY", "CompletionPort", "Packet", "PortLink"]
 
@@ -164,6 +167,9 @@ class CompletionPort:
         Returns ``WAIT_TIMEOUT``, ``ERROR_ABANDONED_WAIT_0`` (closed while waiting) or,
         alertable, ``WAIT_IO_COMPLETION`` when it ran APCs and no packet came (S13.5).
         """
+        io = BORROWERS.get(threading.get_ident()) if BORROWERS else None
+        if io is not None and not io.driving:
+            return self._take_driving(io, count, milliseconds)
         deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
         with self._lock:
             if self.closed:
@@ -203,6 +209,55 @@ class CompletionPort:
             if target is not None:
                 target.remove_waiter(waiter.signal.set)
 
+    def _take_driving(self, io: IoLoop, count: int, milliseconds: int) -> list[Packet] | int:
+        """:meth:`take` on a thread a provider's loop is lent to (the Proactor's, while
+        its loop runs): it runs that loop until a packet comes, so that the I/O of its
+        own operations happens here and their packets need no other thread (S17.3).
+        Packets queued by other threads end the run through the port's waiter."""
+        with self._lock:
+            if self.closed:
+                return ERROR_ABANDONED_WAIT_0
+            if self._packets:
+                return self._pop(count)
+        if milliseconds == 0:
+            io.drive(0, _never)  # a poll: one turn that does not wait, then look again
+            with self._lock:
+                if self._answered(None):
+                    return ERROR_ABANDONED_WAIT_0
+                return self._pop(count) if self._packets else WAIT_TIMEOUT
+        deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
+
+        def wake(_waiter: _Waiter) -> bool:
+            io.wake_driver()
+            return True
+
+        while True:
+            got = self.take_or_wait(wake, _never)
+            if not isinstance(got, _Waiter):
+                return got if isinstance(got, int) else [got]
+            waiter = got
+            remaining = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                io.drive(remaining, functools.partial(self._answered, waiter))
+            finally:
+                packet = self.withdraw(waiter)
+                if packet is not None and sys.exc_info()[0] is not None:
+                    self.queue(packet, front=True)  # interrupted: it stays for the next wait
+            if packet is not None:
+                return [packet, *self._pop_locked(count - 1)]
+            if self._answered(None):
+                return ERROR_ABANDONED_WAIT_0
+            if deadline is not None and time.monotonic() >= deadline:
+                return WAIT_TIMEOUT
+
+    def _answered(self, waiter: _Waiter | None) -> bool:
+        """Whether a driving wait may end: the waiter has its packet, or the port closed."""
+        return (waiter is not None and waiter.packet is not None) or self.closed
+
+    def _pop_locked(self, count: int) -> list[Packet]:
+        with self._lock:
+            return self._pop(count)
+
     def _settle(self, waiter: _Waiter, count: int) -> list[Packet] | int | None:
         """With the lock: the waiter's outcome, and its withdrawal from the stack."""
         if waiter in self._waiters:
@@ -216,6 +271,10 @@ class CompletionPort:
     def _pop(self, count: int) -> list[Packet]:
         packets = self._packets
         return [packets.popleft() for _ in range(min(count, len(packets)))]
+
+
+def _never() -> bool:
+    return False
 
 
 def _notified(waiter: _Waiter) -> bool:

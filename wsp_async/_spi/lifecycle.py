@@ -111,7 +111,7 @@ class Lifecycle:
                     ours.getsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY)
                 )
             if sock.type == _pysocket.SOCK_STREAM:
-                if state == CONNECTED and self.io.here():
+                if state == CONNECTED and self.io.here() and not self.io.lent_here():
                     self.io.loop.create_task(self.parts.attach_stream(adapter))
                 elif state == CONNECTED:
                     self.io.run(self.parts.attach_stream(adapter))

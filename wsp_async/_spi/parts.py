@@ -140,7 +140,16 @@ class Parts:
         host = sock.sock
         sock.attaching = True  # a close meanwhile leaves the host socket to the transport
         try:
-            await self.io.loop.connect_accepted_socket(lambda: StreamProtocol(sock), host)
+            loop: Any = self.io.loop
+            make = getattr(loop, "_create_connection_transport", None)
+            if make is not None:
+                # A stock asyncio loop: what connect_accepted_socket does after its check
+                # of the socket's type against ``asyncio.base_events.socket`` -- a name
+                # CPython's own tests replace with a mock while the Proactor, and so this
+                # loop lent to its thread, runs (the type was checked at adoption).
+                await make(host, lambda: StreamProtocol(sock), None, None, server_side=True)
+            else:
+                await loop.connect_accepted_socket(lambda: StreamProtocol(sock), host)
         finally:
             sock.attaching = False
             if sock.sock is not host or sock.closed:

@@ -40,6 +40,7 @@ import time
 from typing import Any
 
 from .. import iocp
+from .._completion.port import CompletionPort, Packet
 from ..constants import (
     ERROR_IO_PENDING,
     ERROR_OPERATION_ABORTED,
@@ -157,6 +158,17 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
     if target is None:
         raise windows_error(ERROR_INVALID_HANDLE)
     descriptors.sweep()
+    got = _wait_for_packet(target, msecs)
+    if got is None:
+        return None
+    transferred, key, packet_ov, status = got[0]
+    address = packet_ov if isinstance(packet_ov, int) else id(packet_ov)
+    return (win32_of(status) if status else 0), transferred, key or 0, address
+
+
+def _wait_for_packet(port: CompletionPort, msecs: int) -> list[Packet] | None:
+    """Wait on the port, in slices (on the thread the provider's loop is lent to, the
+    wait runs that loop: ``CompletionPort.take``)."""
     got: Any = WAIT_TIMEOUT
     deadline = None if msecs == INFINITE else time.monotonic() + msecs / 1000
     while isinstance(got, int):
@@ -166,7 +178,7 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
             slice_ms = 50
         else:
             slice_ms = max(0, min(50, int((deadline - time.monotonic()) * 1000)))
-        got = target.take(1, slice_ms, alertable=False)
+        got = port.take(1, slice_ms, alertable=False)
         if not isinstance(got, int):
             break
         if got != WAIT_TIMEOUT:
@@ -174,9 +186,7 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
         if deadline is not None and time.monotonic() >= deadline:
             return None
         descriptors.sweep()
-    transferred, key, packet_ov, status = got[0]
-    address = packet_ov if isinstance(packet_ov, int) else id(packet_ov)
-    return (win32_of(status) if status else 0), transferred, key or 0, address
+    return got  # type: ignore[no-any-return]
 
 
 def PostQueuedCompletionStatus(port: int, transferred: int, key: int, address: int) -> None:

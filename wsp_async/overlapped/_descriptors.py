@@ -53,7 +53,7 @@ def provider() -> Provider:
     if p is None:
         with _provider_lock:
             if _provider is None:
-                _provider = Provider()
+                _provider = Provider(use_uvloop=False)
             p = _provider
     return p
 
@@ -88,23 +88,32 @@ class _Descriptors:
             raise windows_error(WSAErr.WSAENOTSOCK)
         with self.lock:
             entry = self.entries.get(fd)
-            if entry is not None:
-                if entry.identity == identity:
-                    return entry.handle
-                self._release(fd, entry)  # the number names another socket now
-            sock = _adoptable(fd)
-            try:
-                # The program calls shutdown() and close() on its own descriptor, beside
-                # the provider: a send counts as complete only once the kernel holds it
-                # (S4.2), or a FIN could overtake bytes held here; and every send comes
-                # from the program's threads, so the first one may go straight to the
-                # kernel and complete inside the call, as on Windows (S17.3).
-                handle = provider().adopt(sock, duplicate=False, kernel_completes=True)
-            except WSAError as exc:
-                sock.close()
-                raise windows_error(exc.winerror) from None
-            self.entries[fd] = _Entry(handle, identity)
-            return handle
+            if entry is not None and entry.identity == identity:
+                return entry.handle
+        # No lock is held from here on while the provider works: adopting, or closing
+        # an emulated socket, may wait for the thread that runs the provider's loop --
+        # the Proactor's own while its loop runs -- and that thread names descriptors too.
+        if entry is not None:
+            self._release_if(fd, entry)  # the number names another socket now
+        sock = _adoptable(fd)
+        try:
+            # The program calls shutdown() and close() on its own descriptor, beside
+            # the provider: a send counts as complete only once the kernel holds it
+            # (S4.2), or a FIN could overtake bytes held here; and every send comes
+            # from the program's threads, so the first one may go straight to the
+            # kernel and complete inside the call, as on Windows (S17.3).
+            handle = provider().adopt(sock, duplicate=False, kernel_completes=True)
+        except WSAError as exc:
+            sock.close()
+            raise windows_error(exc.winerror) from None
+        with self.lock:
+            entry = self.entries.get(fd)
+            if entry is None or entry.identity != identity:
+                self.entries[fd] = _Entry(handle, identity)
+                return handle
+        # Another thread adopted the same socket meanwhile: its handle stands.
+        provider().WSPCloseSocket(handle, INT())
+        return entry.handle
 
     def forget(self) -> None:
         with self.lock:
@@ -132,12 +141,17 @@ class _Descriptors:
             return
         self.last_sweep = now
         with self.lock:
-            for fd, entry in list(self.entries.items()):
-                if identity_of(fd) != entry.identity:
-                    self._release(fd, entry)
+            gone = [(fd, e) for fd, e in self.entries.items() if identity_of(fd) != e.identity]
+        for fd, entry in gone:
+            self._release_if(fd, entry)
 
-    def _release(self, fd: int, entry: _Entry) -> None:
-        del self.entries[fd]
+    def _release_if(self, fd: int, entry: _Entry) -> None:
+        """Forget ``entry`` (if it still stands for ``fd``) and close its emulated socket,
+        outside the lock (see :meth:`handle`)."""
+        with self.lock:
+            if self.entries.get(fd) is not entry:
+                return
+            del self.entries[fd]
         provider().WSPCloseSocket(entry.handle, INT())
 
 

@@ -85,10 +85,18 @@ class Overlapped:
         self._handle = handle
 
     def _started(self, ok: bool) -> None:
-        """After the call: pending or done, else raise with the Winsock code (not started)."""
+        """After the call: pending or done, else raise with the Winsock code (not started).
+
+        These calls (AcceptEx, ConnectEx, DisconnectEx, TransmitFile) start a task on the
+        provider's loop.  On the thread the loop is lent to, that task gets one turn at
+        once: Windows starts the operation in the call (a connect's SYN is on its way when
+        ConnectEx returns), and a program may block on that before its loop turns again
+        (CPython's ``test_sock_client_racing`` accepts with a blocking call).
+        """
         code = 0 if ok else WSAGetLastError()
         self.error = code
         if code in (0, WSA_IO_PENDING):
+            provider().io_loop.turn()
             return
         self._type = _NOT_STARTED
         raise windows_error(code)
@@ -227,7 +235,14 @@ class Overlapped:
             if not wait:
                 self.error = ERROR_IO_INCOMPLETE
                 raise windows_error(ERROR_IO_INCOMPLETE)
-            Provider.wait_until(lambda: not self._ov.pending, None)  # type: ignore[arg-type]
+            io = provider().io_loop
+            if io.lent_here() and not io.driving:
+                # This thread runs the provider's loop (the Proactor's, while its loop
+                # runs): waiting here means running it until the operation is done.
+                while self._ov.pending:
+                    io.drive(1.0, lambda: not self._ov.pending)
+            else:
+                Provider.wait_until(lambda: not self._ov.pending, None)  # type: ignore[arg-type]
         status = self._ov.Internal
         code = win32_of(status) if status else 0
         self.error = code
