@@ -6,7 +6,10 @@ after the Winsock call (``WSARecv``, ``AcceptEx``, ...), collected from a comple
 port with :func:`GetQueuedCompletionStatus` by its ``address``, and read with
 ``getresult()``.  This module offers the same names, signatures, results and
 exceptions, with the operations run by a wsp_async :class:`~wsp_async.Provider` of
-its own (one per process, on its own I/O thread).
+its own (one per process, on the stock selector loop).  While a Proactor's loop runs,
+that provider's loop is lent to the Proactor's thread and runs inside its waits on the
+port, so the Proactor's own operations complete without crossing threads (S17.3);
+otherwise the provider's own I/O thread runs it.
 
 File descriptors stand for handles
 ----------------------------------
