@@ -236,3 +236,36 @@ def test_a_write_reaches_its_loopback_peer_within_a_few_iterations_of_a_busy_loo
     with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:
         spans = runner.run(main())
     assert max(spans[1:]) <= 8, spans
+
+
+def test_a_port_wait_inside_the_lent_loops_callbacks_is_refused_not_deadlocked(
+    face: Any,
+) -> None:
+    # SPEC S7.3, S13.7 (hostile): code the provider's loop runs on the Proactor's thread
+    # (a routine, a callback) may not wait on a port: that thread would wait for itself.
+    # It is refused with WSAEWOULDBLOCK, as on the provider's own thread; outside the
+    # provider's callbacks the same thread may wait (its wait runs the loop).
+    import wsp_async as w
+    from wsp_async import proactor
+
+    from .test_iocp import gqcs
+
+    async def main() -> tuple[Any, Any]:
+        port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+        try:
+            inside: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            def callback() -> None:
+                inside.set_result(gqcs(port, 5_000))
+
+            face.provider().loop.call_soon(callback)  # runs in the Proactor's next wait
+            got_inside = await asyncio.wait_for(inside, 30)
+            w.PostQueuedCompletionStatus(port, 9, "outside", None)
+            return got_inside, gqcs(port, 5_000)
+        finally:
+            w.CloseHandle(port)
+
+    with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:
+        inside, outside = runner.run(main())
+    assert (inside[0], inside[4]) == (False, w.WSAEWOULDBLOCK)
+    assert outside[:3] == (True, 9, "outside")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ._completion.ioloop import IO_THREADS
+from ._completion.ioloop import BORROWERS, IO_THREADS
 from ._completion.port import OVERLAPPED_ENTRY, CompletionPort, PortLink
 from ._core.handles import find_anywhere, new_handle
 from .constants import (
@@ -195,7 +195,9 @@ def PostQueuedCompletionStatus(
 
 
 def _may_wait() -> bool:
-    if threading.get_ident() in IO_THREADS:
+    ident = threading.get_ident()
+    lent = BORROWERS.get(ident) if BORROWERS else None
+    if ident in IO_THREADS or (lent is not None and lent.driving):
         _fail(WSAErr.WSAEWOULDBLOCK)  # the thread that delivers completions may not wait (S7.3)
         return False
     return True
