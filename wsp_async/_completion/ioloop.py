@@ -178,8 +178,7 @@ class IoLoop:
         if self.lent_here() and not self.driving:
             # The borrower waits by running the loop (it would wait for itself otherwise).
             task = self.loop.create_task(coro)
-            while not task.done():
-                self.drive(1.0, task.done)
+            self.drive_until(task.done)
             return task.result()
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -290,11 +289,16 @@ class IoLoop:
         if self.lent_here() and not self.driving:
             ready = getattr(self.loop, "_ready", None)
             for _ in range(4):
-                self.drive(0, _never)
+                self.drive(0)
                 if not ready:
                     break
 
-    def drive(self, seconds: float, done: Callable[[], bool]) -> None:
+    def drive_until(self, done: Callable[[], bool]) -> None:
+        """On the borrower, outside a drive: run the loop until ``done()``."""
+        while not done():
+            self.drive(1.0, done)
+
+    def drive(self, seconds: float, done: Callable[[], bool] = lambda: False) -> None:
         """On the borrower: run the loop until ``done()`` or ``seconds`` passed.
 
         Whatever makes ``done()`` true calls :meth:`wake_driver`.  ``seconds`` 0 is one
@@ -355,7 +359,3 @@ class IoLoop:
 
 def _nothing() -> None:
     """A callback that only wakes a loop."""
-
-
-def _never() -> bool:
-    return False

@@ -220,9 +220,9 @@ class CompletionPort:
             if self._packets:
                 return self._pop(count)
         if milliseconds == 0:
-            io.drive(0, _never)  # a poll: one turn that does not wait, then look again
+            io.drive(0)  # a poll: one turn that does not wait, then look again
             with self._lock:
-                if self._answered(None):
+                if self._shut():
                     return ERROR_ABANDONED_WAIT_0
                 return self._pop(count) if self._packets else WAIT_TIMEOUT
         deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
@@ -232,7 +232,7 @@ class CompletionPort:
             return True
 
         while True:
-            got = self.take_or_wait(wake, _never)
+            got = self.take_or_wait(wake, _alive)
             if not isinstance(got, _Waiter):
                 return got if isinstance(got, int) else [got]
             waiter = got
@@ -245,14 +245,18 @@ class CompletionPort:
                     self.queue(packet, front=True)  # interrupted: it stays for the next wait
             if packet is not None:
                 return [packet, *self._pop_locked(count - 1)]
-            if self._answered(None):
+            if self._shut():
                 return ERROR_ABANDONED_WAIT_0
             if deadline is not None and time.monotonic() >= deadline:
                 return WAIT_TIMEOUT
 
-    def _answered(self, waiter: _Waiter | None) -> bool:
+    def _answered(self, waiter: _Waiter) -> bool:
         """Whether a driving wait may end: the waiter has its packet, or the port closed."""
-        return (waiter is not None and waiter.packet is not None) or self.closed
+        return waiter.packet is not None or self._shut()
+
+    def _shut(self) -> bool:
+        """``closed``, read anew (another thread may have closed the port meanwhile)."""
+        return self.closed
 
     def _pop_locked(self, count: int) -> list[Packet]:
         with self._lock:
@@ -273,7 +277,8 @@ class CompletionPort:
         return [packets.popleft() for _ in range(min(count, len(packets)))]
 
 
-def _never() -> bool:
+def _alive() -> bool:
+    """The loop of a driving wait is the waiting thread's own: never dead under it."""
     return False
 
 

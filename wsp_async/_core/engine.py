@@ -214,8 +214,11 @@ class SocketEngine:
         return not (coalesce and self.coalescing)
 
     def begin_iteration(self) -> bool:
-        """A send went out at once: True when the end of this loop iteration must be marked."""
-        if self.coalescing:
+        """A send went out at once: True when the end of this loop iteration must be marked.
+
+        Not with an emulated buffer of 0: nothing may wait there to be gathered, each send
+        completes once the kernel holds it (S4.2; S17.3 on the Proactor's own thread)."""
+        if self.coalescing or not self.capacity:
             return False
         self.coalescing = True
         return True

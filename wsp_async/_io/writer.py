@@ -157,10 +157,8 @@ class Writer:
 
     def mark_iteration(self) -> None:
         """A send went out at once on the loop thread: the sends after it in this loop
-        iteration wait for one gather write at its end (the engine's coalescing).  Not
-        with an emulated buffer of 0: nothing may wait there, each send completes once
-        the kernel holds it (S4.2, and S17.3 on the Proactor's own thread)."""
-        if self.engine.capacity and self.engine.begin_iteration():
+        iteration wait for one gather write at its end (the engine's coalescing)."""
+        if self.engine.begin_iteration():
             self.loop.call_soon(self._end_of_iteration)
 
     def _end_of_iteration(self) -> None:
