@@ -164,12 +164,18 @@ def test_the_pending_count_drops_once_per_batch(provider, listener):  # type: ig
     taken: list[int] = []
 
     class CountingLock:
-        def __enter__(self) -> bool:
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
             taken.append(1)
-            return real.__enter__()
+            return real.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            real.release()
+
+        def __enter__(self) -> bool:
+            return self.acquire()
 
         def __exit__(self, *exc: object) -> None:
-            real.__exit__(*exc)
+            real.release()
 
     count, ran = 1000, []
     done = threading.Event()

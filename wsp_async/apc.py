@@ -95,11 +95,9 @@ class _TargetBase:
         self._lock = threading.Lock()
         self._queue: collections.deque[Apc] = collections.deque()
         self._dead = False
+        #: ``not _dead``, kept as a plain attribute: every post that names a thread reads it.
+        self.alive = True
         self._exit_hooks: list[ExitHook] = []
-
-    @property
-    def alive(self) -> bool:
-        return not self._dead
 
     def post_joined(self, fn: Callable[[list[Any]], object], item: Any) -> bool:
         """Queue ``fn([item])``; a target that can see its queue joins ``item`` to the list
@@ -120,6 +118,7 @@ class _TargetBase:
             if self._dead:
                 return
             self._dead = True
+            self.alive = False
             dropped = len(self._queue)
             self._queue.clear()
             hooks, self._exit_hooks = self._exit_hooks, []

@@ -226,11 +226,28 @@ class CompletionDoor:
             write_result(ov, ntstatus_of(status) if status else 0, nbytes, op.out_flags)
         return True
 
-    def _announce(self, op: Operation, status: int, nbytes: int, uncount: bool = True) -> None:
-        """Every notice of a settled operation but its routine's APC, in this order.
+    def _announce(self, op: Operation, status: int, nbytes: int) -> None:
+        """Every notice of a settled operation but its routine's APC, in this order."""
+        if op.port_link is not None or op.port_later is not None:
+            self._notify(op, status, nbytes)
+        elif op.routine is None and op.event is not None:
+            op.event.set()  # S7.1
+        counter = op.counter
+        if counter is not None:
+            # Only now: a socket with nothing outstanding lets another thread's send
+            # complete at once, and its notice must not overtake this one (S6.4).
+            counter.remove(op)
+        if op.listener is not None:
+            _listen(op)
+        if _result_waiters:
+            _wake_result_waiters()
+        tracer = self.tracer
+        if tracer is not None:
+            isolated(tracer, completion_record(op))
 
-        ``uncount=False``: the caller drops the pending count itself, after the notices
-        of its whole batch (:meth:`_complete_many`)."""
+    def _notify(self, op: Operation, status: int, nbytes: int) -> None:
+        """The notices an operation may carry besides its routine and its listener: its
+        event (S7.1), then its port's packet (S13.2)."""
         if op.routine is None and op.event is not None:
             op.event.set()  # S7.1
         link = op.port_link
@@ -239,29 +256,19 @@ class CompletionDoor:
         if link is not None and not (op.in_call and not status and link.skip_on_success):
             nt = ntstatus_of(status) if status else 0
             link.port.queue((nbytes, link.key, op.overlapped, nt))  # S13.2: one packet
-        counter = op.counter
-        if counter is not None and uncount:
-            # Only now: a socket with nothing outstanding lets another thread's send
-            # complete at once, and its notice must not overtake this one (S6.4).
-            counter.remove(op)
-        listener = op.listener
-        if listener is not None:
-            try:
-                listener(op)
-            except Exception:
-                log.exception("completion listener %r failed", listener)
-        if _result_waiters:
-            _wake_result_waiters()
-        tracer = self.tracer
-        if tracer is not None:
-            isolated(tracer, completion_record(op))
 
     def _complete_many(self, done: Iterable[tuple[Operation, int, int]]) -> None:
         """Complete a batch: the same steps as :meth:`complete`, with the routines of
         consecutive operations bound for one thread's lane queued as ONE APC
         (``RoutineLane.run_many``) instead of one each -- and all of them queued before
-        any operation of the batch leaves its pending count, as one by one they were."""
-        settled = [item for item in done if self._settle(*item)]
+        any operation of the batch leaves its pending count, as one by one they were.
+
+        The steps that concern the batch as a whole (the pending counts, the waiters of
+        ``WSPGetOverlappedResult``, the tracer's records) are taken once for it, after
+        every operation's own notices: a batch of routine sends then costs a loop over
+        its operations, not a call per notice each (issue 26)."""
+        settle = self._settle
+        settled = [item for item in done if settle(*item)]
         if not settled:
             return
         run: list[Operation] = []
@@ -274,13 +281,27 @@ class CompletionDoor:
             run.append(op)
         if run:
             _post_routines(run)
+        notify = self._notify
         for op, status, nbytes in settled:
-            self._announce(op, status, nbytes, False)
+            if op.port_link is not None or op.port_later is not None:
+                notify(op, status, nbytes)
+            elif op.routine is None and op.event is not None:
+                op.event.set()  # S7.1
+            if op.listener is not None:
+                _listen(op)
         # The pending counts drop once for the batch, after every notice of it: none of
         # them can be overtaken by another thread's send completing at once (S6.4).
         ops = [item[0] for item in settled]
-        for counter in {op.counter for op in ops if op.counter is not None}:
-            counter.remove_all(ops)
+        counters = {op.counter for op in ops}
+        counters.discard(None)
+        for counter in counters:
+            counter.remove_all(ops)  # type: ignore[union-attr]
+        if _result_waiters:
+            _wake_result_waiters()
+        tracer = self.tracer
+        if tracer is not None:
+            for op in ops:
+                isolated(tracer, completion_record(op))
 
     def complete_ok(self, ops: Iterable[Operation]) -> None:
         """Complete sends that were consumed whole (S4.3); a TransmitFile whose file failed
@@ -300,6 +321,14 @@ class CompletionDoor:
         tracer = self.tracer
         if tracer is not None:
             isolated(tracer, post_record(op))
+
+
+def _listen(op: Operation) -> None:
+    """Call ``op``'s listener (ours: a blocked caller's wake-up, an asyncio future)."""
+    try:
+        op.listener(op)  # type: ignore[misc]
+    except Exception:
+        log.exception("completion listener %r failed", op.listener)
 
 
 def _post_routines(ops: list[Operation]) -> None:

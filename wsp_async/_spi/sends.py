@@ -72,8 +72,9 @@ class Sends:
         op = self.posting.overlapped(
             sock, SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
         )
-        if type(lpNumberOfBytesSent) not in BOXES:
-            check_count_box(lpNumberOfBytesSent, op is not None)
+        box = lpNumberOfBytesSent
+        if type(box) not in BOXES and (box is not None or op is None):
+            check_count_box(box, op is not None)
         address = None
         if lpTo is not None and not engine.stream:
             address = sockaddr(engine.family, lpTo)
