@@ -50,14 +50,18 @@ class Posting:
         lpOverlapped: object,
         lpCompletionRoutine: object,
         lpThreadId: object,
+        here: bool | None = None,
     ) -> Operation | None:
-        """Validate the overlapped arguments (S3, S6.1, S9): the operation, or None (S3.2)."""
+        """Validate the overlapped arguments (S3, S6.1, S9): the operation, or None (S3.2).
+
+        ``here``: whether the caller runs on the loop's thread, when it knows already."""
         if lpOverlapped is None and lpCompletionRoutine is None:
             return None
         if type(lpOverlapped) is not WSAOVERLAPPED and not isinstance(lpOverlapped, WSAOVERLAPPED):
             raise WSAError(WSAErr.WSAEFAULT, "lpOverlapped is not a WSAOVERLAPPED")
         parts = self.parts
-        here = threading.get_ident() == self.io.ident
+        if here is None:
+            here = threading.get_ident() == self.io.ident
         issuer = parts.loop_target if here else apc.current_target()
         event = None
         thread: apc.ApcTarget | None = None
@@ -71,7 +75,7 @@ class Posting:
                 raise WSAError(WSAErr.WSAEINVAL, "a completion routine on a port's socket")
             if lpThreadId is None:
                 thread = issuer
-            elif isinstance(lpThreadId, WSATHREADID):
+            elif type(lpThreadId) is WSATHREADID or isinstance(lpThreadId, WSATHREADID):
                 thread = lpThreadId.target
                 if thread is None or not thread.alive:
                     raise WSAError(WSAErr.WSAEINVAL, "lpThreadId names no live thread")

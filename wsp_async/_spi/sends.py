@@ -69,8 +69,9 @@ class Sends:
         buffers, total = capture(lpBuffers, dwBufferCount, False)
         engine = sock.engine
         flags = dwFlags if type(dwFlags) is int else integer(dwFlags, "dwFlags is not an int")
+        here = threading.get_ident() == self.io.ident
         op = self.posting.overlapped(
-            sock, SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
+            sock, SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId, here
         )
         box = lpNumberOfBytesSent
         if type(box) not in BOXES and (box is not None or op is None):
@@ -98,10 +99,12 @@ class Sends:
             op.address = address
         if flags & MSG_OOB:
             op.urgent = True
-        if engine.stream and threading.get_ident() == self.io.ident:
+        if engine.stream and here:
             # Completions happen on this very thread: count the op only if it is
             # still pending after the post, so a send done at once skips the lock.
-            engine.pending.check(total)
+            pending = engine.pending
+            if pending.limited or pending.count >= pending.max_count:
+                pending.check(total)
             self.posting.claim(sock, op)
             op.in_call = True  # a completion inside post_here is this call's (S13.3)
             done = sock.post_here(op, coalesce)
