@@ -18,6 +18,9 @@ route       asked from       what the caller does
                              the asyncio face's lean send, ``lean``)
 ``MEASURE`` the loop thread  the last reading of the transport says no room: read it
                              (:meth:`SendQueue.report`) and ask again, once
+``THROUGH`` the loop thread  an emulated buffer of 0 (S4.2: complete once the kernel
+                             holds it): writes it now and hands it on as the queue would;
+                             it is complete if the transport then holds nothing
 ``STAGE``   another thread   copies it into the hand-off as a record already complete
 ``DIRECT``  another thread   writes it straight to the kernel from the posting thread;
                              the rest, if the kernel takes part, goes before everything
@@ -87,9 +90,10 @@ class Route(enum.IntEnum):
     MEASURE = 3
     STAGE = 4
     DIRECT = 5
+    THROUGH = 6
 
 
-QUEUE, WRITE, HOLD, MEASURE, STAGE, DIRECT = Route
+QUEUE, WRITE, HOLD, MEASURE, STAGE, DIRECT, THROUGH = Route
 
 
 class Crossing(Protocol):
@@ -133,6 +137,11 @@ def admit_here(
         if not lean or len(waiting) > 1 or waiting[0].status:
             return QUEUE
         return HOLD if sendq.used + nbytes <= sendq.capacity else MEASURE
+    if not sendq.capacity and not lean:
+        # No emulated buffer (the Proactor's sockets): no room to judge, nothing to
+        # gather; what the queue would do with it -- write it, see what the kernel
+        # took -- done at once, without the queue's turn (issue 26).
+        return THROUGH
     if sendq.used + nbytes > sendq.capacity:
         return MEASURE
     if coalesce and engine.coalescing:

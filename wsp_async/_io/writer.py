@@ -1,7 +1,8 @@
 """The one writer: every way a stream socket's bytes reach the transport or the kernel --
 the pump (the engine's batches, the gather write, the urgent write), ``WRITE`` on the
-loop thread (:meth:`Writer.post_here`, :meth:`Writer.send_nonblocking`), and another
-thread's ``STAGE`` and ``DIRECT`` (:func:`send_other`; SPEC S2.1, S8.2).  Which way a
+loop thread (:meth:`Writer.post_here`, :meth:`Writer.send_nonblocking`), and -- in
+:mod:`~wsp_async._io.foreign_sends` -- another thread's ``STAGE`` and ``DIRECT`` (SPEC
+S2.1, S8.2).  Which way a
 send goes is not decided here: every route asks :mod:`wsp_async._core.admission` and
 carries its answer out.  A direct send the kernel took in part leaves its rest at the
 hand-off's *front*, before every send posted meanwhile (S5.3); a send begun that way
@@ -30,16 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._completion.door import CompletionDoor, isolated
 from .._core import admission
-from .._core.admission import DIRECT, MEASURE, QUEUE, STAGE, WRITE, Route
-from .._core.arguments import skip
-from .._core.engine import ABORTED, SocketEngine
-from .._core.operation import Operation, held_send
+from .._core.admission import MEASURE, QUEUE, THROUGH, WRITE, Route
+from .._core.engine import SocketEngine
+from .._core.operation import Operation
 from ..constants import STATUS_PENDING
 from ..errors import WSAErr, WSAError
 from ..verifier import check_unchanged
 from .handoff import HandOff
 
-__all__ = ["Writer", "kept", "send_other"]
+__all__ = ["Writer", "kept"]
 
 
 def kept(buffer: Any) -> Any:
@@ -105,6 +105,8 @@ class Writer:
                 route = self.measure(op.nbytes, False, coalesce)
             if route is WRITE and self._write_at_once(op):
                 return True
+            if route is THROUGH and self._write_through(op):
+                return op.status != STATUS_PENDING
         if engine.post_send(op, coalesce):
             self.pump()
             self.mark_iteration()
@@ -138,6 +140,29 @@ class Writer:
         self.door.complete(op, 0, size)
         self.mark_iteration()  # the sends after it in this iteration gather
         return True
+
+    def _write_through(self, op: Operation) -> bool:
+        """``THROUGH``: hand ``op`` to the transport now, as :meth:`pump` would hand it
+        alone, and complete it if the kernel took it all; False when it must take the
+        queue (see :meth:`_write_at_once`)."""
+        transport = self.transport
+        if transport.is_closing():
+            return False
+        try:
+            if not self.handoff.foreign_writes:
+                self._hand_on(transport, op)
+            elif not self.write_alone(self._hand_on, transport, op):
+                return False
+        except Exception as exc:
+            self.door.complete(op, self.engine.write_failed(exc), 0)
+            return True
+        if not self.engine.sendq.inflight:  # nothing was before it: the kernel holds it
+            self.door.complete(op, 0, op.nbytes)
+        return True
+
+    def _hand_on(self, transport: Any, op: Operation) -> None:
+        self._write(transport, [op])
+        self.engine.handed([op], transport.get_write_buffer_size())
 
     def write_alone(self, write: Callable[..., object], *args: Any) -> bool:
         """``write(*args)`` under ``write_lock``, when other threads may write straight to
@@ -351,98 +376,3 @@ class Writer:
         op = self.handoff.take_front()
         if op is not None:
             self.engine.sendq.push_front(op)
-
-
-# ------------------------------------------------------------------ other threads' sends
-def send_other(
-    adapter: Writer,
-    op: Operation,
-    plain: bool,
-    blocking: bool,
-    prepare: Callable[[Operation], object],
-) -> bool:
-    """A stream send posted on another thread: True when it completed inside the call.
-
-    The route is :func:`~wsp_async._core.admission.admit_other`'s, asked under the
-    hand-off's lock (:func:`_stage`), and for ``DIRECT`` again under ``write_lock`` too:
-    ``STAGE`` copies the send into the hand-off already complete, ``DIRECT`` writes it
-    straight to the kernel.  A send that does not complete so has ``prepare(op)`` called
-    (the caller counts it, or hooks its wait) and is queued -- through the hand-off, or,
-    the rest of a direct send the kernel took in part, at its front -- and completes
-    through the door.  Raises ``WSAError`` when the hand-off is closed (nothing started).
-    """
-    if adapter.transport is not None:
-        route = _stage(adapter, op, plain, blocking)
-        if route == STAGE:
-            return True
-        if route == DIRECT:
-            wrote = _direct(adapter, op, plain, blocking, prepare)
-            if wrote is not None:
-                return wrote  # all of it, or the rest queued at the front (or aborted)
-    prepare(op)
-    adapter.post_foreign(op)
-    return False
-
-
-def _stage(adapter: Writer, op: Operation, plain: bool, blocking: bool) -> Route:
-    """Ask admission under the hand-off's lock; on ``STAGE``, a copy of the send (a
-    ``bytes`` buffer is shared) joins the hand-off in order, complete (S4.1: held within
-    SO_SNDBUF is consumed), for the loop's next batch.  Returns the answer."""
-    engine = adapter.engine
-    handoff = adapter.handoff
-    with handoff.lock:
-        route = admission.admit_other(engine, handoff, op.nbytes, plain, blocking)
-        if route != STAGE:
-            return route
-        buffers = op.buffers
-        data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
-        wake = handoff.stage_locked(data, op.nbytes, held_send)
-    if wake:
-        handoff.wake()
-    return route
-
-
-def _direct(
-    adapter: Writer,
-    op: Operation,
-    plain: bool,
-    blocking: bool,
-    prepare: Callable[[Operation], object],
-) -> bool | None:
-    """``DIRECT``: write the send straight to the kernel from this thread; True when the
-    kernel took all of it, False when the rest was queued, None when the answer under
-    the locks is no longer ``DIRECT`` (nothing written: the caller queues it).
-
-    Asked again under ``write_lock`` and the hand-off's lock, with the transport's own
-    count read too: a transport may show nothing while it is between two writes of its
-    own (the Proactor's does, inside ``_loop_writing``), and the loop's last reading is
-    taken only between callbacks.  If the kernel takes part, the rest becomes the
-    hand-off's *front*, before every send posted meanwhile (S5.3), after ``prepare(op)``.
-    """
-    engine = adapter.engine
-    handoff = adapter.handoff
-    with adapter.write_lock:
-        transport = adapter.transport
-        with handoff.lock:
-            if (
-                transport is None
-                or admission.admit_other(engine, handoff, op.nbytes, plain, blocking) != DIRECT
-                or transport.is_closing()
-                or transport.get_write_buffer_size()
-            ):
-                return None
-        try:
-            sent = adapter.sock.sendmsg(op.buffers)
-        except OSError:
-            sent = 0  # EAGAIN, or an error the queued path meets through the transport
-        if sent == op.nbytes:
-            return True
-        if sent:
-            op.buffers = skip(op.buffers, sent)
-            op.nbytes -= sent
-        op.direct = sent
-        prepare(op)
-        if not handoff.put_front(op):
-            # Closed meanwhile: part of it went out, so it started; it is aborted.
-            adapter.door.complete(op, ABORTED, 0)
-        return False

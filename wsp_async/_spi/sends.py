@@ -18,7 +18,7 @@ from .._core.arguments import BOXES, capture, check_count_box, integer, sockaddr
 from .._core.engine import SocketState
 from .._core.operation import SEND, Operation
 from .._io.adapter import SocketAdapter
-from .._io.writer import send_other
+from .._io.foreign_sends import send_other
 from ..constants import MSG_OOB
 from ..errors import WSAErr, WSAError
 from ..structs import (
