@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..events import WSAEVENT
     from ..structs import WSAOVERLAPPED
 
-__all__ = ["SEND", "Operation", "OpKind", "PendingCount", "held_send"]
+__all__ = ["RECV", "SEND", "Operation", "OpKind", "PendingCount", "held_send"]
 
 
 class OpKind(enum.IntEnum):
@@ -49,6 +49,7 @@ Routine = Callable[[int, int, Any, int], object]
 #: Read on every post, count and uncount: an enum member's lookup through its class
 #: costs a few tens of nanoseconds on Python 3.11, a module global almost nothing.
 SEND = OpKind.SEND
+RECV = OpKind.RECV
 
 
 class PendingCount:

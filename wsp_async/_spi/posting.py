@@ -144,7 +144,8 @@ class Posting:
             raise self.reused(sock)
         if self.parts.debug and op.kind == OpKind.SEND:
             remember(op)
-        self.door.posted(op)
+        if self.door.tracer is not None:
+            self.door.posted(op)
         return saved
 
     def undo(self, sock: SocketAdapter, op: Operation, saved: tuple[int, int]) -> None:

@@ -5,11 +5,12 @@ each in the S2 protocol.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .._completion.door import isolated, wait_result
 from .._core.arguments import BOXES, capture, check_box, check_count_box, integer
-from .._core.operation import Operation, OpKind
+from .._core.operation import RECV, Operation, OpKind
 from .._io.adapter import SocketAdapter
 from ..constants import STATUS_PENDING, WSA_INFINITE
 from ..errors import WSAErr, WSAError
@@ -58,15 +59,25 @@ class Receives:
         lpThreadId: object,
     ) -> Any:
         """The common receive body (S11.1): 0, PENDING, or raises."""
-        sock = self.parts.sockets.get(s)
-        check_box(lpFrom, "lpFrom")
+        sockets = self.parts.sockets
+        sock = sockets.find(s) if type(s) is int else None
+        if sock is None:
+            sock = sockets.get(s)
+        if lpFrom is not None:
+            check_box(lpFrom, "lpFrom")
         buffers, total = capture(lpBuffers, dwBufferCount, True)
-        check_box(lpFlags, "lpFlags", optional=False)
-        flags = integer(lpFlags.value, "lpFlags holds no int")  # type: ignore[attr-defined]
+        if type(lpFlags) not in BOXES:
+            check_box(lpFlags, "lpFlags", optional=False)
+        flags = lpFlags.value  # type: ignore[attr-defined]
+        if type(flags) is not int:
+            flags = integer(flags, "lpFlags holds no int")
+        here = threading.get_ident() == self.io.ident
         op = self.posting.overlapped(
-            sock, OpKind.RECV, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId
+            sock, RECV, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId, here
         )
-        check_count_box(lpNumberOfBytesRecvd, op is not None)
+        box = lpNumberOfBytesRecvd
+        if type(box) not in BOXES and (box is not None or op is None):
+            check_count_box(box, op is not None)
         sock.engine.check_recv(flags, len(buffers))
         if self.parts.faulty:
             fault = self.parts.draw_fault(sock, "recv")
@@ -83,7 +94,7 @@ class Receives:
         if lpFrom is not None:
             op.listener = lambda done: store(lpFrom, done.source)
         saved = self.posting.start(sock, op, checked=False)
-        if not self.io.here():
+        if not here:
             if not (sock.engine.receiver.ready() and not sock.handoff):
                 try:
                     sock.park_foreign(op)
