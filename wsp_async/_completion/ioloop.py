@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import threading
 from asyncio import events
@@ -272,15 +271,23 @@ class IoLoop:
         return self.borrower is not None and self.borrower == threading.get_ident()
 
     def wake_driver(self) -> None:
-        """Make the borrower's current :meth:`drive` look at its ``done`` (any thread)."""
-        with contextlib.suppress(RuntimeError):
+        """Make the borrower's current :meth:`drive` look at its ``done`` (any thread).
+
+        On the driving thread itself a stepped loop looks after each step anyway: nothing
+        to do (the common case, asked on every packet the lent loop queues)."""
+        here = threading.get_ident() == self.ident
+        if here and self._step is not None:
+            return
+        try:
             if self._step is None:  # run_forever until a stop
-                if self.here():
+                if here:
                     self.loop.stop()
                 else:
                     self.loop.call_soon_threadsafe(self.loop.stop)
-            elif not self.here():
+            else:
                 self.loop.call_soon_threadsafe(_nothing)  # ends the wait in select
+        except RuntimeError:
+            pass  # the loop closed meanwhile
 
     def turn(self) -> None:
         """On the borrower, outside a drive: turns of the loop that do not wait, while

@@ -43,9 +43,15 @@ class OVERLAPPED_ENTRY:
     dwNumberOfBytesTransferred: int = 0
 
 
+#: The ``signal`` of a coroutine's waiter: never set (its ``notify`` is called instead).
+_NO_SIGNAL = threading.Event()
+
+
 @attrs.define(eq=False, slots=True)
 class _Waiter:
-    signal: threading.Event = attrs.field(factory=threading.Event)
+    #: A thread's wake-up.  A coroutine's waiter (``notify``) has none of its own: making
+    #: an Event (and its Condition) for each of the Proactor's waits was a third of them.
+    signal: threading.Event = _NO_SIGNAL
     packet: Packet | None = None
     #: For a coroutine's wait: called (on the releasing thread, under the port's lock)
     #: instead of a thread's wake-up; it returns False, or raises, when it cannot deliver.
@@ -182,7 +188,7 @@ class CompletionPort:
                 return WAIT_TIMEOUT
             # Only a call that waits makes a waiter (an Event): a poll that finds a packet,
             # or none with no time to wait, is most calls of a loop that drains its port.
-            waiter = _Waiter()
+            waiter = _Waiter(threading.Event())
             self._waiters.append(waiter)
         target = apc.thread_target() if alertable and not apc.on_loop_thread() else None
         if target is not None:

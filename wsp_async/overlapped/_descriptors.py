@@ -86,10 +86,11 @@ class _Descriptors:
         identity = identity_of(fd)
         if identity is None:
             raise windows_error(WSAErr.WSAENOTSOCK)
-        with self.lock:
-            entry = self.entries.get(fd)
-            if entry is not None and entry.identity == identity:
-                return entry.handle
+        # Read without the lock (one dict lookup is atomic): every operation asks this,
+        # and an entry is only ever replaced whole.
+        entry = self.entries.get(fd)
+        if entry is not None and entry.identity == identity:
+            return entry.handle
         # No lock is held from here on while the provider works: adopting, or closing
         # an emulated socket, may wait for the thread that runs the provider's loop --
         # the Proactor's own while its loop runs -- and that thread names descriptors too.
