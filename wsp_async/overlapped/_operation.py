@@ -10,6 +10,7 @@ from typing import Any
 from .. import kernel32
 from ..constants import (
     ERROR_IO_PENDING,
+    STATUS_PENDING,
     ERROR_MORE_DATA,
     ERROR_NOT_FOUND,
     SOCKET_ERROR,
@@ -76,7 +77,11 @@ class Overlapped:
     # -- state ---------------------------------------------------------------------------
     @property
     def pending(self) -> bool:
-        return self._type not in (_NONE, _NOT_STARTED) and self._ov.pending
+        # ``Internal`` holds STATUS_PENDING exactly while the structure is pending (the door
+        # writes the result there before it lets go, S2.5); the structure is this object's
+        # own, so nobody else writes it.  Read directly: the Proactor asks several times
+        # per operation.
+        return self._ov.Internal == STATUS_PENDING and self._type > _NOT_STARTED
 
     def _start(self, kind: int, handle: int) -> None:
         if self._type != _NONE:
@@ -231,7 +236,7 @@ class Overlapped:
             raise ValueError("operation not yet attempted")
         if self._type == _NOT_STARTED:
             raise ValueError("operation failed to start")
-        if self._ov.pending:
+        if self._ov.Internal == STATUS_PENDING:
             if not wait:
                 self.error = ERROR_IO_INCOMPLETE
                 raise windows_error(ERROR_IO_INCOMPLETE)
