@@ -88,7 +88,10 @@ class ApcTarget(Protocol):
 
 
 class _TargetBase:
-    """Exit-hook bookkeeping shared by both kinds of target."""
+    """Exit-hook bookkeeping shared by both kinds of target.
+
+    ``post`` and the drain, once per completion, take the lock with ``acquire`` and
+    ``release``: a third of what ``with`` costs on CPython 3.11 (issue 26)."""
 
     def __init__(self, thread_ident: int) -> None:
         self.thread_ident = thread_ident
@@ -144,11 +147,15 @@ class ThreadTarget(_TargetBase):
         self._waiters: list[Callable[[], object]] = []
 
     def post(self, fn: Callable[..., object], args: tuple[Any, ...]) -> bool:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._dead:
                 return False
             self._queue.append((fn, args))
             waiters = self._waiters[:] if self._waiters else None
+        finally:
+            lock.release()
         if waiters:
             for wake in waiters:
                 wake()
@@ -159,7 +166,9 @@ class ThreadTarget(_TargetBase):
         ``fn`` (not yet taken by the thread's alertable wait, so not running), add ``item``
         to its list: completions of one lane that follow one another reach the thread as
         one APC, in the same order (S6.2, S6.4), as the door's batches already do."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._dead:
                 return False
             queue = self._queue
@@ -170,6 +179,8 @@ class ThreadTarget(_TargetBase):
                     return True  # its thread was woken for that APC already
             queue.append((fn, ([item],)))
             waiters = self._waiters[:] if self._waiters else None
+        finally:
+            lock.release()
         if waiters:
             for wake in waiters:
                 wake()
@@ -222,13 +233,17 @@ class LoopTarget(_TargetBase):
         self._scheduled = False
 
     def post(self, fn: Callable[..., object], args: tuple[Any, ...]) -> bool:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._dead:
                 return False
             self._queue.append((fn, args))
             if self._scheduled:
                 return True
             self._scheduled = True
+        finally:
+            lock.release()
         try:
             if threading.get_ident() == self.thread_ident:
                 self.loop.call_soon(self._drain)
@@ -241,9 +256,13 @@ class LoopTarget(_TargetBase):
         return True
 
     def _drain(self) -> None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             batch, self._queue = self._queue, collections.deque()
             self._scheduled = False
+        finally:
+            lock.release()
         while batch:
             fn, args = batch.popleft()
             try:

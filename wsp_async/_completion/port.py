@@ -61,7 +61,11 @@ class _Waiter:
 
 
 class CompletionPort:
-    """One port: packets in completion order, waiters released last in, first out."""
+    """One port: packets in completion order, waiters released last in, first out.
+
+    The paths every packet takes (queue, take) hold the lock through ``acquire`` and
+    ``release``, not ``with``: on CPython 3.11 the statement costs about three times as
+    much as the two calls (issue 26, ``benchmarks/README.md``)."""
 
     def __init__(self, handle: int, concurrency: int) -> None:
         self.handle = handle
@@ -89,7 +93,9 @@ class CompletionPort:
         door nor loses a packet.  ``front`` puts it back at the head of the queue (a packet
         given back by a waiter that gave up: it came before the ones queued since).
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self.closed:
                 return False
             if self._inflight:
@@ -112,6 +118,8 @@ class CompletionPort:
             else:
                 self._packets.append(packet)
             return True
+        finally:
+            lock.release()
 
     def close(self) -> None:
         """CloseHandle: release every waiter (ERROR_ABANDONED_WAIT_0); drop what is queued."""
@@ -131,7 +139,9 @@ class CompletionPort:
         """For a coroutine: a packet now, ERROR_ABANDONED_WAIT_0, or a registered waiter
         whose ``notify`` is called once a packet (or the close) comes.  ``dead`` tells
         when the coroutine's loop can no longer take a packet handed to it."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self.closed:
                 return ERROR_ABANDONED_WAIT_0
             if self._inflight:
@@ -141,6 +151,8 @@ class CompletionPort:
             waiter = _Waiter(notify=notify, dead=dead)
             self._waiters.append(waiter)
             return waiter
+        finally:
+            lock.release()
 
     def delivered(self, waiter: _Waiter) -> None:
         """On the coroutine's loop: the packet handed to ``waiter`` is taken for good."""
@@ -177,7 +189,9 @@ class CompletionPort:
         if io is not None and not io.driving:
             return self._take_driving(io, count, milliseconds)
         deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self.closed:
                 return ERROR_ABANDONED_WAIT_0
             if self._inflight:
@@ -190,6 +204,8 @@ class CompletionPort:
             # or none with no time to wait, is most calls of a loop that drains its port.
             waiter = _Waiter(threading.Event())
             self._waiters.append(waiter)
+        finally:
+            lock.release()
         target = apc.thread_target() if alertable and not apc.on_loop_thread() else None
         if target is not None:
             target.add_waiter(waiter.signal.set)
@@ -220,11 +236,15 @@ class CompletionPort:
         its loop runs): it runs that loop until a packet comes, so that the I/O of its
         own operations happens here and their packets need no other thread (S17.3).
         Packets queued by other threads end the run through the port's waiter."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self.closed:
                 return ERROR_ABANDONED_WAIT_0
             if self._packets:
                 return self._pop(count)
+        finally:
+            lock.release()
         if milliseconds == 0:
             io.drive(0)  # a poll: one turn that does not wait, then look again
             with self._lock:
@@ -265,8 +285,12 @@ class CompletionPort:
         return self.closed
 
     def _pop_locked(self, count: int) -> list[Packet]:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             return self._pop(count)
+        finally:
+            lock.release()
 
     def _settle(self, waiter: _Waiter, count: int) -> list[Packet] | int | None:
         """With the lock: the waiter's outcome, and its withdrawal from the stack."""

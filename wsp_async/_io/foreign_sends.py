@@ -55,13 +55,17 @@ def _stage(adapter: Writer, op: Operation, plain: bool, blocking: bool) -> Route
     SO_SNDBUF is consumed), for the loop's next batch.  Returns the answer."""
     engine = adapter.engine
     handoff = adapter.handoff
-    with handoff.lock:
+    lock = handoff.lock
+    lock.acquire()
+    try:
         route = admission.admit_other(engine, handoff, op.nbytes, plain, blocking)
         if route != STAGE:
             return route
         buffers = op.buffers
         data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
         wake = handoff.stage_locked(data, op.nbytes, held_send)
+    finally:
+        lock.release()
     if wake:
         handoff.wake()
     return route

@@ -10,10 +10,10 @@ from typing import Any
 from .. import kernel32
 from ..constants import (
     ERROR_IO_PENDING,
-    STATUS_PENDING,
     ERROR_MORE_DATA,
     ERROR_NOT_FOUND,
     SOCKET_ERROR,
+    STATUS_PENDING,
 )
 from ..errors import WSA_IO_PENDING
 from ..events import WSAGetLastError
