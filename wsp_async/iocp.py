@@ -27,6 +27,7 @@ they report failure through ``GetLastError()``.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -265,7 +266,8 @@ def GetQueuedCompletionStatusEx(
         or not is_box(ulNumEntriesRemoved)
         or not isinstance(entries, list)
         or len(entries) < ulCount
-        or not all(isinstance(e, OVERLAPPED_ENTRY) for e in entries[:ulCount])
+        # map, not a generator: no Python frame per entry on every call of a worker
+        or not all(map(isinstance, entries[:ulCount], itertools.repeat(OVERLAPPED_ENTRY)))
     ):
         _fail(ERROR_INVALID_HANDLE if port is None else ERROR_INVALID_PARAMETER)
         return False
