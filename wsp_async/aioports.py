@@ -58,6 +58,10 @@ class CompletionPortReader:
                 # queued since do not overtake it.
                 port.queue(packet, front=True)
             raise
+        # Taken for good only now, as this coroutine runs again: a loop stopped and closed
+        # between the hand-over and this step (the future set, the task never resumed)
+        # leaves the packet to the port, which gives it back (S2.4: none is lost).
+        port.delivered(waiter)
         if waiter.packet is None:
             raise WSAError(ERROR_ABANDONED_WAIT_0, "the completion port was closed")
         return _entry(waiter.packet)
@@ -75,9 +79,9 @@ class CompletionPortReader:
 
 
 def _settle(port: Any, future: asyncio.Future[Any], waiter: Any) -> None:
-    """On the reader's loop: the packet handed to ``waiter`` is ours now.  Until this
-    runs, a loop that closes leaves it to the port, which gives it back (no loss)."""
-    port.delivered(waiter)
+    """On the reader's loop: wake the coroutine the packet was handed to.  The packet is
+    its own only once it runs (:meth:`CompletionPortReader.get`); until then a loop that
+    closes leaves it to the port, which gives it back (no loss)."""
     if not future.done():
         future.set_result(waiter)
 
