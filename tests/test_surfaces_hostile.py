@@ -82,6 +82,50 @@ def test_a_reader_left_on_a_closed_loop_never_fails_the_port(loop_kind):  # type
         w.CloseHandle(port)
 
 
+def test_a_packet_whose_reader_never_ran_again_is_given_back(loop_kind):  # type: ignore[no-untyped-def]
+    # SPEC S2.4, S13.7: the packet is handed to a waiting reader and its wake-up runs
+    # (the future is set), but the loop stops before the reader's coroutine resumes and
+    # is closed: the packet was never taken, so the port gives it back.  Before the fix
+    # it was counted as delivered at the wake-up and lost (seen in the stateful soak).
+    if loop_kind == "uvloop":
+        pytest.skip(
+            "uvloop runs the callbacks scheduled during an iteration in that iteration, even "
+            "after a stop: its loop cannot end between the wake-up and the reader's step"
+        )
+    port = new_port()
+    loop = new_loop(loop_kind)
+
+    async def leave_a_reader_waiting() -> asyncio.Task[object]:
+        task = asyncio.ensure_future(CompletionPortReader(port).get())
+        while port_object(port).waiting == 0:  # type: ignore[union-attr]
+            await asyncio.sleep(0)
+        return task
+
+    try:
+        task = loop.run_until_complete(leave_a_reader_waiting())
+        assert w.PostQueuedCompletionStatus(port, 9, "handed", None) is True
+        assert port_object(port).waiting == 0  # type: ignore[union-attr]  # handed over
+        # The wake-up scheduled by the hand-over runs; the callback queued right behind it
+        # ends the loop (an exception out of run_forever stops both loop kinds at once),
+        # before the reader's own step, which never comes.
+
+        def interrupt() -> None:
+            raise SystemExit("the program ends")
+
+        loop.call_soon(interrupt)
+        with pytest.raises(SystemExit):
+            loop.run_forever()
+        assert not task.done()
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # it dies with its loop
+        loop.close()
+        assert gqcs(port, 10_000)[:3] == (True, 9, "handed")
+        assert gqcs(port, 0)[0] is False  # exactly once
+    finally:
+        if not loop.is_closed():
+            loop.close()
+        w.CloseHandle(port)
+
+
 async def test_a_reader_cancelled_as_a_packet_comes_gives_it_back_at_the_head() -> None:
     # SPEC S13.2, S13.7: a packet handed to a wait that is being cancelled goes back before
     # the packets queued after it: the port's order is kept.
@@ -102,6 +146,52 @@ async def test_a_reader_cancelled_as_a_packet_comes_gives_it_back_at_the_head() 
         assert got == [1, 2, 3, 4, 5]
     finally:
         w.CloseHandle(port)
+
+
+async def test_an_accept_socket_made_fresh_and_closed_while_attaching_leaks_nothing() -> None:
+    # SPEC S10.2, S14.2, S15.1: an AcceptEx that waits for first data is cancelled while
+    # the transport of its connection is being made -- the cancel resets the connection
+    # and makes the accept socket fresh (a new unbound socket) -- and the accept socket
+    # is closed in the same step.  Both host sockets are closed: the connection by its
+    # aborted transport, the fresh socket by the close.  Before the fix the close left
+    # the fresh one to the attaching transport, which only ever closes its own: a
+    # descriptor leaked (seen in the stateful soak, "1 descriptors leaked").
+    provider = w.Provider(loop=asyncio.get_running_loop())
+    err = INT()
+    try:
+        listener = make_socket(provider)
+        assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
+        assert provider.WSPListen(listener, 8, err) == 0
+        name = Box()
+        assert provider.WSPGetSockName(listener, name, None, err) == 0
+        acceptor = make_socket(provider)
+        ov = WSAOVERLAPPED()
+        output = bytearray(8 + 2 * ADDR)
+        ok = provider.AcceptEx(listener, acceptor, output, 8, ADDR, ADDR, DWORD(), ov)
+        assert not ok and w.WSAGetLastError() == w.WSA_IO_PENDING
+        client = socket.create_connection(name.value, timeout=10)  # sends nothing yet
+        adapter = provider.socket_of(acceptor)
+        for _ in range(10_000):  # the accept, then the transport being made for it
+            if adapter.attaching:
+                break
+            await asyncio.sleep(0)
+        assert adapter.attaching
+        connection = adapter.sock
+        assert w.CancelIoEx(listener, ov)  # resets it, makes the accept socket fresh
+        fresh = adapter.sock
+        assert fresh is not connection and fresh.fileno() >= 0
+        assert provider.WSPCloseSocket(acceptor, err) == 0
+        for _ in range(10_000):
+            if not adapter.attaching:
+                break
+            await asyncio.sleep(0)
+        assert not adapter.attaching
+        assert fresh.fileno() == -1, "the fresh accept socket was left open"
+        assert connection.fileno() == -1
+        assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+        client.close()
+    finally:
+        await provider.aclose()
 
 
 # ---------------------------------------------------------------- results

@@ -114,10 +114,12 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         #: handle's close closes it too; its own close closes the handle
         #: (:mod:`wsp_async._io.adoption`).
         self.program_sock: _pysocket.socket | None = None
-        #: A transport is being made over ``sock`` (``Parts.attach_stream``): a close or
-        #: a reset meanwhile must not close the host socket under it -- :meth:`attach`
-        #: aborts that transport, which closes it.
-        self.attaching = False
+        #: The host socket a transport is being made over (``Parts.attach_stream``), or
+        #: None: a close or a reset meanwhile must not close *that* socket under it --
+        #: :meth:`attach` aborts that transport, which closes it.  Only that one: a reset
+        #: that made the socket fresh meanwhile (an AcceptEx cancelled while it waited for
+        #: first data) leaves a new ``sock`` that the close closes as usual.
+        self.attaching: _pysocket.socket | None = None
         #: The transport called ``connection_lost`` (it has let go of ``sock``).
         self.transport_gone = False
         #: The AcceptEx this socket is the accept socket of, from the call until it
@@ -365,7 +367,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             _adoption.forget(program)
             program.close()
         if self.transport is None:
-            if not self.attaching:
+            if self.attaching is not self.sock:
                 self.sock.close()
         elif not self.transport.is_closing():
             self.on_closing(self, True)

@@ -38,7 +38,7 @@ class Connection:
     sock: _pysocket.socket
     loop: asyncio.AbstractEventLoop
     datagrams: DatagramSender
-    attaching: bool
+    attaching: _pysocket.socket | None
     transport_gone: bool
     by_connect_ex: bool
     accept_into: Operation | None
@@ -81,7 +81,7 @@ class Connection:
         self.datagrams.sock = self.sock
         self.transport = None
         self.by_connect_ex = False
-        if transport is None and not self.attaching:
+        if transport is None and self.attaching is not old:
             old.close()
         self.engine.reset()
 

@@ -138,7 +138,7 @@ class Parts:
 
     async def attach_stream(self, sock: SocketAdapter) -> None:
         host = sock.sock
-        sock.attaching = True  # a close meanwhile leaves the host socket to the transport
+        sock.attaching = host  # a close meanwhile leaves the host socket to the transport
         try:
             loop: Any = self.io.loop
             make = getattr(loop, "_create_connection_transport", None)
@@ -151,7 +151,7 @@ class Parts:
             else:
                 await loop.connect_accepted_socket(lambda: StreamProtocol(sock), host)
         finally:
-            sock.attaching = False
+            sock.attaching = None
             if sock.sock is not host or sock.closed:
                 # Closed or made fresh meanwhile (its transport, if any, was aborted by
                 # ``attach``): the host socket was left for us to close.
