@@ -293,7 +293,8 @@ class Overlapped:
 
     def __del__(self) -> None:
         try:
-            if self.pending:
+            # ``pending``, read inline: every operation's object ends here
+            if self._ov.Internal == STATUS_PENDING and self._type > _NOT_STARTED:
                 self.cancel()
         except Exception:
             pass
