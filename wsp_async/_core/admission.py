@@ -137,7 +137,7 @@ def admit_here(
         if not lean or len(waiting) > 1 or waiting[0].status:
             return QUEUE
         return HOLD if sendq.used + nbytes <= sendq.capacity else MEASURE
-    if not sendq.capacity and not lean:
+    if not lean and not sendq.capacity:
         # No emulated buffer (the Proactor's sockets): no room to judge, nothing to
         # gather; what the queue would do with it -- write it, see what the kernel
         # took -- done at once, without the queue's turn (issue 26).
