@@ -14,9 +14,15 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 import wsp_async as w
 from wsp_async._core.admission import (
@@ -25,6 +31,7 @@ from wsp_async._core.admission import (
     MEASURE,
     QUEUE,
     STAGE,
+    THROUGH,
     WRITE,
     Route,
     admit_here,
@@ -209,6 +216,12 @@ class AdmissionModel(RuleBasedStateMachine):
             if entry is not None:
                 entry[1] = True
 
+    @initialize(capacity=st.sampled_from([100, 100, 0]))
+    def emulated_buffer(self, capacity: int) -> None:
+        # 0: the Proactor's sockets (S4.2, S17.3), where a loop-thread send goes THROUGH.
+        self.e.capacity = capacity
+        self.e.sendq.capacity = capacity
+
     @rule(size=st.integers(0, 150), lean=st.booleans(), coalesce=st.booleans(), plain=st.booleans())
     def post_here(self, size: int, lean: bool, coalesce: bool, plain: bool) -> None:
         if self.c.incoming or self.c.front is not None:
@@ -220,9 +233,22 @@ class AdmissionModel(RuleBasedStateMachine):
             route = admit_here(e, self.c, size, plain, lean, coalesce)
             if route == MEASURE:
                 route = QUEUE  # no room even by a fresh reading: the adapter queues it
-        assert route in (QUEUE, WRITE, HOLD)
+        assert route in (QUEUE, WRITE, HOLD, THROUGH)
         assert route != HOLD or lean
-        if route == WRITE:
+        assert route != THROUGH or (not lean and e.sendq.capacity == 0)
+        event(f"route {route.name}")
+        if route == THROUGH:
+            # Written now and handed on as the pump would; complete in the call only if
+            # the kernel then holds it all -- and never ahead of an earlier send (S6.4).
+            op = Operation(OpKind.SEND, [b"x" * size], size)
+            self._queue(size, op)
+            self.transport += size
+            done = e.handed([op], self.transport)
+            if op in done:
+                entry = self.ops[id(op)]
+                assert all(earlier[1] for earlier in self.ledger if earlier is not entry)
+            self._settle(done)
+        elif route == WRITE:
             self._complete_at_once(route, size)
             e.sendq.wrote(size)
             self.transport += size
