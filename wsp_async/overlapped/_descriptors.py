@@ -78,7 +78,11 @@ class _Descriptors:
         self.last_sweep = 0.0
 
     def handle(self, fd: object) -> int:
-        """The handle behind descriptor ``fd``, adopting a duplicate the first time."""
+        """The handle behind descriptor ``fd``, adopting a duplicate the first time; the
+        table is swept first when a sweep is due (every operation names a descriptor, so
+        the gate is read here rather than in a call of its own)."""
+        if time.monotonic() - self.last_sweep >= self.SWEEP_EVERY:
+            self.sweep()
         if type(fd) is not int:
             if not isinstance(fd, int):
                 raise windows_error(ERROR_INVALID_HANDLE)
@@ -234,6 +238,5 @@ def identity_of(fd: int) -> tuple[int, int] | None:
 descriptors = _Descriptors()
 
 
-def handle_of(fd: object) -> int:
-    descriptors.sweep()
-    return descriptors.handle(fd)
+#: The handle behind a descriptor (see :meth:`_Descriptors.handle`).
+handle_of = descriptors.handle
