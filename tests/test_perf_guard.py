@@ -732,8 +732,8 @@ def test_a_loop_thread_send_and_its_routine_cost_at_most_17_calls(provider, list
 def test_a_proactor_send_and_receive_cost_few_calls() -> None:
     # SPEC S17.3: on the Proactor's thread (its provider's loop lent to it), a WSASend the
     # kernel takes completes inside the call in at most 45 frames of ours (58 before the
-    # THROUGH route, 35 after), and a WSARecvInto that must wait starts in at most 35 (47
-    # before its S9 rows were read at once when none can apply, 30 after).
+    # THROUGH route, 33 after), and a WSARecvInto that must wait starts in at most 35 (47
+    # before its S9 rows were read at once when none can apply, 28 after).
     import sys
 
     from wsp_async import overlapped as _overlapped
