@@ -95,7 +95,11 @@ class StreamReceiver(Generic[Op]):
             data = memoryview(b"".join(parts))
         if not peek:
             self.size -= n
-        return scatter(data, op.buffers)
+        buffers = op.buffers
+        if len(buffers) == 1 and len(buffers[0]) >= n:
+            buffers[0][:n] = data  # one buffer that takes it all: scatter's first step
+            return n
+        return scatter(data, buffers)
 
     def _ready(self) -> bool:
         return self.size > 0 or self.ended
@@ -121,7 +125,7 @@ class StreamReceiver(Generic[Op]):
     def _match(self) -> list[Completion[Op]]:
         done: list[Completion[Op]] = []
         waiting = self.waiting
-        while waiting and (waiting[0].fault or self._ready()):
+        while waiting and (waiting[0].fault or self.size > 0 or self.ended):  # _ready()
             op = waiting.popleft()
             done.append((op, op.fault, 0) if op.fault else (op, 0, self._fill(op)))
         return done
