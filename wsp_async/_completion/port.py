@@ -270,7 +270,7 @@ class CompletionPort:
                 if packet is not None and sys.exc_info()[0] is not None:
                     self.queue(packet, front=True)  # interrupted: it stays for the next wait
             if packet is not None:
-                return [packet, *self._pop_locked(count - 1)]
+                return [packet] if count == 1 else [packet, *self._pop_locked(count - 1)]
             if self._shut():
                 return ERROR_ABANDONED_WAIT_0
             if deadline is not None and time.monotonic() >= deadline:
