@@ -59,19 +59,21 @@ def test_no_port_packet_on_a_socket_without_a_port_still_sets_the_event(provider
     assert recv_exact(conn, 5) == b"hello"
 
 
+async def _leave_a_reader_waiting(port: int) -> asyncio.Task[object]:
+    """A reader waiting on ``port`` on the running loop (its task, not yet done)."""
+    task = asyncio.ensure_future(CompletionPortReader(port).get())
+    while port_object(port).waiting == 0:  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+    return task
+
+
 def test_a_reader_left_on_a_closed_loop_never_fails_the_port(loop_kind):  # type: ignore[no-untyped-def]
     # SPEC S13.6, S13.7: delivery to one dead waiter never fails the door; the packet goes
     # to the next waiter, or stays queued.
     port = new_port()
     loop = new_loop(loop_kind)
 
-    async def leave_a_reader_waiting() -> asyncio.Task[object]:
-        task = asyncio.ensure_future(CompletionPortReader(port).get())
-        while port_object(port).waiting == 0:  # type: ignore[union-attr]
-            await asyncio.sleep(0)
-        return task
-
-    task = loop.run_until_complete(leave_a_reader_waiting())
+    task = loop.run_until_complete(_leave_a_reader_waiting(port))
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # it dies with its loop
     loop.close()
     try:
@@ -95,14 +97,8 @@ def test_a_packet_whose_reader_never_ran_again_is_given_back(loop_kind):  # type
     port = new_port()
     loop = new_loop(loop_kind)
 
-    async def leave_a_reader_waiting() -> asyncio.Task[object]:
-        task = asyncio.ensure_future(CompletionPortReader(port).get())
-        while port_object(port).waiting == 0:  # type: ignore[union-attr]
-            await asyncio.sleep(0)
-        return task
-
     try:
-        task = loop.run_until_complete(leave_a_reader_waiting())
+        task = loop.run_until_complete(_leave_a_reader_waiting(port))
         assert w.PostQueuedCompletionStatus(port, 9, "handed", None) is True
         assert port_object(port).waiting == 0  # type: ignore[union-attr]  # handed over
         # The wake-up scheduled by the hand-over runs; the callback queued right behind it
