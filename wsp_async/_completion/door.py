@@ -228,10 +228,8 @@ class CompletionDoor:
 
     def _announce(self, op: Operation, status: int, nbytes: int) -> None:
         """Every notice of a settled operation but its routine's APC, in this order."""
-        if op.port_link is not None or op.port_later is not None:
+        if op.event is not None or op.port_link is not None or op.port_later is not None:
             self._notify(op, status, nbytes)
-        elif op.routine is None and op.event is not None:
-            op.event.set()  # S7.1
         counter = op.counter
         if counter is not None:
             # Only now: a socket with nothing outstanding lets another thread's send
@@ -247,7 +245,8 @@ class CompletionDoor:
 
     def _notify(self, op: Operation, status: int, nbytes: int) -> None:
         """The notices an operation may carry besides its routine and its listener: its
-        event (S7.1), then its port's packet (S13.2)."""
+        event (S7.1), then its port's packet (S13.2).  Called only for an operation with
+        an event or a port: a routine's operation, the common one, makes no call."""
         if op.routine is None and op.event is not None:
             op.event.set()  # S7.1
         link = op.port_link
@@ -283,19 +282,15 @@ class CompletionDoor:
             _post_routines(run)
         notify = self._notify
         for op, status, nbytes in settled:
-            if op.port_link is not None or op.port_later is not None:
+            if op.event is not None or op.port_link is not None or op.port_later is not None:
                 notify(op, status, nbytes)
-            elif op.routine is None and op.event is not None:
-                op.event.set()  # S7.1
             if op.listener is not None:
                 _listen(op)
         # The pending counts drop once for the batch, after every notice of it: none of
         # them can be overtaken by another thread's send completing at once (S6.4).
         ops = [item[0] for item in settled]
-        counters = {op.counter for op in ops}
-        counters.discard(None)
-        for counter in counters:
-            counter.remove_all(ops)  # type: ignore[union-attr]
+        for counter in {op.counter for op in ops if op.counter is not None}:
+            counter.remove_all(ops)
         if _result_waiters:
             _wake_result_waiters()
         tracer = self.tracer

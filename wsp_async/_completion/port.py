@@ -247,10 +247,13 @@ class CompletionPort:
             lock.release()
         if milliseconds == 0:
             io.drive(0)  # a poll: one turn that does not wait, then look again
-            with self._lock:
+            lock.acquire()
+            try:
                 if self._shut():
                     return ERROR_ABANDONED_WAIT_0
                 return self._pop(count) if self._packets else WAIT_TIMEOUT
+            finally:
+                lock.release()
         deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
 
         def wake(_waiter: _Waiter) -> bool:

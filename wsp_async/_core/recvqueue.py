@@ -125,7 +125,8 @@ class StreamReceiver(Generic[Op]):
     def _match(self) -> list[Completion[Op]]:
         done: list[Completion[Op]] = []
         waiting = self.waiting
-        while waiting and (waiting[0].fault or self.size > 0 or self.ended):  # _ready()
+        # _ready(), read inline: this runs for every arrival
+        while waiting and (waiting[0].fault or self.size > 0 or self.ended):
             op = waiting.popleft()
             done.append((op, op.fault, 0) if op.fault else (op, 0, self._fill(op)))
         return done
