@@ -10,6 +10,12 @@ no stable yardstick: on a two-core machine it costs 2 or 5 us per call depending
 the receiver is scheduled.)
 
 The peer is a plain socket drained by a thread of this process; the sends are 64 bytes.
+Each burst is timed on its own and the figure is a low percentile of the bursts (the
+2nd), not their mean: on a shared two-core machine a mean carries every interruption of
+the run, and the floor is timed the same way (the least of several rounds), so that the
+ratio compares like with like.  Measured so, four runs in a row stayed within 3% of one
+another (15.9-16.4x) where the mean had spread over 30-50% in the same sitting (issue 26,
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -47,20 +53,25 @@ class _Record:
         self.flags = flags
 
 
-def floor_per_op(n: int = 100_000) -> float:
-    """Seconds per operation of the least a completion needs (see the module doc)."""
+def floor_per_op(n: int = 100_000, rounds: int = 20) -> float:
+    """Seconds per operation of the least a completion needs (see the module doc): the
+    least of ``rounds`` rounds of ``n // rounds`` operations."""
     queue: collections.deque[_Record] = collections.deque()
     ran = [0]
 
     def routine(error: int, count: int, overlapped: object, flags: int) -> None:
         ran[0] += 1
 
-    start = time.perf_counter()
-    for _ in range(n):
-        queue.append(_Record(0, 64, None, 0))
-        record = queue.popleft()
-        routine(record.error, record.count, record.overlapped, record.flags)
-    return (time.perf_counter() - start) / n
+    per_round = max(1, n // rounds)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(per_round):
+            queue.append(_Record(0, 64, None, 0))
+            record = queue.popleft()
+            routine(record.error, record.count, record.overlapped, record.flags)
+        best = min(best, time.perf_counter() - start)
+    return best / per_round
 
 
 async def spi_per_op(bursts: int = 100) -> float:
@@ -95,7 +106,7 @@ async def spi_per_op(bursts: int = 100) -> float:
                 burst_done.set()
 
         send = provider.WSPSend
-        total = 0.0
+        times: list[float] = []
         for i in range(bursts + 5):
             left[0] = BURST
             burst_done.clear()
@@ -104,14 +115,15 @@ async def spi_per_op(bursts: int = 100) -> float:
                 send(s, buffers, 1, None, 0, ov, routine, me, err)
             await burst_done.wait()
             if i >= 5:  # the first bursts warm the path up
-                total += time.perf_counter() - start
+                times.append(time.perf_counter() - start)
             await asyncio.sleep(0)
         provider.WSPCloseSocket(s, err)
     finally:
         await provider.aclose()
         server.close()
     await asyncio.get_running_loop().run_in_executor(None, drained.wait, 10)
-    return total / (bursts * BURST)
+    times.sort()
+    return times[len(times) // 50] / BURST  # the 2nd percentile (see the module doc)
 
 
 def per_op_cost(kind: str, bursts: int = 100, repeats: int = 3) -> dict[str, float]:
