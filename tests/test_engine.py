@@ -352,3 +352,41 @@ def test_the_life_cycle_is_one_table_and_a_refused_event_changes_nothing() -> No
             assert e.state == expected, event
     assert not e.send_ready or e.state == SocketState.CONNECTED
     assert e.send_ready  # connected, open: the admission may complete sends at once
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    stream=st.booleans(),
+    state=st.sampled_from(list(SocketState)),
+    recv_shut=st.booleans(),
+    recv_error=st.sampled_from([0, 0, w.WSAECONNRESET]),
+    arrived=st.booleans(),
+    flags=st.sampled_from([0, 0, w.MSG_PEEK, w.MSG_OOB, w.MSG_PARTIAL, 0x4000]),
+    buffers=st.integers(0, 3),
+)
+def test_a_receive_s9_shortcut_answers_as_the_rows_do(  # type: ignore[no-untyped-def]
+    stream, state, recv_shut, recv_error, arrived, flags, buffers
+) -> None:
+    # SPEC S9, S11.1: check_recv reads the engine at once when no row can apply (issue
+    # 26); whatever the state, it must raise exactly what walking RECV_ROWS raises.
+    from wsp_async._core.rules import RECV_ROWS
+
+    e = SocketEngine(
+        stream=stream, family=w.AF_INET, overlapped=True, pending=PendingCount(8, None)
+    )
+    e.state = state
+    e.recv_shut = recv_shut
+    e.recv_error = recv_error
+    if arrived and stream:
+        e.arrived(b"data", None)
+
+    def outcome(check) -> int:  # type: ignore[no-untyped-def]
+        try:
+            check()
+        except w.WSAError as exc:
+            return exc.winerror
+        return 0
+
+    assert outcome(lambda: e.check_recv(flags, buffers)) == outcome(
+        lambda: e.check(RECV_ROWS, flags, None, buffers)
+    )

@@ -96,10 +96,8 @@ class CompletionPort:
         lock = self._lock
         lock.acquire()
         try:
-            if self.closed:
+            if self._closed_locked():
                 return False
-            if self._inflight:
-                self._reclaim()
             waiters = self._waiters
             while waiters:
                 waiter = waiters.pop()  # the last to wait is released first (S13.7)
@@ -142,10 +140,8 @@ class CompletionPort:
         lock = self._lock
         lock.acquire()
         try:
-            if self.closed:
+            if self._closed_locked():
                 return ERROR_ABANDONED_WAIT_0
-            if self._inflight:
-                self._reclaim()
             if self._packets:
                 return self._packets.popleft()
             waiter = _Waiter(notify=notify, dead=dead)
@@ -170,6 +166,15 @@ class CompletionPort:
             packet, waiter.packet = waiter.packet, None
             return packet
 
+    def _closed_locked(self) -> bool:
+        """With the lock: whether the port is closed; if not, packets handed to coroutines
+        whose loop closed before taking them are queued again first (:meth:`_reclaim`)."""
+        if self.closed:
+            return True
+        if self._inflight:
+            self._reclaim()
+        return False
+
     def _reclaim(self) -> None:
         """With the lock: packets handed to coroutines whose loop closed before taking
         them go back to the head of the queue, in the order they were handed out."""
@@ -192,10 +197,8 @@ class CompletionPort:
         lock = self._lock
         lock.acquire()
         try:
-            if self.closed:
+            if self._closed_locked():
                 return ERROR_ABANDONED_WAIT_0
-            if self._inflight:
-                self._reclaim()
             if self._packets:
                 return self._pop(count)
             if deadline is not None and milliseconds == 0 and not alertable:
@@ -236,24 +239,13 @@ class CompletionPort:
         its loop runs): it runs that loop until a packet comes, so that the I/O of its
         own operations happens here and their packets need no other thread (S17.3).
         Packets queued by other threads end the run through the port's waiter."""
-        lock = self._lock
-        lock.acquire()
-        try:
-            if self.closed:
-                return ERROR_ABANDONED_WAIT_0
-            if self._packets:
-                return self._pop(count)
-        finally:
-            lock.release()
+        found = self._look(count)
+        if found is not None:
+            return found
         if milliseconds == 0:
             io.drive(0)  # a poll: one turn that does not wait, then look again
-            lock.acquire()
-            try:
-                if self._shut():
-                    return ERROR_ABANDONED_WAIT_0
-                return self._pop(count) if self._packets else WAIT_TIMEOUT
-            finally:
-                lock.release()
+            found = self._look(count)
+            return WAIT_TIMEOUT if found is None else found
         deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
 
         def wake(_waiter: _Waiter) -> bool:
@@ -286,6 +278,19 @@ class CompletionPort:
     def _shut(self) -> bool:
         """``closed``, read anew (another thread may have closed the port meanwhile)."""
         return self.closed
+
+    def _look(self, count: int) -> list[Packet] | int | None:
+        """Under the lock: ``ERROR_ABANDONED_WAIT_0`` once closed, else what is queued (up
+        to ``count``), else None -- packets handed to coroutines whose loop closed first
+        counted as queued again."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._closed_locked():
+                return ERROR_ABANDONED_WAIT_0
+            return self._pop(count) if self._packets else None
+        finally:
+            lock.release()
 
     def _pop_locked(self, count: int) -> list[Packet]:
         lock = self._lock

@@ -65,7 +65,7 @@ class PendingCount:
     ``benchmarks/README.md``, issue 26).
     """
 
-    __slots__ = ("_lock", "bytes", "count", "limited", "max_bytes", "max_count", "sends")
+    __slots__ = ("_lock", "bytes", "count", "max_bytes", "max_count", "sends")
 
     def __init__(self, max_count: int, max_bytes: int | None) -> None:
         self._lock = threading.Lock()
@@ -76,9 +76,6 @@ class PendingCount:
         self.sends = 0
         self.max_count = max_count
         self.max_bytes = max_bytes
-        #: A byte limit is set: every post must be checked.  Without one a post on the
-        #: loop's thread needs :meth:`check` only once ``count`` reaches ``max_count``.
-        self.limited = max_bytes is not None
 
     def check(self, nbytes: int) -> None:
         """Raise the S9 code if one more operation of ``nbytes`` would pass a limit."""

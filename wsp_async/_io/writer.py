@@ -103,10 +103,9 @@ class Writer:
             route = admission.admit_here(engine, handoff, op.nbytes, plain, False, coalesce)
             if route is MEASURE:
                 route = self.measure(op.nbytes, False, coalesce)
-            if route is WRITE and self._write_at_once(op):
-                return True
-            if route is THROUGH and self._write_through(op):
-                return op.status != STATUS_PENDING
+            if route is WRITE or route is THROUGH:
+                if self._write_at_once(op, route is THROUGH):
+                    return op.status != STATUS_PENDING
         if engine.post_send(op, coalesce):
             self.pump()
             self.mark_iteration()
@@ -119,50 +118,38 @@ class Writer:
         route = admission.admit_here(self.engine, self.handoff, nbytes, True, lean, coalesce)
         return QUEUE if route == MEASURE else route
 
-    def _write_at_once(self, op: Operation) -> bool:
-        """``WRITE``: hand ``op`` to the transport and complete it; False when it must take
-        the queue instead (the transport is closing, or another thread is writing).  The
-        queue's way was a quarter of a 64 KiB send's Python (``benchmarks/README.md``)."""
+    def _write_at_once(self, op: Operation, through: bool = False) -> bool:
+        """``WRITE``: hand ``op`` to the transport and complete it; with ``through``
+        (``THROUGH``, no emulated buffer), hand it on as :meth:`pump` would hand it alone,
+        and complete it if the kernel took it all.  False when it must take the queue
+        instead (the transport is closing, or another thread is writing).  The queue's
+        way was a quarter of a 64 KiB send's Python (``benchmarks/README.md``)."""
         transport = self.transport
         if transport.is_closing():
             return False
         engine = self.engine
+        write = self._hand_on if through else self._write
         try:
             if not self.handoff.foreign_writes:
-                self._write(transport, [op])
-            elif not self.write_alone(self._write, transport, [op]):
+                write(transport, [op])
+            elif not self.write_alone(write, transport, [op]):
                 return False  # behind another thread's send, through the queue
         except Exception as exc:
             self.door.complete(op, engine.write_failed(exc), 0)
             return True
         size = op.nbytes
+        if through:
+            if not engine.sendq.inflight:  # nothing was before it: the kernel holds it
+                self.door.complete(op, 0, size)
+            return True
         engine.sendq.wrote(size)
         self.door.complete(op, 0, size)
         self.mark_iteration()  # the sends after it in this iteration gather
         return True
 
-    def _write_through(self, op: Operation) -> bool:
-        """``THROUGH``: hand ``op`` to the transport now, as :meth:`pump` would hand it
-        alone, and complete it if the kernel took it all; False when it must take the
-        queue (see :meth:`_write_at_once`)."""
-        transport = self.transport
-        if transport.is_closing():
-            return False
-        try:
-            if not self.handoff.foreign_writes:
-                self._hand_on(transport, op)
-            elif not self.write_alone(self._hand_on, transport, op):
-                return False
-        except Exception as exc:
-            self.door.complete(op, self.engine.write_failed(exc), 0)
-            return True
-        if not self.engine.sendq.inflight:  # nothing was before it: the kernel holds it
-            self.door.complete(op, 0, op.nbytes)
-        return True
-
-    def _hand_on(self, transport: Any, op: Operation) -> None:
-        self._write(transport, [op])
-        self.engine.handed([op], transport.get_write_buffer_size())
+    def _hand_on(self, transport: Any, batch: list[Operation]) -> None:
+        self._write(transport, batch)
+        self.engine.handed(batch, transport.get_write_buffer_size())
 
     def write_alone(self, write: Callable[..., object], *args: Any) -> bool:
         """``write(*args)`` under ``write_lock``, when other threads may write straight to

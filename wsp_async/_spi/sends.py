@@ -103,7 +103,9 @@ class Sends:
             # Completions happen on this very thread: count the op only if it is
             # still pending after the post, so a send done at once skips the lock.
             pending = engine.pending
-            if pending.limited or pending.count >= pending.max_count:
+            # Without a byte limit only the count can refuse it: read it here, call the
+            # check (which raises the S9 code) only when it could.
+            if pending.max_bytes is not None or pending.count >= pending.max_count:
                 pending.check(total)
             self.posting.claim(sock, op)
             op.in_call = True  # a completion inside post_here is this call's (S13.3)

@@ -160,8 +160,8 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
     target = iocp.port_object(port)
     if target is None:
         raise windows_error(ERROR_INVALID_HANDLE)
-    if time.monotonic() - descriptors.last_sweep >= descriptors.SWEEP_EVERY:
-        descriptors.sweep()  # the gate read here: the Proactor waits several times a step
+    if time.monotonic() >= descriptors.next_sweep:
+        descriptors.sweep()
     got = _wait_for_packet(target, msecs)
     if got is None:
         return None

@@ -293,8 +293,7 @@ class Overlapped:
 
     def __del__(self) -> None:
         try:
-            # ``pending``, read inline: every operation's object ends here
-            if self._ov.Internal == STATUS_PENDING and self._type > _NOT_STARTED:
+            if self.pending:
                 self.cancel()
         except Exception:
             pass
