@@ -80,6 +80,25 @@ def test_timeout_and_closing_a_port_release_waiters(provider):  # type: ignore[n
     assert not w.PostQueuedCompletionStatus(port, 1, 2, None)  # closed: an invalid handle
 
 
+def test_a_look_that_needs_no_wait_answers_as_the_wait_would(provider):  # type: ignore[no-untyped-def]
+    # SPEC S13.4, S13.8: the one-call answer the Proactor's polls take (take_now) is the
+    # wait's own -- a queued packet, WAIT_TIMEOUT for a poll of an empty port, nothing yet
+    # for a wait (the caller then waits), ERROR_ABANDONED_WAIT_0 once closed.
+    from wsp_async import iocp
+
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    target = iocp.port_object(port)
+    assert target is not None
+    assert target.take_now(1, 0) == w.WAIT_TIMEOUT
+    assert target.take_now(1, 50) is None
+    assert w.PostQueuedCompletionStatus(port, 5, "a", None)
+    assert w.PostQueuedCompletionStatus(port, 6, "b", None)
+    assert target.take_now(1, 0) == [(5, "a", None, 0)]
+    assert target.take_now(4, 50) == [(6, "b", None, 0)]
+    assert w.CloseHandle(port)
+    assert target.take_now(1, 0) == w.ERROR_ABANDONED_WAIT_0
+
+
 def port_waiters(port: int) -> int:
     from wsp_async import iocp
 

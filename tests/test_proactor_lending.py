@@ -269,3 +269,40 @@ def test_a_port_wait_inside_the_lent_loops_callbacks_is_refused_not_deadlocked(
         inside, outside = runner.run(main())
     assert (inside[0], inside[4]) == (False, w.WSAEWOULDBLOCK)
     assert outside[:3] == (True, 9, "outside")
+
+
+def test_a_poll_right_after_a_productive_turn_skips_one_turn_and_the_next_poll_turns(
+    face: Any,
+) -> None:
+    # SPEC S17.3 (docs/proactor.md, "Speed"): on the Proactor's thread a poll of a port
+    # (a zero wait) turns the provider's lent loop, except the poll right after one whose
+    # turn found packets -- the Proactor polls again after every packet, and that second
+    # turn at once would find nothing.  The skipped poll reports nothing; the next poll
+    # turns the loop and finds what came meanwhile: nothing waits more than one poll.
+    import wsp_async as w
+    from wsp_async import proactor
+
+    async def main() -> list[Any]:
+        port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+        lent = face.provider().loop
+        try:
+
+            def post(n: int) -> None:
+                w.PostQueuedCompletionStatus(port, n, "key", None)
+
+            got = []
+            lent.call_soon(post, 1)  # runs in the next turn of the lent loop
+            got.append(face.GetQueuedCompletionStatus(port, 0))  # turns: finds 1
+            lent.call_soon(post, 2)
+            got.append(face.GetQueuedCompletionStatus(port, 0))  # right after: no turn
+            got.append(face.GetQueuedCompletionStatus(port, 0))  # turns: finds 2
+            got.append(face.GetQueuedCompletionStatus(port, 0))  # turns: nothing came
+            lent.call_soon(post, 3)
+            got.append(face.GetQueuedCompletionStatus(port, 0))  # an empty turn before: turns
+            return got
+        finally:
+            w.CloseHandle(port)
+
+    with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:
+        got = runner.run(main())
+    assert [None if g is None else g[1] for g in got] == [1, None, 2, None, 3], got

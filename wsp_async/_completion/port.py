@@ -78,6 +78,9 @@ class CompletionPort:
         #: :meth:`delivered`): a loop that closes first gives the packet back.
         self._inflight: list[_Waiter] = []
         self.closed = False
+        #: The last poll on a borrowing thread turned its loop and found packets
+        #: (:meth:`_poll_driving`).
+        self._just_turned = False
 
     @property
     def waiting(self) -> int:
@@ -96,7 +99,7 @@ class CompletionPort:
         lock = self._lock
         lock.acquire()
         try:
-            if self._closed_locked():
+            if (self.closed or self._inflight) and self._closed_locked():
                 return False
             waiters = self._waiters
             while waiters:
@@ -140,7 +143,7 @@ class CompletionPort:
         lock = self._lock
         lock.acquire()
         try:
-            if self._closed_locked():
+            if (self.closed or self._inflight) and self._closed_locked():
                 return ERROR_ABANDONED_WAIT_0
             if self._packets:
                 return self._packets.popleft()
@@ -168,7 +171,9 @@ class CompletionPort:
 
     def _closed_locked(self) -> bool:
         """With the lock: whether the port is closed; if not, packets handed to coroutines
-        whose loop closed before taking them are queued again first (:meth:`_reclaim`)."""
+        whose loop closed before taking them are queued again first (:meth:`_reclaim`).
+        Asked only when ``closed`` or ``_inflight`` is set: on the hot paths neither is, and
+        the two reads cost less than the call."""
         if self.closed:
             return True
         if self._inflight:
@@ -197,7 +202,7 @@ class CompletionPort:
         lock = self._lock
         lock.acquire()
         try:
-            if self._closed_locked():
+            if (self.closed or self._inflight) and self._closed_locked():
                 return ERROR_ABANDONED_WAIT_0
             if self._packets:
                 return self._pop(count)
@@ -243,9 +248,7 @@ class CompletionPort:
         if found is not None:
             return found
         if milliseconds == 0:
-            io.drive(0)  # a poll: one turn that does not wait, then look again
-            found = self._look(count)
-            return WAIT_TIMEOUT if found is None else found
+            return self._poll_driving(io, count)
         deadline = None if milliseconds == INFINITE else time.monotonic() + milliseconds / 1000
 
         def wake(_waiter: _Waiter) -> bool:
@@ -258,6 +261,7 @@ class CompletionPort:
                 return got if isinstance(got, int) else [got]
             waiter = got
             remaining = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            self._just_turned = False
             try:
                 io.drive(remaining, functools.partial(self._answered, waiter))
             finally:
@@ -270,6 +274,39 @@ class CompletionPort:
                 return ERROR_ABANDONED_WAIT_0
             if deadline is not None and time.monotonic() >= deadline:
                 return WAIT_TIMEOUT
+
+    def take_now(self, count: int, milliseconds: int) -> list[Packet] | int | None:
+        """:meth:`take`'s answer when it needs no wait, in one call: what is queued (up to
+        ``count``), or ``ERROR_ABANDONED_WAIT_0`` once closed; for a poll (``milliseconds``
+        0) -- after one turn of a provider's loop lent to this thread -- ``WAIT_TIMEOUT``.
+        None when nothing is queued and the caller may wait: it then calls :meth:`take`
+        (not alertable).  The Proactor's port is read so three times in four (issue 23:
+        its send's packet is queued inside the call, and it polls after each packet)."""
+        found = self._look(count)
+        if found is not None or milliseconds:
+            return found
+        io = BORROWERS.get(threading.get_ident()) if BORROWERS else None
+        if io is None or io.driving:
+            return WAIT_TIMEOUT
+        return self._poll_driving(io, count)
+
+    def _poll_driving(self, io: IoLoop, count: int) -> list[Packet] | int:
+        """A poll on the thread ``io`` is lent to, its queue found empty: one turn of the
+        loop that does not wait, then a look -- unless the poll before it turned the loop
+        and found packets.  That turn took every event the kernel had ready; the Proactor
+        polls again after each packet until one finds none, and a second turn at once
+        would find nothing but cost a turn (one per round trip of an echo, issue 23).
+        The next poll or wait turns the loop again, so no event waits longer than one
+        iteration of the Proactor's loop."""
+        if self._just_turned:
+            self._just_turned = False
+            return WAIT_TIMEOUT
+        io.drive(0)
+        found = self._look(count)
+        if found is None:
+            return WAIT_TIMEOUT
+        self._just_turned = True
+        return found
 
     def _answered(self, waiter: _Waiter) -> bool:
         """Whether a driving wait may end: the waiter has its packet, or the port closed."""
@@ -286,7 +323,7 @@ class CompletionPort:
         lock = self._lock
         lock.acquire()
         try:
-            if self._closed_locked():
+            if (self.closed or self._inflight) and self._closed_locked():
                 return ERROR_ABANDONED_WAIT_0
             return self._pop(count) if self._packets else None
         finally:
@@ -312,6 +349,8 @@ class CompletionPort:
 
     def _pop(self, count: int) -> list[Packet]:
         packets = self._packets
+        if count == 1 and packets:
+            return [packets.popleft()]
         return [packets.popleft() for _ in range(min(count, len(packets)))]
 
 

@@ -162,9 +162,15 @@ def GetQueuedCompletionStatus(port: int, msecs: int) -> tuple[int, int, int, int
         raise windows_error(ERROR_INVALID_HANDLE)
     if time.monotonic() >= descriptors.next_sweep:
         descriptors.sweep()
-    got = _wait_for_packet(target, msecs)
+    got = target.take_now(1, msecs)
     if got is None:
-        return None
+        got = _wait_for_packet(target, msecs)
+        if got is None:
+            return None
+    elif isinstance(got, int):
+        if got == WAIT_TIMEOUT:
+            return None
+        raise windows_error(got)
     transferred, key, packet_ov, status = got[0]
     address = packet_ov if isinstance(packet_ov, int) else id(packet_ov)
     return (win32_of(status) if status else 0), transferred, key or 0, address
