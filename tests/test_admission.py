@@ -108,6 +108,19 @@ def test_a_send_after_the_first_of_an_iteration_is_held_or_queued() -> None:
     assert admit_here(e, c, 10, True, True, True) == QUEUE  # a pending send is before it
 
 
+def test_a_face_send_of_half_the_buffer_or_more_is_written_not_held() -> None:
+    # SPEC S4.1, S5.3: a held send of half the emulated buffer or more would leave no room
+    # for the next one, which would then wait for the end of the iteration; with nothing
+    # before it, it goes out at once instead, as asyncio streams write each message.
+    e, c = engine(100), Crossing()
+    e.begin_iteration()
+    assert admit_here(e, c, 49, True, True, True) == HOLD
+    assert admit_here(e, c, 50, True, True, True) == WRITE
+    assert admit_here(e, c, 50, True, False, True) == QUEUE  # the SPI's coalescing unchanged
+    e.sendq.hold(b"h" * 10, 10, held_send)
+    assert admit_here(e, c, 50, True, True, True) == HOLD  # joins what is held: never before it
+
+
 def test_no_room_asks_the_transport_once_and_a_fresh_reading_decides() -> None:
     # SPEC S4.1: the last reading is an upper bound; a fresh one may show room.
     e, c = engine(100), Crossing()

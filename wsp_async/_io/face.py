@@ -84,14 +84,17 @@ def sender(
     without flags, on the loop thread, that completes at once -- held within the
     emulated send buffer (S4.1) -- returns its length without a structure or a future.  The first of a loop iteration goes straight to
     ``transport.write`` and marks the iteration (the adapter's coalescing); each one
-    after it is *held*: added to one record already complete at the head of the send
+    after it -- smaller than half the emulated buffer -- is *held*: added to one record
+    already complete at the head of the send
     queue (the kind another thread's staged send uses, so close, SD_SEND, SIO_FLUSH,
     CancelIoEx and thread exit already treat it as consumed bytes), which the
     end-of-iteration pump offers to the kernel in one gather write.  A task that sends
     in a loop never suspends on a send that fits, so its whole train is one iteration:
     one system call per ``SO_SNDBUF``'s worth instead of one per message.  When the
     room runs out the next send takes the full path, which hands the held bytes on
-    before it.  Everything else is awaited through ``posted`` (the full path).  A
+    before it.  A send of half the buffer or more is written like the first (held, it
+    would leave no room for the next, and every other message would wait for the end of
+    the iteration: 0.9x asyncio streams at 64 KiB, 1.0x written).  Everything else is awaited through ``posted`` (the full path).  A
     datagram socket's is ``posted`` itself.
 
     Which sends complete at once, and how, is :func:`~wsp_async._core.admission.admit_here`'s
@@ -151,8 +154,14 @@ def sender(
             transport.write(data)
         elif not write_alone(transport.write, data):
             return await posted(buffers, flags)
-        engine.sendq.wrote(size)
-        if not engine.coalescing:
+        sendq = engine.sendq
+        sendq.wrote(size)
+        if engine.coalescing:
+            # Written while the sends of this iteration gather: one of half the buffer or
+            # more (admission's rule).  Read the transport now, so that the next such send
+            # finds its room without a MEASURE round (8 -> 6 calls per 64 KiB message).
+            sendq.report(transport.get_write_buffer_size())
+        else:
             adapter.mark_iteration()
         return size
 

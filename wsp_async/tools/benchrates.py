@@ -30,41 +30,7 @@ from .. import (
     GetQueuedCompletionStatus,
     Provider,
 )
-from .benchmodes import Box, embedded, measure, new_loop
-
-
-# ----------------------------------------------------------------------------- face vs streams
-def face_versus_streams(
-    kind: str, port: int, size: int = 65536, count: int = 1024, pairs: int = 5
-) -> dict[str, float]:
-    """``await sock.send(data)`` against ``writer.write(data); await writer.drain()``, as
-    a user would compare them: adjacent pairs, each side on a fresh connection of
-    ``count`` messages, the order alternating; the median ratio and its range.
-
-    The throughput table gives each mode's ratio to raw from runs that are not adjacent,
-    so the face's ratio to streams there is a ratio of two ratios, and at 64 KiB on
-    loopback the drift between runs (the receiver's window growing, the CPUs' clocks)
-    is larger than the difference being measured: that table reported 1.4-1.9x where
-    adjacent pairs of a user's script gave 0.9x (``benchmarks/README.md``).
-    """
-    ratios = []
-    for i in range(pairs):
-        if i % 2:
-            streams = measure("streams", kind, port, size, count)
-            face = measure("aio-nodelay", kind, port, size, count)
-        else:
-            face = measure("aio-nodelay", kind, port, size, count)
-            streams = measure("streams", kind, port, size, count)
-        ratios.append(streams / face)  # seconds: the face's speed over streams'
-    ratios.sort()
-    return {
-        "size": size,
-        "count": count,
-        "median": ratios[len(ratios) // 2],
-        "min": ratios[0],
-        "max": ratios[-1],
-        "pairs": pairs,
-    }
+from .benchmodes import Box, embedded, new_loop
 
 
 # ----------------------------------------------------------------------------- latency, memory
