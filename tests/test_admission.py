@@ -121,6 +121,17 @@ def test_a_face_send_of_half_the_buffer_or_more_is_written_not_held() -> None:
     assert admit_here(e, c, 50, True, True, True) == HOLD  # joins what is held: never before it
 
 
+def test_the_face_never_joins_the_rest_of_an_urgent_send() -> None:
+    # SPEC S5.3 (MSG_OOB): the rest of an urgent send held at the head keeps its last byte
+    # the urgent one -- a face send behind it queues instead of joining it.
+    e, c = engine(100), Crossing()
+    rest = held_send([b"!"], 1)
+    rest.urgent = True
+    e.sendq.hold_front(rest)
+    assert admit_here(e, c, 10, True, True, True) == QUEUE
+    assert admit_here(e, c, 10, True, True, False) == QUEUE
+
+
 def test_no_room_asks_the_transport_once_and_a_fresh_reading_decides() -> None:
     # SPEC S4.1: the last reading is an upper bound; a fresh one may show room.
     e, c = engine(100), Crossing()

@@ -847,3 +847,73 @@ def test_a_blocking_urgent_send_on_the_loop_thread_that_must_wait_is_refused_who
     except (BlockingIOError, OSError, TimeoutError):
         urgent = b""
     assert urgent == b""  # the refused urgent byte never went
+
+
+def test_an_urgent_send_that_meets_a_full_kernel_buffer_keeps_its_mark(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S9 (MSG_OOB on a stream: urgent data), S5.3, S2.4: an urgent send whose turn
+    # comes while the kernel's buffer is full (the transport empty) waits for room and then
+    # goes as urgent data, its last byte the urgent one -- never as plain bytes (it did:
+    # the kernel's EAGAIN sent the whole through the transport).  The send posted after it
+    # waits behind it; every byte arrives once, in order; each send completes once, with
+    # its whole count.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    adapter = provider.socket_of(s)
+    urgent = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    after = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+
+    def on_loop() -> tuple[int, list[int]]:
+        filled = 0  # the kernel's buffers full, the transport empty
+        while True:
+            try:
+                filled += adapter.sock.send(b"f" * 65536)
+            except BlockingIOError:
+                break
+        err = INT()
+        return filled, [
+            provider.WSPSend(s, [WSABUF(3, b"ab!")], 1, None, w.MSG_OOB, urgent, None, None, err),
+            provider.WSPSend(s, [WSABUF(5, b"after")], 1, None, 0, after, None, None, err),
+        ]
+
+    filled, rcs = run_in_loop(provider.loop, on_loop)
+    # The urgent send is held within SO_SNDBUF: complete (S4.1), as any other; the one
+    # after it waits for it.
+    assert rcs[0] in (0, w.SOCKET_ERROR) and rcs[1] == w.SOCKET_ERROR and after.pending
+    # Inline up to the urgent mark; the urgent byte apart (read before anything past the
+    # mark: Linux forgets it then); then the rest, in order.
+    assert recv_exact(conn, filled + 2) == b"f" * filled + b"ab"
+    assert conn.recv(1, socket.MSG_OOB) == b"!"
+    assert recv_exact(conn, 5) == b"after"
+    events = [urgent.hEvent, after.hEvent]
+    assert w.WSAWaitForMultipleEvents(2, events, True, 10_000, False) == 0
+    assert [(ov.Internal, ov.InternalHigh) for ov in (urgent, after)] == [(0, 3), (0, 5)]
+
+
+def test_a_close_while_an_urgent_rest_waits_for_room_ends_each_send_once(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S10.2, S2.4 (hostile): closed while the rest of an urgent send waits for room in
+    # the kernel, the send already complete stays complete, the one behind it is aborted,
+    # each exactly once, and no retry runs on the closed socket.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    adapter = provider.socket_of(s)
+    urgent = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    after = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+
+    def on_loop() -> bool:
+        while True:
+            try:
+                adapter.sock.send(b"f" * 65536)
+            except BlockingIOError:
+                break
+        err = INT()
+        provider.WSPSend(s, [WSABUF(3, b"ab!")], 1, None, w.MSG_OOB, urgent, None, None, err)
+        provider.WSPSend(s, [WSABUF(5, b"after")], 1, None, 0, after, None, None, err)
+        waiting = adapter.drain_timer is not None  # the urgent rest's retry
+        assert provider.WSPCloseSocket(s, err) == 0
+        return waiting and adapter.drain_timer is None
+
+    assert run_in_loop(provider.loop, on_loop)
+    events = [urgent.hEvent, after.hEvent]
+    assert w.WSAWaitForMultipleEvents(2, events, True, 10_000, False) == 0
+    assert (urgent.Internal, urgent.InternalHigh) == (0, 3)
+    assert after.Internal == w.STATUS_CANCELLED

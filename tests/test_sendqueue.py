@@ -38,6 +38,20 @@ def test_send_completes_only_when_within_capacity() -> None:  # SPEC S4.1
     assert q.observe(100) == [b]
 
 
+def test_the_rest_of_an_urgent_send_is_held_first_and_goes_alone() -> None:
+    # SPEC S4.1, S5.3: the rest of an urgent send the kernel had no room for goes back
+    # before everything, its bytes held (counted in the buffer) -- and out alone, first.
+    q: SendQueue[Op] = SendQueue(capacity=100)
+    after = Op(10)
+    q.post(after)
+    rest = Op(1, urgent=True, status=0)
+    q.hold_front(rest)
+    assert (q.held, q.used) == (1, 1)
+    assert q.next_batch() == [rest] and q.held == 0  # alone, then no longer held here
+    assert q.handed([rest], buffered=0) == [rest]
+    assert q.next_batch() == [after]
+
+
 def test_zero_capacity_waits_for_an_empty_buffer() -> None:  # SPEC S4.2
     q: SendQueue[Op] = SendQueue(capacity=0)
     a = Op(10)

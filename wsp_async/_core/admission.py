@@ -133,8 +133,9 @@ def admit_here(
         return QUEUE
     waiting = sendq.waiting
     if waiting:
-        # Only a record held complete may be before it, and only the face joins it.
-        if not lean or len(waiting) > 1 or waiting[0].status:
+        # Only a record held complete may be before it, and only the face joins it --
+        # never the rest of an urgent send, whose last byte must stay the urgent one.
+        if not lean or len(waiting) > 1 or waiting[0].status or waiting[0].urgent:
             return QUEUE
         return HOLD if sendq.used + nbytes <= sendq.capacity else MEASURE
     if not lean and not sendq.capacity:

@@ -226,6 +226,13 @@ class SendQueue(Generic[Op]):
         """The rest of a send begun straight to the kernel: before everything waiting."""
         self.waiting.appendleft(op)
 
+    def hold_front(self, op: Op) -> None:
+        """A record already complete goes back before everything waiting, its bytes held:
+        the rest of an urgent send the kernel had no room for (it goes first, and alone)."""
+        self.waiting.appendleft(op)
+        self.held += op.nbytes
+        self.used += op.nbytes
+
     def next_batch(self, gather: bool = False) -> list[Op]:
         """Pop the sends to hand to the transport now, in posting order.
 
@@ -266,6 +273,8 @@ class SendQueue(Generic[Op]):
                 if batch or self.in_transport:
                     break
                 batch.append(waiting.popleft())
+                if not op.status:
+                    self.held -= op.nbytes  # the rest of one, held (hold_front)
                 break
             if batch and estimate + op.nbytes > limit:
                 break

@@ -47,7 +47,7 @@ from .connection import LINGER_0, Connection
 from .datagrams import DatagramSender
 from .handoff import HandOff
 from .withdrawal import Withdrawal
-from .writer import Writer, kept
+from .writer import URGENT_RETRY_FIRST, Writer, kept
 
 __all__ = ["SocketAdapter"]
 
@@ -98,6 +98,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         # then those go through the hand-off.  So the loop's own writes skip the lock
         # while it is False: no other writer can start behind their check.
         self.drain_timer: asyncio.TimerHandle | None = None
+        self.urgent_retry = URGENT_RETRY_FIRST
         #: Datagram sends, from any thread (see :mod:`wsp_async._io.datagrams`).
         self.datagrams = DatagramSender(sock, engine, door, self.handoff, lambda: self.transport)
         #: The completion port this socket is associated with (S13.1), and its modes.

@@ -33,13 +33,18 @@ from .._completion.door import CompletionDoor, isolated
 from .._core import admission
 from .._core.admission import MEASURE, QUEUE, THROUGH, WRITE, Route
 from .._core.engine import SocketEngine
-from .._core.operation import Operation
+from .._core.operation import Operation, held_send
 from ..constants import STATUS_PENDING
 from ..errors import WSAErr, WSAError
 from ..verifier import check_unchanged
 from .handoff import HandOff
 
-__all__ = ["Writer", "kept"]
+__all__ = ["URGENT_RETRY_FIRST", "Writer", "kept"]
+
+#: How soon an urgent send's rest is tried again when the kernel had no room for it, the
+#: first time; each try that finds none doubles it, up to ``URGENT_RETRY_MAX``.
+URGENT_RETRY_FIRST = 0.001
+URGENT_RETRY_MAX = 0.064
 
 
 def kept(buffer: Any) -> Any:
@@ -70,6 +75,8 @@ class Writer:
     debug: bool
     write_lock: threading.Lock
     drain_timer: asyncio.TimerHandle | None
+    #: Seconds before the next try of an urgent send's rest (:meth:`_send_urgent`).
+    urgent_retry: float
 
     if TYPE_CHECKING:
 
@@ -186,6 +193,7 @@ class Writer:
         if engine.drain_delay == math.inf:
             return  # fault injection: a stalled drain (S12.1)
         door = self.door
+        stuck = False
         while not transport.is_closing():
             failed: BaseException | None = None
             done: list[Operation] = []
@@ -202,6 +210,8 @@ class Writer:
                     try:
                         if engine.sendq.offer:
                             batch = self._gather(transport, batch)
+                        elif batch[0].urgent:
+                            stuck = not self._send_urgent(batch[0])
                         else:
                             self._write(transport, batch)
                     except Exception as exc:
@@ -219,6 +229,14 @@ class Writer:
             if engine.sendq.pieces:
                 done = self._ending(done)
             door.complete_ok(done)
+            if stuck:
+                # The kernel had no room for the urgent send's rest, and the transport
+                # holds nothing, so no event of its own will say when there is: look
+                # again shortly, less often the longer it waits.
+                delay = self.urgent_retry
+                self.urgent_retry = min(URGENT_RETRY_MAX, delay * 2)
+                self.drain_timer = self.loop.call_later(delay, self._drain_tick)
+                break
             if engine.drain_delay is not None:
                 self.drain_timer = self.loop.call_later(engine.drain_delay, self._drain_tick)
                 break
@@ -236,9 +254,7 @@ class Writer:
 
     def _write(self, transport: Any, batch: list[Operation]) -> None:
         first = batch[0]
-        if first.urgent:
-            self._send_urgent(first)
-        elif len(batch) == 1 and len(first.buffers) == 1:
+        if len(batch) == 1 and len(first.buffers) == 1:
             transport.write(kept(first.buffers[0]))
         elif len(batch) == 1 and not first.status:
             # A record held complete alone (the face's train): its buffers were kept
@@ -286,15 +302,34 @@ class Writer:
                     self._reset()
         return reached
 
-    def _send_urgent(self, op: Operation) -> None:
+    def _send_urgent(self, op: Operation) -> bool:
+        """An urgent (``MSG_OOB``) send, alone on an empty transport: all but its last byte
+        as plain bytes, then the last byte as TCP urgent data, the byte a peer reads out of
+        band.  A single byte goes whole or not at all, so the mark never lands on another
+        byte, as it would on the last byte taken of a whole send the kernel took in part.
+
+        True when the kernel took all of it.  Else the rest goes back to the head of the
+        queue, held (within SO_SNDBUF it is consumed, S4.1: the send completes as any
+        other), before everything posted after it, and False: the pump tries again once
+        the kernel may have room.  Sent as plain bytes, it lost its mark (issue 26's
+        notes: the last session's open defect)."""
         data = b"".join(op.buffers)
+        sent = 0
         try:
-            sent = self.sock.send(data, _pysocket.MSG_OOB)
+            if len(data) > 1:
+                sent = self.sock.send(data[:-1])
+            if sent == len(data) - 1:
+                sent += self.sock.send(data[-1:], _pysocket.MSG_OOB)
         except BlockingIOError:
-            sent = 0
-        if sent < len(data):
-            self.transport.write(data[sent:])
+            pass  # no room now: what is left waits (below)
         self._limit(self.engine.capacity)
+        if sent == len(data):
+            self.urgent_retry = URGENT_RETRY_FIRST
+            return True
+        rest = held_send([data[sent:]], len(data) - sent)
+        rest.urgent = True
+        self.engine.sendq.hold_front(rest)
+        return False
 
     def _drain_tick(self) -> None:
         self.drain_timer = None
