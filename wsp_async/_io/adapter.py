@@ -196,10 +196,12 @@ class SocketAdapter(Writer, Withdrawal, Connection):
                 # uvloop turns Nagle off for every TCP transport it makes (stock asyncio
                 # only for sockets made with IPPROTO_TCP); Winsock leaves it on until the
                 # program sets TCP_NODELAY.  The socket keeps its own setting.
-                with contextlib.suppress(OSError):
+                try:  # not contextlib.suppress: three Python calls, once per connection
                     self.sock.setsockopt(
                         _pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY, int(self.nodelay)
                     )
+                except OSError:
+                    pass
 
     # ------------------------------------------------------------------ stream sends
 

@@ -83,9 +83,14 @@ class Accepts:
         mark_pending(lpOverlapped, "AcceptEx")  # first, whatever fails next
         listener = self.parts.sockets.get(sListenSocket)
         acceptor = self.parts.sockets.get(sAcceptSocket)
-        receive = integer(dwReceiveDataLength, "dwReceiveDataLength is not a length")
-        local = integer(dwLocalAddressLength, "dwLocalAddressLength is not a length")
-        remote = integer(dwRemoteAddressLength, "dwRemoteAddressLength is not a length")
+        # An int as it is, else integer()'s check (a call each, on every AcceptEx).
+        receive, local, remote = dwReceiveDataLength, dwLocalAddressLength, dwRemoteAddressLength
+        if type(receive) is not int:
+            receive = integer(receive, "dwReceiveDataLength is not a length")
+        if type(local) is not int:
+            local = integer(local, "dwLocalAddressLength is not a length")
+        if type(remote) is not int:
+            remote = integer(remote, "dwRemoteAddressLength is not a length")
         if listener.engine.state != SocketState.LISTENING:
             raise WSAError(WSAErr.WSAEINVAL, "sListenSocket is not listening")
         if not acceptor.engine.stream or acceptor.engine.state != SocketState.CREATED:

@@ -65,7 +65,8 @@ class Lifecycle:
         overlapped = bool(integer(flags, "dwFlags is not an int") & WSA_FLAG_OVERLAPPED)
         sock = _pysocket.socket(family, kind)
         try:
-            return self.parts.new_socket(sock, af, overlapped).handle
+            stream = kind == _pysocket.SOCK_STREAM
+            return self.parts.new_socket(sock, af, overlapped, stream=stream).handle
         except BaseException:
             sock.close()
             raise

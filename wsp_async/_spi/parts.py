@@ -91,11 +91,14 @@ class Parts:
         overlapped: bool,
         state: SocketState = SocketState.CREATED,
         capacity: int = 65536,
+        stream: bool | None = None,
     ) -> SocketAdapter:
-        """Register a fresh handle for ``sock`` with its engine and adapter."""
+        """Register a fresh handle for ``sock`` with its engine and adapter; ``stream``:
+        whether it is a stream socket, when the caller knows (else ``sock.type`` says, a
+        property that costs four Python calls)."""
         sock.setblocking(False)
         engine = SocketEngine(
-            stream=sock.type == _pysocket.SOCK_STREAM,
+            stream=sock.type == _pysocket.SOCK_STREAM if stream is None else stream,
             family=family,
             overlapped=overlapped,
             pending=PendingCount(self.max_pending, self.max_pending_bytes),
