@@ -267,7 +267,8 @@ def accept_rate(kind: str, count: int = 2000) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- Proactor echo
-_ECHO_SERVER = """
+#: An echo server (a thread per connection) run as ``python -c``; it prints its port.
+ECHO_SERVER = """
 import socket, sys, threading
 server = socket.create_server(("127.0.0.1", 0))
 print(server.getsockname()[1], flush=True)
@@ -338,7 +339,7 @@ def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> di
     from .. import proactor
 
     server = subprocess.Popen(
-        [sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None

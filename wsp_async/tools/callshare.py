@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
@@ -73,6 +74,7 @@ async def _counted(
     program: Callable[[int], Coroutine[Any, Any, Any]], units: int
 ) -> dict[str, float]:
     await program(max(1, units // 10))  # warm: imports, adoption, pools
+    gc.collect()  # no finalizer of an earlier run's objects is counted in this one
     shares = _Shares(asyncio.get_running_loop())
     sys.setprofile(shares)
     try:
@@ -99,22 +101,25 @@ def call_shares(units: int = 1000) -> dict[str, dict[str, dict[str, float]]]:
     programs on the selector loop and on the Proactor (a program whose library is not
     installed is left out)."""
     from .. import proactor
-    from .benchrates import _ECHO_SERVER
-    from .realbench import _http, _websocket
+    from .benchrates import ECHO_SERVER
+    from .realbench import http_requests, websocket_echoes
 
     loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
         "selector": asyncio.SelectorEventLoop,
         "proactor": proactor.ProactorEventLoop,
     }
     server = subprocess.Popen(
-        [sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
         programs: dict[str, Callable[[int], Coroutine[Any, Any, Any]]] = {
             "echo": _echo_program(int(server.stdout.readline()))
         }
-        libraries = {"websocket": ("websockets", _websocket), "http": ("aiohttp", _http)}
+        libraries = {
+            "websocket": ("websockets", websocket_echoes),
+            "http": ("aiohttp", http_requests),
+        }
         for name, (library, real) in libraries.items():
             try:
                 __import__(library)

@@ -19,10 +19,10 @@ import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["real_program_rates"]
+__all__ = ["http_requests", "real_program_rates", "websocket_echoes"]
 
 
-async def _http(requests: int, concurrency: int = 50) -> float:
+async def http_requests(requests: int, concurrency: int = 50) -> float:
     """Seconds for ``requests`` GETs through one pooled aiohttp client, ``concurrency``
     at a time, each reply checked, against an aiohttp server on the same loop."""
     import aiohttp
@@ -54,7 +54,7 @@ async def _http(requests: int, concurrency: int = 50) -> float:
         await runner.cleanup()
 
 
-async def _websocket(echoes: int, clients: int = 4) -> float:
+async def websocket_echoes(echoes: int, clients: int = 4) -> float:
     """Seconds for ``echoes`` 64-byte websocket echoes, spread over ``clients``
     connections that each wait for a reply before the next message."""
     from websockets.asyncio.client import connect
@@ -122,8 +122,8 @@ def real_program_rates(requests: int = 1000, echoes: int = 2000) -> dict[str, An
         "proactor": proactor.ProactorEventLoop,
     }
     programs: dict[str, tuple[Callable[[int], Coroutine[Any, Any, float]], int]] = {
-        "http": (_http, requests),
-        "websocket": (_websocket, echoes),
+        "http": (http_requests, requests),
+        "websocket": (websocket_echoes, echoes),
     }
     rates: dict[str, Any] = {}
     for name, (program, count) in programs.items():
