@@ -306,3 +306,64 @@ def test_a_poll_right_after_a_productive_turn_skips_one_turn_and_the_next_poll_t
     with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:
         got = runner.run(main())
     assert [None if g is None else g[1] for g in got] == [1, None, 2, None, 3], got
+
+
+def test_a_child_made_by_fork_runs_its_own_proactor(face: Any) -> None:
+    # SPEC S17.3 (hostile): a process forked while the face's provider runs -- a library's
+    # multiprocessing worker, as proxy.py's in aiohttp's suite -- gets no copy of that
+    # provider's thread.  The child's first Proactor loop must not wait for it (it hung,
+    # lending the loop forever): it runs an echo against a plain socket on a provider
+    # of its own.  The parent's provider is untouched.
+    import os
+    import time
+
+    from wsp_async import proactor
+
+    async def echo(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping")
+        got = await reader.readexactly(4)
+        writer.close()
+        await writer.wait_closed()
+        return got
+
+    async def touch(port: int) -> None:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+
+    with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:  # the face in use
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            peer = _echo_peer(server, 0)
+            runner.run(asyncio.wait_for(touch(server.getsockname()[1]), 30))
+            peer.join(30)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        pid = os.fork()
+        if pid == 0:  # the child: its own Proactor, its own provider; never back into pytest
+            code = 1
+            try:
+                with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:
+                    code = 0 if runner.run(asyncio.wait_for(echo(port), 20)) == b"ping" else 2
+            finally:
+                os._exit(code)
+        server.settimeout(30)
+        try:
+            conn, _ = server.accept()  # the child's connection, served with plain calls
+            with conn:
+                conn.settimeout(30)
+                conn.sendall(conn.recv(4))
+        except OSError:
+            pass  # the child never came: its exit status says so below
+        deadline = time.monotonic() + 30
+        code: int | str = "hung: killed"
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    assert code == 0, code

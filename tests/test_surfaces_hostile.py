@@ -790,3 +790,34 @@ def test_a_successful_get_queued_completion_status_leaves_the_last_error(provide
         assert removed.value == 1 and w.GetLastError() == 0xBEEF
     finally:
         w.CloseHandle(port)
+
+
+def test_a_provider_used_in_a_child_made_by_fork_fails_instead_of_hanging(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S9, S7.3 (hostile): fork copies only the forking thread, so in the child the
+    # provider's I/O thread is gone.  A call that would wait for it -- a blocking connect
+    # -- fails with WSAENETDOWN at once; it used to wait forever.
+    import time
+
+    s = make_socket(provider)
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        code = 1
+        try:
+            err = INT()
+            rc = provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, err)
+            code = 0 if (rc, err.value) == (w.SOCKET_ERROR, w.WSAENETDOWN) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    code: int | str = "hung: killed"
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert code == 0, code
+    assert provider.WSPCloseSocket(s, INT()) == 0  # the parent's provider is untouched

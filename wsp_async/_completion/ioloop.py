@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
+import weakref
 from asyncio import events
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -41,6 +43,29 @@ BORROWERS: dict[int, IoLoop] = {}
 
 log = logging.getLogger("wsp_async")
 T = TypeVar("T")
+
+#: Every loop a provider runs in a thread of its own, for the child of a fork.
+_OWN_THREADS: weakref.WeakSet[IoLoop] = weakref.WeakSet()
+
+_FORKED = "the provider's I/O thread stayed in the parent process (fork)"
+
+
+def _after_fork_in_child() -> None:
+    """A child made by ``fork`` has only the thread that forked: no provider's own I/O
+    thread came along, nor any thread that ran or borrowed a loop.  Those loops are left
+    as they are -- their selector and wake-up pipe are shared with the parent, whose
+    loops still run on them -- and marked gone, so that a call that would wait for them
+    fails with ``WSAENETDOWN`` instead of waiting forever (a library's worker process
+    that made a Proactor hung in ``lend``: aiohttp's suite, through proxy.py)."""
+    IO_THREADS.clear()
+    BORROWERS.clear()
+    for io in list(_OWN_THREADS):
+        io.gone = True
+        io._finished = True
+        io._lend_lock = threading.Lock()  # it may have been held by a thread now gone
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
@@ -75,10 +100,13 @@ class IoLoop:
         self._step: Callable[[], object] | None = None  # set with the loop, below
         #: True while the borrower runs the loop (a drive does not nest).
         self.driving = False
+        #: In a child made by fork: the loop's thread stayed in the parent.
+        self.gone = False
         if loop is None:
             self.loop = _new_loop(use_uvloop)
             self.embedded = False
             self.ident = self._start_thread()
+            _OWN_THREADS.add(self)
         else:
             self.loop = loop
             self.embedded = True
@@ -153,6 +181,8 @@ class IoLoop:
         """Run ``fn(*args)`` on the loop and return its result (or raise its error)."""
         if self.here():
             return fn(*args)
+        if self.gone:
+            raise WSAError(WSAErr.WSAENETDOWN, _FORKED)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def call() -> None:
@@ -174,6 +204,9 @@ class IoLoop:
         ``alertable``: the wait of a blocking Winsock call (accept, connect), which
         runs the calling thread's APCs meanwhile (S6.3).
         """
+        if self.gone:
+            coro.close()
+            raise WSAError(WSAErr.WSAENETDOWN, _FORKED)
         if self.lent_here() and not self.driving:
             # The borrower waits by running the loop (it would wait for itself otherwise).
             task = self.loop.create_task(coro)

@@ -46,6 +46,23 @@ def use_provider(new: Provider | None) -> Provider | None:
     return previous
 
 
+#: Providers a child made by fork inherited: never used nor closed there (see below).
+_left_in_the_parent: list[Provider] = []
+
+
+def _after_fork_in_child() -> None:
+    """A child made by ``fork`` has no copy of the provider's I/O thread: it makes its
+    own provider on first use.  The inherited one is kept, unused, never closed nor
+    collected -- its loop's descriptors are shared with the parent's -- and so are the
+    locks a thread now gone may have held: new ones."""
+    global _provider, _provider_lock
+    if _provider is not None:
+        _left_in_the_parent.append(_provider)
+    _provider = None
+    _provider_lock = threading.Lock()
+    descriptors.after_fork()
+
+
 def provider() -> Provider:
     """The provider that runs this module's operations (made on first use, own I/O thread)."""
     global _provider
@@ -125,6 +142,12 @@ class _Descriptors:
     def forget(self) -> None:
         with self.lock:
             self.entries.clear()
+
+    def after_fork(self) -> None:
+        """In a child made by fork: no entry names a socket of the child's provider."""
+        self.lock = threading.RLock()
+        self.entries = {}
+        self.next_sweep = 0.0
 
     def rebind(self, fd: int, handle: int, peer: Any = None) -> None:
         """``fd`` now holds the socket of ``handle`` (after AcceptEx's ``dup2``)."""
@@ -242,3 +265,6 @@ descriptors = _Descriptors()
 
 #: The handle behind a descriptor (see :meth:`_Descriptors.handle`).
 handle_of = descriptors.handle
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
