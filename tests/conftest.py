@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -310,3 +311,30 @@ def run_script(code: str, *options: str) -> subprocess.CompletedProcess[str]:
     )
     assert out.returncode == 0, out.stderr
     return out
+
+
+def fork_quietly() -> int:
+    """``os.fork`` in this multi-threaded process (the tests of what a child meets):
+    Python 3.12 warns that such a child may deadlock -- what those tests check for -- so
+    the warning is not an error there."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
+def child_exit(pid: int, seconds: float = 30.0) -> int | str:
+    """The exit code of the forked child ``pid``, or ``"hung: killed"`` when it has not
+    ended within ``seconds`` (it is killed then, so that no test run waits for it)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "hung: killed"

@@ -8,6 +8,7 @@ uvloop runs until a stop).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from typing import Any
@@ -314,10 +315,9 @@ def test_a_child_made_by_fork_runs_its_own_proactor(face: Any) -> None:
     # provider's thread.  The child's first Proactor loop must not wait for it (it hung,
     # lending the loop forever): it runs an echo against a plain socket on a provider
     # of its own.  The parent's provider is untouched.
-    import os
-    import time
-
     from wsp_async import proactor
+
+    from .conftest import child_exit, fork_quietly
 
     async def echo(port: int) -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -339,7 +339,7 @@ def test_a_child_made_by_fork_runs_its_own_proactor(face: Any) -> None:
             peer.join(30)
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        pid = os.fork()
+        pid = fork_quietly()
         if pid == 0:  # the child: its own Proactor, its own provider; never back into pytest
             code = 1
             try:
@@ -355,15 +355,5 @@ def test_a_child_made_by_fork_runs_its_own_proactor(face: Any) -> None:
                 conn.sendall(conn.recv(4))
         except OSError:
             pass  # the child never came: its exit status says so below
-        deadline = time.monotonic() + 30
-        code: int | str = "hung: killed"
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                code = os.waitstatus_to_exitcode(status)
-                break
-            time.sleep(0.05)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+        code = child_exit(pid)
     assert code == 0, code

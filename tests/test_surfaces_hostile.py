@@ -20,7 +20,16 @@ from wsp_async.aio import CompletionPortReader
 from wsp_async.constants import STATUS_PENDING
 from wsp_async.iocp import port_object
 
-from .conftest import connect, eventually, make_socket, new_loop, recv_exact, run_script
+from .conftest import (
+    child_exit,
+    connect,
+    eventually,
+    fork_quietly,
+    make_socket,
+    new_loop,
+    recv_exact,
+    run_script,
+)
 
 ADDR = 16 + 16  # sizeof(SOCKADDR_IN) + 16
 
@@ -796,10 +805,8 @@ def test_a_provider_used_in_a_child_made_by_fork_fails_instead_of_hanging(provid
     # SPEC S9, S7.3 (hostile): fork copies only the forking thread, so in the child the
     # provider's I/O thread is gone.  A call that would wait for it -- a blocking connect
     # -- fails with WSAENETDOWN at once; it used to wait forever.
-    import time
-
     s = make_socket(provider)
-    pid = os.fork()
+    pid = fork_quietly()
     if pid == 0:  # the child: never back into pytest
         code = 1
         try:
@@ -808,16 +815,6 @@ def test_a_provider_used_in_a_child_made_by_fork_fails_instead_of_hanging(provid
             code = 0 if (rc, err.value) == (w.SOCKET_ERROR, w.WSAENETDOWN) else 2
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 30
-    code: int | str = "hung: killed"
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            code = os.waitstatus_to_exitcode(status)
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+    code = child_exit(pid)
     assert code == 0, code
     assert provider.WSPCloseSocket(s, INT()) == 0  # the parent's provider is untouched
