@@ -818,3 +818,30 @@ def test_a_provider_used_in_a_child_made_by_fork_fails_instead_of_hanging(provid
     code = child_exit(pid)
     assert code == 0, code
     assert provider.WSPCloseSocket(s, INT()) == 0  # the parent's provider is untouched
+
+
+def test_a_port_in_a_child_made_by_fork_gives_packets_to_its_own_waiters(provider):  # type: ignore[no-untyped-def]
+    # SPEC S13.7, S2.4 (hostile): a thread of the parent waits on a port when the process
+    # forks; the child has no such thread.  A packet queued in the child must reach the
+    # child's own wait, not the parent's waiter that came along in the port's stack.
+    from .test_iocp import gqcs, port_waiters
+
+    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+    waiter = threading.Thread(target=gqcs, args=(port, w.INFINITE), daemon=True)
+    waiter.start()
+    assert eventually(lambda: port_waiters(port) == 1)
+    pid = fork_quietly()
+    if pid == 0:  # the child: never back into pytest
+        code = 1
+        try:
+            assert w.PostQueuedCompletionStatus(port, 7, "child", None)
+            ok, n, key, _ov, _error = gqcs(port, 5_000)
+            code = 0 if (ok, n, key) == (True, 7, "child") else 2
+        finally:
+            os._exit(code)
+    code = child_exit(pid)
+    assert w.PostQueuedCompletionStatus(port, 1, "parent", None)  # the parent's waiter
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert w.CloseHandle(port)
+    assert code == 0, code

@@ -28,6 +28,7 @@ they report failure through ``GetLastError()``.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from typing import Any
 
@@ -67,6 +68,18 @@ __all__ = [
 #: Open ports by handle (handles share the socket space: unique in the process).
 _ports: dict[int, CompletionPort] = {}
 _ports_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """The ports a child made by fork inherited keep their packets and lose the waiting
+    threads that stayed in the parent (:meth:`CompletionPort.after_fork`)."""
+    global _ports_lock
+    _ports_lock = threading.Lock()
+    for port in list(_ports.values()):
+        port.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def SetLastError(code: int) -> None:

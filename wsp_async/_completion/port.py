@@ -169,6 +169,16 @@ class CompletionPort:
             packet, waiter.packet = waiter.packet, None
             return packet
 
+    def after_fork(self) -> None:
+        """In a child made by fork: no thread that waited here came along (the one that
+        forked was not waiting), so their places in the stack go -- a packet given to one
+        would be lost (S2.4) -- and the lock one of them may have held is a new one.  A
+        coroutine's wait stays: its loop may be the forking thread's, which goes on in
+        the child."""
+        self._lock = threading.Lock()
+        self._waiters = [waiter for waiter in self._waiters if waiter.notify is not None]
+        self._just_turned = False
+
     def _closed_locked(self) -> bool:
         """With the lock: whether the port is closed; if not, packets handed to coroutines
         whose loop closed before taking them are queued again first (:meth:`_reclaim`).
