@@ -266,6 +266,25 @@ def test_named_pipes_are_not_implemented(face):  # type: ignore[no-untyped-def]
         proactor.winapi.CreateNamedPipe  # noqa: B018
 
 
+def test_a_subprocess_on_the_proactor_is_refused_before_it_starts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # SPEC S17.2: subprocesses are not emulated -- a clear NotImplementedError, and no child
+    # started.  One started by Linux's Popen, then failing on Windows' process handle
+    # (AttributeError: _handle), ran on unwaited (aiohttp's test_subprocess_co).
+    from wsp_async import proactor
+
+    marker = tmp_path / "ran"
+
+    async def main() -> None:
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"
+        )
+
+    with asyncio.Runner(loop_factory=proactor.new_event_loop) as runner:
+        with pytest.raises(NotImplementedError, match="subprocesses are not emulated"):
+            runner.run(main())
+    assert not marker.exists()
+
+
 def test_loading_the_proactor_changes_nothing_for_other_code() -> None:
     # SPEC S17.2: no sys.modules entry, sys.platform untouched, the stdlib's own classes.
     code = (

@@ -238,7 +238,21 @@ def _load() -> types.ModuleType:
     module = run_source("asyncio.windows_events", importer)
     _answer_as_windows(module.ProactorEventLoop)
     _do_io_on_loop_thread(module.ProactorEventLoop)
+    _refuse_subprocesses(module.ProactorEventLoop)
     return module
+
+
+def _refuse_subprocesses(loop_class: Any) -> None:
+    """``asyncio.create_subprocess_*`` on this (private) loop class raises
+    ``NotImplementedError`` before anything starts.  Windows' Proactor runs a child
+    through ``windows_utils.Popen`` and waits on its process handle; here the child
+    was started by Linux's ``Popen`` and then the wait failed (``AttributeError:
+    _handle``), leaving it running unwaited (aiohttp's ``test_subprocess_co``)."""
+
+    async def _make_subprocess_transport(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(_WHY)
+
+    loop_class._make_subprocess_transport = _make_subprocess_transport
 
 
 def _give_windows_answers(sock: object) -> None:
