@@ -8,6 +8,7 @@ import logging
 import math
 import socket
 import threading
+from typing import Any
 
 import pytest
 
@@ -823,12 +824,7 @@ def test_a_blocking_urgent_send_on_the_loop_thread_that_must_wait_is_refused_who
     def on_loop() -> tuple[int, int]:
         # The kernel's buffers full, then bytes the transport holds (what a send that
         # completed at once leaves when the kernel is full).
-        filled = 0
-        while True:
-            try:
-                filled += adapter.sock.send(b"f" * 65536)
-            except BlockingIOError:
-                break
+        filled = _fill_the_kernel(adapter)
         err = INT()
         ov = WSAOVERLAPPED()
         assert (
@@ -858,24 +854,11 @@ def test_an_urgent_send_that_meets_a_full_kernel_buffer_keeps_its_mark(provider,
     # its whole count.
     s, conn = connect(provider, listener)
     stall(provider, s, conn)
-    adapter = provider.socket_of(s)
     urgent = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
     after = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
-
-    def on_loop() -> tuple[int, list[int]]:
-        filled = 0  # the kernel's buffers full, the transport empty
-        while True:
-            try:
-                filled += adapter.sock.send(b"f" * 65536)
-            except BlockingIOError:
-                break
-        err = INT()
-        return filled, [
-            provider.WSPSend(s, [WSABUF(3, b"ab!")], 1, None, w.MSG_OOB, urgent, None, None, err),
-            provider.WSPSend(s, [WSABUF(5, b"after")], 1, None, 0, after, None, None, err),
-        ]
-
-    filled, rcs = run_in_loop(provider.loop, on_loop)
+    filled, rcs = run_in_loop(
+        provider.loop, _urgent_behind_a_full_kernel, provider, s, urgent, after
+    )
     # The urgent send is held within SO_SNDBUF: complete (S4.1), as any other; the one
     # after it waits for it.
     assert rcs[0] in (0, w.SOCKET_ERROR) and rcs[1] == w.SOCKET_ERROR and after.pending
@@ -900,16 +883,9 @@ def test_a_close_while_an_urgent_rest_waits_for_room_ends_each_send_once(provide
     after = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
 
     def on_loop() -> bool:
-        while True:
-            try:
-                adapter.sock.send(b"f" * 65536)
-            except BlockingIOError:
-                break
-        err = INT()
-        provider.WSPSend(s, [WSABUF(3, b"ab!")], 1, None, w.MSG_OOB, urgent, None, None, err)
-        provider.WSPSend(s, [WSABUF(5, b"after")], 1, None, 0, after, None, None, err)
+        _urgent_behind_a_full_kernel(provider, s, urgent, after)
         waiting = adapter.drain_timer is not None  # the urgent rest's retry
-        assert provider.WSPCloseSocket(s, err) == 0
+        assert provider.WSPCloseSocket(s, INT()) == 0
         return waiting and adapter.drain_timer is None
 
     assert run_in_loop(provider.loop, on_loop)
@@ -917,3 +893,28 @@ def test_a_close_while_an_urgent_rest_waits_for_room_ends_each_send_once(provide
     assert w.WSAWaitForMultipleEvents(2, events, True, 10_000, False) == 0
     assert (urgent.Internal, urgent.InternalHigh) == (0, 3)
     assert after.Internal == w.STATUS_CANCELLED
+
+
+def _urgent_behind_a_full_kernel(
+    provider: w.Provider, s: int, urgent: WSAOVERLAPPED, after: WSAOVERLAPPED
+) -> tuple[int, list[int]]:
+    """On the loop: the kernel's buffers filled straight through the host socket (the
+    transport empty), then an urgent send of ``b"ab!"`` and a plain one of ``b"after"``
+    posted; the bytes filled and the two return codes."""
+    filled = _fill_the_kernel(provider.socket_of(s))
+    err = INT()
+    return filled, [
+        provider.WSPSend(s, [WSABUF(3, b"ab!")], 1, None, w.MSG_OOB, urgent, None, None, err),
+        provider.WSPSend(s, [WSABUF(5, b"after")], 1, None, 0, after, None, None, err),
+    ]
+
+
+def _fill_the_kernel(adapter: Any) -> int:
+    """On the loop: ``b"f"`` bytes straight through the host socket until the kernel's
+    buffers take no more (the transport left empty); how many went."""
+    filled = 0
+    while True:
+        try:
+            filled += adapter.sock.send(b"f" * 65536)
+        except BlockingIOError:
+            return filled

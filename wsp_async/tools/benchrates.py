@@ -6,6 +6,7 @@ Proactor.  :mod:`wsp_async.tools.bench` drives them and prints the lines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from .. import (
@@ -338,12 +339,7 @@ def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> di
     item 7; issue 13, item 2)."""
     from .. import proactor
 
-    server = subprocess.Popen(
-        [sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
+    with peer_process(ECHO_SERVER) as port:
         factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
             "asyncio": asyncio.SelectorEventLoop,
             "uvloop": lambda: new_loop("uvloop"),
@@ -369,6 +365,16 @@ def echo_rates(sizes: tuple[int, ...] = (64, 65536), seconds: float = 1.0) -> di
             row["face_ratio_uvloop"] = row["face-uvloop"] / row["uvloop"]
             rates[str(size)] = row
         return rates
+
+
+@contextlib.contextmanager
+def peer_process(code: str) -> Iterator[int]:
+    """Run ``code`` (a server that prints its port first) in a process of its own; the
+    port, then the process killed on the way out."""
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline())
     finally:
         server.kill()
         server.wait()

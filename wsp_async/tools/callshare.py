@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
-import subprocess
 import sys
 from collections.abc import Callable, Coroutine
 from types import FrameType
@@ -101,20 +100,16 @@ def call_shares(units: int = 1000) -> dict[str, dict[str, dict[str, float]]]:
     programs on the selector loop and on the Proactor (a program whose library is not
     installed is left out)."""
     from .. import proactor
-    from .benchrates import ECHO_SERVER
+    from .benchrates import ECHO_SERVER, peer_process
     from .realbench import http_requests, websocket_echoes
 
     loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
         "selector": asyncio.SelectorEventLoop,
         "proactor": proactor.ProactorEventLoop,
     }
-    server = subprocess.Popen(
-        [sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
+    with peer_process(ECHO_SERVER) as port:
         programs: dict[str, Callable[[int], Coroutine[Any, Any, Any]]] = {
-            "echo": _echo_program(int(server.stdout.readline()))
+            "echo": _echo_program(port)
         }
         libraries = {
             "websocket": ("websockets", websocket_echoes),
@@ -133,8 +128,3 @@ def call_shares(units: int = 1000) -> dict[str, dict[str, dict[str, float]]]:
                 with asyncio.Runner(loop_factory=factory) as runner:
                     shares[name][kind] = runner.run(_counted(program, units))
         return shares
-    finally:
-        server.kill()
-        server.wait()
-        if server.stdout is not None:
-            server.stdout.close()

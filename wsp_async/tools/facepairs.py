@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import subprocess
-import sys
 import time
 
 from .. import IPPROTO_TCP, TCP_NODELAY
 from .benchmodes import new_loop
+from .benchrates import peer_process
 
 __all__ = ["face_versus_streams"]
 
@@ -34,18 +33,8 @@ def face_versus_streams(
     often than the face's (face / streams 1.4-2.2x there, 0.8-0.95x against this one
     before the face stopped holding sends of half its buffer or more).
     """
-    receiver = subprocess.Popen(
-        [sys.executable, "-c", _SEQUENTIAL_DRAIN], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert receiver.stdout is not None
-        port = int(receiver.stdout.readline())
+    with peer_process(_SEQUENTIAL_DRAIN) as port:
         return _pairs(kind, port, size, count, pairs)
-    finally:
-        receiver.kill()
-        receiver.wait()
-        if receiver.stdout is not None:
-            receiver.stdout.close()
 
 
 _SEQUENTIAL_DRAIN = """
