@@ -153,7 +153,7 @@ def admit_here(
         # Half the buffer or more: held, it would leave no room for the next send, which
         # would then take the full path and wait for the end of the iteration -- a loop
         # turn per two messages where asyncio streams write each one (issue 26: 48 Python
-        # calls per 64 KiB message, 8 written at once).
+        # calls per 64 KiB message, 6 written at once).
     return WRITE
 
 

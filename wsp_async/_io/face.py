@@ -82,20 +82,21 @@ def sender(
 
     A send of one bytes-like buffer (or of a small gather list, joined into one),
     without flags, on the loop thread, that completes at once -- held within the
-    emulated send buffer (S4.1) -- returns its length without a structure or a future.  The first of a loop iteration goes straight to
-    ``transport.write`` and marks the iteration (the adapter's coalescing); each one
-    after it -- smaller than half the emulated buffer -- is *held*: added to one record
-    already complete at the head of the send
-    queue (the kind another thread's staged send uses, so close, SD_SEND, SIO_FLUSH,
+    emulated send buffer (S4.1) -- returns its length without a structure or a future.
+    The first of a loop iteration goes straight to ``transport.write`` and marks the
+    iteration (the adapter's coalescing); each one after it, smaller than half the
+    emulated buffer, is *held*: added to one record already complete at the head of the
+    send queue (the kind another thread's staged send uses, so close, SD_SEND, SIO_FLUSH,
     CancelIoEx and thread exit already treat it as consumed bytes), which the
     end-of-iteration pump offers to the kernel in one gather write.  A task that sends
     in a loop never suspends on a send that fits, so its whole train is one iteration:
     one system call per ``SO_SNDBUF``'s worth instead of one per message.  When the
     room runs out the next send takes the full path, which hands the held bytes on
-    before it.  A send of half the buffer or more is written like the first (held, it
-    would leave no room for the next, and every other message would wait for the end of
-    the iteration: 0.9x asyncio streams at 64 KiB, 1.0x written).  Everything else is awaited through ``posted`` (the full path).  A
-    datagram socket's is ``posted`` itself.
+    before it.  A send of half the buffer or more is written as the first one is: held,
+    it would leave the next no room, and every other message would wait for the end of
+    the iteration (0.9x asyncio streams at 64 KiB; written, 1.0x).  Everything else is
+    awaited through ``posted`` (the full path).  A datagram socket's is ``posted``
+    itself.
 
     Which sends complete at once, and how, is :func:`~wsp_async._core.admission.admit_here`'s
     answer (asked as ``lean``), so the rules are those of every other route: nothing

@@ -311,8 +311,8 @@ class Writer:
         True when the kernel took all of it.  Else the rest goes back to the head of the
         queue, held (within SO_SNDBUF it is consumed, S4.1: the send completes as any
         other), before everything posted after it, and False: the pump tries again once
-        the kernel may have room.  Sent as plain bytes, it lost its mark (issue 26's
-        notes: the last session's open defect)."""
+        the kernel may have room.  (It went as plain bytes through the transport once,
+        and lost its mark.)"""
         data = b"".join(op.buffers)
         sent = 0
         try:
