@@ -803,8 +803,9 @@ def test_a_successful_get_queued_completion_status_leaves_the_last_error(provide
 
 def test_a_provider_used_in_a_child_made_by_fork_fails_instead_of_hanging(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S9, S7.3 (hostile): fork copies only the forking thread, so in the child the
-    # provider's I/O thread is gone.  A call that would wait for it -- a blocking connect
-    # -- fails with WSAENETDOWN at once; it used to wait forever.
+    # provider's I/O thread is gone: the provider is closed there, and its handles name
+    # nothing.  A blocking connect fails with WSAENOTSOCK at once; it used to wait
+    # forever for that thread.
     s = make_socket(provider)
     pid = fork_quietly()
     if pid == 0:  # the child: never back into pytest
@@ -812,7 +813,8 @@ def test_a_provider_used_in_a_child_made_by_fork_fails_instead_of_hanging(provid
         try:
             err = INT()
             rc = provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, err)
-            code = 0 if (rc, err.value) == (w.SOCKET_ERROR, w.WSAENETDOWN) else 2
+            outcome = (provider.closed, rc, err.value)
+            code = 0 if outcome == (True, w.SOCKET_ERROR, w.WSAENOTSOCK) else 2
         finally:
             os._exit(code)
     code = child_exit(pid)
@@ -844,4 +846,51 @@ def test_a_port_in_a_child_made_by_fork_gives_packets_to_its_own_waiters(provide
     waiter.join(10)
     assert not waiter.is_alive()
     assert w.CloseHandle(port)
+    assert code == 0, code
+
+
+def test_in_a_child_made_by_fork_the_parents_threads_and_sockets_are_gone(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S9, S10.4 (hostile): in the child, a thread of the parent does not exist and
+    # the provider's sockets are not the child's.  A routine aimed at that thread is
+    # refused as one aimed at a dead thread (WSAEINVAL); a post on an inherited socket
+    # fails (WSAENOTSOCK) instead of starting an operation that could never complete.
+    s, conn = connect(provider, listener)
+    ready, done = threading.Event(), threading.Event()
+    ids: list[w.WSATHREADID] = []
+
+    def parked() -> None:
+        ids.append(w.WSATHREADID.current())
+        ready.set()
+        done.wait(30)
+
+    thread = threading.Thread(target=parked, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    pid = fork_quietly()
+    if pid == 0:  # the child: never back into pytest
+        code = 1
+        try:
+            child = w.Provider(use_uvloop=False)  # a provider of its own works
+            err = INT()
+            t = child.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)
+            routine_for_parent = child.WSPSend(
+                t, [WSABUF(1, b"x")], 1, None, 0, WSAOVERLAPPED(), lambda *a: None, ids[0], err
+            )
+            first = (routine_for_parent, err.value)
+            inherited = provider.WSPSend(
+                s, [WSABUF(1, b"y")], 1, None, 0, WSAOVERLAPPED(), None, None, err
+            )
+            second = (inherited, err.value)
+            child.close()
+            expected = [(w.SOCKET_ERROR, w.WSAEINVAL), (w.SOCKET_ERROR, w.WSAENOTSOCK)]
+            code = 0 if [first, second] == expected else 2
+        finally:
+            os._exit(code)
+    code = child_exit(pid)
+    done.set()
+    thread.join(10)
+    err = INT()  # the parent's socket and thread are as they were
+    ov = WSAOVERLAPPED()
+    assert provider.WSPSend(s, [WSABUF(2, b"ok")], 1, None, 0, ov, None, None, err) == 0
+    assert recv_exact(conn, 2) == b"ok"
     assert code == 0, code

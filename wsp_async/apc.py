@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -87,6 +88,28 @@ class ApcTarget(Protocol):
         ...
 
 
+#: Every APC target of the process, for the child of a fork.
+_TARGETS: weakref.WeakSet[_TargetBase] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A child made by ``fork`` has only the thread that forked: every other thread's
+    target is gone there, as a thread that exited (its APCs dropped, a post naming it
+    refused, S10.4) -- without its exit hooks, which would act on providers whose loops
+    stayed in the parent.  Each lock is a new one: a thread now gone may have held it."""
+    me = threading.get_ident()
+    for target in list(_TARGETS):
+        target._lock = threading.Lock()
+        if target.thread_ident != me:
+            target._dead = True
+            target.alive = False
+            target._queue.clear()
+            target._exit_hooks = []
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _TargetBase:
     """Exit-hook bookkeeping shared by both kinds of target.
 
@@ -95,6 +118,7 @@ class _TargetBase:
 
     def __init__(self, thread_ident: int) -> None:
         self.thread_ident = thread_ident
+        _TARGETS.add(self)
         self._lock = threading.Lock()
         self._queue: collections.deque[Apc] = collections.deque()
         self._dead = False

@@ -44,25 +44,28 @@ BORROWERS: dict[int, IoLoop] = {}
 log = logging.getLogger("wsp_async")
 T = TypeVar("T")
 
-#: Every loop a provider runs in a thread of its own, for the child of a fork.
-_OWN_THREADS: weakref.WeakSet[IoLoop] = weakref.WeakSet()
+#: Every provider's loop, for the child of a fork.
+_LOOPS: weakref.WeakSet[IoLoop] = weakref.WeakSet()
 
 _FORKED = "the provider's I/O thread stayed in the parent process (fork)"
 
 
 def _after_fork_in_child() -> None:
     """A child made by ``fork`` has only the thread that forked: no provider's own I/O
-    thread came along, nor any thread that ran or borrowed a loop.  Those loops are left
-    as they are -- their selector and wake-up pipe are shared with the parent, whose
-    loops still run on them -- and marked gone, so that a call that would wait for them
-    fails with ``WSAENETDOWN`` instead of waiting forever (a library's worker process
-    that made a Proactor hung in ``lend``: aiohttp's suite, through proxy.py)."""
+    thread came along, nor any other thread that ran or borrowed a loop (a loop embedded
+    in the forking thread's own goes on).  Those loops are left as they are -- their
+    selector and wake-up pipe are shared with the parent, whose loops still run on them
+    -- and marked gone, so that a call that would wait for them fails with
+    ``WSAENETDOWN`` instead of waiting forever (a library's worker process that made a
+    Proactor hung in ``lend``: aiohttp's suite, through proxy.py)."""
     IO_THREADS.clear()
     BORROWERS.clear()
-    for io in list(_OWN_THREADS):
-        io.gone = True
-        io._finished = True
+    me = threading.get_ident()
+    for io in list(_LOOPS):
         io._lend_lock = threading.Lock()  # it may have been held by a thread now gone
+        if not io.embedded or io.ident != me:
+            io.gone = True
+            io._finished = True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -106,7 +109,6 @@ class IoLoop:
             self.loop = _new_loop(use_uvloop)
             self.embedded = False
             self.ident = self._start_thread()
-            _OWN_THREADS.add(self)
         else:
             self.loop = loop
             self.embedded = True
@@ -118,6 +120,7 @@ class IoLoop:
         self.wake = self.loop.call_soon_threadsafe
         self._step = getattr(self.loop, "_run_once", None)
         IO_THREADS.add(self.ident)
+        _LOOPS.add(self)
 
     def release(self) -> None:
         """The provider is closed: its loop's thread may block again."""

@@ -95,6 +95,12 @@ class HandleTable(Generic[T]):
             self._items.clear()
         return items
 
+    def after_fork(self) -> list[T]:
+        """:meth:`close` in a child made by fork, under a new lock (a thread now gone may
+        have held the old one); the items are the caller's to forget, not to close."""
+        self._lock = threading.Lock()
+        return self.close()
+
     def items(self) -> list[T]:
         return list(self._items.values())
 

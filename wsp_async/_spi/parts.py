@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket as _pysocket
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +80,16 @@ class Parts:
 
     def __attrs_post_init__(self) -> None:
         self.rewatch()
+        _ALL.add(self)
+
+    def after_fork(self) -> None:
+        """In a child made by fork, a provider whose loop's thread stayed in the parent
+        is closed without a word to that loop (it is the parent's too): its handles name
+        nothing here (WSAENOTSOCK, S9), and its sockets are left as they are."""
+        if self.io.gone:
+            self.closed = self.close_begun = True
+            self.threads.closed = True
+            self.sockets.after_fork()
 
     def rewatch(self) -> None:
         """Recompute :attr:`watched` after ``faulty``, ``slowed``, ``debug`` or the tracer
@@ -265,3 +277,15 @@ class Parts:
         if aborted:
             await asyncio.sleep(0)  # an abort lets go of its socket on the next iteration
         self.io.stop()
+
+
+#: Every provider's parts, for the child of a fork.
+_ALL: weakref.WeakSet[Parts] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for parts in list(_ALL):
+        parts.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
