@@ -218,6 +218,13 @@ def connect(
     return s, conn
 
 
+def close_peer(conn: socket.socket) -> None:
+    """Close a peer :func:`connect` made, and forget it: a test of memory growth over many
+    connections measures the provider's, not this module's list of peers."""
+    conn.close()
+    _PEERS.remove(conn)
+
+
 def eventually(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it holds (for states no completion announces)."""
     import time
