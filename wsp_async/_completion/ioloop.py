@@ -21,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
-import weakref
 from asyncio import events
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -44,31 +42,7 @@ BORROWERS: dict[int, IoLoop] = {}
 log = logging.getLogger("wsp_async")
 T = TypeVar("T")
 
-#: Every provider's loop, for the child of a fork.
-_LOOPS: weakref.WeakSet[IoLoop] = weakref.WeakSet()
-
 _FORKED = "the provider's I/O thread stayed in the parent process (fork)"
-
-
-def _after_fork_in_child() -> None:
-    """A child made by ``fork`` has only the thread that forked: no provider's own I/O
-    thread came along, nor any other thread that ran or borrowed a loop (a loop embedded
-    in the forking thread's own goes on).  Those loops are left as they are -- their
-    selector and wake-up pipe are shared with the parent, whose loops still run on them
-    -- and marked gone, so that a call that would wait for them fails with
-    ``WSAENETDOWN`` instead of waiting forever (a library's worker process that made a
-    Proactor hung in ``lend``: aiohttp's suite, through proxy.py)."""
-    IO_THREADS.clear()
-    BORROWERS.clear()
-    me = threading.get_ident()
-    for io in list(_LOOPS):
-        io._lend_lock = threading.Lock()  # it may have been held by a thread now gone
-        if not io.embedded or io.ident != me:
-            io.gone = True
-            io._finished = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
@@ -120,7 +94,23 @@ class IoLoop:
         self.wake = self.loop.call_soon_threadsafe
         self._step = getattr(self.loop, "_run_once", None)
         IO_THREADS.add(self.ident)
-        _LOOPS.add(self)
+
+    def after_fork(self) -> None:
+        """In a child made by ``fork``, which has only the thread that forked: a loop run
+        by any other thread -- the provider's own, a borrower, the program's loop of
+        another thread -- is left as it is (its selector and wake-up pipe are shared with
+        the parent, whose loop still runs on them) and marked gone, so that a call that
+        would wait for it fails with ``WSAENETDOWN`` instead of waiting forever (a
+        library's worker process that made a Proactor hung in :meth:`lend`: aiohttp's
+        suite, through proxy.py).  A loop embedded in the forking thread's goes on."""
+        self._lend_lock = threading.Lock()  # a thread now gone may have held it
+        if self.embedded and self.ident == threading.get_ident():
+            return
+        self.gone = True
+        self._finished = True
+        IO_THREADS.discard(self.ident)
+        if self.borrower is not None:
+            BORROWERS.pop(self.borrower, None)
 
     def release(self) -> None:
         """The provider is closed: its loop's thread may block again."""

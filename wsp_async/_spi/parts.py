@@ -86,6 +86,7 @@ class Parts:
         """In a child made by fork, a provider whose loop's thread stayed in the parent
         is closed without a word to that loop (it is the parent's too): its handles name
         nothing here (WSAENOTSOCK, S9), and its sockets are left as they are."""
+        self.io.after_fork()
         if self.io.gone:
             self.closed = self.close_begun = True
             self.threads.closed = True
