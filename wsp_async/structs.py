@@ -15,6 +15,7 @@ import attrs
 
 from .apc import ApcTarget, current_target
 from .constants import STATUS_PENDING
+from .ntstatus import ntstatus_of
 
 __all__ = [
     "DWORD",
@@ -120,6 +121,22 @@ def write_result(ov: WSAOVERLAPPED, status: int, nbytes: int, flags: int) -> Non
     ov._flags = flags
     ov.Internal = status
     _pending.pop(ov, None)
+
+
+def write_results(ops: list[Any]) -> None:
+    """:func:`write_result` for a batch of completed operations, each with its ``status``
+    (a Winsock code, 0 for success) and ``transferred`` set, in one loop: a burst of
+    routine sends completes a few hundred at a time, and a call per structure was a
+    tenth of a send's Python (issue 26)."""
+    pending = _pending
+    for op in ops:
+        ov = op.overlapped
+        if ov is not None:
+            ov.InternalHigh = op.transferred
+            ov._flags = op.out_flags
+            status = op.status
+            ov.Internal = ntstatus_of(status) if status else 0
+            pending.pop(ov, None)
 
 
 def result_flags(ov: WSAOVERLAPPED) -> int:

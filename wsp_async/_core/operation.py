@@ -103,24 +103,17 @@ class PendingCount:
         """Count ``op`` whose limits were checked already (it turned out to pend)."""
         self.add(op, checked=True)
 
-    def remove_all(self, ops: list[Operation]) -> None:
-        """:meth:`remove` for each of ``ops`` counted here, under one lock."""
-        count = nbytes = sends = 0
-        for op in ops:
-            if op.counter is self:
-                op.counter = None
-                count += 1
-                nbytes += op.nbytes
-                sends += op.kind == SEND
-        if count:
-            lock = self._lock
-            lock.acquire()
-            try:
-                self.count -= count
-                self.bytes -= nbytes
-                self.sends -= sends
-            finally:
-                lock.release()
+    def uncount(self, count: int, nbytes: int, sends: int) -> None:
+        """Take a batch's completed operations off the count at once (the door tallied
+        them, and cleared each one's ``counter``)."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            self.count -= count
+            self.bytes -= nbytes
+            self.sends -= sends
+        finally:
+            lock.release()
 
     def remove(self, op: Operation) -> None:
         if op.counter is self:
