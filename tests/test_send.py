@@ -918,3 +918,33 @@ def _fill_the_kernel(adapter: Any) -> int:
             filled += adapter.sock.send(b"f" * 65536)
         except BlockingIOError:
             return filled
+
+
+def test_wsp_send_takes_its_arguments_by_name_and_a_subclass_keeps_its_own(loop_kind, listener):  # type: ignore[no-untyped-def]
+    # SPEC S2, S2.3: a provider's WSPSend is the send body behind the S2 wrapper (issue
+    # 26), and still the ws2spi.h call: its arguments by name, lpErrno first among them
+    # checked, and a layered provider's own WSPSend the one its callers reach.
+    seen: list[int] = []
+
+    class Layered(w.Provider):
+        def WSPSend(self, s, *args, **named):  # type: ignore[no-untyped-def, override]
+            seen.append(s)
+            return super().WSPSend(s, *args, **named)
+
+    for cls in (w.Provider, Layered):
+        with cls(use_uvloop=(loop_kind == "uvloop")) as provider:
+            s, conn = connect(provider, listener)
+            err = INT()
+            sent = DWORD()
+            rc = provider.WSPSend(
+                s=s, lpBuffers=[WSABUF(3, b"abc")], dwBufferCount=1,
+                lpNumberOfBytesSent=sent, dwFlags=0, lpOverlapped=None,
+                lpCompletionRoutine=None, lpThreadId=None, lpErrno=err,
+            )  # fmt: skip
+            assert (rc, sent.value, w.WSAGetLastError()) == (0, 3, 0)
+            assert recv_exact(conn, 3) == b"abc"
+            # Every name but lpErrno's: no box to write to -- WSAEFAULT by the return.
+            assert provider.WSPSend(s=s, lpBuffers=[], dwBufferCount=0) == w.SOCKET_ERROR
+            assert w.WSAGetLastError() == w.WSAEFAULT
+            conn.close()
+    assert seen == [s, s]

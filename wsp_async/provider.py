@@ -33,7 +33,7 @@ from ._core.handles import HandleTable
 from ._io.adapter import SocketAdapter
 from ._spi.accept import Accepts
 from ._spi.control import Controls
-from ._spi.entry import entry_point, extension
+from ._spi.entry import direct_entry, entry_point, extension
 from ._spi.extensions import Extensions
 from ._spi.extras import ProviderExtras
 from ._spi.lifecycle import Lifecycle
@@ -114,6 +114,10 @@ class Provider(ProviderExtras):
             WSAID_GETACCEPTEXSOCKADDRS: GetAcceptExSockaddrs,
             WSAID_TRANSMITFILE: self.TransmitFile,
         }
+        if type(self).WSPSend is Provider.WSPSend:
+            # The send body behind the S2 wrapper, without the method between them (a
+            # frame per send, issue 26); a subclass's own WSPSend is left to it.
+            vars(self)["WSPSend"] = direct_entry(SOCKET_ERROR, self._sends.send, self.WSPSend)
         #: How long close() lets closing transports flush to the kernel (seconds).
         self.close_timeout = 5.0
         # An embedded provider whose loop ended is closed with it.
@@ -241,7 +245,7 @@ class Provider(ProviderExtras):
         """Send (S2-S10): 0 when complete at once; else ``WSA_IO_PENDING`` (it will complete,
         exactly once, S2.4) or another code (nothing started, no completion, S2.3)."""
         return self._sends.send(  # type: ignore[no-any-return]
-            s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, None,
+            s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags,
             lpOverlapped, lpCompletionRoutine, lpThreadId,
         )  # fmt: skip
 
@@ -253,8 +257,8 @@ class Provider(ProviderExtras):
     ) -> int:
         """``WSPSend`` with a destination (datagram sockets; ignored on streams)."""
         return self._sends.send(  # type: ignore[no-any-return]
-            s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpTo,
-            lpOverlapped, lpCompletionRoutine, lpThreadId,
+            s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags,
+            lpOverlapped, lpCompletionRoutine, lpThreadId, None, lpTo,
         )  # fmt: skip
 
     @entry_point(SOCKET_ERROR)

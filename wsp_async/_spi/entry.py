@@ -38,7 +38,7 @@ from ..errors import WSAErr, WSAError, wsa_code_of
 from ..events import LAST_ERROR, WSASetLastError
 from ..structs import INT, is_box
 
-__all__ = ["PENDING", "entry_point", "extension", "report"]
+__all__ = ["PENDING", "direct_entry", "entry_point", "extension", "report"]
 
 log = logging.getLogger("wsp_async")
 
@@ -84,27 +84,41 @@ def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Wrap a ``WSP*`` body in the S2 protocol; ``failure`` is what it returns on error."""
 
     def wrap(body: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(body)
-        def entry(*args: P.args, **kwargs: P.kwargs) -> R:
-            lpErrno = args[-1] if not kwargs else kwargs.get("lpErrno", args[-1])
-            if type(lpErrno) is not INT and not is_box(lpErrno):
-                WSASetLastError(WSAErr.WSAEFAULT)
-                return failure  # type: ignore[no-any-return]
-            try:
-                result = body(*args, **kwargs) if kwargs else body(*args)  # type: ignore[call-arg]
-            except Exception as exc:
-                report(lpErrno, exc, _misfit(body, args, kwargs, exc))
-                return failure  # type: ignore[no-any-return]
-            if result is PENDING:
-                lpErrno.value = IO_PENDING  # type: ignore[attr-defined]
-                LAST_ERROR.code = IO_PENDING
-                return SOCKET_ERROR  # type: ignore[return-value]
-            LAST_ERROR.code = 0
-            return result
-
-        return entry
+        return direct_entry(failure, body, body)
 
     return wrap
+
+
+def direct_entry(failure: Any, body: Callable[..., Any], public: Callable[P, R]) -> Callable[P, R]:
+    """The S2 protocol around ``body``, called with the arguments of ``public`` (whose
+    name, documentation and signature the wrapper shows, and the misfit message names).
+
+    A provider binds its ``WSPSend`` this way straight to the send body, whose parameters
+    are ``WSPSend``'s: the method in between only passed its arguments on, and that frame
+    was a twentieth of a send's Python (issue 26)."""
+
+    @functools.wraps(public)
+    def entry(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not kwargs:
+            lpErrno = args[-1] if args else None
+        else:
+            lpErrno = kwargs["lpErrno"] if "lpErrno" in kwargs else args[-1] if args else None
+        if type(lpErrno) is not INT and not is_box(lpErrno):
+            WSASetLastError(WSAErr.WSAEFAULT)
+            return failure  # type: ignore[no-any-return]
+        try:
+            result = body(*args, **kwargs) if kwargs else body(*args)
+        except Exception as exc:
+            report(lpErrno, exc, _misfit(public, args, kwargs, exc))
+            return failure  # type: ignore[no-any-return]
+        if result is PENDING:
+            lpErrno.value = IO_PENDING  # type: ignore[attr-defined]
+            LAST_ERROR.code = IO_PENDING
+            return SOCKET_ERROR  # type: ignore[return-value]
+        LAST_ERROR.code = 0
+        return result  # type: ignore[no-any-return]
+
+    return entry
 
 
 def extension(body: Callable[P, Any]) -> Callable[P, bool]:

@@ -97,7 +97,7 @@ class ProviderExtras:
         that awaits each send; raises ``WSAError`` when nothing started.  The send
         is pending while ``ov.pending``; its result is then in ``ov``.
         """
-        self._sends.send(s, buffers, count, None, flags, None, ov, None, None, False)
+        self._sends.send(s, buffers, count, None, flags, ov, None, None, None, None, False)
 
     def face_sender(
         self, s: int, posted: Callable[..., Coroutine[Any, Any, int]]

@@ -51,13 +51,17 @@ class Sends:
         dwBufferCount: object,
         lpNumberOfBytesSent: object,
         dwFlags: object,
-        lpTo: object,
         lpOverlapped: object,
         lpCompletionRoutine: object,
         lpThreadId: object,
+        lpErrno: object = None,
+        lpTo: object = None,
         coalesce: bool = True,
     ) -> Any:
         """The common send body (``lpTo`` None for WSPSend): 0, PENDING, or raises.
+
+        Its parameters begin as ``WSPSend``'s, so that a provider's ``WSPSend`` is this
+        method behind the S2 wrapper (``entry.direct_entry``); ``lpErrno`` is the wrapper's.
 
         ``coalesce=False`` (the asyncio face's sequential awaits) hands the send on
         at once instead of joining the end-of-iteration gather write.
