@@ -55,46 +55,97 @@ RECV = OpKind.RECV
 class PendingCount:
     """Outstanding overlapped operations of one socket and their bytes (SPEC S9 limits).
 
-    Thread-safe: posts are counted on the posting thread, completions uncount
-    on the loop thread.  ``max_pending`` and ``max_pending_bytes`` are the
-    provider's options.
+    Thread-safe: posts are counted on their posting thread and uncounted where they
+    complete.  ``max_pending`` and ``max_pending_bytes`` are the provider's options.
 
-    Counted once per pending operation, so the lock is taken with ``acquire`` and
-    ``release`` rather than ``with``: on CPython 3.11 the ``with`` form costs about three
-    times as much (340 against 120 ns for a method that takes an uncontended lock,
-    ``benchmarks/README.md``, issue 26).
+    Two tallies make the count.  The loop thread's changes go to ``here_*``, which only
+    that thread writes, so it takes no lock: a send posted on the loop thread and
+    completed there -- the common case -- then costs no lock round trip at all (that
+    round trip was a tenth of such a send's Python, issue 26).  Every other thread's
+    changes go to ``other_*``, under ``_lock``.  The count is their sum (``count``,
+    ``bytes``, ``sends``); one tally may go below zero when an operation counted on one
+    side completes on the other, their sum never does.  A reader on another thread reads
+    the two fields one after the other, each whole: a value the sum had meanwhile, as
+    good as the one field it read before.  ``owner.ident`` names the loop thread (it
+    moves while a Proactor borrows the loop); without an owner every change takes the
+    lock.
+
+    The lock is taken with ``acquire`` and ``release`` rather than ``with``: on CPython
+    3.11 the ``with`` form costs about three times as much (340 against 120 ns for a
+    method that takes an uncontended lock, ``benchmarks/README.md``, issue 26).
     """
 
-    __slots__ = ("_lock", "bytes", "count", "max_bytes", "max_count", "sends")
+    __slots__ = (
+        "_lock",
+        "_owner",
+        "here_bytes",
+        "here_count",
+        "here_sends",
+        "max_bytes",
+        "max_count",
+        "other_bytes",
+        "other_count",
+        "other_sends",
+    )
 
-    def __init__(self, max_count: int, max_bytes: int | None) -> None:
+    def __init__(self, max_count: int, max_bytes: int | None, owner: Any = None) -> None:
         self._lock = threading.Lock()
-        self.count = 0
-        self.bytes = 0
-        #: Of ``count``, the sends: their notices keep posting order (S6.4); a pending
+        self._owner = owner
+        self.here_count = self.other_count = 0
+        self.here_bytes = self.other_bytes = 0
+        #: Of the count, the sends: their notices keep posting order (S6.4); a pending
         #: receive completes whenever data comes and orders nothing.
-        self.sends = 0
+        self.here_sends = self.other_sends = 0
         self.max_count = max_count
         self.max_bytes = max_bytes
 
+    @property
+    def count(self) -> int:
+        return self.here_count + self.other_count
+
+    @property
+    def bytes(self) -> int:
+        return self.here_bytes + self.other_bytes
+
+    @property
+    def sends(self) -> int:
+        return self.here_sends + self.other_sends
+
     def check(self, nbytes: int) -> None:
         """Raise the S9 code if one more operation of ``nbytes`` would pass a limit."""
-        if self.count >= self.max_count:
+        if self.here_count + self.other_count >= self.max_count:
             raise WSAError(WSAErr.WSAEWOULDBLOCK, "too many overlapped operations outstanding")
         limit = self.max_bytes
-        if limit is not None and self.bytes + nbytes > limit:
+        if limit is not None and self.here_bytes + self.other_bytes + nbytes > limit:
             raise WSAError(WSAErr.WSAENOBUFS, "max_pending_bytes reached")
 
+    def _here(self) -> bool:
+        owner = self._owner
+        return owner is not None and threading.get_ident() == owner.ident
+
+    def add_here(self, op: Operation) -> None:
+        """Count ``op``, posted on the loop thread with its limits checked: no lock."""
+        self.here_count += 1
+        self.here_bytes += op.nbytes
+        if op.kind is SEND:
+            self.here_sends += 1
+        op.counter = self
+
     def add(self, op: Operation, checked: bool = False) -> None:
+        if self._here():
+            if not checked:
+                self.check(op.nbytes)
+            self.add_here(op)
+            return
         lock = self._lock
         lock.acquire()
         try:
             if not checked:
                 self.check(op.nbytes)
-            self.count += 1
-            self.bytes += op.nbytes
-            if op.kind == SEND:
-                self.sends += 1
+            self.other_count += 1
+            self.other_bytes += op.nbytes
+            if op.kind is SEND:
+                self.other_sends += 1
         finally:
             lock.release()
         op.counter = self
@@ -106,27 +157,24 @@ class PendingCount:
     def uncount(self, count: int, nbytes: int, sends: int) -> None:
         """Take a batch's completed operations off the count at once (the door tallied
         them, and cleared each one's ``counter``)."""
+        if self._here():
+            self.here_count -= count
+            self.here_bytes -= nbytes
+            self.here_sends -= sends
+            return
         lock = self._lock
         lock.acquire()
         try:
-            self.count -= count
-            self.bytes -= nbytes
-            self.sends -= sends
+            self.other_count -= count
+            self.other_bytes -= nbytes
+            self.other_sends -= sends
         finally:
             lock.release()
 
     def remove(self, op: Operation) -> None:
         if op.counter is self:
             op.counter = None
-            lock = self._lock
-            lock.acquire()
-            try:
-                self.count -= 1
-                self.bytes -= op.nbytes
-                if op.kind == SEND:
-                    self.sends -= 1
-            finally:
-                lock.release()
+            self.uncount(1, op.nbytes, op.kind is SEND)
 
 
 @attrs.define(eq=False, slots=True)

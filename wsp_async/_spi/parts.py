@@ -114,7 +114,7 @@ class Parts:
             stream=sock.type == _pysocket.SOCK_STREAM if stream is None else stream,
             family=family,
             overlapped=overlapped,
-            pending=PendingCount(self.max_pending, self.max_pending_bytes),
+            pending=PendingCount(self.max_pending, self.max_pending_bytes, self.io),
         )
         engine.state = state
         engine.capacity = capacity

@@ -109,7 +109,9 @@ class Sends:
             pending = engine.pending
             # Without a byte limit only the count can refuse it: read it here, call the
             # check (which raises the S9 code) only when it could.
-            if pending.max_bytes is not None or pending.count >= pending.max_count:
+            if pending.max_bytes is not None or (
+                pending.here_count + pending.other_count >= pending.max_count
+            ):
                 pending.check(total)
             self.posting.claim(sock, op)
             op.in_call = True  # a completion inside post_here is this call's (S13.3)
@@ -118,7 +120,7 @@ class Sends:
             if done:
                 store(lpNumberOfBytesSent, op.transferred)
                 return 0 if op.status == 0 else PENDING
-            engine.pending.add(op, True)  # checked above
+            pending.add_here(op)  # checked above; on the loop thread: no lock
             return PENDING
         if engine.stream:
             # Another thread's send that fits completes at once, as on Windows (S2.1; its
