@@ -737,9 +737,12 @@ class _PackageCalls:
             self.count += 1
 
 
-def test_a_loop_thread_send_and_its_routine_cost_at_most_17_calls(provider, listener):  # type: ignore[no-untyped-def]
+def test_a_loop_thread_send_and_its_routine_cost_at_most_11_calls(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S6.2, S6.4: 256 sends with routines posted in one loop callback, until their
-    # routines ran: 19.2 frames of ours per send before issue 26's cuts, 15.2 after.
+    # routines ran: 19.2 frames of ours per send before issue 26's cuts, 15.2 after the
+    # first, 10.2 after the second (no WSPSend method between the S2 wrapper and the
+    # body, the batch settled in one loop, no pending lock on the loop thread, the
+    # common WSABUF and the structure's claim read inline).
     import sys
 
     s, conn = connect(provider, listener)
@@ -766,7 +769,7 @@ def test_a_loop_thread_send_and_its_routine_cost_at_most_17_calls(provider, list
     finally:
         run_in_loop(provider.loop, sys.setprofile, None)
     assert recv_exact(conn, count * 64) == b"x" * (count * 64)
-    assert counter.count / count <= 17, counter.count / count
+    assert counter.count / count <= 11, counter.count / count
 
 
 def test_a_proactor_send_and_receive_cost_few_calls() -> None:

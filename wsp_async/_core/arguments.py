@@ -90,16 +90,9 @@ def capture(lpBuffers: object, count: object, writable: bool) -> tuple[list[Any]
     """Read the transient ``WSABUF`` array now (S5.1): the data buffers, and their total.
 
     ``bytes`` are kept as they are; everything else becomes a byte view of the
-    caller's memory (no copy), cut to ``len`` when that is shorter.
+    caller's memory (no copy), cut to ``len`` when that is shorter.  (The common send,
+    one ``WSABUF`` of a whole ``bytes``, is read by the send body itself.)
     """
-    if type(lpBuffers) is list and type(count) is int and count == 1 == len(lpBuffers):
-        # The common send, one WSABUF of a whole ``bytes``: what the loop below would
-        # conclude, read without it (a third of this function's cost, issue 26).
-        entry = lpBuffers[0]
-        if type(entry) is WSABUF and not writable:
-            data, n = entry.buf, entry.len
-            if type(data) is bytes and type(n) is int and n == len(data):
-                return [data], n
     n_entries = count if type(count) is int else integer(count, "dwBufferCount is not a count")
     if n_entries < 0:
         raise _fault("dwBufferCount is negative")

@@ -129,11 +129,16 @@ class Posting:
         saved = claim_structure(op.overlapped, op)  # type: ignore[arg-type]
         if saved is None:
             raise self.reused(sock)
+        if self.parts.debug or self.door.tracer is not None:
+            self.traced(op)
+        return saved
+
+    def traced(self, op: Operation) -> None:
+        """A claimed post, seen by the verifier (S12.3) and the tracer (S12.2)."""
         if self.parts.debug and op.kind == OpKind.SEND:
             remember(op)
         if self.door.tracer is not None:
             self.door.posted(op)
-        return saved
 
     def start(self, sock: SocketAdapter, op: Operation, checked: bool) -> tuple[int, int]:
         """Count and claim ``op`` (S3.4, S9 limits), trace its post; what to restore on failure."""
@@ -142,10 +147,8 @@ class Posting:
         if saved is None:
             sock.engine.pending.remove(op)
             raise self.reused(sock)
-        if self.parts.debug and op.kind == OpKind.SEND:
-            remember(op)
-        if self.door.tracer is not None:
-            self.door.posted(op)
+        if self.parts.debug or self.door.tracer is not None:
+            self.traced(op)
         return saved
 
     def undo(self, sock: SocketAdapter, op: Operation, saved: tuple[int, int]) -> None:

@@ -21,9 +21,7 @@ from .._io.adapter import SocketAdapter
 from .._io.foreign_sends import send_other
 from ..constants import MSG_OOB
 from ..errors import WSAErr, WSAError
-from ..structs import (
-    store,
-)
+from ..structs import WSABUF, claim_structure, store
 from .entry import PENDING
 from .parts import Parts
 from .posting import Posting, prepare_wait
@@ -70,7 +68,20 @@ class Sends:
         sock = parts.sockets.find(s) if type(s) is int else None
         if sock is None:
             sock = parts.sockets.get(s)
-        buffers, total = capture(lpBuffers, dwBufferCount, False)
+        if (
+            type(lpBuffers) is list
+            and type(dwBufferCount) is int
+            and dwBufferCount == 1 == len(lpBuffers)
+            and type(entry := lpBuffers[0]) is WSABUF
+            and type(data := entry.buf) is bytes
+            and type(total := entry.len) is int
+            and total == len(data)
+        ):
+            # The common send, one WSABUF of a whole ``bytes``: what capture (S5.1)
+            # would conclude, read without the call (issue 26: a twelfth of a send).
+            buffers = [data]
+        else:
+            buffers, total = capture(lpBuffers, dwBufferCount, False)
         engine = sock.engine
         flags = dwFlags if type(dwFlags) is int else integer(dwFlags, "dwFlags is not an int")
         here = threading.get_ident() == self.io.ident
@@ -113,7 +124,11 @@ class Sends:
                 pending.here_count + pending.other_count >= pending.max_count
             ):
                 pending.check(total)
-            self.posting.claim(sock, op)
+            # Posting.claim's steps, read inline (a frame per send, issue 26).
+            if claim_structure(lpOverlapped, op) is None:  # type: ignore[arg-type]
+                raise self.posting.reused(sock)
+            if parts.debug or self.door.tracer is not None:
+                self.posting.traced(op)
             op.in_call = True  # a completion inside post_here is this call's (S13.3)
             done = sock.post_here(op, coalesce)
             op.in_call = False
