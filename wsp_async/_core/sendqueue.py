@@ -151,6 +151,7 @@ class SendQueue(Generic[Op]):
         "held",
         "inflight",
         "offer",
+        "offered",
         "pieces",
         "reported",
         "used",
@@ -180,6 +181,8 @@ class SendQueue(Generic[Op]):
         self.pieces = False
         #: The last batch may be offered to the kernel whole (:meth:`next_batch`).
         self.offer = False
+        #: Its bytes, when it may.
+        self.offered = 0
 
     def __len__(self) -> int:
         return len(self.waiting) + len(self.inflight)
@@ -289,6 +292,7 @@ class SendQueue(Generic[Op]):
         # Worth a gather write: several sends, or one in several buffers (the asyncio
         # face's held sends are one such) -- within what one system call takes.
         self.offer = gather and (len(batch) > 1 or 1 < buffers <= GATHER_BUFFERS)
+        self.offered = estimate
         return batch
 
     def reached(self, batch: list[Op], sent: int) -> tuple[list[Op], list[Any]]:
@@ -300,6 +304,8 @@ class SendQueue(Generic[Op]):
         of it (views, no copy) go through the transport, so that the batch handed on
         is never empty.  The caller then reports the sends reached with :meth:`handed`.
         """
+        if sent >= self.offered:
+            return batch, []  # the common case: the kernel took it all (no loop, issue 26)
         for i, op in enumerate(batch):
             if sent < op.nbytes:
                 back = batch[i + 1 :]
