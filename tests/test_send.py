@@ -946,5 +946,24 @@ def test_wsp_send_takes_its_arguments_by_name_and_a_subclass_keeps_its_own(loop_
             # Every name but lpErrno's: no box to write to -- WSAEFAULT by the return.
             assert provider.WSPSend(s=s, lpBuffers=[], dwBufferCount=0) == w.SOCKET_ERROR
             assert w.WSAGetLastError() == w.WSAEFAULT
+            # Any one argument left out, the others named: WSAEFAULT, nothing sent (the
+            # layered provider's own WSPSend is its own business).
+            full = dict(
+                s=s, lpBuffers=[WSABUF(4, b"lost")], dwBufferCount=1, lpNumberOfBytesSent=sent,
+                dwFlags=0, lpOverlapped=WSAOVERLAPPED(), lpCompletionRoutine=lambda *a: None,
+                lpThreadId=WSATHREADID.current(), lpErrno=err,
+            )  # fmt: skip
+            for name in full if cls is w.Provider else ():
+                err.value = 0
+                named = {k: v for k, v in full.items() if k != name}
+                assert provider.WSPSend(**named) == w.SOCKET_ERROR, name
+                assert w.WSAGetLastError() == w.WSAEFAULT, name
+            # One argument too many, even a box: the signature does not fit, nothing is
+            # sent (the send body's own further parameters are not WSPSend's).
+            late = [WSABUF(4, b"late")]
+            assert provider.WSPSend(s, late, 1, sent, 0, None, None, None, err, err) == -1
+            assert err.value == w.WSAGetLastError() == w.WSAEFAULT
+            assert provider.WSPSend(s, [WSABUF(3, b"end")], 1, sent, 0, None, None, None, err) == 0
+            assert recv_exact(conn, 3) == b"end"
             conn.close()
-    assert seen == [s, s]
+    assert seen == [s] * 4
