@@ -168,19 +168,17 @@ class RoutineLane:
 
     def _drain(self, ident: int, op: Operation, queue: collections.deque[Operation]) -> None:
         self._running[ident] = queue
+        debug = self.debug
         try:
             while True:
-                routine = op.routine
-                assert routine is not None
-                started = time.perf_counter() if self.debug else 0.0
-                try:
-                    routine(op.status, op.transferred, op.overlapped, 0)
-                except Exception as exc:
-                    apc.report(routine, exc)  # S6.7
-                if self.debug:
-                    took = time.perf_counter() - started
-                    if took > self.slow and apc.on_loop_thread():
-                        isolated(report_slow_routine, self.tracer, op, took, self.slow)
+                if debug:
+                    self._timed(op)
+                else:
+                    routine = op.routine
+                    try:
+                        routine(op.status, op.transferred, op.overlapped, 0)  # type: ignore[misc]
+                    except Exception as exc:
+                        apc.report(routine, exc)  # S6.7
                 if not queue:
                     break
                 op = queue.popleft()
@@ -193,6 +191,20 @@ class RoutineLane:
             del self._running[ident]
             if _result_waiters:
                 _wake_result_waiters()  # a wait_until may be waiting for routines to run
+
+    def _timed(self, op: Operation) -> None:
+        """Run ``op``'s routine under the verifier (S12.3): one that blocks its loop longer
+        than ``slow`` is reported."""
+        routine = op.routine
+        assert routine is not None
+        started = time.perf_counter()
+        try:
+            routine(op.status, op.transferred, op.overlapped, 0)
+        except Exception as exc:
+            apc.report(routine, exc)  # S6.7
+        took = time.perf_counter() - started
+        if took > self.slow and apc.on_loop_thread():
+            isolated(report_slow_routine, self.tracer, op, took, self.slow)
 
 
 class CompletionDoor:

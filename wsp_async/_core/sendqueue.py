@@ -260,6 +260,7 @@ class SendQueue(Generic[Op]):
             return batch
         limit = GATHER_BYTES if gather else self.capacity
         buffers = 0
+        taken = 0  # bytes of held records taken: written to ``held`` once, after the loop
         while waiting:
             op = waiting[0]
             if op.fault:
@@ -288,7 +289,8 @@ class SendQueue(Generic[Op]):
             estimate += op.nbytes
             batch.append(waiting.popleft())
             if not op.status:
-                self.held -= op.nbytes  # still in ``used``: on its way to the transport
+                taken += op.nbytes  # still in ``used``: on its way to the transport
+        self.held -= taken
         # Worth a gather write: several sends, or one in several buffers (the asyncio
         # face's held sends are one such) -- within what one system call takes.
         self.offer = gather and (len(batch) > 1 or 1 < buffers <= GATHER_BUFFERS)
