@@ -372,7 +372,9 @@ def current_target() -> ApcTarget:
     if loop is not None:
         target: LoopTarget | None = getattr(loop, _LOOP_ATTR, None)
         return target if target is not None else loop_target(loop)
-    return thread_target()
+    # thread_target()'s first step, read here: every post from a plain thread asks.
+    known: ThreadTarget | None = getattr(_local, "target", None)
+    return known if known is not None else thread_target()
 
 
 def on_loop_thread() -> bool:

@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-* ``CompletionDoor._settle`` (and the loops of its batches, ``_complete_many`` and
+* ``CompletionDoor.complete`` (and the loops of its batches, ``_complete_many`` and
   ``complete_ok``) is the only code that moves an operation out of
   ``STATUS_PENDING`` and writes ``Internal``/``InternalHigh`` (SPEC S2.5), and the
   door (:meth:`CompletionDoor.complete` for one operation; ``complete_ok``,
@@ -217,19 +217,15 @@ class CompletionDoor:
         self.tracer = tracer
 
     def complete(self, op: Operation, status: int, nbytes: int) -> None:
-        """Complete ``op`` with ``status`` and ``nbytes`` and issue its notice, once."""
-        if not self._settle(op, status, nbytes):
-            return
-        if op.routine is not None and op.thread is not None:
-            # S6.6: hEvent is the caller's; with a routine we never touch it.  A
-            # target that is gone drops the APC, as the kernel does (S10.4).
-            op.thread.post_joined(op.lane.run_many, op)
-        self._announce(op, status, nbytes)
+        """Complete ``op`` with ``status`` and ``nbytes`` and issue its notice, once.
 
-    def _settle(self, op: Operation, status: int, nbytes: int) -> bool:
-        """The one exit from STATUS_PENDING: the result written; False if it was done."""
+        The one exit from ``STATUS_PENDING`` for a single operation, then every notice in
+        this order: its routine's APC, its event and its port's packet, its pending
+        count, its listener, the result waiters, the tracer.  (One method rather than
+        the three it was: a send completed inside its call from another thread -- every
+        send of an IOCP server's -- passes here, issue 26.)"""
         if op.status != STATUS_PENDING:
-            return False
+            return
         op.status = status
         op.transferred = nbytes
         op.buffers = []  # drop our references to the caller's data
@@ -238,11 +234,12 @@ class CompletionDoor:
             # S2.5: Internal holds the NTSTATUS; the routine's dwError below is the
             # Winsock code, which ntstatus.wsa_of derives back from it unchanged.
             write_result(ov, ntstatus_of(status) if status else 0, nbytes, op.out_flags)
-        return True
-
-    def _announce(self, op: Operation, status: int, nbytes: int) -> None:
-        """Every notice of a settled operation but its routine's APC, in this order."""
-        if op.event is not None or op.port_link is not None or op.port_later is not None:
+        if op.routine is not None and op.thread is not None:
+            # S6.6: hEvent is the caller's; with a routine we never touch it.  A
+            # target that is gone drops the APC, as the kernel does (S10.4).
+            op.thread.post_joined(op.lane.run_many, op)
+        # A routine's operation has no event of ours and no port (S6.6, S13.2).
+        elif op.event is not None or op.port_link is not None or op.port_later is not None:
             self._notify(op, status, nbytes)
         counter = op.counter
         if counter is not None:

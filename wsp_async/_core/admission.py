@@ -173,7 +173,9 @@ def admit_other(
     """
     if (
         not (plain and nbytes and engine.send_ready)
-        or engine.pending.sends  # counted, perhaps not yet queued: its notice comes first
+        # Counted, perhaps not yet queued: its notice comes first.  (The count's two
+        # tallies read as its ``sends`` would, without the property's call.)
+        or engine.pending.here_sends + engine.pending.other_sends
         or crossing.closed
         or crossing.sends
         or crossing.front is not None

@@ -20,7 +20,7 @@ import collections
 import threading
 from collections.abc import Callable
 
-from .._core.operation import Operation, OpKind
+from .._core.operation import SEND, Operation, OpKind
 from ..errors import WSAErr, WSAError
 
 __all__ = ["HandOff"]
@@ -157,13 +157,15 @@ class HandOff:
         reaches the loop as one record, which it moves and writes as one."""
         incoming = self.incoming
         tail = incoming[-1] if incoming else None
-        if tail is not None and tail.kind == OpKind.SEND and not tail.status:
+        if tail is not None and tail.kind is SEND and not tail.status:
             tail.buffers.append(data)
             tail.nbytes += nbytes
         else:
             incoming.append(record([data], nbytes))
             self.busy = True
         self.staged += nbytes
+        if self.scheduled:
+            return False  # a drain is due already: every send of a burst but its first
         return self.schedule_locked()
 
     def schedule_locked(self) -> bool:

@@ -114,9 +114,7 @@ class Sends:
             op.address = address
         if flags & MSG_OOB:
             op.urgent = True
-        if engine.stream and here:
-            # Completions happen on this very thread: count the op only if it is
-            # still pending after the post, so a send done at once skips the lock.
+        if engine.stream:
             pending = engine.pending
             # Without a byte limit only the count can refuse it: read it here, call the
             # check (which raises the S9 code) only when it could.
@@ -125,29 +123,31 @@ class Sends:
             ):
                 pending.check(total)
             # Posting.claim's steps, read inline (a frame per send, issue 26).
-            if claim_structure(lpOverlapped, op) is None:  # type: ignore[arg-type]
+            saved = claim_structure(lpOverlapped, op)  # type: ignore[arg-type]
+            if saved is None:
                 raise self.posting.reused(sock)
             if parts.debug or self.door.tracer is not None:
                 self.posting.traced(op)
-            op.in_call = True  # a completion inside post_here is this call's (S13.3)
-            done = sock.post_here(op, coalesce)
-            op.in_call = False
-            if done:
-                store(lpNumberOfBytesSent, op.transferred)
+            if here:
+                # Completions happen on this very thread: count the op only if it is
+                # still pending after the post, so a send done at once is never counted.
+                op.in_call = True  # a completion inside post_here is this call's (S13.3)
+                done = sock.post_here(op, coalesce)
+                op.in_call = False
+                if not done:
+                    pending.add_here(op)  # checked above; on the loop thread: no lock
+                    return PENDING
+                if lpNumberOfBytesSent is not None:
+                    store(lpNumberOfBytesSent, op.transferred)
                 return 0 if op.status == 0 else PENDING
-            pending.add_here(op)  # checked above; on the loop thread: no lock
-            return PENDING
-        if engine.stream:
             # Another thread's send that fits completes at once, as on Windows (S2.1; its
             # routine is only queued, S6.2): the admission decides how (send_other).
             # Otherwise it is counted, queued, and pending by construction: the loop
             # may already have completed it, but reading op.status now would race with
             # it (S2.2).
-            engine.pending.check(total)
-            saved = self.posting.claim(sock, op)
             try:
                 plain = not (op.urgent or op.fault or parts.debug)
-                done = send_other(sock, op, plain, False, engine.pending.add_checked)
+                done = send_other(sock, op, plain, False, pending.add_checked)
             except WSAError:
                 self.posting.undo(sock, op, saved)
                 raise
@@ -155,7 +155,8 @@ class Sends:
                 return PENDING
             op.in_call = True
             self.door.complete(op, 0, total)
-            store(lpNumberOfBytesSent, total)
+            if lpNumberOfBytesSent is not None:
+                store(lpNumberOfBytesSent, total)
             return 0
         saved = self.posting.start(sock, op, checked=False)
         if op.fault:
