@@ -6,6 +6,8 @@ Plain sockets are the peers on 127.0.0.1; both loops.
 from __future__ import annotations
 
 import socket
+import struct
+import threading
 import uuid
 
 import wsp_async as w
@@ -73,6 +75,36 @@ def test_accept_ex_hands_the_connection_to_the_accept_socket(provider):  # type:
     )
     assert recv_exact(client, 5) == b"hello"
     client.close()
+
+
+def test_accept_ex_reports_the_peer_of_a_connection_reset_before_the_loop_took_it(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2: on Windows a pending AcceptEx owns the connection once it is made, so a
+    # reset that follows is the program's next call's business: the AcceptEx succeeds
+    # with the peer's address, although Linux no longer answers getpeername() by the
+    # time the loop takes the connection (the loop is held until the reset went out).
+    listener, address = listening(provider)
+    acceptor = make_socket(provider)
+    output = bytearray(2 * ADDR)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
+    gate, held = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        gate.wait(10)
+
+    provider.loop.call_soon_threadsafe(hold)
+    assert held.wait(10)
+    client = socket.create_connection(address, timeout=10)
+    name = client.getsockname()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # the reset, while the connection waits in the backlog
+    gate.set()
+    wait(ov)
+    assert (ov.Internal, ov.InternalHigh) == (0, 0)
+    remote = Box()
+    w.GetAcceptExSockaddrs(output, 0, ADDR, ADDR, Box(), DWORD(), remote, DWORD())
+    assert remote.value == name
 
 
 def test_accept_ex_with_receive_data_waits_for_the_first_bytes(provider):  # type: ignore[no-untyped-def]

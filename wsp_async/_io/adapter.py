@@ -140,7 +140,8 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         self.before_abort: dict[Operation, Callable[[], object]] = {}
         #: Connections a listener accepted for AcceptEx calls cancelled meanwhile: the
         #: next AcceptEx takes them first (loop thread only).
-        self.parked: list[_pysocket.socket] = []
+        #: Each with its peer's address as accept() gave it.
+        self.parked: list[tuple[_pysocket.socket, Any]] = []
 
     def __repr__(self) -> str:
         kind = "stream" if self.engine.stream else "datagram"
@@ -358,7 +359,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             self.drain_timer.cancel()
             self.drain_timer = None
         self.stop_accepting()
-        for conn in self.parked:
+        for conn, _peer in self.parked:
             conn.close()
         self.parked.clear()
         if self.connect_future is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
-import weakref
 from typing import Any
 
 import attrs
@@ -37,10 +36,6 @@ __all__ = ["Accepts", "mark_pending"]
 #: it (STATUS_BUFFER_TOO_SMALL; WSAEFAULT in ws2_32's view).
 TOO_SMALL = 122
 
-#: The peer address accept() gave each connection taken for an AcceptEx: after a reset,
-#: Linux no longer answers getpeername().
-_PEERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
 
 @attrs.define(eq=False)
 class _Accept:
@@ -53,6 +48,9 @@ class _Accept:
     receive: int
     local: int
     remote: int
+    #: The peer address accept() gave the connection this AcceptEx takes: after a reset,
+    #: Linux no longer answers getpeername().
+    peer: Any = None
 
     def too_small(self) -> bool:
         """A block that cannot hold its address (0 for the local one is allowed)."""
@@ -139,7 +137,7 @@ class Accepts:
         try:
             while _drop_cancelled(queue):
                 try:
-                    conn = await self._next_connection(listener)
+                    conn, peer = await self._next_connection(listener)
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if listener.closed or (task is not None and task.cancelling()):
@@ -161,18 +159,18 @@ class Accepts:
                 if not _drop_cancelled(queue):
                     # Every AcceptEx was cancelled meanwhile: the connection waits for the
                     # next one, as it would in the listener's backlog.
-                    listener.parked.append(conn)
+                    listener.parked.append((conn, peer))
                     break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
                 if record.too_small():
                     # An address block too short for its address: the AcceptEx fails with
                     # ERROR_INSUFFICIENT_BUFFER when a connection comes, and the connection
                     # stays for the next one (sock.c: test_AcceptEx).
-                    listener.parked.insert(0, conn)
+                    listener.parked.insert(0, (conn, peer))
                     listener.on_its_way(record.op)
                     self.door.complete(record.op, TOO_SMALL, 0)
                     continue
-                if not self._take_connection(record, conn):
+                if not self._take_connection(record, conn, peer):
                     continue
                 # Handed over in a task of its own: the next connection is accepted
                 # meanwhile, so a burst of them costs no loop iteration each.
@@ -180,8 +178,9 @@ class Accepts:
         finally:
             del self.accepts[listener.handle]
 
-    async def _next_connection(self, listener: SocketAdapter) -> Any:
-        """The next connection: one parked, one already waiting, else the next to come.
+    async def _next_connection(self, listener: SocketAdapter) -> tuple[Any, Any]:
+        """The next connection and its peer's address: one parked, one already waiting,
+        else the next to come.
 
         The wait is for readiness only, and the accept is ours, in this task: a wait
         cancelled (CancelIoEx, close) can never have taken a connection with it -- a
@@ -200,9 +199,8 @@ class Accepts:
             except (BlockingIOError, InterruptedError):
                 pass
             else:
-                _PEERS[conn] = peer
                 conn.setblocking(False)
-                return conn
+                return conn, peer
             try:
                 await listener.readable()
             except NotImplementedError:
@@ -210,18 +208,17 @@ class Accepts:
                 # provider): its own accept, whose cancel is that loop's business.
                 return await self._accept_on(listener)
 
-    async def _accept_on(self, listener: SocketAdapter) -> Any:
+    async def _accept_on(self, listener: SocketAdapter) -> tuple[Any, Any]:
         future = asyncio.ensure_future(self.io.loop.sock_accept(listener.sock))
         listener.accepting.add(future)
         try:
             conn, peer = await future
         finally:
             listener.accepting.discard(future)
-        _PEERS[conn] = peer
         conn.setblocking(False)
-        return conn
+        return conn, peer
 
-    def _take_connection(self, record: _Accept, conn: Any) -> bool:
+    def _take_connection(self, record: _Accept, conn: Any, peer: Any) -> bool:
         """The accept socket takes ``conn`` now, in the accept loop's own step (S14.2).
 
         From here the connection is this AcceptEx's: a cancel no longer takes an AcceptEx
@@ -233,7 +230,7 @@ class Accepts:
         if acceptor.closed:
             # Its close is on its way here (it aborts this AcceptEx): the connection
             # waits for the next AcceptEx, first in line.
-            listener.parked.insert(0, conn)
+            listener.parked.insert(0, (conn, peer))
             self.door.complete(record.op, ABORTED, 0)
             return False
         try:
@@ -243,6 +240,7 @@ class Accepts:
             self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
             return False
         acceptor.engine.move(Event.ACCEPTED)
+        record.peer = peer
         if record.receive:
             listener.before_abort[record.op] = lambda: _abandon(acceptor)
         else:
@@ -288,7 +286,7 @@ class Accepts:
                 # Windows the AcceptEx already had it (it completes when the connection
                 # is made) and the reset meets the program's next call on it, so the
                 # address is the one accept() reported.
-                peer = _PEERS.get(acceptor.sock)
+                peer = record.peer
                 if peer is None:
                     raise
             remote = encode_sockaddr(peer)

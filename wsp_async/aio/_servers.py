@@ -16,12 +16,11 @@ from ..constants import (
     WSA_FLAG_OVERLAPPED,
 )
 from ..errors import WSAErr, WSAError, wsa_code_of
-from ..mswsock import GetAcceptExSockaddrs
+from ..mswsock import decode_sockaddr
 from ..provider import Provider
-from ..structs import DWORD, INT, WSAOVERLAPPED
+from ..structs import INT, WSAOVERLAPPED
 from ._socket import (
     ADDRESS_BLOCK,
-    Box,
     Buffers,
     OverlappedSocket,
     family_of,
@@ -122,11 +121,11 @@ class Listener:
             if into is None:
                 acceptor.close()
             raise
-        local, remote = Box(), Box()
-        GetAcceptExSockaddrs(
-            output, receive, ADDRESS_BLOCK, ADDRESS_BLOCK, local, DWORD(), remote, DWORD()
-        )
-        return acceptor, remote.value, bytes(output[:count])
+        # The remote block, read straight: what GetAcceptExSockaddrs would return for it
+        # (its local block is not asked for here).
+        start = receive + ADDRESS_BLOCK
+        remote = decode_sockaddr(memoryview(output)[start : start + ADDRESS_BLOCK])
+        return acceptor, remote, bytes(output[:count])
 
     async def accept(self) -> tuple[OverlappedSocket, Any]:
         try:
