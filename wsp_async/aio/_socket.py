@@ -117,14 +117,11 @@ class OverlappedSocket:
     def __init__(self, provider: Provider, handle: int) -> None:
         self.provider = provider
         self.handle = handle
-        # The calls of every message, made per socket by the provider: a send that
-        # completes at once, or a receive of bytes already here, then runs in one frame
-        # (issue 13).  A subclass that overrides them keeps its own.
-        cls = type(self)
-        if cls.send is OverlappedSocket.send:
-            self.send = provider.face_sender(handle, self._send_posted)  # type: ignore[method-assign]
-        if cls.recv_into is OverlappedSocket.recv_into:
-            self.recv_into = provider.face_receiver(handle, self._recv_posted)  # type: ignore[method-assign]
+        # ``send`` and ``recv_into`` are replaced, at their first call, by the calls the
+        # provider makes per socket for every message (a send that completes at once, or
+        # a receive of bytes already here, then runs in one frame, issue 13).  Made then,
+        # not here: an accepted socket closed unused -- most of a busy accept loop's --
+        # never pays for them (issue 26).
 
     def __repr__(self) -> str:
         return f"<OverlappedSocket {self.handle:#x}>"
@@ -169,9 +166,13 @@ class OverlappedSocket:
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
         """Send one buffer or a scatter/gather list; returns when consumed (S4).
 
-        (Each instance has the provider's :meth:`Provider.face_sender` in its place,
-        which completes a send that fits at once and otherwise does this.)
+        (From its first call each instance has the provider's
+        :meth:`Provider.face_sender` in its place, which completes a send that fits at
+        once and otherwise does this.  A subclass that overrides it keeps its own.)
         """
+        if type(self).send is OverlappedSocket.send:
+            fast = self.send = self.provider.face_sender(self.handle, self._send_posted)  # type: ignore[method-assign]
+            return await fast(buffers, flags)
         return await self._send_posted(buffers, flags)
 
     async def _send_posted(self, buffers: Buffers, flags: int = 0) -> int:
@@ -246,9 +247,13 @@ class OverlappedSocket:
     async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
         """Receive into ``buffer``; 0 means the peer closed gracefully (S11.1).
 
-        (Each instance has the provider's :meth:`Provider.face_receiver` in its place,
-        which takes bytes already arrived at once and otherwise does this.)
+        (From its first call each instance has the provider's
+        :meth:`Provider.face_receiver` in its place, which takes bytes already arrived
+        at once and otherwise does this.  A subclass that overrides it keeps its own.)
         """
+        if type(self).recv_into is OverlappedSocket.recv_into:
+            fast = self.recv_into = self.provider.face_receiver(self.handle, self._recv_posted)  # type: ignore[method-assign]
+            return await fast(buffer, flags)
         return await self._recv_posted(buffer, flags)
 
     async def _recv_posted(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
