@@ -31,6 +31,18 @@ def listening(p: w.Provider) -> tuple[int, tuple[str, int]]:
     return s, name.value  # type: ignore[return-value]
 
 
+def pending_accept(p: w.Provider) -> tuple[int, tuple[str, int], int, bytearray, WSAOVERLAPPED]:
+    """A listener and an AcceptEx pending on it (no first data): the listener, its
+    address, the accept socket, the output buffer and the structure."""
+    listener, address = listening(p)
+    acceptor = make_socket(p)
+    output = bytearray(2 * ADDR)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not p.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    return listener, address, acceptor, output, ov
+
+
 def wait(ov: WSAOVERLAPPED) -> None:
     assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
 
@@ -57,12 +69,7 @@ def test_extension_functions_come_from_wsp_ioctl(provider):  # type: ignore[no-u
 
 def test_accept_ex_hands_the_connection_to_the_accept_socket(provider):  # type: ignore[no-untyped-def]
     # SPEC S14.2: the addresses in the output buffer; the accept socket works.
-    listener, address = listening(provider)
-    acceptor = make_socket(provider)
-    output = bytearray(2 * ADDR)
-    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
-    assert not provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
-    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    _listener, address, acceptor, output, ov = pending_accept(provider)
     client = socket.create_connection(address, timeout=10)
     wait(ov)
     assert (ov.Internal, ov.InternalHigh) == (0, 0)
@@ -82,11 +89,7 @@ def test_accept_ex_reports_the_peer_of_a_connection_reset_before_the_loop_took_i
     # reset that follows is the program's next call's business: the AcceptEx succeeds
     # with the peer's address, although Linux no longer answers getpeername() by the
     # time the loop takes the connection (the loop is held until the reset went out).
-    listener, address = listening(provider)
-    acceptor = make_socket(provider)
-    output = bytearray(2 * ADDR)
-    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
-    assert not provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
+    _listener, address, _acceptor, output, ov = pending_accept(provider)
     gate, held = threading.Event(), threading.Event()
 
     def hold() -> None:
