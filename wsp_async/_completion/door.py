@@ -239,8 +239,14 @@ class CompletionDoor:
             # target that is gone drops the APC, as the kernel does (S10.4).
             op.thread.post_joined(op.lane.run_many, op)
         # A routine's operation has no event of ours and no port (S6.6, S13.2).
-        elif op.event is not None or op.port_link is not None or op.port_later is not None:
-            self._notify(op, status, nbytes)
+        elif op.event is None and (link := op.port_link) is not None:
+            # An IOCP server's every operation: its one packet (S13.2), queued here
+            # rather than through _notify's general steps (issue 26).
+            if not (op.in_call and not status and link.skip_on_success):
+                nt = ntstatus_of(status) if status else 0
+                link.port.queue((nbytes, link.key, ov, nt))
+        elif op.event is not None or op.port_later is not None:
+            self._notify(op, status, nbytes)  # an event, or a port associated later
         counter = op.counter
         if counter is not None:
             # Only now: a socket with nothing outstanding lets another thread's send

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._core import admission
-from .._core.admission import DIRECT, STAGE, Route
+from .._core.admission import DIRECT, STAGE
 from .._core.arguments import skip
 from .._core.engine import ABORTED
 from .._core.operation import Operation, held_send
@@ -29,46 +29,45 @@ def send_other(
     """A stream send posted on another thread: True when it completed inside the call.
 
     The route is :func:`~wsp_async._core.admission.admit_other`'s, asked under the
-    hand-off's lock (:func:`_stage`), and for ``DIRECT`` again under ``write_lock`` too:
-    ``STAGE`` copies the send into the hand-off already complete, ``DIRECT`` writes it
-    straight to the kernel.  A send that does not complete so has ``prepare(op)`` called
-    (the caller counts it, or hooks its wait) and is queued -- through the hand-off, or,
-    the rest of a direct send the kernel took in part, at its front -- and completes
-    through the door.  Raises ``WSAError`` when the hand-off is closed (nothing started).
+    hand-off's lock, and for ``DIRECT`` again under ``write_lock`` too: ``STAGE`` copies
+    the send into the hand-off already complete, ``DIRECT`` writes it straight to the
+    kernel.  A send that does not complete so has ``prepare(op)`` called (the caller
+    counts it, or hooks its wait) and is queued -- through the hand-off, or, the rest of
+    a direct send the kernel took in part, at its front -- and completes through the
+    door.  Raises ``WSAError`` when the hand-off is closed (nothing started).
     """
     if adapter.transport is not None:
-        route = _stage(adapter, op, plain, blocking)
-        if route == STAGE:
+        # STAGE, asked and done under the hand-off's lock, here rather than in a
+        # function of its own: an IOCP server's every send passes (issue 26).  A copy
+        # of the send (a ``bytes`` buffer is shared) joins the hand-off in order,
+        # complete (S4.1: held within SO_SNDBUF is consumed), for the loop's next batch.
+        handoff = adapter.handoff
+        lock = handoff.lock
+        wake = False
+        lock.acquire()
+        try:
+            route = admission.admit_other(adapter.engine, handoff, op.nbytes, plain, blocking)
+            if route is STAGE:
+                buffers = op.buffers
+                data = (
+                    buffers[0]
+                    if len(buffers) == 1 and type(buffers[0]) is bytes
+                    else b"".join(buffers)
+                )
+                wake = handoff.stage_locked(data, op.nbytes, held_send)
+        finally:
+            lock.release()
+        if route is STAGE:
+            if wake:
+                handoff.wake()
             return True
-        if route == DIRECT:
+        if route is DIRECT:
             wrote = _direct(adapter, op, plain, blocking, prepare)
             if wrote is not None:
                 return wrote  # all of it, or the rest queued at the front (or aborted)
     prepare(op)
     adapter.post_foreign(op)
     return False
-
-
-def _stage(adapter: Writer, op: Operation, plain: bool, blocking: bool) -> Route:
-    """Ask admission under the hand-off's lock; on ``STAGE``, a copy of the send (a
-    ``bytes`` buffer is shared) joins the hand-off in order, complete (S4.1: held within
-    SO_SNDBUF is consumed), for the loop's next batch.  Returns the answer."""
-    engine = adapter.engine
-    handoff = adapter.handoff
-    lock = handoff.lock
-    lock.acquire()
-    try:
-        route = admission.admit_other(engine, handoff, op.nbytes, plain, blocking)
-        if route != STAGE:
-            return route
-        buffers = op.buffers
-        data = buffers[0] if len(buffers) == 1 and type(buffers[0]) is bytes else b"".join(buffers)
-        wake = handoff.stage_locked(data, op.nbytes, held_send)
-    finally:
-        lock.release()
-    if wake:
-        handoff.wake()
-    return route
 
 
 def _direct(

@@ -369,10 +369,14 @@ def _iocp(workers: int, kind: str, port: int, size: int, count: int, nbufs: int)
             if not GetQueuedCompletionStatusEx(cp, entries, 64, removed, INFINITE, False):
                 return
             got = removed.value
-            if any(e.lpCompletionKey is None for e in entries[:got]):
-                return  # the shutdown packet
-            if any(e.Internal for e in entries[:got]):
-                raise RuntimeError("a send failed")
+            # Each packet read as a server reads it, in a plain loop: the bench's own
+            # Python per packet stays below a routine call's (two generator expressions
+            # here cost two frames per packet, charged to the mechanism, issue 26).
+            for e in entries[:got]:
+                if e.lpCompletionKey is None:
+                    return  # the shutdown packet
+                if e.Internal:
+                    raise RuntimeError("a send failed")
             with cond:
                 done[0] += got
                 cond.notify()
