@@ -479,6 +479,16 @@ async def test_the_per_socket_calls_are_made_at_the_first_send_and_receive() -> 
     assert "recv_into" in vars(sock)
     sock.close()
     conn.close()
+    # SPEC S9: a handle closed behind the object's back before its first send or receive
+    # answers WSAENOTSOCK from both, as one closed after them does.
+    sock = await aio.connect(*srv.getsockname())
+    conn, _ = await loop.sock_accept(srv)
+    sock.provider.WSPCloseSocket(sock.handle, w.INT())
+    for call in (lambda: sock.send(b"x"), lambda: sock.recv(1)):
+        with pytest.raises(w.WSAError) as info:
+            await call()
+        assert info.value.winerror == w.WSAENOTSOCK
+    conn.close()
     srv.close()
 
 
