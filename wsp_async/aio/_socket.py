@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 from ..constants import (
     AF_INET,
@@ -36,6 +37,8 @@ __all__ = [
 
 Buffers: TypeAlias = "bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]"
 _PROVIDER_ATTR = "_wsp_async_aio_provider"
+P = ParamSpec("P")
+R = TypeVar("R")
 #: An AcceptEx address block large enough for either family: sizeof(SOCKADDR_IN6) + 16.
 ADDRESS_BLOCK = 28 + 16
 
@@ -107,6 +110,64 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _MadeAtFirstUse:
+    """A method of :class:`OverlappedSocket` that each instance replaces, the first time
+    it is looked up there, with the call the provider makes for that socket
+    (``Provider.face_sender`` or ``face_receiver``, given the method's posting
+    counterpart, ``_send_posted`` or ``_recv_posted``): a send that completes at once, or
+    a receive of bytes already here, then runs in one frame (issue 13).
+
+    Made at the lookup rather than in the constructor: an accepted socket closed unused
+    -- most of a busy accept loop's -- never pays for the two closures and the reference
+    cycles they leave (12 us of an awaited AcceptEx's 112, issue 26); and at the lookup
+    rather than at the first call, so that ``send = sock.send`` taken before the first
+    send is the provider's call too.  On the class (documentation, ``super()``, a
+    subclass's own method) it is the method itself, and an instance of a subclass that
+    overrides the method keeps its own.  A handle already closed gets the method itself,
+    whose call answers ``WSAENOTSOCK``.
+    """
+
+    def __init__(self, maker: str, posted: str, method: Callable[..., Any]) -> None:
+        self.maker = maker
+        self.posted = posted
+        self.method = method
+        self.name = method.__name__
+        # Function-like to inspection, so that documentation tools show the method it
+        # stands for (a coroutine function, its signature, its text).
+        functools.update_wrapper(self, method)
+        self.__code__ = method.__code__
+        self.__defaults__ = method.__defaults__
+        self.__kwdefaults__ = method.__kwdefaults__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.method(*args, **kwargs)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.method
+        method = self.method.__get__(obj, owner)
+        for klass in type(obj).__mro__:
+            if self.name in klass.__dict__:
+                if klass.__dict__[self.name] is not self:
+                    return method  # a subclass's own (reached through super())
+                break
+        try:
+            made = getattr(obj.provider, self.maker)(obj.handle, getattr(obj, self.posted))
+        except WSAError:
+            return method
+        obj.__dict__[self.name] = made
+        return made
+
+
+def _made_at_first_use(maker: str, posted: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """:class:`_MadeAtFirstUse` as a decorator, typed as the method it stands for."""
+
+    def wrap(method: Callable[P, R]) -> Callable[P, R]:
+        return _MadeAtFirstUse(maker, posted, method)
+
+    return wrap
+
+
 class OverlappedSocket:
     """An emulated Winsock socket with awaitable overlapped operations.
 
@@ -117,11 +178,8 @@ class OverlappedSocket:
     def __init__(self, provider: Provider, handle: int) -> None:
         self.provider = provider
         self.handle = handle
-        # ``send`` and ``recv_into`` are replaced, at their first call, by the calls the
-        # provider makes per socket for every message (a send that completes at once, or
-        # a receive of bytes already here, then runs in one frame, issue 13).  Made then,
-        # not here: an accepted socket closed unused -- most of a busy accept loop's --
-        # never pays for them (issue 26).
+        # ``send`` and ``recv_into`` are replaced, at their first lookup, by the calls
+        # the provider makes per socket for every message (:class:`_MadeAtFirstUse`).
 
     def __repr__(self) -> str:
         return f"<OverlappedSocket {self.handle:#x}>"
@@ -163,16 +221,14 @@ class OverlappedSocket:
         return ov.InternalHigh, ov
 
     # -- sends --------------------------------------------------------------------------
+    @_made_at_first_use("face_sender", "_send_posted")
     async def send(self, buffers: Buffers, flags: int = 0) -> int:
         """Send one buffer or a scatter/gather list; returns when consumed (S4).
 
-        (From its first call each instance has the provider's
+        (From its first lookup each instance has the provider's
         :meth:`Provider.face_sender` in its place, which completes a send that fits at
         once and otherwise does this.  A subclass that overrides it keeps its own.)
         """
-        if type(self).send is OverlappedSocket.send:
-            fast = self.send = self.provider.face_sender(self.handle, self._send_posted)  # type: ignore[method-assign]
-            return await fast(buffers, flags)
         return await self._send_posted(buffers, flags)
 
     async def _send_posted(self, buffers: Buffers, flags: int = 0) -> int:
@@ -244,16 +300,14 @@ class OverlappedSocket:
         return await overlapped_result(provider, ov, self.handle)
 
     # -- receives -----------------------------------------------------------------------
+    @_made_at_first_use("face_receiver", "_recv_posted")
     async def recv_into(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
         """Receive into ``buffer``; 0 means the peer closed gracefully (S11.1).
 
-        (From its first call each instance has the provider's
+        (From its first lookup each instance has the provider's
         :meth:`Provider.face_receiver` in its place, which takes bytes already arrived
         at once and otherwise does this.  A subclass that overrides it keeps its own.)
         """
-        if type(self).recv_into is OverlappedSocket.recv_into:
-            fast = self.recv_into = self.provider.face_receiver(self.handle, self._recv_posted)  # type: ignore[method-assign]
-            return await fast(buffer, flags)
         return await self._recv_posted(buffer, flags)
 
     async def _recv_posted(self, buffer: bytearray | memoryview, flags: int = 0) -> int:
