@@ -321,9 +321,7 @@ def test_many_threads_scatter_gather_keep_order(provider, listener):  # type: ig
     def poster(t: int) -> None:
         calls = Completions()
         for seq in range(per_thread):
-            body = bytes([t]) * (seq % 97)
-            header = t.to_bytes(1, "big") + seq.to_bytes(4, "big") + len(body).to_bytes(2, "big")
-            bufs = [WSABUF(7, header), WSABUF(len(body), body), WSABUF(1, b"\n")]
+            bufs = _record(t, seq)
             rc = provider.WSPSend(s, bufs, 3, None, 0, WSAOVERLAPPED(), calls, None, INT())
             assert rc == 0 or w.WSAGetLastError() in (0, w.WSA_IO_PENDING) or True
         assert calls.wait(per_thread, 60)
@@ -338,9 +336,19 @@ def test_many_threads_scatter_gather_keep_order(provider, listener):  # type: ig
     provider.WSPShutdown(s, w.SD_SEND, err)
     rt.join(30)
     assert all(codes == [0] * per_thread for codes in results.values())
-    # Parse: every record whole, each thread's records in its posting order.
-    pos, next_seq = 0, dict.fromkeys(range(threads), 0)
-    data = bytes(received)
+    _assert_records_in_order(bytes(received), threads, per_thread)
+
+
+def _record(poster: int, seq: int) -> list[WSABUF]:
+    """One record of a poster's: a header (poster, sequence, length), a body, a newline."""
+    body = bytes([poster]) * (seq % 97)
+    header = poster.to_bytes(1, "big") + seq.to_bytes(4, "big") + len(body).to_bytes(2, "big")
+    return [WSABUF(7, header), WSABUF(len(body), body), WSABUF(1, b"\n")]
+
+
+def _assert_records_in_order(data: bytes, posters: int, per_poster: int) -> None:
+    """Every record whole, each poster's records in its posting order, none missing."""
+    pos, next_seq = 0, dict.fromkeys(range(posters), 0)
     while pos < len(data):
         t = data[pos]
         seq = int.from_bytes(data[pos + 1 : pos + 5], "big")
@@ -350,7 +358,59 @@ def test_many_threads_scatter_gather_keep_order(provider, listener):  # type: ig
         assert data[pos + 7 + n : pos + 8 + n] == b"\n"
         next_seq[t] += 1
         pos += 8 + n
-    assert next_seq == dict.fromkeys(range(threads), per_thread)
+    assert next_seq == dict.fromkeys(range(posters), per_poster)
+
+
+def test_the_loop_thread_and_other_threads_posting_at_once_leave_the_count_at_zero(  # type: ignore[no-untyped-def]
+    provider, listener
+):
+    # SPEC S5.3, S2.4, S11 (the pending count): the loop thread counts its posts in a tally
+    # of its own, without a lock, while other threads count theirs under it (issue 26).
+    # Three plain threads and the loop thread post at once, each its own numbered
+    # records; every send completes once, successfully, each poster's records arrive in
+    # its order, and once all completed the count is nothing on every measure.
+    s, conn = connect(provider, listener)
+    threads, per_poster, chunk = 3, 1200, 40
+    loop_poster = threads
+    received = bytearray()
+    rt = threading.Thread(target=lambda: received.extend(recv_all(conn)))
+    rt.start()
+    on_loop: list[int] = []
+    loop_err = INT()
+
+    def loop_routine(error: int, nbytes: int, ov: object, flags: int) -> None:
+        on_loop.append(error)
+
+    def post_chunk(first: int) -> None:
+        for seq in range(first, min(first + chunk, per_poster)):
+            provider.WSPSend(s, _record(loop_poster, seq), 3, None, 0, WSAOVERLAPPED(), loop_routine, None, loop_err)  # fmt: skip
+        if first + chunk < per_poster:
+            provider.loop.call_soon(post_chunk, first + chunk)  # interleaved with the others
+
+    results: dict[int, list[int]] = {}
+
+    def poster(t: int) -> None:
+        calls, err = Completions(), INT()
+        for seq in range(per_poster):
+            provider.WSPSend(s, _record(t, seq), 3, None, 0, WSAOVERLAPPED(), calls, None, err)
+        assert calls.wait(per_poster, 60)
+        results[t] = [c[0] for c in calls.calls]
+
+    workers = [threading.Thread(target=poster, args=(t,)) for t in range(threads)]
+    for t in workers:
+        t.start()
+    provider.loop.call_soon_threadsafe(post_chunk, 0)
+    for t in workers:
+        t.join(90)
+    all_ran = eventually(lambda: len(on_loop) == per_poster, 60)
+    pending = provider.socket_of(s).engine.pending
+    counted = (pending.count, pending.sends, pending.bytes)
+    provider.WSPShutdown(s, w.SD_SEND, INT())
+    rt.join(30)
+    assert all_ran and on_loop == [0] * per_poster
+    assert results == {t: [0] * per_poster for t in range(threads)}
+    assert counted == (0, 0, 0)
+    _assert_records_in_order(bytes(received), threads + 1, per_poster)
 
 
 # --- S6: completion routines -------------------------------------------------------------
