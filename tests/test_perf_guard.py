@@ -850,12 +850,16 @@ def test_a_port_sockets_send_from_a_plain_thread_costs_at_most_12_calls(provider
     buffers = [WSABUF(64, b"y" * 64)]
     structures = [WSAOVERLAPPED() for _ in range(count)]
     err, codes = INT(), []
-    sys.setprofile(counter)
-    try:
-        for ov in structures:
-            codes.append(provider.WSPSend(s, buffers, 1, None, 0, ov, None, None, err))
-    finally:
-        sys.setprofile(None)
+    # The loop held meanwhile: the sends stage into the hand-off whatever the loop's timing
+    # (one the loop were taking into its queue at that moment would be queued instead).
+    with loop_held(provider.loop) as gave_up:
+        sys.setprofile(counter)
+        try:
+            for ov in structures:
+                codes.append(provider.WSPSend(s, buffers, 1, None, 0, ov, None, None, err))
+        finally:
+            sys.setprofile(None)
+        assert not gave_up.is_set()
     assert codes == [0] * count  # each completed in its call (S2.1)
     entries = [w.OVERLAPPED_ENTRY() for _ in range(count)]
     removed, seen = w.DWORD(), []
