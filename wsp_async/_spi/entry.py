@@ -89,16 +89,6 @@ def entry_point(failure: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return wrap
 
 
-def direct_entry(failure: Any, body: Callable[..., Any], public: Callable[P, R]) -> Callable[P, R]:
-    """The S2 protocol around ``body``, called with the arguments of ``public`` (whose
-    name, documentation and signature the wrapper shows, and the misfit message names).
-
-    A provider binds its ``WSPSend`` this way straight to the send body, whose parameters
-    are ``WSPSend``'s: the method in between only passed its arguments on, and that frame
-    was a twentieth of a send's Python (issue 26)."""
-    return _fixed(failure, body, public) if public is not body else _general(failure, body)
-
-
 def _general(failure: Any, body: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(body)
     def entry(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -121,7 +111,7 @@ def _general(failure: Any, body: Callable[P, R]) -> Callable[P, R]:
     return entry
 
 
-#: The wrapper of :func:`_fixed`, written for the parameters of the function it shows.
+#: The wrapper of :func:`direct_entry`, written for the parameters of the function it shows.
 #: A wrapper taking ``*args, **kwargs`` packs a tuple and a dict on every call and
 #: unpacks them into the body's; named parameters cost neither (about 50 ns a call on
 #: CPython 3.11, issue 26).  Each defaults to a marker, so that a call missing one, or
@@ -149,11 +139,17 @@ def entry({params}, *more, **named):
 _MISSING: Any = object()
 
 
-def _fixed(failure: Any, body: Callable[..., Any], public: Callable[P, R]) -> Callable[P, R]:
-    """:func:`_general`'s protocol with ``public``'s own parameters (its last is
-    ``lpErrno``, which ``body`` is not passed).  An argument left out but for the
-    first and ``lpErrno`` reaches ``body`` as a marker that every check of S9 refuses
-    as a bad pointer: ``WSAEFAULT``, as ``public`` answers a misfit."""
+def direct_entry(failure: Any, body: Callable[..., Any], public: Callable[P, R]) -> Callable[P, R]:
+    """The S2 protocol around ``body``, called with the arguments of ``public`` (whose
+    name, documentation and signature the wrapper shows, and the misfit message names).
+
+    A provider binds its ``WSPSend`` this way straight to the send body, whose parameters
+    are ``WSPSend``'s: the method in between only passed its arguments on, and that frame
+    was a twentieth of a send's Python (issue 26).  The wrapper is :data:`_FIXED`, written
+    with ``public``'s own parameters (its last is ``lpErrno``, which ``body`` is not
+    passed).  An argument left out but for the first and ``lpErrno`` reaches ``body`` as a
+    marker that every check of S9 refuses as a bad pointer: ``WSAEFAULT``, as ``public``
+    answers a misfit."""
     names = list(inspect.signature(public).parameters)
     assert names[-1] == "lpErrno"
 
@@ -178,7 +174,7 @@ def _fixed(failure: Any, body: Callable[..., Any], public: Callable[P, R]) -> Ca
         "body": body, "report": report, "PENDING": PENDING, "IO_PENDING": IO_PENDING,
         "LAST_ERROR": LAST_ERROR, "SOCKET_ERROR": SOCKET_ERROR,
     }  # fmt: skip
-    exec(source, namespace)  # the text above, with parameter names
+    exec(source, namespace)  # the text of _FIXED, with the parameters' names
     return functools.wraps(public)(namespace["entry"])
 
 

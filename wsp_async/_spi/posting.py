@@ -85,20 +85,20 @@ class Posting:
                 raise WSAError(WSAErr.WSAEFAULT, "lpThreadId is not a WSATHREADID")
         else:
             hevent = lpOverlapped.hEvent
-            if hevent is None:
-                if link is None:
-                    later = sock  # a port associated before it completes gets the packet
-            else:
+            packet = True
+            if hevent is not None:  # (most structures have none: no checks of it then)
                 if isinstance(hevent, NoPortPacket):
                     # The low bit of hEvent: no packet (S13.2), but the event is still set
                     # (S7.1) -- whether or not the socket has a port.
-                    link = None
+                    packet = False
                     hevent = hevent.event
                 elif type(hevent) is int and hevent & 1:
-                    link = None
-                elif link is None:
-                    later = sock
+                    packet = False
                 event = hevent if isinstance(hevent, WSAEVENT) else None
+            if not packet:
+                link = None
+            elif link is None:
+                later = sock  # a port associated before it completes gets the packet
         if issuer is not None and issuer not in parts.threads.watched:
             parts.threads.watch(issuer)
         op = Operation(
