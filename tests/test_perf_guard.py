@@ -737,12 +737,14 @@ class _PackageCalls:
             self.count += 1
 
 
-def test_a_loop_thread_send_and_its_routine_cost_at_most_11_calls(provider, listener):  # type: ignore[no-untyped-def]
+def test_a_loop_thread_send_and_its_routine_cost_at_most_7_calls(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S6.2, S6.4: 256 sends with routines posted in one loop callback, until their
     # routines ran: 19.2 frames of ours per send before issue 26's cuts, 15.2 after the
     # first, 10.2 after the second (no WSPSend method between the S2 wrapper and the
     # body, the batch settled in one loop, no pending lock on the loop thread, the
-    # common WSABUF and the structure's claim read inline).
+    # common WSABUF and the structure's claim read inline; the wrapper's frame, made
+    # by exec, is not counted here), 6.2 after the third (the claim's step, the count's
+    # and the queue's read inline, and a batch consumed whole settled without a pass).
     import sys
 
     s, conn = connect(provider, listener)
@@ -769,7 +771,7 @@ def test_a_loop_thread_send_and_its_routine_cost_at_most_11_calls(provider, list
     finally:
         run_in_loop(provider.loop, sys.setprofile, None)
     assert recv_exact(conn, count * 64) == b"x" * (count * 64)
-    assert counter.count / count <= 11, counter.count / count
+    assert counter.count / count <= 7, counter.count / count
 
 
 def test_a_proactor_send_and_receive_cost_few_calls() -> None:

@@ -52,6 +52,27 @@ def test_the_rest_of_an_urgent_send_is_held_first_and_goes_alone() -> None:
     assert q.next_batch() == [after]
 
 
+def test_a_batch_consumed_whole_leaves_the_next_ones_placed_right() -> None:  # SPEC S4.1
+    # handed() settles a batch the buffer holds whole without recording where each
+    # send ends; the sends handed on after it must still be consumed only once the
+    # transport's reading says so, never early.
+    q: SendQueue[Op] = SendQueue(capacity=100)
+    a, b = Op(60), Op(30)
+    q.post(a)
+    q.post(b)
+    assert q.handed(q.next_batch(), buffered=90) == [a, b]  # 90 <= 100: both consumed
+    c, d = Op(50), Op(40)
+    q.post(c)
+    q.post(d)
+    batch = q.next_batch()
+    assert batch == [c]  # 90 in the transport + 50 passes the capacity; one send always goes
+    assert q.handed(batch, buffered=140) == []  # 40 bytes of c over the capacity
+    assert q.observe(101) == []  # c's last byte is still one over
+    assert q.observe(100) == [c]
+    assert q.handed(q.next_batch(), buffered=140) == []  # d over the capacity
+    assert q.observe(100) == [d]
+
+
 def test_zero_capacity_waits_for_an_empty_buffer() -> None:  # SPEC S4.2
     q: SendQueue[Op] = SendQueue(capacity=0)
     a = Op(10)

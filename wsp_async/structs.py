@@ -87,6 +87,12 @@ class WSAOVERLAPPED:
 _pending: dict[WSAOVERLAPPED, Any] = {}
 
 
+#: :func:`claim_structure`'s atomic step, for the send path that claims inline (a frame
+#: per send, issue 26): ``tie_structure(ov, op) is op`` when ``ov`` was not pending and
+#: now is, for ``op``; the caller then sets ``Internal`` to ``STATUS_PENDING`` itself.
+tie_structure = _pending.setdefault
+
+
 def claim_structure(ov: WSAOVERLAPPED, op: Any) -> tuple[int, int] | None:
     """Tie ``ov`` to the pending ``op`` and mark it pending, atomically (S2.5, S3.4).
 

@@ -19,9 +19,9 @@ from .._core.engine import SocketState
 from .._core.operation import SEND, Operation
 from .._io.adapter import SocketAdapter
 from .._io.foreign_sends import send_other
-from ..constants import MSG_OOB
+from ..constants import MSG_OOB, STATUS_PENDING
 from ..errors import WSAErr, WSAError
-from ..structs import WSABUF, claim_structure, store
+from ..structs import WSABUF, store, tie_structure
 from .entry import PENDING
 from .parts import Parts
 from .posting import Posting, prepare_wait
@@ -122,10 +122,12 @@ class Sends:
                 pending.here_count + pending.other_count >= pending.max_count
             ):
                 pending.check(total)
-            # Posting.claim's steps, read inline (a frame per send, issue 26).
-            saved = claim_structure(lpOverlapped, op)  # type: ignore[arg-type]
-            if saved is None:
+            # Posting.claim's steps, read inline (a frame per send, issue 26).  Only
+            # ``Internal`` changes, so it alone is kept for the undo below.
+            if tie_structure(lpOverlapped, op) is not op:  # type: ignore[call-overload]
                 raise self.posting.reused(sock)
+            internal = lpOverlapped.Internal  # type: ignore[attr-defined]
+            lpOverlapped.Internal = STATUS_PENDING  # type: ignore[attr-defined]
             if parts.debug or self.door.tracer is not None:
                 self.posting.traced(op)
             if here:
@@ -135,7 +137,12 @@ class Sends:
                 done = sock.post_here(op, coalesce)
                 op.in_call = False
                 if not done:
-                    pending.add_here(op)  # checked above; on the loop thread: no lock
+                    # PendingCount.add_here's steps (its limits were checked above; on
+                    # the loop thread no lock), read inline: a frame per send.
+                    pending.here_count += 1
+                    pending.here_bytes += total
+                    pending.here_sends += 1
+                    op.counter = pending
                     return PENDING
                 if lpNumberOfBytesSent is not None:
                     store(lpNumberOfBytesSent, op.transferred)
@@ -149,7 +156,7 @@ class Sends:
                 plain = not (op.urgent or op.fault or parts.debug)
                 done = send_other(sock, op, plain, False, pending.add_checked)
             except WSAError:
-                self.posting.undo(sock, op, saved)
+                self.posting.undo(sock, op, (internal, lpOverlapped.InternalHigh))  # type: ignore[attr-defined]
                 raise
             if not done:
                 return PENDING
