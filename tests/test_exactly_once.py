@@ -332,6 +332,70 @@ def test_shutdown_racing_foreign_posts_strands_nothing(provider, listener):  # t
     assert recv_all(conn) == b"p" * len(begun)
 
 
+def test_a_close_racing_foreign_posts_leaves_refused_structures_as_they_were(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S2.3, S2.4, S10.2: four threads post while the socket is closed under them.
+    # A post either started (it completes once: sent, or aborted by the close) or was
+    # refused, and a refused one leaves the structure exactly as it was: Internal and
+    # InternalHigh the caller's, and free to post again.  (Most refusals are at the
+    # handle; the next test makes the rarer one, after the claim, happen every time.)
+    s, conn = connect(provider, listener)
+    go = threading.Barrier(5)
+    results: list[tuple[WSAOVERLAPPED, int, int]] = []
+    lock = threading.Lock()
+
+    def poster() -> None:
+        go.wait()
+        for _ in range(400):
+            ov = WSAOVERLAPPED(Internal=0x1234, InternalHigh=77, hEvent=w.WSACreateEvent())
+            rc, code = post(provider, s, [WSABUF(1, b"p")], ov)
+            with lock:
+                results.append((ov, rc, code))
+
+    threads = [threading.Thread(target=poster) for _ in range(4)]
+    for t in threads:
+        t.start()
+    go.wait()
+    assert provider.WSPCloseSocket(s, INT()) == 0
+    for t in threads:
+        t.join(30)
+    assert len(results) == 1600
+    begun = [ov for ov, rc, code in results if started(rc, code)]
+    refused = [(ov, code) for ov, rc, code in results if not started(rc, code)]
+    assert wait_done(provider, begun)
+    assert all(ov.Internal in (0, w.STATUS_CANCELLED) for ov in begun)
+    assert {code for _ov, code in refused} <= {w.WSAENOTSOCK, w.WSAESHUTDOWN}
+    assert all((ov.Internal, ov.InternalHigh) == (0x1234, 77) for ov, _code in refused)
+    assert not any(ov.pending for ov, _code in refused)
+    sent = sum(1 for ov in begun if ov.Internal == 0)
+    assert len(recv_all(conn)) == sent  # every send that completed with success arrived
+
+
+def test_a_close_between_the_claim_and_the_hand_off_undoes_the_claim(loop_kind, listener):  # type: ignore[no-untyped-def]
+    # SPEC S2.3, S3.4, S10.2, S12.2: the tracer sees each post after its structure was
+    # claimed and before it reaches the hand-off; one that closes the socket there (a
+    # hostile hook, on the posting thread) makes the hand-off refuse the post.  The call
+    # fails WSAENOTSOCK, and the structure is the caller's again, untouched and free.
+    box: dict[str, object] = {}
+
+    def closing(record: object) -> None:
+        if getattr(record, "event", None) == "post" and "s" in box:
+            p = box["p"]
+            assert isinstance(p, w.Provider)
+            p.WSPCloseSocket(box.pop("s"), INT())
+
+    with w.Provider(use_uvloop=loop_kind == "uvloop", tracer=closing) as p:
+        s, _conn = connect(p, listener)
+        box.update(p=p, s=s)
+        ov = WSAOVERLAPPED(Internal=0x1234, InternalHigh=77)
+        assert post(p, s, [WSABUF(1, b"p")], ov) == (w.SOCKET_ERROR, w.WSAENOTSOCK)
+        assert "s" not in box  # the tracer did close it, between the claim and the hand-off
+        assert (ov.Internal, ov.InternalHigh) == (0x1234, 77)
+        assert not ov.pending
+        s2, conn2 = connect(p, listener)
+        assert post(p, s2, [WSABUF(1, b"q")], ov) in ((0, 0), (w.SOCKET_ERROR, w.WSA_IO_PENDING))
+        assert recv_exact(conn2, 1) == b"q"  # the structure serves a new post
+
+
 # --- 5. a thread id that names no live thread ----------------------------------------------
 
 
