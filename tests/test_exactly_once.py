@@ -301,18 +301,24 @@ def test_verifier_warnings_as_errors_lose_no_completion(loop_kind, listener):  #
 # --- 4. shutdown racing posts from other threads -------------------------------------------
 
 
-def test_shutdown_racing_foreign_posts_strands_nothing(provider, listener):  # type: ignore[no-untyped-def]
-    # SPEC S10.1, S2.3, S2.4: each post either fails WSAESHUTDOWN (nothing started) or
-    # completes exactly once, successfully, before the FIN.
-    s, conn = connect(provider, listener)
+def _four_threads_posting_while(
+    provider: w.Provider,
+    s: int,
+    each: int,
+    make: Callable[[], WSAOVERLAPPED],
+    meanwhile: Callable[[], object],
+) -> list[tuple[WSAOVERLAPPED, int, int]]:
+    """Four threads post ``each`` one-byte sends on ``s``, each with a structure from
+    ``make()``, released at once with ``meanwhile()`` on this thread; every post's
+    structure, return code and error code."""
     go = threading.Barrier(5)
     results: list[tuple[WSAOVERLAPPED, int, int]] = []
     lock = threading.Lock()
 
     def poster() -> None:
         go.wait()
-        for _ in range(300):
-            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        for _ in range(each):
+            ov = make()
             rc, code = post(provider, s, [WSABUF(1, b"p")], ov)
             with lock:
                 results.append((ov, rc, code))
@@ -321,9 +327,25 @@ def test_shutdown_racing_foreign_posts_strands_nothing(provider, listener):  # t
     for t in threads:
         t.start()
     go.wait()
-    assert provider.WSPShutdown(s, w.SD_SEND, INT()) == 0
+    meanwhile()
     for t in threads:
         t.join(30)
+    return results
+
+
+def test_shutdown_racing_foreign_posts_strands_nothing(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S10.1, S2.3, S2.4: each post either fails WSAESHUTDOWN (nothing started) or
+    # completes exactly once, successfully, before the FIN.
+    s, conn = connect(provider, listener)
+    shut: list[int] = []
+    results = _four_threads_posting_while(
+        provider,
+        s,
+        300,
+        lambda: WSAOVERLAPPED(hEvent=w.WSACreateEvent()),
+        lambda: shut.append(provider.WSPShutdown(s, w.SD_SEND, INT())),
+    )
+    assert shut == [0]
     begun = [ov for ov, rc, code in results if started(rc, code)]
     refused = [code for _ov, rc, code in results if not started(rc, code)]
     assert set(refused) <= {w.WSAESHUTDOWN}
@@ -339,25 +361,15 @@ def test_a_close_racing_foreign_posts_leaves_refused_structures_as_they_were(pro
     # InternalHigh the caller's, and free to post again.  (Most refusals are at the
     # handle; the next test makes the rarer one, after the claim, happen every time.)
     s, conn = connect(provider, listener)
-    go = threading.Barrier(5)
-    results: list[tuple[WSAOVERLAPPED, int, int]] = []
-    lock = threading.Lock()
-
-    def poster() -> None:
-        go.wait()
-        for _ in range(400):
-            ov = WSAOVERLAPPED(Internal=0x1234, InternalHigh=77, hEvent=w.WSACreateEvent())
-            rc, code = post(provider, s, [WSABUF(1, b"p")], ov)
-            with lock:
-                results.append((ov, rc, code))
-
-    threads = [threading.Thread(target=poster) for _ in range(4)]
-    for t in threads:
-        t.start()
-    go.wait()
-    assert provider.WSPCloseSocket(s, INT()) == 0
-    for t in threads:
-        t.join(30)
+    closed: list[int] = []
+    results = _four_threads_posting_while(
+        provider,
+        s,
+        400,
+        lambda: WSAOVERLAPPED(Internal=0x1234, InternalHigh=77, hEvent=w.WSACreateEvent()),
+        lambda: closed.append(provider.WSPCloseSocket(s, INT())),
+    )
+    assert closed == [0]
     assert len(results) == 1600
     begun = [ov for ov, rc, code in results if started(rc, code)]
     refused = [(ov, code) for ov, rc, code in results if not started(rc, code)]
