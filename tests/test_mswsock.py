@@ -9,6 +9,9 @@ import socket
 import struct
 import threading
 import uuid
+from typing import Any
+
+import pytest
 
 import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
@@ -282,6 +285,68 @@ def test_cancel_io_ex_aborts_a_pending_accept_ex_and_the_next_one_gets_the_conne
     rc = provider.WSPRecv(second, [WSABUF(4, out)], 1, DWORD(), DWORD(), None, None, None, INT())
     assert rc == 0 and out == b"ping"
     client.close()
+
+
+class _AcceptHook(socket.socket):
+    """A listening socket whose next accept() first runs ``hook`` (on the loop's thread,
+    inside the provider's accept step)."""
+
+    hook: Any = None
+
+    def accept(self):  # type: ignore[no-untyped-def]
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return super().accept()
+
+
+@pytest.mark.parametrize("receive", [0, 8])
+def test_a_connection_after_cancel_io_ex_goes_to_the_next_accept_ex(provider, receive):  # type: ignore[no-untyped-def]
+    # SPEC S15.1, S15.2, S14.2: CancelIoEx on another thread returns before the loop has
+    # aborted the AcceptEx; a connection that comes after it returned must not go to that
+    # AcceptEx (on Windows it no longer waits), even when the loop's accept step, already
+    # running, takes the connection before the abort reaches it.  The step is held there:
+    # the accept socket's own accept() cancels the first AcceptEx from another thread and
+    # connects a client before it accepts.
+    plain = _AcceptHook(socket.AF_INET, socket.SOCK_STREAM)
+    plain.bind(("127.0.0.1", 0))
+    plain.listen(8)
+    listener = provider.adopt(plain, duplicate=False)
+    first, second = make_socket(provider), make_socket(provider)
+    ov1 = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    ov2 = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    clients: list[socket.socket] = []
+    cancelled: list[bool] = []
+
+    def elsewhere() -> None:
+        cancelled.append(w.CancelIoEx(listener, ov1))  # never waits for the loop (S15.2)
+        client = socket.create_connection(plain.getsockname(), timeout=10)
+        client.sendall(b"hello, s")  # the first data an AcceptEx with a receive waits for
+        clients.append(client)
+
+    def cancel_then_connect() -> None:
+        helper = threading.Thread(target=elsewhere)
+        helper.start()
+        helper.join(10)
+
+    plain.hook = cancel_then_connect
+    out1, out2 = bytearray(receive + 2 * ADDR), bytearray(receive + 2 * ADDR)
+    provider.AcceptEx(listener, first, out1, receive, ADDR, ADDR, DWORD(), ov1)
+    provider.AcceptEx(listener, second, out2, receive, ADDR, ADDR, DWORD(), ov2)
+    wait(ov1)
+    wait(ov2)
+    assert cancelled == [True] and len(clients) == 1
+    assert w.wsa_of(ov1.Internal) == w.WSA_OPERATION_ABORTED
+    assert ov2.Internal == 0
+    assert bytes(out2[:receive]) == b"hello, s"[:receive]
+    name = DWORD()
+    assert provider.WSPGetPeerName(second, name, None, INT()) == 0
+    assert name.value == clients[0].getsockname()
+    err = INT()
+    assert provider.WSPSend(second, [WSABUF(2, b"ok")], 1, DWORD(), 0, None, None, None, err) == 0
+    assert recv_exact(clients[0], 2) == b"ok"  # the client's connection was not reset
+    clients[0].close()
+    plain.close()
 
 
 def test_cancel_io_ex_aborts_a_connect_ex_in_progress_once(provider):  # type: ignore[no-untyped-def]

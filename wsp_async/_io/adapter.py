@@ -133,6 +133,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         #: Pending operations that wait outside the engine's queues -- AcceptEx,
         #: ConnectEx, DisconnectEx (loop thread only) -- so that CancelIoEx finds them.
         self.elsewhere: list[Operation] = []
+        self.cancels_due: list[Callable[[Operation], bool]] = []
         self._prune_at = 16
         #: What a cancel of one of those must do before it completes (an AcceptEx waiting
         #: for first data resets the connection it holds), so that the notice never

@@ -34,6 +34,9 @@ class Withdrawal:
     elsewhere: list[Operation]
     _prune_at: int
     before_abort: dict[Operation, Callable[[], object]]
+    #: Cancels asked on another thread and not yet carried out on the loop (S15.2):
+    #: appended there, removed here when each is carried out.
+    cancels_due: list[Callable[[Operation], bool]]
 
     if TYPE_CHECKING:
 
@@ -100,11 +103,25 @@ class Withdrawal:
                 or self.engine.pending.count > 0
                 or any(other.pending and which(other) for other in list(self.elsewhere))
             )
+        self.cancels_due.append(which)
         try:
-            self.handoff.call_on_loop(functools.partial(self.cancel_where, which))
+            self.handoff.call_on_loop(functools.partial(self._cancel_due, which))
         except RuntimeError:
+            self.cancels_due.remove(which)
             return -1  # the loop is closed: nothing is pending any more
         return 0 if found else -1
+
+    def _cancel_due(self, which: Callable[[Operation], bool]) -> None:
+        """A cancel asked on another thread, carried out on the loop."""
+        self.cancels_due.remove(which)
+        self.cancel_where(which)
+
+    def cancel_due(self, op: Operation) -> bool:
+        """Whether a cancel asked on another thread, not yet carried out, selects ``op``
+        (loop thread).  Such a cancel was asked before whatever the loop is about to give
+        ``op`` had come: on Windows ``op`` could no longer have taken it (an AcceptEx
+        cancelled before its connection came never gets that connection)."""
+        return any(which(op) for which in self.cancels_due.copy())
 
     def cancel_where(self, which: Callable[[Operation], bool]) -> int:
         """CancelIoEx/CancelIo on the loop (S15.1): abort what ``which`` selects that is

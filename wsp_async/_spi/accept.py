@@ -162,6 +162,14 @@ class Accepts:
                     listener.parked.append((conn, peer))
                     break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
+                if listener.cancels_due and listener.cancel_due(record.op):
+                    # Cancelled on another thread before this connection came, the abort
+                    # still on its way here (S15.2): on Windows the connection would go to
+                    # the next AcceptEx, so it waits for that one, first in line (S15.1).
+                    listener.parked.insert(0, (conn, peer))
+                    listener.on_its_way(record.op)
+                    self.door.complete(record.op, ABORTED, 0)
+                    continue
                 if record.too_small():
                     # An address block too short for its address: the AcceptEx fails with
                     # ERROR_INSUFFICIENT_BUFFER when a connection comes, and the connection
