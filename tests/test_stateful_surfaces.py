@@ -260,6 +260,20 @@ def make_machine(kind: str) -> type[RuleBasedStateMachine]:
 
         def teardown(self) -> None:
             try:
+                # Every example ends with one AcceptEx and one client more, and waits until
+                # an AcceptEx of ours succeeds (the oldest one pending takes the first
+                # connection waiting, S14.2): the check below then sees at least one
+                # success, however late the loop ran during the steps (a loaded machine
+                # runs all of them before any accept completes).
+                self.post_accept(0)
+                self.client_connects()
+                assert eventually(
+                    lambda: any(
+                        not a.ov.pending and a.ov.Internal == 0 and not a.closed
+                        for a in self.accepts
+                    ),
+                    30,
+                ), "no AcceptEx took the connection waiting"
                 self.successful_accepts_hold_their_own_client()
                 barrier = threading.Barrier(2)
 
