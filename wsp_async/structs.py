@@ -106,6 +106,13 @@ def claim_structure(ov: WSAOVERLAPPED, op: Any) -> tuple[int, int] | None:
     return saved
 
 
+def pending_operations() -> list[Any]:
+    """Every operation pending on a structure now, of any provider and socket (any
+    thread): one copy of the table's values, taken in a single step under the
+    interpreter lock, so it is what was pending at one instant."""
+    return list(_pending.values())
+
+
 def operation_of(ov: WSAOVERLAPPED) -> Any:
     """The provider's record of the operation pending on ``ov`` (None when not pending)."""
     return _pending.get(ov)

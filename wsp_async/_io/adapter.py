@@ -304,6 +304,8 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         return got
 
     def received(self, data: bytes, source: Any) -> None:
+        if self.cancels_due:
+            self.carry_out_cancels()  # bytes after a cancel never complete it (S15.2)
         done = self.engine.arrived(data, source)
         if self.engine.should_pause_reading():
             self.transport.pause_reading()
@@ -319,6 +321,8 @@ class SocketAdapter(Writer, Withdrawal, Connection):
                 transport.resume_reading()
 
     def ended(self) -> None:
+        if self.cancels_due:
+            self.carry_out_cancels()
         self.door.completions(self.engine.ended())
         if self.handoff.incoming:
             self.take_incoming_and_pump()  # receives parked by other threads (park_foreign)
@@ -335,6 +339,8 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         if self.closed:
             self.on_closing(self, False)
             return
+        if self.cancels_due:
+            self.carry_out_cancels()
         self.take_incoming(quietly=True)
         sends, status, receives = self.engine.lost(None if exc is None else wsa_code_of(exc))
         self.door.complete_all(sends, status)

@@ -15,9 +15,11 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import apc
 from .._completion.door import CompletionDoor, isolated
 from .._core.engine import ABORTED, SocketEngine
 from .._core.operation import Operation
+from ..structs import pending_operations
 from .handoff import HandOff
 
 __all__ = ["Withdrawal"]
@@ -103,6 +105,9 @@ class Withdrawal:
                 or self.engine.pending.count > 0
                 or any(other.pending and which(other) for other in list(self.elsewhere))
             )
+            if not found:
+                return -1  # nothing of this socket is pending: nothing for the loop
+            which = _asked_now(which)
         self.cancels_due.append(which)
         try:
             self.handoff.call_on_loop(functools.partial(self._cancel_due, which))
@@ -112,9 +117,28 @@ class Withdrawal:
         return 0 if found else -1
 
     def _cancel_due(self, which: Callable[[Operation], bool]) -> None:
-        """A cancel asked on another thread, carried out on the loop."""
-        self.cancels_due.remove(which)
-        self.cancel_where(which)
+        """A cancel asked on another thread, carried out on the loop (unless
+        :meth:`carry_out_cancels` did already)."""
+        due = self.cancels_due
+        for i, recorded in enumerate(due):
+            if recorded is which:
+                del due[i]
+                self.cancel_where(which)
+                return
+
+    def carry_out_cancels(self) -> None:
+        """Carry out now every cancel asked on another thread and still on its way here
+        (loop thread), before the loop gives what just came -- bytes, the end of the
+        stream, a reset, room in the send buffer -- to an operation.
+
+        On Windows the cancel is done when ``CancelIoEx`` returns: what comes after can
+        no longer complete the operation it cancelled, and goes to the next one.  Here it
+        is carried out by the loop later (S15.2), and on uvloop a socket's readiness is
+        handled before callbacks scheduled meanwhile, so bytes sent after the cancel
+        returned would otherwise complete the cancelled receive."""
+        due = self.cancels_due
+        while due:
+            self.cancel_where(due.pop(0))
 
     def cancel_due(self, op: Operation) -> bool:
         """Whether a cancel asked on another thread, not yet carried out, selects ``op``
@@ -153,3 +177,25 @@ class Withdrawal:
         self.door.complete_all(removed, ABORTED)
         if self.engine.stream:
             self.pump()
+
+
+def _asked_now(which: Callable[[Operation], bool]) -> Callable[[Operation], bool]:
+    """``which`` limited to what it selects now (any thread).
+
+    A cancel of every operation (``CancelIoEx`` with no structure, ``CancelIo``) asked on
+    another thread is carried out on the loop later (S15.2).  Without this limit it
+    would also take what was posted after it returned -- the next receive of a program
+    that cancels and posts again -- which Windows never cancels: its cancel is over
+    when the call returns.  What it selects: the operations pending on a structure at
+    this instant, and those without one (blocking calls, internal steps) except the
+    calling thread's own -- that thread was in this call, so a blocking call of its is
+    one it made after."""
+    selected = {op for op in pending_operations() if which(op)}
+    caller = apc.current_target()
+
+    def asked_now(op: Operation) -> bool:
+        if op.overlapped is None:
+            return op.issuer is not caller and which(op)
+        return op in selected
+
+    return asked_now

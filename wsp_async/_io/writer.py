@@ -77,6 +77,7 @@ class Writer:
     drain_timer: asyncio.TimerHandle | None
     #: Seconds before the next try of an urgent send's rest (:meth:`_send_urgent`).
     urgent_retry: float
+    cancels_due: list[Callable[[Operation], bool]]
 
     if TYPE_CHECKING:
 
@@ -85,6 +86,7 @@ class Writer:
         def _reset(self) -> None: ...
         def _ending(self, done: list[Operation]) -> list[Operation]: ...
         def post_foreign(self, op: Operation) -> None: ...
+        def carry_out_cancels(self) -> None: ...
 
     def _limit(self, size: int) -> None:
         # S4.1: the transport's write buffer *is* the emulated send buffer.  Both
@@ -347,6 +349,8 @@ class Writer:
         """The transport's buffer fell to the capacity (or was resized): settle and refill."""
         if self.transport is None:
             return
+        if self.cancels_due:
+            self.carry_out_cancels()  # room after a cancel never takes what it cancelled
         done = self.engine.observe(self.transport.get_write_buffer_size())
         sendq = self.engine.sendq
         if sendq.pieces:
