@@ -12,6 +12,7 @@ the peers are plain sockets.
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 
@@ -23,13 +24,23 @@ from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
 from .conftest import connect, eventually, loop_held, recv_exact, run_in_loop, stall
 
 
-def _receive(p: w.Provider, s: int, size: int = 8) -> tuple[WSAOVERLAPPED, bytearray]:
-    """Post an overlapped receive with an event; it must pend."""
+class _Box:
+    """An out parameter for GetQueuedCompletionStatus's key and structure."""
+
+    def __init__(self) -> None:
+        self.value: object = None
+
+
+def _receive(
+    p: w.Provider, s: int, size: int = 8, must_pend: bool = True
+) -> tuple[WSAOVERLAPPED, bytearray]:
+    """Post an overlapped receive with an event; it must pend (or start, at least)."""
     buf = bytearray(size)
     ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
     err = INT()
     rc = p.WSPRecv(s, [WSABUF(size, buf)], 1, None, DWORD(0), ov, None, None, err)
-    assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
+    if must_pend or rc:
+        assert (rc, err.value) == (w.SOCKET_ERROR, w.WSA_IO_PENDING)
     return ov, buf
 
 
@@ -169,3 +180,70 @@ def _room_after_a_cancel(p: w.Provider, listener: socket.socket) -> bool:
     assert rc == 0, err.value
     assert recv_exact(conn, 1) == b"!"  # "zz" never went out
     return True
+
+
+def test_threads_cancelling_and_posting_again_under_a_stream_of_bytes(provider, listener):  # type: ignore[no-untyped-def]
+    # SPEC S15.1, S15.2, S2.4, S13.2, hostile: four threads each post receives, cancel
+    # their own (CancelIo, or CancelIoEx on one structure) and post again, while the
+    # peer sends a byte at a time.  Every receive completes exactly once (one packet
+    # each in the socket's port); one is aborted only by a cancel its thread made after
+    # posting it; and no byte is lost or read twice.
+    s, conn = connect(provider, listener)
+    port = w.CreateIoCompletionPort(s, None, "k", 0)
+    rounds, total = 150, 4000
+    go = threading.Barrier(6)
+    timelines: list[list[tuple[str, WSAOVERLAPPED | None]]] = []
+
+    def worker() -> None:
+        mine: list[tuple[str, WSAOVERLAPPED | None]] = []
+        timelines.append(mine)
+        go.wait()
+        for i in range(rounds):
+            ov, _ = _receive(provider, s, 3, must_pend=False)
+            mine.append(("post", ov))
+            if i % 3 == 0:
+                w.CancelIo(s)
+                mine.append(("cancel all", None))
+            elif i % 3 == 1:
+                w.CancelIoEx(s, ov)
+                mine.append(("cancel", ov))
+
+    def sender() -> None:
+        go.wait()
+        for _ in range(total):
+            conn.sendall(b"b")
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads.append(threading.Thread(target=sender))
+    for t in threads:
+        t.start()
+    go.wait()
+    for t in threads:
+        t.join(60)
+    conn.shutdown(socket.SHUT_WR)  # what still waits completes with 0 bytes
+    posted = [ov for line in timelines for kind, ov in line if kind == "post"]
+    assert len(posted) == 4 * rounds
+    packets: collections.Counter[int] = collections.Counter()
+    n, key, ov_box = DWORD(), _Box(), _Box()
+    for _ in posted:
+        assert w.GetQueuedCompletionStatus(port, n, key, ov_box, 30_000) or ov_box.value
+        packets[id(ov_box.value)] += 1
+    assert not w.GetQueuedCompletionStatus(port, n, key, ov_box, 0) and ov_box.value is None
+    assert sorted(packets.values()) == [1] * len(posted)
+    assert set(packets) == {id(ov) for ov in posted}
+    for line in timelines:
+        for at, (kind, ov) in enumerate(line):
+            if kind == "post" and ov is not None and ov.Internal == w.STATUS_CANCELLED:
+                later = line[at + 1 :]
+                assert ("cancel all", None) in later or ("cancel", ov) in later
+    # What no receive took is still there, in order, up to the end of the stream.
+    left = 0
+    while True:
+        ov, _ = _receive(provider, s, 1 << 16, must_pend=False)
+        assert w.GetQueuedCompletionStatus(port, n, key, ov_box, 30_000)
+        assert ov_box.value is ov
+        if not ov.InternalHigh:
+            break
+        left += ov.InternalHigh
+    assert sum(ov.InternalHigh for ov in posted if ov.Internal == 0) + left == total
+    w.CloseHandle(port)
