@@ -60,7 +60,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
     def __init__(
         self,
         handle: int,
-        sock: _pysocket.socket,
+        sock: _pysocket.socket | None,
         engine: SocketEngine,
         door: CompletionDoor,
         loop: asyncio.AbstractEventLoop,
@@ -70,9 +70,15 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         debug: bool = False,
         run: Callable[..., Any] | None = None,
         on_loop_thread: Callable[[], bool] = lambda: False,
+        host_kind: tuple[int, int] | None = None,
     ) -> None:
+        """``sock`` None: the host socket is made when first needed, with ``host_kind``
+        (its family and type; see :attr:`sock`)."""
+        if sock is None and host_kind is None:
+            raise ValueError("a host socket made when first needed needs its kind")
         self.handle = handle
-        self.sock = sock
+        self.host = sock
+        self.host_kind = host_kind
         self.engine = engine
         self.door = door
         self.loop = loop
@@ -378,8 +384,9 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             _adoption.forget(program)
             program.close()
         if self.transport is None:
-            if self.attaching is not self.sock:
-                self.sock.close()
+            host = self.host
+            if host is not None and self.attaching is not host:
+                host.close()
         elif not self.transport.is_closing():
             self.on_closing(self, True)
             if self.engine.unread:

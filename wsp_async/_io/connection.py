@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket as _pysocket
 import struct
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .._completion.door import CompletionDoor
@@ -28,6 +29,11 @@ __all__ = ["LINGER_0", "Connection"]
 LINGER_0 = struct.pack("ii", 1, 0)
 
 
+#: Serialises the making of lazy host sockets (:meth:`Connection.sock`): two threads
+#: that both need one must not make two.
+_MAKING = threading.Lock()
+
+
 class Connection:
     """The connection half of a socket adapter."""
 
@@ -35,7 +41,11 @@ class Connection:
     door: CompletionDoor
     handoff: HandOff
     transport: Any
-    sock: _pysocket.socket
+    #: The host socket -- the OS socket the emulated one runs on -- or None while a
+    #: stream socket has not needed one yet (:attr:`sock`).
+    host: _pysocket.socket | None
+    #: The family and type a lazy host socket is made with (None: it has its socket).
+    host_kind: tuple[int, int] | None
     loop: asyncio.AbstractEventLoop
     datagrams: DatagramSender
     attaching: _pysocket.socket | None
@@ -50,6 +60,36 @@ class Connection:
         @property
         def closed(self) -> bool: ...
         def take_incoming(self, quietly: bool = False) -> None: ...
+
+    @property
+    def sock(self) -> _pysocket.socket:
+        """The host socket, made now if the socket has none yet (any thread).
+
+        A stream socket from ``WSPSocket`` gets its OS socket the first time something
+        needs one (a bind, a connect, an option, a name) -- or never: the accept socket
+        of an AcceptEx takes over the accepted connection's socket, so a host socket
+        made up front was made and closed again for nothing, two system calls per accept
+        (on the loop's thread, with another thread waiting for the interpreter, each
+        such call cost a switch, issue 26).  A socket made fresh by DisconnectEx's
+        ``TF_REUSE_SOCKET`` is lazy the same way.  Closing paths read :attr:`host` and
+        never make one; a closed socket refuses to."""
+        host = self.host
+        if host is not None:
+            return host
+        with _MAKING:
+            host = self.host
+            if host is None:
+                if self.closed:
+                    raise WSAError(WSAErr.WSAENOTSOCK, "the socket is closed")
+                assert self.host_kind is not None  # a socket without a host has its kind
+                host = _pysocket.socket(*self.host_kind)
+                host.setblocking(False)
+                self.host = self.datagrams.sock = host
+        return host
+
+    @sock.setter
+    def sock(self, host: _pysocket.socket) -> None:
+        self.host = self.datagrams.sock = host
 
     def disconnect(self, reuse: bool) -> None:
         """DisconnectEx (S14.4), loop thread, once the sends before it are done: close the
@@ -75,13 +115,12 @@ class Connection:
         engine = self.engine
         self.take_incoming(quietly=True)  # receives parked by other threads are aborted too
         self.door.complete_all(engine.sendq.remove_all() + engine.receiver.remove(), ABORTED)
-        old = self.sock
-        self.sock = _pysocket.socket(old.family, old.type)
-        self.sock.setblocking(False)
-        self.datagrams.sock = self.sock
+        old, self.host = self.host, None  # fresh: a new host socket when one is needed
+        if old is not None:
+            self.host_kind = (old.family, old.type)
         self.transport = None
         self.by_connect_ex = False
-        if transport is None and self.attaching is not old:
+        if old is not None and transport is None and self.attaching is not old:
             old.close()
         self.engine.reset()
 
@@ -94,10 +133,9 @@ class Connection:
 
     def replace_socket(self, sock: _pysocket.socket) -> None:
         """AcceptEx (S14.2): this socket takes over an accepted connection's host socket."""
-        sock.setblocking(False)
-        old, self.sock = self.sock, sock
-        self.datagrams.sock = sock
-        old.close()
+        old, self.sock = self.host, sock
+        if old is not None:
+            old.close()
 
     async def readable(self) -> None:
         """Until the host socket is readable (a listener: a connection waits), or the wait

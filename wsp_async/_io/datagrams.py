@@ -32,13 +32,15 @@ class DatagramSender:
 
     def __init__(
         self,
-        sock: _pysocket.socket,
+        sock: _pysocket.socket | None,
         engine: SocketEngine,
         door: CompletionDoor,
         handoff: HandOff,
         transport: Callable[[], Any],
     ) -> None:
-        self.sock = sock
+        #: The host socket.  A datagram socket always has one; a stream socket's (which
+        #: sends nothing here) may be None until it is made (``Connection.sock``).
+        self.sock: Any = sock
         self.engine = engine
         self.door = door
         self.handoff = handoff

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import ipaddress
 from typing import Any
 
 import attrs
@@ -51,6 +52,9 @@ class _Accept:
     #: The peer address accept() gave the connection this AcceptEx takes: after a reset,
     #: Linux no longer answers getpeername().
     peer: Any = None
+    #: The listener's own address, encoded, when it is a specific one (then every
+    #: connection's local address): None for a wildcard, asked per connection.
+    listener_name: bytes | None = None
 
     def too_small(self) -> bool:
         """A block that cannot hold its address (0 for the local one is allowed)."""
@@ -134,6 +138,7 @@ class Accepts:
         self, listener: SocketAdapter, queue: collections.deque[_Accept]
     ) -> None:
         loop = self.io.loop
+        name = _specific_name(listener)
         try:
             while _drop_cancelled(queue):
                 try:
@@ -180,6 +185,7 @@ class Accepts:
                     continue
                 if not self._take_connection(record, conn, peer):
                     continue
+                record.listener_name = name
                 # Handed over in a task of its own: the next connection is accepted
                 # meanwhile, so a burst of them costs no loop iteration each.
                 loop.create_task(self._hand_over(record, conn))
@@ -285,27 +291,37 @@ class Accepts:
                 self.door.complete(record.op, first.status, 0)
                 return
             received = first.transferred
-        try:
-            local = encode_sockaddr(acceptor.sock.getsockname())
-            try:
-                peer = acceptor.sock.getpeername()
-            except OSError:
-                # Reset by the peer after the kernel accepted it, before this step: on
-                # Windows the AcceptEx already had it (it completes when the connection
-                # is made) and the reset meets the program's next call on it, so the
-                # address is the one accept() reported.
-                peer = record.peer
-                if peer is None:
-                    raise
-            remote = encode_sockaddr(peer)
-        except OSError as exc:
-            self.door.complete(record.op, wsa_code_of(exc), 0)
-            return
         if record.local:  # a local block of 0: the local address is not asked for
+            local = record.listener_name
+            if local is None:
+                # A listener on a wildcard address: the connection's own, asked.
+                try:
+                    local = encode_sockaddr(acceptor.sock.getsockname())
+                except OSError as exc:
+                    self.door.complete(record.op, wsa_code_of(exc), 0)
+                    return
             output[receive : receive + len(local)] = local
+        # The address accept() reported, not getpeername(): the same, without a system
+        # call, and still there after a reset by the peer since -- on Windows the
+        # AcceptEx had the connection already (it completes when the connection is
+        # made) and the reset meets the program's next call on it.
+        remote = encode_sockaddr(record.peer)
         start = receive + record.local
         output[start : start + len(remote)] = remote
         self.door.complete(record.op, 0, received)
+
+
+def _specific_name(listener: SocketAdapter) -> bytes | None:
+    """The listener's address, encoded, when it is a specific IP address: every connection
+    it accepts has it as its local address, so it is asked once per accept loop rather
+    than once per connection.  None for a wildcard (or a name that is no IP address)."""
+    try:
+        name = listener.sock.getsockname()
+        if ipaddress.ip_address(name[0]).is_unspecified:
+            return None
+        return encode_sockaddr(name)
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
 
 
 def _lost(listener: SocketAdapter) -> bool:

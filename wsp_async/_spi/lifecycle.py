@@ -63,10 +63,13 @@ class Lifecycle:
         if protocol not in PROTOCOLS[type_]:
             raise WSAError(WSAErr.WSAEPROTONOSUPPORT)
         overlapped = bool(integer(flags, "dwFlags is not an int") & WSA_FLAG_OVERLAPPED)
+        if kind == _pysocket.SOCK_STREAM:
+            # Its host socket is made when first needed (``Connection.sock``): an
+            # AcceptEx's accept socket never needs one.
+            return self.parts.new_socket(None, af, overlapped, host_kind=(family, kind)).handle
         sock = _pysocket.socket(family, kind)
         try:
-            stream = kind == _pysocket.SOCK_STREAM
-            return self.parts.new_socket(sock, af, overlapped, stream=stream).handle
+            return self.parts.new_socket(sock, af, overlapped, stream=False).handle
         except BaseException:
             sock.close()
             raise
@@ -330,11 +333,12 @@ class Lifecycle:
         """Close: pending operations complete with ``WSA_OPERATION_ABORTED``; the handle dies at once (S10.2)."""
         sock = self.parts.sockets.pop(s)
         sock.handoff.close()
-        with self.parts.by_fd_lock:
-            holder = sock.program_sock if sock.program_sock is not None else sock.sock
-            fd = holder.fileno()
-            if self.parts.by_fd.get(fd) is sock:
-                del self.parts.by_fd[fd]
+        holder = sock.program_sock if sock.program_sock is not None else sock.host
+        if holder is not None:  # (none yet: a lazy host socket, never in the table)
+            with self.parts.by_fd_lock:
+                fd = holder.fileno()
+                if self.parts.by_fd.get(fd) is sock:
+                    del self.parts.by_fd[fd]
         if not self.io.here() and _idle(sock):
             # Nothing to abort or flush, no address another socket may want at once: the
             # loop closes it behind this call, which need not wait for that (a worker

@@ -99,19 +99,26 @@ class Parts:
 
     def new_socket(
         self,
-        sock: _pysocket.socket,
+        sock: _pysocket.socket | None,
         family: int,
         overlapped: bool,
         state: SocketState = SocketState.CREATED,
         capacity: int = 65536,
         stream: bool | None = None,
+        host_kind: tuple[int, int] | None = None,
     ) -> SocketAdapter:
         """Register a fresh handle for ``sock`` with its engine and adapter; ``stream``:
         whether it is a stream socket, when the caller knows (else ``sock.type`` says, a
-        property that costs four Python calls)."""
-        sock.setblocking(False)
+        property that costs four Python calls).  ``sock`` None: a stream socket whose
+        host socket is made when first needed, of ``host_kind`` (family, type)."""
+        if sock is None:
+            stream = True
+        else:
+            sock.setblocking(False)
+            if stream is None:
+                stream = sock.type == _pysocket.SOCK_STREAM
         engine = SocketEngine(
-            stream=sock.type == _pysocket.SOCK_STREAM if stream is None else stream,
+            stream=stream,
             family=family,
             overlapped=overlapped,
             pending=PendingCount(self.max_pending, self.max_pending_bytes, self.io),
@@ -133,6 +140,7 @@ class Parts:
                 self.debug,
                 self.io.call,
                 self.io.here,
+                host_kind,
             )
             adapter.closesocket = self.close_handle
             return adapter
