@@ -191,7 +191,8 @@ class SocketAdapter(Writer, Withdrawal, Connection):
 
     # ------------------------------------------------------------------ transport
     def attach(self, transport: asyncio.BaseTransport) -> None:
-        if self.closed or _fileno(transport) != self.sock.fileno():
+        host = self.host
+        if self.closed or host is None or _fileno(transport) != host.fileno():
             # Closed, or made fresh again (an AcceptEx cancelled), while this transport
             # was being made: it carries a connection that is no longer ours.
             transport.abort()  # type: ignore[attr-defined]
@@ -205,9 +206,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
                 # only for sockets made with IPPROTO_TCP); Winsock leaves it on until the
                 # program sets TCP_NODELAY.  The socket keeps its own setting.
                 try:  # not contextlib.suppress: three Python calls, once per connection
-                    self.sock.setsockopt(
-                        _pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY, int(self.nodelay)
-                    )
+                    host.setsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY, int(self.nodelay))
                 except OSError:
                     pass
 

@@ -127,8 +127,10 @@ class Connection:
     def reset_and_reuse(self) -> None:
         """Reset the connection (linger on, time 0) and become a fresh unbound socket, as
         after DisconnectEx with TF_REUSE_SOCKET (loop thread)."""
-        with contextlib.suppress(OSError):
-            self.sock.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_LINGER, LINGER_0)
+        host = self.host
+        if host is not None:
+            with contextlib.suppress(OSError):
+                host.setsockopt(_pysocket.SOL_SOCKET, _pysocket.SO_LINGER, LINGER_0)
         self.disconnect(reuse=True)
 
     def replace_socket(self, sock: _pysocket.socket) -> None:

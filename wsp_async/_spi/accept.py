@@ -264,7 +264,7 @@ class Accepts:
     async def _hand_over(self, record: _Accept, conn: Any) -> None:
         """The accept socket's transport is made; then the AcceptEx completes (S14.2)."""
         try:
-            if record.acceptor.sock is not conn or record.acceptor.closed:
+            if record.acceptor.host is not conn or record.acceptor.closed:
                 return  # cancelled (reset, made fresh) or closed before this began
             try:
                 await self.parts.attach_stream(record.acceptor)
@@ -327,7 +327,7 @@ def _specific_name(listener: SocketAdapter) -> bytes | None:
 def _lost(listener: SocketAdapter) -> bool:
     """A listener the provider borrows from the program (the ``_overlapped`` face's) whose
     descriptor the program closed: its ``lost()`` says so.  Sockets of our own have none."""
-    lost = getattr(listener.sock, "lost", None)
+    lost = getattr(listener.host, "lost", None)
     return lost is not None and bool(lost())
 
 

@@ -176,7 +176,7 @@ class Parts:
                 await loop.connect_accepted_socket(lambda: StreamProtocol(sock), host)
         finally:
             sock.attaching = None
-            if sock.sock is not host or sock.closed:
+            if sock.host is not host or sock.closed:
                 # Closed or made fresh meanwhile (its transport, if any, was aborted by
                 # ``attach``): the host socket was left for us to close.
                 host.close()
