@@ -41,6 +41,10 @@ TYPES = {SOCK_STREAM: _pysocket.SOCK_STREAM, SOCK_DGRAM: _pysocket.SOCK_DGRAM}
 PROTOCOLS = {SOCK_STREAM: (0, IPPROTO_TCP), SOCK_DGRAM: (0, IPPROTO_UDP)}
 
 CREATED, BOUND, LISTENING = SocketState.CREATED, SocketState.BOUND, SocketState.LISTENING
+
+#: Host families of which this process has made a stream socket: ``WSPSocket`` makes the
+#: host socket of later ones lazily (the family is known to work).
+_STREAMS_MADE: set[int] = set()
 CONNECTING, CONNECTED = SocketState.CONNECTING, SocketState.CONNECTED
 
 
@@ -63,16 +67,23 @@ class Lifecycle:
         if protocol not in PROTOCOLS[type_]:
             raise WSAError(WSAErr.WSAEPROTONOSUPPORT)
         overlapped = bool(integer(flags, "dwFlags is not an int") & WSA_FLAG_OVERLAPPED)
-        if kind == _pysocket.SOCK_STREAM:
+        if kind == _pysocket.SOCK_STREAM and family in _STREAMS_MADE:
             # Its host socket is made when first needed (``Connection.sock``): an
             # AcceptEx's accept socket never needs one.
             return self.parts.new_socket(None, af, overlapped, host_kind=(family, kind)).handle
+        # A datagram socket, or the process's first stream socket of this family: made
+        # now, so that a family the host cannot make fails here, as on Windows
+        # (WSAEAFNOSUPPORT for IPv6 on a host without it), not at its first use.
         sock = _pysocket.socket(family, kind)
         try:
-            return self.parts.new_socket(sock, af, overlapped, stream=False).handle
+            stream = kind == _pysocket.SOCK_STREAM
+            handle = self.parts.new_socket(sock, af, overlapped, stream=stream).handle
         except BaseException:
             sock.close()
             raise
+        if stream:
+            _STREAMS_MADE.add(family)
+        return handle
 
     def adopt(self, sock: object, duplicate: bool = True, kernel_completes: bool = False) -> int:
         """A handle for an existing OS socket (S16.1); see ``Provider.adopt``.
