@@ -108,7 +108,7 @@ class SocketEngine:
         self.eof_due = False
         self.reading_paused = False
         #: Fault injection (S12.1): faults armed on this socket, and a slowed drain.
-        self.faults = FaultPlan()
+        self.faults: FaultPlan | None = None  # made when a fault is armed on this socket
         self._drain_delay: float | None = None
 
     @property

@@ -105,8 +105,11 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         # while it is False: no other writer can start behind their check.
         self.drain_timer: asyncio.TimerHandle | None = None
         self.urgent_retry = URGENT_RETRY_FIRST
-        #: Datagram sends, from any thread (see :mod:`wsp_async._io.datagrams`).
-        self.datagrams = DatagramSender(sock, engine, door, self.handoff, lambda: self.transport)
+        #: Datagram sends, from any thread (see :mod:`wsp_async._io.datagrams`); a stream
+        #: socket has none (one object fewer per socket for the collector to walk).
+        self.datagrams: DatagramSender | None = None
+        if not engine.stream:
+            self.datagrams = DatagramSender(sock, engine, door, self.handoff, self._transport)
         #: The completion port this socket is associated with (S13.1), and its modes.
         self.port_link: Any = None
         self._skip_on_success = False
@@ -159,6 +162,9 @@ class SocketAdapter(Writer, Withdrawal, Connection):
     @property
     def closed(self) -> bool:
         return self.handoff.closed
+
+    def _transport(self) -> Any:
+        return self.transport
 
     def associate(self, link: Any) -> bool:
         """Associate with a completion port (S13.1); False when already associated."""
@@ -276,6 +282,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
                 else:
                     self.post_receive(op)
             else:
+                assert self.datagrams is not None  # a send here is a datagram's
                 self.datagrams.send_queued(op)
 
     def take_incoming_and_pump(self) -> None:

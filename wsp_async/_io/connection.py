@@ -47,7 +47,7 @@ class Connection:
     #: The family and type a lazy host socket is made with (None: it has its socket).
     host_kind: tuple[int, int] | None
     loop: asyncio.AbstractEventLoop
-    datagrams: DatagramSender
+    datagrams: DatagramSender | None
     attaching: _pysocket.socket | None
     transport_gone: bool
     by_connect_ex: bool
@@ -84,12 +84,14 @@ class Connection:
                 assert self.host_kind is not None  # a socket without a host has its kind
                 host = _pysocket.socket(*self.host_kind)
                 host.setblocking(False)
-                self.host = self.datagrams.sock = host
+                self.host = host  # (a stream socket's: no datagram sender to tell)
         return host
 
     @sock.setter
     def sock(self, host: _pysocket.socket) -> None:
-        self.host = self.datagrams.sock = host
+        self.host = host
+        if self.datagrams is not None:
+            self.datagrams.sock = host
 
     def disconnect(self, reuse: bool) -> None:
         """DisconnectEx (S14.4), loop thread, once the sends before it are done: close the

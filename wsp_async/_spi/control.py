@@ -39,7 +39,7 @@ from ..constants import (
     TCP_NODELAY,
 )
 from ..errors import WSAErr, WSAError
-from ..faults import Fault
+from ..faults import Fault, FaultPlan
 from ..mswsock import SIO_GET_EXTENSION_FUNCTION_POINTER
 from ..structs import store
 from .entry import PENDING
@@ -243,7 +243,12 @@ class Controls:
         sock = None if s is None else self.parts.sockets.get(s)
         if error is not None:
             fault = Fault(op, int(error), at, nth, every)  # type: ignore[arg-type]
-            (self.parts.faults if sock is None else sock.engine.faults).add(fault)
+            if sock is None:
+                self.parts.faults.add(fault)
+            else:
+                if sock.engine.faults is None:
+                    sock.engine.faults = FaultPlan()
+                sock.engine.faults.add(fault)
             self.parts.faulty = True
             self.parts.rewatch()
         if delay_drain != "unchanged":

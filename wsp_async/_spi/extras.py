@@ -52,7 +52,9 @@ class ProviderExtras:
 
     def clear_faults(self, s: int | None = None) -> None:
         """Disarm the faults of socket ``s`` (or the provider-wide ones)."""
-        (self._parts.faults if s is None else self._parts.sockets.get(s).engine.faults).clear()
+        plan = self._parts.faults if s is None else self._parts.sockets.get(s).engine.faults
+        if plan is not None:
+            plan.clear()
 
     # ------------------------------------------------------------------ existing sockets (S16.1)
     def adopt(

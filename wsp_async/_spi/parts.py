@@ -78,7 +78,13 @@ class Parts:
     #: of a socket does (:func:`wsp_async.iocp.CloseHandle`).
     close_handle: Callable[[int], object] | None = None
 
+    #: The bound methods every adapter is given, made once: a bound method is a new
+    #: object each time it is read, and each one an adapter kept was one more object per
+    #: socket for the garbage collector to walk (issue 26).
+    hooks: tuple[Any, ...] = attrs.field(init=False, default=())
+
     def __attrs_post_init__(self) -> None:
+        self.hooks = (self.io.wake, self._closing, self.io.call, self.io.here)
         self.rewatch()
         _ALL.add(self)
 
@@ -127,6 +133,8 @@ class Parts:
         engine.capacity = capacity
         lane = RoutineLane(self.debug, self.slow_routine, self.door.tracer)
 
+        wake, closing, call, here = self.hooks
+
         def make(handle: int) -> SocketAdapter:
             adapter = SocketAdapter(
                 handle,
@@ -134,12 +142,12 @@ class Parts:
                 engine,
                 self.door,
                 self.io.loop,
-                self.io.wake,
-                self._closing,
+                wake,
+                closing,
                 lane,
                 self.debug,
-                self.io.call,
-                self.io.here,
+                call,
+                here,
                 host_kind,
             )
             adapter.closesocket = self.close_handle

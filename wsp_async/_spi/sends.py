@@ -169,8 +169,10 @@ class Sends:
         if op.fault:
             self.door.complete(op, op.fault, 0)  # an injected completion-time fault
             return PENDING
+        datagrams = sock.datagrams
+        assert datagrams is not None  # not a stream: a datagram socket
         try:
-            code = sock.datagrams.send(op)
+            code = datagrams.send(op)
         except WSAError:
             self.posting.undo(sock, op, saved)
             raise
@@ -196,12 +198,14 @@ class Sends:
         me = threading.get_ident()
         here = self.io.here()
         if not engine.stream:
+            datagrams = sock.datagrams
+            assert datagrams is not None
             if engine.nonblocking or here:
                 # On the loop thread a datagram that cannot go at once must not
                 # be queued either: that thread may not wait for it (S7.3).
-                return sock.datagrams.send_nonblocking(op)
+                return datagrams.send_nonblocking(op)
             prepare_wait(op)
-            code = sock.datagrams.send(op)
+            code = datagrams.send(op)
             if code is None:
                 op.listener.wait()  # type: ignore[union-attr]
                 code = op.status
