@@ -136,22 +136,14 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         #: completes (S14.2): the socket is committed to it -- a second AcceptEx, a bind
         #: or a connect naming it is WSAEINVAL -- and closing it aborts that AcceptEx.
         self.accept_into: Operation | None = None
-        self.accepting: set[asyncio.Future[Any]] = set()
         #: The AcceptEx calls' wait for a connection (:meth:`readable`), if one waits.
         self.readable_wait: asyncio.Future[None] | None = None
-        #: Pending operations that wait outside the engine's queues -- AcceptEx,
-        #: ConnectEx, DisconnectEx (loop thread only) -- so that CancelIoEx finds them.
-        self.elsewhere: list[Operation] = []
         self.cancels_due: list[Callable[[Operation], bool]] = []
         self._prune_at = 16
-        #: What a cancel of one of those must do before it completes (an AcceptEx waiting
-        #: for first data resets the connection it holds), so that the notice never
-        #: comes before the state it reports.
-        self.before_abort: dict[Operation, Callable[[], object]] = {}
-        #: Connections a listener accepted for AcceptEx calls cancelled meanwhile: the
-        #: next AcceptEx takes them first (loop thread only).
-        #: Each with its peer's address as accept() gave it.
-        self.parked: list[tuple[_pysocket.socket, Any]] = []
+        # ``accepting``, ``elsewhere``, ``before_abort`` and ``parked`` are the classes'
+        # empty defaults until a socket needs its own (Connection, Withdrawal): most
+        # sockets never do, and each container kept is one more object per socket for
+        # the garbage collector to walk (issue 26).
 
     def __repr__(self) -> str:
         kind = "stream" if self.engine.stream else "datagram"
@@ -380,7 +372,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         self.stop_accepting()
         for conn, _peer in self.parked:
             conn.close()
-        self.parked.clear()
+        self.parked = []
         if self.connect_future is not None:
             self.connect_future.cancel()
         program, self.program_sock = self.program_sock, None

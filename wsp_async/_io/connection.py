@@ -52,8 +52,14 @@ class Connection:
     transport_gone: bool
     by_connect_ex: bool
     accept_into: Operation | None
-    accepting: set[asyncio.Future[Any]]
+    #: Accepts of the loop's own in flight (a loop without readiness callbacks): the
+    #: class's empty set until the socket has one (:meth:`accepting_now`).
+    accepting: set[asyncio.Future[Any]] = frozenset()  # type: ignore[assignment]
     readable_wait: asyncio.Future[None] | None
+    #: Connections a listener accepted for AcceptEx calls cancelled meanwhile, each with
+    #: its peer's address as accept() gave it: the next AcceptEx takes them first (loop
+    #: thread only).  The class's empty tuple until the socket parks one (:meth:`park`).
+    parked: list[tuple[_pysocket.socket, Any]] = ()  # type: ignore[assignment]
 
     if TYPE_CHECKING:
 
@@ -140,6 +146,21 @@ class Connection:
         old, self.sock = self.host, sock
         if old is not None:
             old.close()
+
+    def park(self, conn: _pysocket.socket, peer: Any, first: bool = True) -> None:
+        """Keep an accepted connection for the next AcceptEx: first in line, or last."""
+        if not self.parked:
+            self.parked = []
+        if first:
+            self.parked.insert(0, (conn, peer))
+        else:
+            self.parked.append((conn, peer))
+
+    def accepting_now(self, future: asyncio.Future[Any]) -> None:
+        """An accept of the loop's own is in flight: cancelled by :meth:`stop_accepting`."""
+        if not self.accepting:
+            self.accepting = set()
+        self.accepting.add(future)
 
     async def readable(self) -> None:
         """Until the host socket is readable (a listener: a connection waits), or the wait

@@ -12,6 +12,7 @@ the attributes it names are the adapter's.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,10 @@ from .handoff import HandOff
 
 __all__ = ["Withdrawal"]
 
+#: The empty ``before_abort`` of a socket that never needed one (read-only: a hook is
+#: added through :meth:`Withdrawal.before_aborting`, which makes the socket its own).
+_NO_HOOKS: types.MappingProxyType[Operation, Callable[[], object]] = types.MappingProxyType({})
+
 
 class Withdrawal:
     """Cancellation, flush and thread exit for one socket adapter."""
@@ -32,10 +37,16 @@ class Withdrawal:
     door: CompletionDoor
     handoff: HandOff
     on_loop_thread: Callable[[], bool]
-    #: Pending operations that wait outside the engine's queues (loop thread only).
-    elsewhere: list[Operation]
+    #: Pending operations that wait outside the engine's queues -- AcceptEx, ConnectEx,
+    #: DisconnectEx (loop thread only) -- so that CancelIoEx finds them.  The class's
+    #: empty tuple until the socket has one.
+    elsewhere: list[Operation] = ()  # type: ignore[assignment]
     _prune_at: int
-    before_abort: dict[Operation, Callable[[], object]]
+    #: What a cancel of one of those must do before it completes (an AcceptEx waiting
+    #: for first data resets the connection it holds), so that the notice never comes
+    #: before the state it reports (:meth:`before_aborting`).  The class's read-only
+    #: empty mapping until the socket has one.
+    before_abort: dict[Operation, Callable[[], object]] = _NO_HOOKS  # type: ignore[assignment]
     #: Cancels asked on another thread and not yet carried out on the loop (S15.2):
     #: appended there, removed here when each is carried out.
     cancels_due: list[Callable[[Operation], bool]]
@@ -72,10 +83,24 @@ class Withdrawal:
         Completed ones are dropped when the list has doubled since the last pruning, so
         a listener with many AcceptEx calls in flight pays O(1) per call."""
         elsewhere = self.elsewhere
+        if not elsewhere:
+            self.elsewhere = [op]  # (the class's empty tuple, or a list emptied)
+            return
         if len(elsewhere) >= self._prune_at:
             elsewhere[:] = [other for other in elsewhere if other.pending]
             self._prune_at = 2 * len(elsewhere) + 16
         elsewhere.append(op)
+
+    def before_aborting(self, op: Operation, hook: Callable[[], object]) -> None:
+        """Run ``hook`` before a cancel completes ``op`` (loop thread)."""
+        if not self.before_abort:
+            self.before_abort = {}
+        self.before_abort[op] = hook
+
+    def no_hook_for(self, op: Operation) -> None:
+        """``op`` needs its :meth:`before_aborting` hook no more (loop thread)."""
+        if self.before_abort:
+            self.before_abort.pop(op, None)
 
     def request_cancel(self, which: Callable[[Operation], bool], op: Operation | None) -> int:
         """CancelIoEx/CancelIo from any thread, never waiting for the loop (S15.2).

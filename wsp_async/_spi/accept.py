@@ -164,14 +164,14 @@ class Accepts:
                 if not _drop_cancelled(queue):
                     # Every AcceptEx was cancelled meanwhile: the connection waits for the
                     # next one, as it would in the listener's backlog.
-                    listener.parked.append((conn, peer))
+                    listener.park(conn, peer, first=False)
                     break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
                 if listener.cancels_due and listener.cancel_due(record.op):
                     # Cancelled on another thread before this connection came, the abort
                     # still on its way here (S15.2): on Windows the connection would go to
                     # the next AcceptEx, so it waits for that one, first in line (S15.1).
-                    listener.parked.insert(0, (conn, peer))
+                    listener.park(conn, peer)
                     listener.on_its_way(record.op)
                     self.door.complete(record.op, ABORTED, 0)
                     continue
@@ -179,7 +179,7 @@ class Accepts:
                     # An address block too short for its address: the AcceptEx fails with
                     # ERROR_INSUFFICIENT_BUFFER when a connection comes, and the connection
                     # stays for the next one (sock.c: test_AcceptEx).
-                    listener.parked.insert(0, (conn, peer))
+                    listener.park(conn, peer)
                     listener.on_its_way(record.op)
                     self.door.complete(record.op, TOO_SMALL, 0)
                     continue
@@ -224,7 +224,7 @@ class Accepts:
 
     async def _accept_on(self, listener: SocketAdapter) -> tuple[Any, Any]:
         future = asyncio.ensure_future(self.io.loop.sock_accept(listener.sock))
-        listener.accepting.add(future)
+        listener.accepting_now(future)
         try:
             conn, peer = await future
         finally:
@@ -244,7 +244,7 @@ class Accepts:
         if acceptor.closed:
             # Its close is on its way here (it aborts this AcceptEx): the connection
             # waits for the next AcceptEx, first in line.
-            listener.parked.insert(0, (conn, peer))
+            listener.park(conn, peer)
             self.door.complete(record.op, ABORTED, 0)
             return False
         try:
@@ -256,7 +256,7 @@ class Accepts:
         acceptor.engine.move(Event.ACCEPTED)
         record.peer = peer
         if record.receive:
-            listener.before_abort[record.op] = lambda: _abandon(acceptor)
+            listener.before_aborting(record.op, lambda: _abandon(acceptor))
         else:
             listener.on_its_way(record.op)
         return True
@@ -272,7 +272,7 @@ class Accepts:
             except Exception as exc:  # the accept socket went away; never strand (S2.4)
                 self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
         finally:
-            record.listener.before_abort.pop(record.op, None)
+            record.listener.no_hook_for(record.op)
 
     async def _finish_accept(self, record: _Accept) -> None:
         acceptor, output, receive = record.acceptor, record.output, record.receive
@@ -283,7 +283,7 @@ class Accepts:
             # Still cancellable while it waits for the first data (_take_connection).
             first = Operation(OpKind.RECV, [output[:receive]], receive)
             await run_internal(self.io.loop, first, acceptor.post_receive)
-            record.listener.before_abort.pop(record.op, None)
+            record.listener.no_hook_for(record.op)
             if record.op.status != STATUS_PENDING:
                 return  # cancelled meanwhile: the accept socket is fresh again
             record.listener.on_its_way(record.op)

@@ -237,7 +237,7 @@ class Lifecycle:
     async def accept_async(self, sock: SocketAdapter) -> tuple[SocketAdapter, Any]:
         """Accept on the loop (the blocking path of WSPAccept, and the asyncio face)."""
         task = asyncio.ensure_future(self.io.loop.sock_accept(sock.sock))
-        sock.accepting.add(task)
+        sock.accepting_now(task)
         try:
             conn, peer = await task
         except asyncio.CancelledError:
