@@ -273,6 +273,12 @@ class Accepts:
                 self.door.complete(record.op, wsa_code_of(exc, WSAErr.WSAECONNABORTED), 0)
         finally:
             record.listener.no_hook_for(record.op)
+            acceptor = record.acceptor
+            if acceptor.accept_into is record.op and not record.op.pending:
+                # Done with it: the connection no longer keeps the AcceptEx's record (its
+                # structure, its waiter) alive.  A connected socket takes no new AcceptEx,
+                # so nothing commits it meanwhile.
+                acceptor.accept_into = None
 
     async def _finish_accept(self, record: _Accept) -> None:
         acceptor, output, receive = record.acceptor, record.output, record.receive
