@@ -18,7 +18,7 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
 
-from .conftest import connect, make_socket, recv_exact
+from .conftest import connect, eventually, make_socket, recv_exact
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd"
@@ -70,7 +70,7 @@ def test_a_fresh_stream_socket_holds_no_descriptor_until_it_needs_one(provider):
     for s in fresh:
         assert provider.WSPCloseSocket(s, err) == 0
     # (A close from a thread not the loop's may finish behind the call.)
-    assert provider.wait_until(lambda: _opened_since(before) == 0, 20)
+    assert eventually(lambda: _opened_since(before) == 0, 20)
     # Closed, it makes none any more: every call is WSAENOTSOCK.
     rc = provider.WSPSetSockOpt(one, w.SOL_SOCKET, w.SO_REUSEADDR, INT(1), 4, err)
     assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAENOTSOCK)
@@ -102,7 +102,7 @@ def test_threads_racing_to_use_a_fresh_socket_make_one_host_socket(provider):  #
     assert provider.WSPGetSockOpt(s, w.SOL_SOCKET, w.SO_KEEPALIVE, got, INT(4), err) == 0
     assert got.value == 1
     assert provider.WSPCloseSocket(s, err) == 0
-    assert provider.wait_until(lambda: _opened_since(before) == 0, 20)
+    assert eventually(lambda: _opened_since(before) == 0, 20)
 
 
 def test_an_accept_socket_takes_the_connection_without_a_socket_of_its_own(provider):  # type: ignore[no-untyped-def]
@@ -150,7 +150,7 @@ def test_a_socket_disconnect_ex_made_fresh_gets_a_new_host_socket_when_used(prov
     assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 20_000, False) == 0
     assert ov.Internal == 0
     assert conn.recv(1) == b""  # the peer saw the close
-    assert provider.wait_until(lambda: held not in _open(), 20)
+    assert eventually(lambda: held not in _open(), 20)
     assert _opened_since(before) == 0
     address = listener.getsockname()
     assert provider.WSPConnect(s, address, None, None, None, None, None, err) == 0, err.value
@@ -160,3 +160,36 @@ def test_a_socket_disconnect_ex_made_fresh_gets_a_new_host_socket_when_used(prov
         again.settimeout(10)
         assert recv_exact(again, 3) == b"new"
     assert provider.WSPCloseSocket(s, err) == 0
+
+
+def test_threads_using_fresh_sockets_while_they_are_closed_leak_no_descriptor(provider):  # type: ignore[no-untyped-def]
+    # SPEC S1, S10.2, hostile: four threads set an option on each of 400 fresh sockets
+    # (each call may be the one that makes its host socket) while this thread closes
+    # them.  Every call succeeds or finds the socket closed (WSAENOTSOCK), and once the
+    # closes are done no descriptor made meanwhile is left open.
+    before = _open()
+    handles = [make_socket(provider) for _ in range(400)]
+    go = threading.Barrier(5)
+    codes: set[int] = set()
+    lock = threading.Lock()
+
+    def use_all(offset: int) -> None:
+        go.wait()
+        for i in range(len(handles)):
+            s = handles[(i + offset * 100) % len(handles)]
+            err = INT()
+            rc = provider.WSPSetSockOpt(s, w.SOL_SOCKET, w.SO_KEEPALIVE, INT(1), 4, err)
+            with lock:
+                codes.add(0 if rc == 0 else err.value)
+
+    threads = [threading.Thread(target=use_all, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    go.wait()
+    err = INT()
+    for s in handles:
+        assert provider.WSPCloseSocket(s, err) == 0
+    for t in threads:
+        t.join(30)
+    assert codes <= {0, w.WSAENOTSOCK}
+    assert eventually(lambda: _opened_since(before) == 0, 20), _opened_since(before)

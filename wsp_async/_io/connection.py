@@ -29,8 +29,8 @@ __all__ = ["LINGER_0", "Connection"]
 LINGER_0 = struct.pack("ii", 1, 0)
 
 
-#: Serialises the making of lazy host sockets (:meth:`Connection.sock`): two threads
-#: that both need one must not make two.
+#: Decides which thread's new host socket a lazy socket keeps (:meth:`Connection.sock`):
+#: two threads that both need one end up with one, the other closed.
 _MAKING = threading.Lock()
 
 
@@ -82,15 +82,23 @@ class Connection:
         host = self.host
         if host is not None:
             return host
-        with _MAKING:
-            host = self.host
-            if host is None:
-                if self.closed:
-                    raise WSAError(WSAErr.WSAENOTSOCK, "the socket is closed")
-                assert self.host_kind is not None  # a socket without a host has its kind
-                host = _pysocket.socket(*self.host_kind)
-                host.setblocking(False)
-                self.host = host  # (a stream socket's: no datagram sender to tell)
+        if self.closed:
+            raise WSAError(WSAErr.WSAENOTSOCK, "the socket is closed")
+        assert self.host_kind is not None  # a socket without a host has its kind
+        made = _pysocket.socket(*self.host_kind)
+        made.setblocking(False)
+        with _MAKING:  # (never held across a system call)
+            kept = self.host
+            if kept is None:
+                kept = self.host = made  # (a stream socket's: no datagram sender to tell)
+        if kept is not made:
+            made.close()  # another thread made one first
+        host = kept
+        if self.handoff.closed:  # (read again: ``closed`` is the hand-off's flag)
+            # Closed meanwhile: the close read ``host`` after marking the socket closed,
+            # so either it closed this one or it is closed here (twice is harmless).
+            host.close()
+            raise WSAError(WSAErr.WSAENOTSOCK, "the socket is closed")
         return host
 
     @sock.setter
