@@ -193,3 +193,37 @@ def test_threads_using_fresh_sockets_while_they_are_closed_leak_no_descriptor(pr
         t.join(30)
     assert codes <= {0, w.WSAENOTSOCK}
     assert eventually(lambda: _opened_since(before) == 0, 20), _opened_since(before)
+
+
+def test_an_accept_socket_recycled_by_disconnect_ex_takes_the_next_connection(provider):  # type: ignore[no-untyped-def]
+    # SPEC S14.2, S14.4: the IOCP server's recycling -- AcceptEx into a socket,
+    # DisconnectEx(TF_REUSE_SOCKET) when done, AcceptEx into the same socket again.  The
+    # recycled socket holds no descriptor while it waits; each connection brings its own.
+    err = INT()
+    listener = make_socket(provider)
+    assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
+    assert provider.WSPListen(listener, 16, err) == 0
+    name = w.DWORD()
+    assert provider.WSPGetSockName(listener, name, None, err) == 0
+    acceptor = make_socket(provider)
+    for round_ in range(3):
+        before = _open()
+        ov, output = WSAOVERLAPPED(hEvent=w.WSACreateEvent()), bytearray(2 * ADDR)
+        provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
+        assert _opened_since(before) == 0  # waiting, it holds no descriptor
+        with socket.create_connection(name.value, timeout=10) as client:
+            assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 20_000, False) == 0
+            assert ov.Internal == 0
+            assert _opened_since(before) == 2  # the client's and the accepted one
+            data = [WSABUF(5, b"round")]
+            assert provider.WSPSend(acceptor, data, 1, DWORD(), 0, None, None, None, err) == 0
+            assert recv_exact(client, 5) == b"round"
+            done = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            rc = provider.DisconnectEx(acceptor, done, w.TF_REUSE_SOCKET, 0)
+            assert rc or w.WSAGetLastError() == w.WSA_IO_PENDING
+            assert w.WSAWaitForMultipleEvents(1, [done.hEvent], False, 20_000, False) == 0
+            assert done.Internal == 0, round_
+            assert client.recv(1) == b""
+        assert eventually(lambda: _opened_since(before) == 0, 20)
+    assert provider.WSPCloseSocket(acceptor, err) == 0
+    assert provider.WSPCloseSocket(listener, err) == 0
