@@ -271,7 +271,7 @@ def _block(
     deadline: float | None,
     target: apc.ThreadTarget | None,
 ) -> int:
-    woken = threading.Event()
+    woken = apc.Wakeup()
     wake = woken.set
     with _lock:
         for ev in events:
@@ -304,7 +304,7 @@ def _block(
             target.remove_waiter(wake)
 
 
-def wait_alertably(done: Callable[[], bool], signal: threading.Event) -> None:
+def wait_alertably(done: Callable[[], bool], signal: apc.Wakeup) -> None:
     """Block until ``done()``, running the calling thread's APCs meanwhile (SPEC S6.3).
 
     This is how a blocking Winsock call waits: an APC queued to the blocked thread
@@ -353,7 +353,7 @@ def SleepEx(dwMilliseconds: int, bAlertable: bool) -> int:
     target = apc.thread_target()
     if target.pending() and target.drain():
         return WAIT_IO_COMPLETION
-    woken = threading.Event()
+    woken = apc.Wakeup()
     target.add_waiter(woken.set)
     try:
         while True:

@@ -26,6 +26,7 @@ from asyncio import events
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from .. import apc
 from ..errors import WSAErr, WSAError
 from ..events import wait_alertably
 
@@ -211,7 +212,7 @@ class IoLoop:
             coro.close()
             raise WSAError(WSAErr.WSAENETDOWN, "the provider's I/O loop is closed") from None
         if alertable:
-            signal = threading.Event()
+            signal = apc.Wakeup()
             future.add_done_callback(lambda _future: signal.set())
             wait_alertably(future.done, signal)
         return future.result()

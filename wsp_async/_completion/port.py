@@ -43,43 +43,15 @@ class OVERLAPPED_ENTRY:
     dwNumberOfBytesTransferred: int = 0
 
 
-class _Signal:
-    """A waiting thread's wake-up: a raw lock, held while nothing has woken it.
-
-    ``set`` releases it (again is nothing), ``wait`` takes it, with a timeout: a set that
-    came before the wait wakes it at once, and the wait consumes it.  A
-    ``threading.Event`` does the same through a ``Condition`` written in Python, whose
-    making, wait and set cost about 10 us per wait of ``GetQueuedCompletionStatus``'s
-    thread (issue 26: a worker that waits for each accept's packet)."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        try:
-            self._lock.release()
-        except RuntimeError:
-            pass  # set already, not waited for yet
-
-    def wait(self, timeout: float | None) -> None:
-        if timeout is None:
-            self._lock.acquire()
-        else:
-            self._lock.acquire(True, timeout)
-
-
 #: The ``signal`` of a coroutine's waiter: never set (its ``notify`` is called instead).
-_NO_SIGNAL = _Signal()
+_NO_SIGNAL = apc.Wakeup()
 
 
 @attrs.define(eq=False, slots=True)
 class _Waiter:
     #: A thread's wake-up.  A coroutine's waiter (``notify``) has none of its own: making
     #: an Event (and its Condition) for each of the Proactor's waits was a third of them.
-    signal: _Signal = _NO_SIGNAL
+    signal: apc.Wakeup = _NO_SIGNAL
     packet: Packet | None = None
     #: For a coroutine's wait: called (on the releasing thread, under the port's lock)
     #: instead of a thread's wake-up; it returns False, or raises, when it cannot deliver.
@@ -248,7 +220,7 @@ class CompletionPort:
                 return WAIT_TIMEOUT
             # Only a call that waits makes a waiter (a signal): a poll that finds a packet,
             # or none with no time to wait, is most calls of a loop that drains its port.
-            waiter = _Waiter(_Signal())
+            waiter = _Waiter(apc.Wakeup())
             self._waiters.append(waiter)
         finally:
             lock.release()

@@ -178,7 +178,7 @@ class _Wait:
 
     def __init__(self) -> None:
         self.completed = False
-        self.signal = threading.Event()
+        self.signal = apc.Wakeup()
 
     def __call__(self, _op: Operation) -> None:
         self.completed = True
