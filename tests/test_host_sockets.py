@@ -41,6 +41,16 @@ def _open() -> set[tuple[str, str]]:
     return found
 
 
+def _listening(provider: w.Provider) -> tuple[int, tuple[str, int]]:
+    """An emulated listener on 127.0.0.1 (its host socket made by the bind) and its address."""
+    err, name = INT(), w.DWORD()
+    listener = make_socket(provider)
+    assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
+    assert provider.WSPListen(listener, 16, err) == 0
+    assert provider.WSPGetSockName(listener, name, None, err) == 0
+    return listener, name.value
+
+
 def _none_opened_since(before: set[tuple[str, str]]) -> bool:
     return not _opened_since(before)
 
@@ -114,11 +124,7 @@ def test_an_accept_socket_takes_the_connection_without_a_socket_of_its_own(provi
     # SPEC S14.2: sixteen AcceptEx calls pending open no descriptor beyond the listener's;
     # each connection then adds exactly its own (the accept socket took it over).
     err = INT()
-    listener = make_socket(provider)
-    assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
-    assert provider.WSPListen(listener, 16, err) == 0
-    name = w.DWORD()
-    assert provider.WSPGetSockName(listener, name, None, err) == 0
+    listener, address = _listening(provider)
     before = _open()
     pending = []
     for _ in range(16):
@@ -126,7 +132,7 @@ def test_an_accept_socket_takes_the_connection_without_a_socket_of_its_own(provi
         provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
         pending.append((acceptor, ov))
     assert _opened_since(before) == 0
-    clients = [socket.create_connection(name.value, timeout=10) for _ in range(16)]
+    clients = [socket.create_connection(address, timeout=10) for _ in range(16)]
     assert provider.wait_until(lambda: all(not ov.pending for _s, ov in pending), 20)
     assert [ov.Internal for _s, ov in pending] == [0] * 16
     # The clients' sockets and the sixteen accepted ones: nothing else.
@@ -205,18 +211,14 @@ def test_an_accept_socket_recycled_by_disconnect_ex_takes_the_next_connection(pr
     # DisconnectEx(TF_REUSE_SOCKET) when done, AcceptEx into the same socket again.  The
     # recycled socket holds no descriptor while it waits; each connection brings its own.
     err = INT()
-    listener = make_socket(provider)
-    assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
-    assert provider.WSPListen(listener, 16, err) == 0
-    name = w.DWORD()
-    assert provider.WSPGetSockName(listener, name, None, err) == 0
+    listener, address = _listening(provider)
     acceptor = make_socket(provider)
     for round_ in range(3):
         before = _open()
         ov, output = WSAOVERLAPPED(hEvent=w.WSACreateEvent()), bytearray(2 * ADDR)
         provider.AcceptEx(listener, acceptor, output, 0, ADDR, ADDR, DWORD(), ov)
         assert _opened_since(before) == 0  # waiting, it holds no descriptor
-        with socket.create_connection(name.value, timeout=10) as client:
+        with socket.create_connection(address, timeout=10) as client:
             assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 20_000, False) == 0
             assert ov.Internal == 0
             assert _opened_since(before) == 2  # the client's and the accepted one
