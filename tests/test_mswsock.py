@@ -412,3 +412,42 @@ def test_a_receive_waiting_at_disconnect_ex_reuse_is_aborted_not_carried_over(pr
     assert (new.Internal, new.InternalHigh, bytes(new_buf[:5])) == (0, 5, b"fresh")
     assert old_buf == bytearray(8)
     second.close()
+
+
+@pytest.mark.parametrize("function", ["AcceptEx", "ConnectEx", "DisconnectEx"])
+def test_a_completed_extension_function_is_not_kept_by_its_socket(provider, listener, function):  # type: ignore[no-untyped-def]
+    # SPEC S14.2-S14.4: once it completed, nothing of the provider's keeps the operation
+    # -- and through it the program's structure -- alive while the socket lives on.  (An
+    # accept socket kept its AcceptEx for the connection's life, a ConnectEx or
+    # DisconnectEx stayed in its socket's list of operations waiting elsewhere.)
+    import gc
+    import weakref
+
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    err = INT()
+    if function == "AcceptEx":
+        server, address = listening(provider)
+        s = make_socket(provider)
+        assert not provider.AcceptEx(server, s, bytearray(2 * ADDR), 0, ADDR, ADDR, DWORD(), ov)
+        peer = socket.create_connection(address, timeout=10)
+    else:
+        s = make_socket(provider)
+        assert provider.WSPBind(s, ("127.0.0.1", 0), None, err) == 0
+        connected = WSAOVERLAPPED(hEvent=w.WSACreateEvent()) if function != "ConnectEx" else ov
+        assert not provider.ConnectEx(s, listener.getsockname(), 16, None, 0, DWORD(), connected)
+        peer, _ = listener.accept()
+        wait(connected)
+        if function == "DisconnectEx":
+            assert not provider.DisconnectEx(s, ov, 0, 0)
+    wait(ov)
+    assert ov.Internal == 0
+    kept = weakref.ref(ov)
+    del ov
+    if function != "AcceptEx":
+        del connected  # (the same structure, for ConnectEx)
+    gc.collect()
+    assert kept() is None
+    peer.close()
+    assert provider.WSPCloseSocket(s, err) == 0
+    if function == "AcceptEx":
+        assert provider.WSPCloseSocket(server, err) == 0

@@ -97,6 +97,7 @@ class Extensions:
             status = marker.status
         sock.disconnect(reuse)
         if op is not None:
+            sock.on_its_way(op)  # done waiting: the socket's list lets go of it
             self.door.complete(op, status, 0)
 
     # ------------------------------------------------------------------ ConnectEx
@@ -146,19 +147,25 @@ class Extensions:
         try:
             await self.lifecycle.connect_async(sock, address)
         except BaseException as exc:
+            sock.on_its_way(op)  # done waiting: the socket's list lets go of it
             sock.by_connect_ex = False  # not connected: connect() may try again
             # A close while it connects aborts it, as any pending operation (S10.2).
             code = ABORTED if sock.closed else wsa_code_of(exc, WSAErr.WSAECONNREFUSED)
             self.door.complete(op, code, 0)
             return
+        if length:
+            first = await run_internal(
+                self.io.loop,
+                Operation(OpKind.SEND, data, length),
+                partial(sock.post_here, coalesce=False),
+            )
+        # Done: the socket's list of operations waiting elsewhere lets go of it (it kept
+        # a completed ConnectEx -- its structure, the Proactor's future -- for the
+        # connection's whole life).
+        sock.on_its_way(op)
         if not length:
             self.door.complete(op, 0, 0)
             return
-        first = await run_internal(
-            self.io.loop,
-            Operation(OpKind.SEND, data, length),
-            partial(sock.post_here, coalesce=False),
-        )
         self.door.complete(op, first.status, first.transferred if not first.status else 0)
 
     # ------------------------------------------------------------------ TransmitFile
