@@ -197,7 +197,7 @@ class ThreadTarget(_TargetBase):
 
     Only the owning thread drains it, from an alertable wait; other threads only
     append.  ``_waiters`` are the wake-up callables of an alertable wait in
-    progress (a ``threading.Event.set`` each), called after every append.
+    progress (a :class:`Wakeup`'s ``set`` each), called after every append.
     """
 
     def __init__(self, thread_ident: int) -> None:

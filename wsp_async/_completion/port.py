@@ -50,7 +50,8 @@ _NO_SIGNAL = apc.Wakeup()
 @attrs.define(eq=False, slots=True)
 class _Waiter:
     #: A thread's wake-up.  A coroutine's waiter (``notify``) has none of its own: making
-    #: an Event (and its Condition) for each of the Proactor's waits was a third of them.
+    #: a wake-up (once an Event and its Condition) for each of the Proactor's waits was a
+    #: third of them.
     signal: apc.Wakeup = _NO_SIGNAL
     packet: Packet | None = None
     #: For a coroutine's wait: called (on the releasing thread, under the port's lock)
