@@ -991,3 +991,52 @@ async def test_a_live_accepted_connection_leaves_few_objects_for_the_collector()
             client.close()
         listener.close()
     assert 10 < added <= bound, (kind, added)
+
+
+def test_a_completion_wakes_only_the_threads_waiting_for_its_structure(
+    provider, listener, monkeypatch
+):  # type: ignore[no-untyped-def]
+    # SPEC S7.2 (issue 26): eight threads blocked in WSPGetOverlappedResult(fWait=True),
+    # each on the receive of its own socket.  A byte for one socket wakes that socket's
+    # thread alone: one wake-up set, the seven others still waiting (it was a condition
+    # notified for all, each thread looking again, at every completion).
+    from wsp_async import apc
+    from wsp_async._completion import waits
+
+    sets: list[int] = []
+    real_set = apc.Wakeup.set
+
+    def counting(self: apc.Wakeup) -> None:
+        sets.append(threading.get_ident())
+        real_set(self)
+
+    monkeypatch.setattr(apc.Wakeup, "set", counting)
+    pairs = [connect(provider, listener) for _ in range(8)]
+    structures = [WSAOVERLAPPED() for _ in pairs]
+    for (s, _conn), ov in zip(pairs, structures, strict=True):
+        rc = provider.WSPRecv(
+            s, [WSABUF(1, bytearray(1))], 1, None, w.DWORD(0), ov, None, None, INT()
+        )
+        assert rc == w.SOCKET_ERROR and w.WSAGetLastError() == w.WSA_IO_PENDING
+    done: list[int] = []
+
+    def wait(i: int) -> None:
+        n, flags, err = w.DWORD(), w.DWORD(), INT()
+        s = pairs[i][0]
+        assert provider.WSPGetOverlappedResult(s, structures[i], n, True, flags, err)
+        done.append(i)
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    assert eventually(lambda: len(waits.WAITING.by_structure) == 8)
+    sets.clear()  # (the connects' own waits woke through it too)
+    pairs[3][1].sendall(b"!")
+    threads[3].join(20)
+    assert done == [3]
+    assert len(sets) == 1 and len(waits.WAITING.by_structure) == 7
+    for _s, conn in pairs:
+        conn.sendall(b"!")
+    for t in threads:
+        t.join(20)
+    assert sorted(done) == list(range(8)) and not waits.WAITING.by_structure

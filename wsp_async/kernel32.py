@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import apc
-from ._completion.door import wait_result
+from ._completion.waits import wait_result
 from ._core.handles import find_anywhere
 from .constants import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, INFINITE, STATUS_PENDING
 from .errors import Win32Err, WSAErr

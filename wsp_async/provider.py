@@ -26,9 +26,10 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from . import apc
-from ._completion.door import CompletionDoor, wait_until
+from ._completion.door import CompletionDoor
 from ._completion.ioloop import IoLoop
 from ._completion.threadwatch import ThreadWatch
+from ._completion.waits import wait_until
 from ._core.handles import HandleTable
 from ._io.adapter import SocketAdapter
 from ._spi.accept import Accepts

@@ -26,9 +26,9 @@ ties a ``WSAOVERLAPPED`` to one pending operation atomically (one ``dict.setdefa
 so that two threads posting one structure cannot both succeed; :func:`unclaim`
 undoes it for a post that fails before anything started.
 
-Waiting for a result is process-wide (one condition for every provider), so a
+Waiting for a result is process-wide (:mod:`wsp_async._completion.waits`), so a
 ``WSPGetOverlappedResult(fWait=True)`` wakes whichever provider completes the
-structure.
+structure: the door wakes the waiters of each structure it completes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from .._core.operation import SEND, Operation, PendingCount
 from ..constants import STATUS_PENDING
 from ..ntstatus import ntstatus_of
 from ..structs import (
-    WSAOVERLAPPED,
     operation_of,
     release_structure,
     write_result,
@@ -53,20 +52,16 @@ from ..structs import (
 )
 from ..trace import completion_record, post_record
 from ..verifier import report_slow_routine
+from .waits import WAITING, wake_all, wake_structure
 
 __all__ = [
     "CompletionDoor",
     "RoutineLane",
     "isolated",
     "unclaim",
-    "wait_result",
-    "wait_until",
 ]
 
 log = logging.getLogger("wsp_async")
-
-_results = threading.Condition()
-_result_waiters = 0
 
 Tracer = Callable[[Any], object]
 
@@ -85,38 +80,8 @@ def unclaim(op: Operation, saved: tuple[int, int]) -> None:
     ov = op.overlapped
     if ov is not None and operation_of(ov) is op:
         release_structure(ov, saved)
-
-
-def wait_result(ov: WSAOVERLAPPED, timeout: float | None = None) -> bool:
-    """Block until ``ov`` is no longer pending (any provider completes it); False on timeout."""
-    return wait_until(lambda: operation_of(ov) is None, timeout)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-    """Block until ``predicate()`` holds, re-checked after every completion and after
-    every batch of completion routines ran (a predicate may count routines: they run
-    later than their completion, on their own thread); False on timeout."""
-    global _result_waiters
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with _results:
-        _result_waiters += 1
-        try:
-            while not predicate():
-                if deadline is None:
-                    _results.wait()
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                _results.wait(left)
-            return True
-        finally:
-            _result_waiters -= 1
-
-
-def _wake_result_waiters() -> None:
-    with _results:
-        _results.notify_all()
+        if WAITING.by_structure:
+            wake_structure(ov)
 
 
 class RoutineLane:
@@ -189,8 +154,8 @@ class RoutineLane:
             raise
         finally:
             del self._running[ident]
-            if _result_waiters:
-                _wake_result_waiters()  # a wait_until may be waiting for routines to run
+            if WAITING.count:
+                wake_all()  # a wait_until may be waiting for routines to run
 
     def _timed(self, op: Operation) -> None:
         """Run ``op``'s routine under the verifier (S12.3): one that blocks its loop longer
@@ -254,8 +219,10 @@ class CompletionDoor:
             counter.remove(op)
         if op.listener is not None:
             _listen(op)
-        if _result_waiters:
-            _wake_result_waiters()
+        if WAITING.count:
+            wake_all()
+        if WAITING.by_structure and ov is not None:
+            wake_structure(ov)
         tracer = self.tracer
         if tracer is not None:
             isolated(tracer, completion_record(op))
@@ -363,8 +330,13 @@ class CompletionDoor:
             tallies.append((counter, count, nbytes, sends))
         for held, count, nbytes, sends in tallies:
             held.uncount(count, nbytes, sends)
-        if _result_waiters:
-            _wake_result_waiters()
+        if WAITING.count:
+            wake_all()
+        by_structure = WAITING.by_structure
+        if by_structure:
+            for op in ops:
+                if op.overlapped in by_structure:
+                    wake_structure(op.overlapped)
         tracer = self.tracer
         if tracer is not None:
             for op in ops:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .._completion.door import isolated, wait_result
+from .._completion.door import isolated
+from .._completion.waits import wait_result
 from .._core.arguments import BOXES, capture, check_box, check_count_box, integer
 from .._core.operation import RECV, Operation, OpKind
 from .._io.adapter import SocketAdapter
