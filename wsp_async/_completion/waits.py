@@ -56,17 +56,8 @@ def wait_result(ov: WSAOVERLAPPED, timeout: float | None = None) -> bool:
     wake = apc.Wakeup()
     with WAITING.lock:
         WAITING.by_structure.setdefault(ov, []).append(wake)
-    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while operation_of(ov) is not None:
-            if deadline is None:
-                wake.wait()
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            wake.wait(left)
-        return True
+        return _until(lambda: operation_of(ov) is None, wake.wait, timeout)
     finally:
         with WAITING.lock:
             waiting = WAITING.by_structure.get(ov)
@@ -89,21 +80,28 @@ def wait_until(predicate: Callable[[], bool], timeout: float | None = None) -> b
     """Block until ``predicate()`` holds, re-checked after every completion and after
     every batch of completion routines ran (a predicate may count routines: they run
     later than their completion, on their own thread); False on timeout."""
-    deadline = None if timeout is None else time.monotonic() + timeout
     with _results:
         WAITING.count += 1
         try:
-            while not predicate():
-                if deadline is None:
-                    _results.wait()
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                _results.wait(left)
-            return True
+            return _until(predicate, _results.wait, timeout)
         finally:
             WAITING.count -= 1
+
+
+def _until(
+    done: Callable[[], bool], wait: Callable[[float | None], object], timeout: float | None
+) -> bool:
+    """Call ``wait`` (with the time left, or None) until ``done()``; False on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not done():
+        if deadline is None:
+            wait(None)
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        wait(left)
+    return True
 
 
 def wake_all() -> None:
