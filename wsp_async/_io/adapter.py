@@ -370,9 +370,10 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             self.drain_timer.cancel()
             self.drain_timer = None
         self.stop_accepting()
-        for conn, _peer in self.parked:
-            conn.close()
-        self.parked = []
+        if self.parked:  # (most sockets have the class's empty one: nothing to make)
+            for conn, _peer in self.parked:
+                conn.close()
+            self.parked.clear()
         if self.connect_future is not None:
             self.connect_future.cancel()
         program, self.program_sock = self.program_sock, None

@@ -155,14 +155,11 @@ class Connection:
         if old is not None:
             old.close()
 
-    def park(self, conn: _pysocket.socket, peer: Any, first: bool = True) -> None:
-        """Keep an accepted connection for the next AcceptEx: first in line, or last."""
+    def park(self, conn: _pysocket.socket, peer: Any) -> None:
+        """Keep an accepted connection for the next AcceptEx, first in line."""
         if not self.parked:
             self.parked = []
-        if first:
-            self.parked.insert(0, (conn, peer))
-        else:
-            self.parked.append((conn, peer))
+        self.parked.insert(0, (conn, peer))
 
     def accepting_now(self, future: asyncio.Future[Any]) -> None:
         """An accept of the loop's own is in flight: cancelled by :meth:`stop_accepting`."""

@@ -165,13 +165,6 @@ class Withdrawal:
         while due:
             self.cancel_where(due.pop(0))
 
-    def cancel_due(self, op: Operation) -> bool:
-        """Whether a cancel asked on another thread, not yet carried out, selects ``op``
-        (loop thread).  Such a cancel was asked before whatever the loop is about to give
-        ``op`` had come: on Windows ``op`` could no longer have taken it (an AcceptEx
-        cancelled before its connection came never gets that connection)."""
-        return any(which(op) for which in self.cancels_due.copy())
-
     def cancel_where(self, which: Callable[[Operation], bool]) -> int:
         """CancelIoEx/CancelIo on the loop (S15.1): abort what ``which`` selects that is
         not handed on; the count aborted, or -1 when nothing pending matched at all.

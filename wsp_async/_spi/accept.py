@@ -161,20 +161,18 @@ class Accepts:
                     self.door.complete_all([r.op for r in queue], code)
                     queue.clear()
                     return
+                if listener.cancels_due:
+                    # Cancels asked on other threads before this connection came, still
+                    # on their way here (S15.2), are carried out first: on Windows the
+                    # connection goes to an AcceptEx that was not cancelled.
+                    listener.carry_out_cancels()
                 if not _drop_cancelled(queue):
                     # Every AcceptEx was cancelled meanwhile: the connection waits for the
-                    # next one, as it would in the listener's backlog.
-                    listener.park(conn, peer, first=False)
+                    # next one, first in line (it was first: _next_connection takes the
+                    # parked ones first), as it would in the listener's backlog.
+                    listener.park(conn, peer)
                     break
                 record = queue.popleft()  # the oldest pending AcceptEx gets it (S14.2)
-                if listener.cancels_due and listener.cancel_due(record.op):
-                    # Cancelled on another thread before this connection came, the abort
-                    # still on its way here (S15.2): on Windows the connection would go to
-                    # the next AcceptEx, so it waits for that one, first in line (S15.1).
-                    listener.park(conn, peer)
-                    listener.on_its_way(record.op)
-                    self.door.complete(record.op, ABORTED, 0)
-                    continue
                 if record.too_small():
                     # An address block too short for its address: the AcceptEx fails with
                     # ERROR_INSUFFICIENT_BUFFER when a connection comes, and the connection
