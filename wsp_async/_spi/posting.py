@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import apc
 from .._completion.door import isolated, unclaim
-from .._core.operation import Operation, OpKind
+from .._core.operation import Operation, OpKind, posted
 from .._io.adapter import SocketAdapter
 from ..errors import WSAErr, WSAError
 from ..events import WSAEVENT, wait_alertably
@@ -99,28 +99,15 @@ class Posting:
                 link = None
             elif link is None:
                 later = sock  # a port associated before it completes gets the packet
-        if issuer is not None and issuer not in parts.threads.watched:
+        # S10.4: a thread's exit cancels what it issued, so the issuer is watched -- but
+        # not the loop's own thread, whose end closes the provider anyway (and whose
+        # posts are the hot path: a set lookup each, issue 26).
+        if not here and issuer is not None and issuer not in parts.threads.watched:
             parts.threads.watch(issuer)
-        op = Operation(
-            kind,
-            buffers,
-            nbytes,
-            lpOverlapped,
-            lpCompletionRoutine,
-            thread,
-            event,
-            issuer,
-            flags,
-            None,
-            sock.handle,
-            None,
-            sock.lane,
-        )
-        if link is not None:
-            op.port_link = link
-        elif later is not None:
-            op.port_later = later
-        return op
+        return posted(
+            kind, buffers, nbytes, lpOverlapped, lpCompletionRoutine, thread, event, issuer,
+            flags, sock.handle, sock.lane, link, later,
+        )  # fmt: skip
 
     def reused(self, sock: SocketAdapter) -> WSAError:
         """S3.4: the structure is pending for another operation (the verifier says so too)."""

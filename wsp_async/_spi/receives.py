@@ -77,7 +77,7 @@ class Receives:
             sock, RECV, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId, here
         )
         box = lpNumberOfBytesRecvd
-        if type(box) not in BOXES and (box is not None or op is None):
+        if (box is not None or op is None) and type(box) not in BOXES:
             check_count_box(box, op is not None)
         sock.engine.check_recv(flags, len(buffers))
         if self.parts.faulty:
