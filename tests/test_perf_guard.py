@@ -868,6 +868,33 @@ def test_an_overlapped_post_makes_its_record_without_calling_the_class(  # type:
     assert classes == []
 
 
+def test_a_send_from_another_thread_done_in_its_call_never_asks_its_thread(  # type: ignore[no-untyped-def]
+    provider, listener, monkeypatch
+):
+    # SPEC S2.1, S10.4: another thread's send that fits completes inside its call; which
+    # thread issued it is asked only if it pends (an IOCP server's every send asked it:
+    # 70 ns, issue 26).  One that pends still names its thread (tests/test_errors.py,
+    # test_iocp.py: thread exit and CancelIo find it).
+    from wsp_async import apc
+
+    s, conn = connect(provider, listener)
+    asked = []
+    real = apc.current_target
+
+    def counted() -> Any:
+        asked.append(threading.get_ident())
+        return real()
+
+    monkeypatch.setattr(apc, "current_target", counted)
+    err = INT()
+    structures = [WSAOVERLAPPED() for _ in range(64)]
+    for ov in structures:
+        assert provider.WSPSend(s, [WSABUF(4, b"abcd")], 1, None, 0, ov, None, None, err) == 0
+    assert all(ov.Internal == 0 and ov.InternalHigh == 4 for ov in structures)
+    assert recv_exact(conn, 64 * 4) == b"abcd" * 64
+    assert threading.get_ident() not in asked
+
+
 def test_a_proactor_send_and_receive_cost_few_calls() -> None:
     # SPEC S17.3: on the Proactor's thread (its provider's loop lent to it), a WSASend the
     # kernel takes completes inside the call in at most 45 frames of ours (58 before the

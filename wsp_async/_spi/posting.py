@@ -51,10 +51,16 @@ class Posting:
         lpCompletionRoutine: object,
         lpThreadId: object,
         here: bool | None = None,
+        late_issuer: bool = False,
     ) -> Operation | None:
         """Validate the overlapped arguments (S3, S6.1, S9): the operation, or None (S3.2).
 
-        ``here``: whether the caller runs on the loop's thread, when it knows already."""
+        ``here``: whether the caller runs on the loop's thread, when it knows already.
+        ``late_issuer``: the caller names the issuing thread itself (:meth:`issued`) if the
+        operation is still pending when its call returns -- another thread's stream send
+        usually is not, and then nothing ever asks which thread that was (issue 26: a
+        twentieth of an IOCP server's send).  Not with a routine, whose thread it may be,
+        nor while anything watches every post."""
         if lpOverlapped is None and lpCompletionRoutine is None:
             return None
         if type(lpOverlapped) is not WSAOVERLAPPED and not isinstance(lpOverlapped, WSAOVERLAPPED):
@@ -62,7 +68,12 @@ class Posting:
         parts = self.parts
         if here is None:
             here = threading.get_ident() == self.io.ident
-        issuer = parts.loop_target if here else apc.current_target()
+        if here:
+            issuer: apc.ApcTarget | None = parts.loop_target
+        elif late_issuer and lpCompletionRoutine is None and not self.watched():
+            issuer = None
+        else:
+            issuer = apc.current_target()
         event = None
         thread: apc.ApcTarget | None = None
         link = sock.port_link
@@ -108,6 +119,19 @@ class Posting:
             kind, buffers, nbytes, lpOverlapped, lpCompletionRoutine, thread, event, issuer,
             flags, sock.handle, sock.lane, link, later,
         )  # fmt: skip
+
+    def watched(self) -> bool:
+        """The verifier or a tracer sees every post (S12.2, S12.3)."""
+        return self.parts.debug or self.door.tracer is not None
+
+    def issued(self, op: Operation) -> None:
+        """Name the thread that issued ``op``, left unnamed by ``late_issuer``, now that
+        it is pending (S10.4: that thread's exit cancels it; ``CancelIo`` there too).
+        Called on that thread before its call returns, so no cancel of its own can miss
+        it, and no exit."""
+        issuer = op.issuer = apc.current_target()
+        if issuer not in self.parts.threads.watched:
+            self.parts.threads.watch(issuer)
 
     def reused(self, sock: SocketAdapter) -> WSAError:
         """S3.4: the structure is pending for another operation (the verifier says so too)."""

@@ -89,8 +89,9 @@ class Sends:
         flags = dwFlags if type(dwFlags) is int else integer(dwFlags, "dwFlags is not an int")
         here = get_ident() == self.io.ident
         op = self.overlapped(
-            sock, SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId, here
-        )
+            sock, SEND, buffers, total, flags, lpOverlapped, lpCompletionRoutine, lpThreadId, here,
+            engine.stream,
+        )  # fmt: skip
         box = lpNumberOfBytesSent
         if (box is not None or op is None) and type(box) not in BOXES:
             check_count_box(box, op is not None)
@@ -158,6 +159,8 @@ class Sends:
                 self.posting.undo(sock, op, (internal, lpOverlapped.InternalHigh))  # type: ignore[attr-defined]
                 raise
             if not done:
+                if op.issuer is None:
+                    self.posting.issued(op)  # pending: its thread is asked now
                 return PENDING
             op.in_call = True
             self.door.complete(op, 0, total)
