@@ -181,6 +181,7 @@ class Operation:
     A plain slotted class rather than an attrs one: one is made per post, and an
     initializer that takes the fields a post sets and writes the rest as constants costs
     about 30 ns less per send than one taking all 27 (issue 26, ``benchmarks/README.md``).
+    An overlapped post does not even call it: :func:`posted` writes the same fields.
     Compared by identity, as attrs' ``eq=False`` would have it.
     """
 
