@@ -499,6 +499,19 @@ def test_get_accept_ex_sockaddrs_with_no_buffer_is_a_clean_fault() -> None:
     with pytest.raises(w.WSAError):
         w.GetAcceptExSockaddrs(bytearray(64), -1, ADDR, ADDR, Box(), DWORD(), Box(), DWORD())
 
+    class Hostile:
+        """A length whose conversion fails with something else than a TypeError."""
+
+        def __index__(self) -> int:
+            raise RuntimeError("no length here")
+
+    released = memoryview(bytearray(64))
+    released.release()
+    for args in ((bytearray(64), Hostile(), ADDR, ADDR), (released, 0, ADDR, ADDR)):
+        with pytest.raises(w.WSAError) as caught:
+            w.GetAcceptExSockaddrs(*args, Box(), DWORD(), Box(), DWORD())
+        assert caught.value.winerror == w.WSAEFAULT
+
 
 @pytest.mark.parametrize("msecs", [1 << 32, -1, (1 << 64) - 1])
 def test_overlapped_get_queued_completion_status_refuses_what_is_not_a_dword(face, msecs):  # type: ignore[no-untyped-def]

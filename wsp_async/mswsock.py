@@ -92,7 +92,7 @@ def GetAcceptExSockaddrs(
             operator.index(n)
             for n in (dwReceiveDataLength, dwLocalAddressLength, dwRemoteAddressLength)
         )
-    except (TypeError, ValueError):
+    except Exception:  # not a buffer, a released one, or an __index__ that raises
         raise WSAError(
             WSAErr.WSAEFAULT, "GetAcceptExSockaddrs: not a buffer, or not a length"
         ) from None
