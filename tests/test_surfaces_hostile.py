@@ -7,6 +7,7 @@ peers; both loops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
@@ -907,3 +908,114 @@ def test_in_a_child_made_by_fork_the_parents_threads_and_sockets_are_gone(provid
     assert provider.WSPSend(s, [WSABUF(2, b"ok")], 1, None, 0, ov, None, None, err) == 0
     assert recv_exact(conn, 2) == b"ok"
     assert code == 0, code
+
+
+# ---------------------------------------------------------------- a close at any moment
+
+
+@pytest.mark.parametrize("data", [b"", b"first"], ids=["no data", "first data"])
+async def test_a_close_at_any_moment_of_a_connect_ex_completes_it_once(data: bytes) -> None:
+    # SPEC S10.2, S2.4, S14.3: closing the socket while ConnectEx is under way completes
+    # it, whichever step it had reached -- waiting for the kernel's connect, making the
+    # transport, sending its first data.  The close comes after 0 to 40 turns of the
+    # loop, so that it meets each step in turn; found by a fuzz of the newer surfaces:
+    # a close between the kernel's connect and the transport left the ConnectEx pending
+    # for ever (its task waited on a transport that a closed socket never makes).
+    loop = asyncio.get_running_loop()
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    provider = w.Provider(loop=loop)
+    err = INT()
+    outcomes = set()
+    try:
+        for turns in range(41):
+            s = provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)  # fmt: skip
+            assert provider.WSPBind(s, ("127.0.0.1", 0), None, err) == 0
+            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            assert not provider.ConnectEx(s, server.getsockname(), 16, data or None, len(data), DWORD(), ov)  # fmt: skip
+            assert w.WSAGetLastError() == w.WSA_IO_PENDING
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            assert provider.WSPCloseSocket(s, err) == 0
+            assert await w.wait_for_events([ov.hEvent], timeout=10) == w.WSA_WAIT_EVENT_0, turns
+            assert ov.Internal in (0, w.STATUS_CANCELLED), (turns, hex(ov.Internal))
+            outcomes.add(ov.Internal)
+            with contextlib.suppress(BlockingIOError):
+                server.setblocking(False)
+                while True:
+                    server.accept()[0].close()
+    finally:
+        await provider.aclose()
+        server.close()
+    assert w.STATUS_CANCELLED in outcomes  # the early closes abort it
+
+
+@pytest.mark.parametrize("reuse", [0, w.TF_REUSE_SOCKET], ids=["disconnect", "reuse"])
+async def test_a_close_at_any_moment_of_a_disconnect_ex_completes_it_once(reuse: int) -> None:
+    # SPEC S10.2, S2.4, S14.4: DisconnectEx waits for the sends before it, then closes the
+    # connection; a close of the socket at any step of that completes it, once, and
+    # never makes a closed socket fresh again.
+    loop = asyncio.get_running_loop()
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    provider = w.Provider(loop=loop)
+    err = INT()
+    try:
+        for turns in range(31):
+            s = provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)  # fmt: skip
+            await provider.connect_async(s, server.getsockname())
+            peer = server.accept()[0]
+            sent = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            rc = provider.WSPSend(s, [WSABUF(4, b"last")], 1, None, 0, sent, None, None, err)
+            assert rc == 0 or err.value == w.WSA_IO_PENDING
+            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            assert not provider.DisconnectEx(s, ov, reuse, 0)
+            assert w.WSAGetLastError() == w.WSA_IO_PENDING
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            assert provider.WSPCloseSocket(s, err) == 0
+            events = [ov.hEvent, sent.hEvent]
+            assert await w.wait_for_events(events, wait_all=True, timeout=10) == w.WSA_WAIT_EVENT_0, turns  # fmt: skip
+            assert ov.Internal in (0, w.STATUS_CANCELLED), (turns, hex(ov.Internal))
+            assert provider.WSPGetSockName(s, DWORD(), None, err) == w.SOCKET_ERROR
+            assert err.value == w.WSAENOTSOCK  # closed for good, not made fresh
+            peer.close()
+    finally:
+        await provider.aclose()
+        server.close()
+
+
+@pytest.mark.parametrize("which", ["accept socket", "listener"])
+async def test_a_close_at_any_moment_of_an_accept_ex_completes_it_once(which: str) -> None:
+    # SPEC S10.2, S2.4, S14.2: an AcceptEx that waits for its connection's first data
+    # completes once, whichever socket is closed, whatever step it had reached --
+    # waiting for a connection, making the transport, waiting for the data.
+    loop = asyncio.get_running_loop()
+    provider = w.Provider(loop=loop)
+    err = INT()
+
+    def new_socket() -> int:
+        return provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)  # fmt: skip
+
+    try:
+        for turns in range(31):
+            listener = new_socket()
+            assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
+            assert provider.WSPListen(listener, 8, err) == 0
+            name = DWORD()
+            provider.WSPGetSockName(listener, name, None, err)
+            acceptor = new_socket()
+            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            assert not provider.AcceptEx(listener, acceptor, bytearray(4 + 2 * ADDR), 4, ADDR, ADDR, DWORD(), ov)  # fmt: skip
+            client = socket.create_connection(name.value)  # type: ignore[arg-type]
+            for turn in range(turns):
+                if turn == turns // 2:
+                    client.sendall(b"data")
+                await asyncio.sleep(0)
+            closed = acceptor if which == "accept socket" else listener
+            assert provider.WSPCloseSocket(closed, err) == 0
+            assert await w.wait_for_events([ov.hEvent], timeout=10) == w.WSA_WAIT_EVENT_0, turns
+            assert ov.Internal in (0, w.STATUS_CANCELLED), (turns, hex(ov.Internal))
+            client.close()
+            for s in (acceptor, listener):
+                provider.WSPCloseSocket(s, err)
+    finally:
+        await provider.aclose()

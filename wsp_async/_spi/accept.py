@@ -286,7 +286,7 @@ class Accepts:
         if receive:
             # Still cancellable while it waits for the first data (_take_connection).
             first = Operation(OpKind.RECV, [output[:receive]], receive)
-            await run_internal(self.io.loop, first, acceptor.post_receive)
+            await run_internal(self.io.loop, acceptor, first, acceptor.post_receive)
             record.listener.no_hook_for(record.op)
             if record.op.status != STATUS_PENDING:
                 return  # cancelled meanwhile: the accept socket is fresh again

@@ -93,9 +93,12 @@ class Extensions:
         status = sock.engine.error
         if not status:
             marker = Operation(OpKind.SEND, [], 0)
-            await run_internal(self.io.loop, marker, partial(sock.post_here, coalesce=False))
+            await run_internal(self.io.loop, sock, marker, partial(sock.post_here, coalesce=False))
             status = marker.status
-        sock.disconnect(reuse)
+        if sock.closed:
+            status = ABORTED  # closed meanwhile: nothing left to disconnect (S10.2)
+        else:
+            sock.disconnect(reuse)
         if op is not None:
             sock.on_its_way(op)  # done waiting: the socket's list lets go of it
             self.door.complete(op, status, 0)
@@ -146,6 +149,8 @@ class Extensions:
     ) -> None:
         try:
             await self.lifecycle.connect_async(sock, address)
+            if sock.closed:  # between the connection and its transport (S10.2)
+                raise WSAError(WSAErr.WSAEINTR, "the socket was closed")
         except BaseException as exc:
             sock.on_its_way(op)  # done waiting: the socket's list lets go of it
             sock.by_connect_ex = False  # not connected: connect() may try again
@@ -156,6 +161,7 @@ class Extensions:
         if length:
             first = await run_internal(
                 self.io.loop,
+                sock,
                 Operation(OpKind.SEND, data, length),
                 partial(sock.post_here, coalesce=False),
             )

@@ -302,6 +302,10 @@ class Lifecycle:
             raise
         finally:
             sock.connect_future = None
+        if sock.closed:
+            # Closed after the kernel connected it, before this step: nothing to attach
+            # (a transport on a closed socket is never made, and its wait never ends).
+            raise WSAError(WSAErr.WSAEINTR, "the socket was closed")
         engine.move(Event.CONNECTED)
         await self.parts.attach_stream(sock)
 

@@ -200,13 +200,24 @@ class _Wait:
 
 
 async def run_internal(
-    loop: asyncio.AbstractEventLoop, op: Operation, post: Callable[[Operation], object]
+    loop: asyncio.AbstractEventLoop,
+    sock: SocketAdapter,
+    op: Operation,
+    post: Callable[[Operation], object],
 ) -> Operation:
     """Post ``op``, an extension function's own operation (DisconnectEx's marker behind
     the sends, ConnectEx's first data, AcceptEx's first receive), with ``post`` on the
     loop, and wait for it there: the one await of the extension functions.  The caller
     reads its ``status`` and ``transferred``.  No structure, no routine: it reaches the
-    program only through the operation it belongs to."""
+    program only through the operation it belongs to.
+
+    On a socket closed since the extension function began, ``op`` is aborted without
+    being posted: a closed socket takes nothing in, so it would wait for ever, and the
+    operation it belongs to with it (S10.2, S2.4).  A close after the post aborts it
+    like any pending operation."""
+    if sock.closed:
+        op.status = ABORTED
+        return op
     done: asyncio.Future[None] = loop.create_future()
 
     def settled(_op: Operation) -> None:
