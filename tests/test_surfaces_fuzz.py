@@ -1,0 +1,193 @@
+"""Four threads using every newer surface at once, at random, as a careless program would.
+
+Each thread picks, again and again, one of: a new socket (half of them associated with a
+completion port), ``ConnectEx`` (mostly bound first), ``AcceptEx`` (the socket made a
+listener first, whether or not that makes sense), ``DisconnectEx``, ``TransmitFile``, an
+overlapped send or receive, ``CancelIoEx`` of a recent structure or of everything,
+``CancelIo``, ``WSPShutdown``, ``WSPCloseSocket``, ``GetOverlappedResult`` -- on any socket
+of the pool, in whatever state another thread left it.  Most calls fail, with a Winsock
+error; the ones that start are the subject (SPEC S2.4): once the provider is closed, every
+structure whose call returned success or ``WSA_IO_PENDING`` holds a result, none is left
+``STATUS_PENDING``, and every one on a socket with a port gave exactly one packet (S13.2).
+No call lets a Python exception out (S9).  The peer is a plain listening socket that
+accepts everything; a drainer thread reads the port.
+
+Found, before its fix: a ConnectEx or DisconnectEx left pending for ever when its socket
+was closed between two of its steps (``test_surfaces_hostile``'s "close at any moment"
+tests pin each case).  ``WSP_SOAK=1`` (``make soak``) runs more seeds, longer.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import socket
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import wsp_async as w
+from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
+
+from .conftest import eventually
+
+SOAK = bool(os.environ.get("WSP_SOAK"))
+SEEDS = range(40) if SOAK else range(4)
+STEPS = 800 if SOAK else 500
+THREADS = 4
+
+
+class _Program:
+    """The shared state of the four threads: the provider, the pool, what started."""
+
+    def __init__(self, provider: w.Provider, peer: tuple[str, int], path: str) -> None:
+        self.p = provider
+        self.peer = peer
+        self.path = path
+        self.port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+        self.lock = threading.Lock()
+        self.sockets: list[int] = []
+        self.on_port: set[int] = set()
+        #: (structure, socket, started): started when the call returned 0 / TRUE or
+        #: WSA_IO_PENDING.
+        self.posted: list[tuple[WSAOVERLAPPED, int, bool]] = []
+        self.packets: collections.Counter[int] = collections.Counter()
+        self.failures: list[str] = []
+
+    def new_socket(self, rng: random.Random) -> None:
+        s = self.p.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, INT())
+        if s == w.INVALID_SOCKET:
+            return
+        with self.lock:
+            self.sockets.append(s)
+            if rng.random() < 0.5 and w.CreateIoCompletionPort(s, self.port, s, 0):
+                self.on_port.add(s)
+
+    def step(self, rng: random.Random) -> None:
+        with self.lock:
+            s = rng.choice(self.sockets) if self.sockets else None
+            recent = [ov for ov, _, _ in self.posted[-20:]]
+        kind = rng.randrange(12)
+        if kind == 0 or s is None:
+            self.new_socket(rng)
+            return
+        p, err = self.p, INT()
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent() if rng.random() < 0.5 else None)
+        if kind == 1:
+            if rng.random() < 0.8:
+                p.WSPBind(s, ("127.0.0.1", 0), None, err)
+            data = rng.choice([None, b"hello"])
+            ok = p.ConnectEx(s, self.peer, 16, data, 5 if data else 0, None, ov)
+        elif kind == 2:
+            p.WSPBind(s, ("127.0.0.1", 0), None, err)
+            p.WSPListen(s, 8, err)
+            with self.lock:
+                accept_into = self.sockets[-1]
+            ok = p.AcceptEx(s, accept_into, bytearray(100), rng.choice([0, 10]), 32, 32, DWORD(), ov)  # fmt: skip
+        elif kind == 3:
+            ok = p.DisconnectEx(s, ov, rng.choice([0, w.TF_REUSE_SOCKET]), 0)
+        elif kind == 4:
+            with open(self.path, "rb") as f:
+                ok = p.TransmitFile(s, f, rng.choice([0, 100, 5000]), 0, ov, None, rng.choice([0, w.TF_DISCONNECT]))  # fmt: skip
+        elif kind in (5, 6):
+            if kind == 5:
+                rc = p.WSPSend(s, [WSABUF(64, b"x" * 64)], 1, None, 0, ov, None, None, err)
+            else:
+                rc = p.WSPRecv(s, [WSABUF(64, bytearray(64))], 1, None, DWORD(0), ov, None, None, err)  # fmt: skip
+            with self.lock:
+                self.posted.append((ov, s, rc == 0 or err.value == w.WSA_IO_PENDING))
+            return
+        else:
+            if kind == 7:
+                w.CancelIoEx(s, rng.choice(recent) if recent and rng.random() < 0.7 else None)
+            elif kind == 8:
+                p.WSPCloseSocket(s, err)
+                with self.lock:
+                    if s in self.sockets:
+                        self.sockets.remove(s)
+            elif kind == 9:
+                w.CancelIo(s)
+            elif kind == 10:
+                p.WSPShutdown(s, rng.choice([0, 1, 2]), err)
+            elif recent:
+                w.GetOverlappedResult(s, rng.choice(recent), DWORD(), False)
+            return
+        with self.lock:
+            self.posted.append((ov, s, bool(ok) or w.WSAGetLastError() == w.WSA_IO_PENDING))
+
+    def run(self, seed: int, k: int) -> None:
+        rng = random.Random(seed * 101 + k)
+        for _ in range(STEPS):
+            try:
+                self.step(rng)
+            except BaseException:
+                self.failures.append(traceback.format_exc())
+                return
+
+    def drain(self, stop: threading.Event) -> None:
+        entries = [w.OVERLAPPED_ENTRY() for _ in range(32)]
+        removed = DWORD()
+        while not stop.is_set():
+            if w.GetQueuedCompletionStatusEx(self.port, entries, 32, removed, 50, False):
+                with self.lock:
+                    for entry in entries[: removed.value]:
+                        if entry.lpOverlapped is not None:
+                            self.packets[id(entry.lpOverlapped)] += 1
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[str, int]]:
+    """A plain listener that accepts every connection and keeps it until the end."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=256)
+    kept: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                kept.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()
+    server.close()
+    for conn in kept:
+        conn.close()
+
+
+@pytest.mark.timeout(1800 if SOAK else 240)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_four_careless_threads_lose_and_double_nothing(loop_kind: str, peer: Any, seed: int) -> None:  # fmt: skip
+    # SPEC S2.4, S9, S10.2, S13.2, S14.2-S14.5, S15.1
+    with tempfile.NamedTemporaryFile() as file:
+        file.write(os.urandom(20_000))
+        file.flush()
+        program = _Program(w.Provider(use_uvloop=loop_kind == "uvloop"), peer, file.name)
+        stop = threading.Event()
+        drainer = threading.Thread(target=program.drain, args=(stop,), daemon=True)
+        drainer.start()
+        threads = [threading.Thread(target=program.run, args=(seed, k)) for k in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        assert not any(t.is_alive() for t in threads)
+        program.p.close()
+        started = [(ov, s) for ov, s, began in program.posted if began]
+        on_port = [ov for ov, s in started if s in program.on_port]
+        try:
+            assert program.failures == []
+            assert eventually(lambda: all(ov.Internal != w.STATUS_PENDING for ov, _ in started), 30)  # fmt: skip
+            assert eventually(lambda: all(program.packets[id(ov)] >= 1 for ov in on_port), 30)
+        finally:
+            stop.set()
+            drainer.join(10)
+            w.CloseHandle(program.port)
+        assert all(program.packets[id(ov)] == 1 for ov in on_port)
+        assert max(program.packets.values(), default=0) <= 1
+        assert started  # the random walk did start operations
