@@ -1019,3 +1019,41 @@ async def test_a_close_at_any_moment_of_an_accept_ex_completes_it_once(which: st
                 provider.WSPCloseSocket(s, err)
     finally:
         await provider.aclose()
+
+
+@pytest.mark.parametrize("flags", [w.TF_DISCONNECT, w.TF_DISCONNECT | w.TF_REUSE_SOCKET], ids=["disconnect", "reuse"])  # fmt: skip
+async def test_a_close_at_any_moment_of_a_transmit_file_that_disconnects_completes_it_once(
+    flags: int,
+) -> None:
+    # SPEC S10.2, S2.4, S14.5: TransmitFile with TF_DISCONNECT disconnects on the turn of
+    # the loop after its bytes are consumed, then completes; a close at any moment --
+    # that turn included -- completes it once, and nothing raises in the loop's
+    # callbacks (a failed disconnect there lost the completion: found by the fuzz).
+    loop = asyncio.get_running_loop()
+    errors: list[object] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    provider = w.Provider(loop=loop)
+    err = INT()
+    try:
+        with tempfile.TemporaryFile() as f:
+            f.write(os.urandom(3000))
+            f.flush()
+            for turns in range(31):
+                s = provider.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, err)  # fmt: skip
+                await provider.connect_async(s, server.getsockname())
+                peer = server.accept()[0]
+                ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+                if not provider.TransmitFile(s, f.fileno(), 3000, 0, ov, None, flags):
+                    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                assert provider.WSPCloseSocket(s, err) == 0
+                assert await w.wait_for_events([ov.hEvent], timeout=10) == w.WSA_WAIT_EVENT_0, turns  # fmt: skip
+                assert ov.Internal in (0, w.STATUS_CANCELLED), (turns, hex(ov.Internal))
+                peer.close()
+    finally:
+        await provider.aclose()
+        server.close()
+        loop.set_exception_handler(None)
+    assert errors == []

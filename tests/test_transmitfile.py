@@ -382,3 +382,35 @@ def test_a_bad_offset_is_refused_before_anything_starts(provider, listener, data
     assert not provider.TransmitFile(s, fd, 0, 0, ov, None, 0)
     assert w.WSAGetLastError() in (w.WSAEFAULT, w.WSAEINVAL)
     assert (ov.Internal, ov.InternalHigh) == (0, 0)
+
+
+@pytest.mark.parametrize("size", [4 << 20, 16 << 20], ids=["4 MiB", "16 MiB"])
+def test_its_socket_is_fresh_when_its_completion_is_recorded(provider, listener, size):  # type: ignore[no-untyped-def]
+    # SPEC S14.5, S12.2: with TF_DISCONNECT | TF_REUSE_SOCKET the disconnect comes before
+    # the completion, so that the socket may be reused once its notice arrives -- also
+    # when the last bytes are consumed as the connection drains (the transport's room
+    # callback), not only in the loop's own hand-on: there the disconnect was put off
+    # and the completion went first.  Seen at the completion's own trace record, on the
+    # loop, before anything else runs: the socket has no name any more (fresh, unbound).
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)  # small kernel buffers: the transport holds the rest
+    at_completion: list[int] = []
+
+    def tracer(record: w.TraceRecord) -> None:
+        if record.event == "complete" and record.kind == "send" and record.socket == s:
+            err = INT()
+            provider.WSPGetSockName(s, DWORD(), None, err)
+            at_completion.append(err.value)
+
+    with tempfile.TemporaryFile() as f:
+        f.truncate(size)
+        provider.tracer = tracer
+        ov = event_ov()
+        flags = w.TF_DISCONNECT | w.TF_REUSE_SOCKET
+        rc = provider.TransmitFile(s, f.fileno(), 0, 0, ov, None, flags)
+        assert rc or w.WSAGetLastError() == w.WSA_IO_PENDING
+        received = recv_all(conn)
+        wait(ov)
+    provider.tracer = None
+    assert len(received) == size and (ov.Internal, ov.InternalHigh) == (0, size)
+    assert at_completion == [w.WSAEINVAL]  # not bound: already made fresh

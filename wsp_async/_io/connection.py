@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._completion.door import CompletionDoor
 from .._core.engine import ABORTED, Event, SocketEngine
 from .._core.operation import Operation
-from ..errors import WSAErr, WSAError
+from ..errors import WSAErr, WSAError, wsa_code_of
 from .datagrams import DatagramSender
 from .handoff import HandOff
 from .protocols import Detached
@@ -238,9 +238,19 @@ class Connection:
         return done
 
     def _disconnect_and_complete(self, done: list[Operation]) -> None:
+        if self.closed:
+            # Closed since their bytes were consumed, before this turn: still pending,
+            # so aborted, as every pending operation of a closed socket (S10.2).
+            self.door.complete_all(done, ABORTED)
+            return
         for op in done:
             if _disconnects(op):
-                self.disconnect(op.parts.reuse)
+                try:
+                    self.disconnect(op.parts.reuse)
+                except OSError as exc:
+                    # The connection failed under it: the TransmitFile says so, and the
+                    # operations after it still complete (an exception here lost them).
+                    op.fault = wsa_code_of(exc)
         self.door.complete_ok(done)
 
 

@@ -354,7 +354,7 @@ class Writer:
         done = self.engine.observe(self.transport.get_write_buffer_size())
         sendq = self.engine.sendq
         if sendq.pieces:
-            self._ending(done)
+            done = self._ending(done)  # a TF_DISCONNECT's completion waits for its disconnect
         self.door.complete_ok(done)
         if sendq.waiting and sendq.waiting[0].urgent and not sendq.in_transport:
             self._limit(self.engine.capacity)

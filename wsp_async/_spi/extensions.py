@@ -98,7 +98,10 @@ class Extensions:
         if sock.closed:
             status = ABORTED  # closed meanwhile: nothing left to disconnect (S10.2)
         else:
-            sock.disconnect(reuse)
+            try:
+                sock.disconnect(reuse)
+            except OSError as exc:  # the connection failed under it: said, not lost
+                status = status or wsa_code_of(exc)
         if op is not None:
             sock.on_its_way(op)  # done waiting: the socket's list lets go of it
             self.door.complete(op, status, 0)
