@@ -20,6 +20,7 @@ tests pin each case).  ``WSP_SOAK=1`` (``make soak``) runs more seeds, longer.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import socket
@@ -53,9 +54,9 @@ class _Program:
         self.lock = threading.Lock()
         self.sockets: list[int] = []
         self.on_port: set[int] = set()
-        #: (structure, socket, started): started when the call returned 0 / TRUE or
+        #: (structure, socket, started, what): started when the call returned 0 / TRUE or
         #: WSA_IO_PENDING.
-        self.posted: list[tuple[WSAOVERLAPPED, int, bool]] = []
+        self.posted: list[tuple[WSAOVERLAPPED, int, bool, str]] = []
         self.packets: collections.Counter[int] = collections.Counter()
         self.failures: list[str] = []
 
@@ -71,7 +72,7 @@ class _Program:
     def step(self, rng: random.Random) -> None:
         with self.lock:
             s = rng.choice(self.sockets) if self.sockets else None
-            recent = [ov for ov, _, _ in self.posted[-20:]]
+            recent = [entry[0] for entry in self.posted[-20:]]
         kind = rng.randrange(12)
         if kind == 0 or s is None:
             self.new_socket(rng)
@@ -100,7 +101,8 @@ class _Program:
             else:
                 rc = p.WSPRecv(s, [WSABUF(64, bytearray(64))], 1, None, DWORD(0), ov, None, None, err)  # fmt: skip
             with self.lock:
-                self.posted.append((ov, s, rc == 0 or err.value == w.WSA_IO_PENDING))
+                began = rc == 0 or err.value == w.WSA_IO_PENDING
+                self.posted.append((ov, s, began, "WSPSend" if kind == 5 else "WSPRecv"))
             return
         else:
             if kind == 7:
@@ -117,8 +119,10 @@ class _Program:
             elif recent:
                 w.GetOverlappedResult(s, rng.choice(recent), DWORD(), False)
             return
+        began = bool(ok) or w.WSAGetLastError() == w.WSA_IO_PENDING
+        what = ("ConnectEx", "AcceptEx", "DisconnectEx", "TransmitFile")[kind - 1]
         with self.lock:
-            self.posted.append((ov, s, bool(ok) or w.WSAGetLastError() == w.WSA_IO_PENDING))
+            self.posted.append((ov, s, began, what))
 
     def run(self, seed: int, k: int) -> None:
         rng = random.Random(seed * 101 + k)
@@ -153,9 +157,13 @@ def peer() -> Iterator[tuple[str, int]]:
             except OSError:
                 return
 
-    threading.Thread(target=accept, daemon=True).start()
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
     yield server.getsockname()
+    with contextlib.suppress(OSError):
+        server.shutdown(socket.SHUT_RDWR)  # wakes the accept (a close alone does not)
     server.close()
+    thread.join(10)
     for conn in kept:
         conn.close()
 
@@ -178,11 +186,15 @@ def test_four_careless_threads_lose_and_double_nothing(loop_kind: str, peer: Any
             t.join(600)
         assert not any(t.is_alive() for t in threads)
         program.p.close()
-        started = [(ov, s) for ov, s, began in program.posted if began]
-        on_port = [ov for ov, s in started if s in program.on_port]
+        started = [(ov, s, what) for ov, s, began, what in program.posted if began]
+        on_port = [ov for ov, s, _ in started if s in program.on_port]
+
+        def lost() -> list[tuple[str, int]]:
+            return [(what, ov.Internal) for ov, _, what in started if ov.pending]
+
         try:
             assert program.failures == []
-            assert eventually(lambda: all(ov.Internal != w.STATUS_PENDING for ov, _ in started), 30)  # fmt: skip
+            assert eventually(lambda: not lost(), 30), lost()
             assert eventually(lambda: all(program.packets[id(ov)] >= 1 for ov in on_port), 30)
         finally:
             stop.set()

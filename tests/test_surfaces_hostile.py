@@ -29,6 +29,7 @@ from .conftest import (
     make_socket,
     new_loop,
     recv_exact,
+    run_in_loop,
     run_script,
 )
 
@@ -1057,3 +1058,48 @@ async def test_a_close_at_any_moment_of_a_transmit_file_that_disconnects_complet
         server.close()
         loop.set_exception_handler(None)
     assert errors == []
+
+
+@pytest.mark.parametrize("how", ["closesocket", "provider close"])
+def test_a_close_has_completed_the_extension_functions_when_it_returns(loop_kind: str, how: str) -> None:  # fmt: skip
+    # SPEC S10.2, S2.4: a ConnectEx still connecting (its peer's backlog is full, so the
+    # kernel keeps retrying) and an AcceptEx waiting on a listener are aborted by the
+    # close itself, like a pending send or receive -- not by their tasks a turn of the
+    # loop later, which a provider's close may never give them (found by the fuzz: a
+    # ConnectEx lost on uvloop, whose connect first resolves the address in a thread).
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = [socket.socket() for _ in range(4)]
+    for filler in fillers:
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(full.getsockname())
+    provider = w.Provider(use_uvloop=loop_kind == "uvloop")
+    err = INT()
+    try:
+        connecting = make_socket(provider)
+        assert provider.WSPBind(connecting, ("127.0.0.1", 0), None, err) == 0
+        connect_ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        assert not provider.ConnectEx(connecting, full.getsockname(), 16, None, 0, None, connect_ov)  # fmt: skip
+        listener = make_socket(provider)
+        assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
+        assert provider.WSPListen(listener, 4, err) == 0
+        accept_ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        acceptor = make_socket(provider)
+        assert not provider.AcceptEx(listener, acceptor, bytearray(2 * ADDR), 0, ADDR, ADDR, DWORD(), accept_ov)  # fmt: skip
+        for _ in range(3):  # a few turns of the loop: both wait in their tasks now
+            run_in_loop(provider.loop, lambda: None)
+        assert connect_ov.pending and accept_ov.pending
+        if how == "closesocket":
+            assert provider.WSPCloseSocket(connecting, err) == 0
+            assert provider.WSPCloseSocket(listener, err) == 0
+        else:
+            provider.close()
+        assert connect_ov.Internal == accept_ov.Internal == w.STATUS_CANCELLED
+        assert connect_ov.hEvent.signaled and accept_ov.hEvent.signaled
+    finally:
+        provider.close()
+        full.close()
+        for filler in fillers:
+            filler.close()

@@ -355,6 +355,12 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         self.handoff.close()
         self.take_incoming(quietly=True)
         aborted, done = self.engine.close()
+        if self.elsewhere:
+            # An extension function waiting outside the queues (its connect, its
+            # connection, the sends before its disconnect) is aborted here too, not by
+            # its task a turn later: a provider's close may stop the loop before that
+            # turn, and a close is over when it returns (S10.2, S2.4).
+            aborted = aborted + self.withdraw_elsewhere(_anything)
         self.door.complete_all(aborted, ABORTED)
         if self.accept_into is not None:
             # The AcceptEx this socket was to take a connection for ends with it, at
@@ -403,3 +409,8 @@ class SocketAdapter(Writer, Withdrawal, Connection):
 def _fileno(transport: asyncio.BaseTransport) -> int:
     sock = transport.get_extra_info("socket")
     return sock.fileno() if sock is not None else -1
+
+
+def _anything(_op: Operation) -> bool:
+    """Selects every operation (a close takes them all)."""
+    return True

@@ -174,12 +174,7 @@ class Withdrawal:
         self.take_incoming()
         removed = self.engine.cancel_where(which)
         if self.elsewhere:
-            aside = [op for op in self.elsewhere if op.pending and which(op)]
-            if self.before_abort:
-                for op in aside:
-                    hook = self.before_abort.pop(op, None)
-                    if hook is not None:
-                        isolated(hook)
+            aside = self.withdraw_elsewhere(which)
             if aside:
                 # A listener whose AcceptEx calls were cancelled stops waiting until
                 # another is posted.
@@ -189,6 +184,18 @@ class Withdrawal:
         if removed:
             return len(removed)
         return 0 if self.engine.has_pending(which) else -1
+
+    def withdraw_elsewhere(self, which: Callable[[Operation], bool]) -> list[Operation]:
+        """The pending operations waiting outside the queues that ``which`` selects, each
+        one's hook run (:meth:`before_aborting`): a cancel or a close completes them
+        aborted next."""
+        aside = [op for op in self.elsewhere if op.pending and which(op)]
+        if self.before_abort:
+            for op in aside:
+                hook = self.before_abort.pop(op, None)
+                if hook is not None:
+                    isolated(hook)
+        return aside
 
     def _aborted(self, removed: list[Operation]) -> None:
         """Complete withdrawn operations aborted, and let the sends behind them go."""

@@ -284,6 +284,10 @@ class Lifecycle:
 
     async def connect_async(self, sock: SocketAdapter, name: tuple[Any, ...]) -> None:
         """Connect on the loop (the blocking path of WSPConnect, and the asyncio face)."""
+        if sock.closed:
+            # Closed before this step began (a ConnectEx's task starts a turn after its
+            # call): there is no close to come that would cancel the connect (S10.2).
+            raise WSAError(WSAErr.WSAEINTR, "the socket was closed")
         engine = sock.engine
         if engine.state != CONNECTING:
             engine.move(Event.CONNECT)  # begin_connect did not: the asyncio face's connect
