@@ -310,6 +310,26 @@ def loop_held(loop: asyncio.AbstractEventLoop) -> Iterator[threading.Event]:
         release.set()
 
 
+@contextlib.contextmanager
+def unanswering() -> Iterator[tuple[str, int]]:
+    """An address on 127.0.0.1 whose listener's backlog is full: a connect to it pends
+    (the kernel leaves its SYN unanswered and retries) until the block ends."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fillers = [socket.socket() for _ in range(8)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(full.getsockname())
+        yield full.getsockname()
+    finally:
+        for filler in fillers:
+            filler.close()
+        full.close()
+
+
 def run_script(code: str, *options: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (``options`` before ``-c``), and check that it
     exited 0 (otherwise the assertion shows its standard error)."""

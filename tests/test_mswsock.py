@@ -16,7 +16,7 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSABUF, WSAOVERLAPPED
 
-from .conftest import make_socket, recv_exact
+from .conftest import make_socket, recv_exact, unanswering
 
 ADDR = 16 + 16  # sizeof(SOCKADDR_IN) + 16, the smallest address block
 
@@ -352,34 +352,20 @@ def test_a_connection_after_cancel_io_ex_goes_to_the_next_accept_ex(provider, re
 def test_cancel_io_ex_aborts_a_connect_ex_in_progress_once(provider):  # type: ignore[no-untyped-def]
     # SPEC S15.1 with S14.3: a ConnectEx waiting for its connection is cancellable; it
     # completes exactly once, aborted.  (A listener with a full backlog never answers.)
-    full = socket.socket()
-    full.bind(("127.0.0.1", 0))
-    full.listen(0)
-    fillers = []
-    for _ in range(8):  # fill the backlog so that the next SYN is not answered
-        filler = socket.socket()
-        filler.setblocking(False)
-        try:
-            filler.connect(full.getsockname())
-        except BlockingIOError:
-            pass
-        fillers.append(filler)
-    s = make_socket(provider)
-    assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
-    port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
-    w.CreateIoCompletionPort(s, port, 5, 0)
-    ov = WSAOVERLAPPED()
-    assert not provider.ConnectEx(s, full.getsockname(), None, None, 0, DWORD(), ov)
-    cancelled = w.CancelIoEx(s, ov)
-    n, key, box = DWORD(), Box(), Box()
-    w.GetQueuedCompletionStatus(port, n, key, box, 10_000)
-    assert cancelled and box.value is ov and key.value == 5
-    assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
-    assert not w.GetQueuedCompletionStatus(port, n, key, box, 0)  # exactly one packet
-    w.CloseHandle(port)
-    for filler in fillers:
-        filler.close()
-    full.close()
+    with unanswering() as nowhere:
+        s = make_socket(provider)
+        assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
+        port = w.CreateIoCompletionPort(w.INVALID_HANDLE_VALUE, None, 0, 0)
+        w.CreateIoCompletionPort(s, port, 5, 0)
+        ov = WSAOVERLAPPED()
+        assert not provider.ConnectEx(s, nowhere, None, None, 0, DWORD(), ov)
+        cancelled = w.CancelIoEx(s, ov)
+        n, key, box = DWORD(), Box(), Box()
+        w.GetQueuedCompletionStatus(port, n, key, box, 10_000)
+        assert cancelled and box.value is ov and key.value == 5
+        assert w.wsa_of(ov.Internal) == w.WSA_OPERATION_ABORTED
+        assert not w.GetQueuedCompletionStatus(port, n, key, box, 0)  # exactly one packet
+        w.CloseHandle(port)
 
 
 def test_a_receive_waiting_at_disconnect_ex_reuse_is_aborted_not_carried_over(provider, listener):  # type: ignore[no-untyped-def]

@@ -31,6 +31,7 @@ from .conftest import (
     recv_exact,
     run_in_loop,
     run_script,
+    unanswering,
 )
 
 ADDR = 16 + 16  # sizeof(SOCKADDR_IN) + 16
@@ -1067,21 +1068,13 @@ def test_a_close_has_completed_the_extension_functions_when_it_returns(loop_kind
     # close itself, like a pending send or receive -- not by their tasks a turn of the
     # loop later, which a provider's close may never give them (found by the fuzz: a
     # ConnectEx lost on uvloop, whose connect first resolves the address in a thread).
-    full = socket.socket()
-    full.bind(("127.0.0.1", 0))
-    full.listen(0)
-    fillers = [socket.socket() for _ in range(4)]
-    for filler in fillers:
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(full.getsockname())
     provider = w.Provider(use_uvloop=loop_kind == "uvloop")
     err = INT()
-    try:
+    with unanswering() as nowhere, provider:
         connecting = make_socket(provider)
         assert provider.WSPBind(connecting, ("127.0.0.1", 0), None, err) == 0
         connect_ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
-        assert not provider.ConnectEx(connecting, full.getsockname(), 16, None, 0, None, connect_ov)  # fmt: skip
+        assert not provider.ConnectEx(connecting, nowhere, 16, None, 0, None, connect_ov)
         listener = make_socket(provider)
         assert provider.WSPBind(listener, ("127.0.0.1", 0), None, err) == 0
         assert provider.WSPListen(listener, 4, err) == 0
@@ -1098,8 +1091,3 @@ def test_a_close_has_completed_the_extension_functions_when_it_returns(loop_kind
             provider.close()
         assert connect_ov.Internal == accept_ov.Internal == w.STATUS_CANCELLED
         assert connect_ov.hEvent.signaled and accept_ov.hEvent.signaled
-    finally:
-        provider.close()
-        full.close()
-        for filler in fillers:
-            filler.close()

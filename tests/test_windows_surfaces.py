@@ -15,7 +15,7 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSAOVERLAPPED
 
-from .conftest import connect, make_socket, recv_exact
+from .conftest import connect, make_socket, recv_exact, unanswering
 
 # --- 12. WSAGetOverlappedResult reads the structure through ws2_32's table ----------------
 
@@ -364,36 +364,22 @@ def test_connect_ex_on_a_connecting_socket_is_einval_with_status_pending(provide
     # sock.c: test_connecting_socket: while a ConnectEx is under way, a second ConnectEx
     # fails with WSAEINVAL (Internal: STATUS_PENDING), and so does connect(); SPEC S14.3.
     # A listener whose backlog is full leaves the SYN unanswered: the connect pends.
-    full = socket.socket()
-    full.bind(("127.0.0.1", 0))
-    full.listen(0)
-    fillers = [socket.socket() for _ in range(3)]
-    for filler in fillers:
-        filler.setblocking(False)
-        try:
-            filler.connect(full.getsockname())
-        except BlockingIOError:
-            pass
-    try:
+    with unanswering() as nowhere:
         s = make_socket(provider)
         assert provider.WSPBind(s, ("127.0.0.1", 0), None, INT()) == 0
         first = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
-        assert not provider.ConnectEx(s, full.getsockname(), None, None, 0, DWORD(), first)
+        assert not provider.ConnectEx(s, nowhere, None, None, 0, DWORD(), first)
         assert w.WSAGetLastError() == w.WSA_IO_PENDING
         second = WSAOVERLAPPED(Internal=DEAD, InternalHigh=DEAD)
-        assert not provider.ConnectEx(s, full.getsockname(), None, None, 0, DWORD(), second)
+        assert not provider.ConnectEx(s, nowhere, None, None, 0, DWORD(), second)
         assert w.WSAGetLastError() == w.WSAEINVAL
         assert (second.Internal, second.InternalHigh) == (w.STATUS_PENDING, DEAD)
         err = INT()
-        assert provider.WSPConnect(s, full.getsockname(), None, None, None, None, None, err) == w.SOCKET_ERROR  # fmt: skip
+        assert provider.WSPConnect(s, nowhere, None, None, None, None, None, err) == w.SOCKET_ERROR  # fmt: skip
         assert err.value == w.WSAEINVAL
         assert provider.WSPCloseSocket(s, INT()) == 0
         assert w.WaitForSingleObject(first.hEvent, 10_000) == 0
         assert first.Internal == w.STATUS_CANCELLED
-    finally:
-        for filler in fillers:
-            filler.close()
-        full.close()
 
 
 def test_connect_ex_reads_its_data_in_the_call_and_connect_after_it_is_einval(provider, listener):  # type: ignore[no-untyped-def]
