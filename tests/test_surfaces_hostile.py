@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 import tempfile
 import threading
 
@@ -28,9 +29,11 @@ from .conftest import (
     fork_quietly,
     make_socket,
     new_loop,
+    recv_all,
     recv_exact,
     run_in_loop,
     run_script,
+    stall,
     unanswering,
 )
 
@@ -626,6 +629,70 @@ def test_an_accept_socket_is_committed_to_its_pending_accept_ex(provider):  # ty
         assert peer_of(provider, acceptor) == client.getsockname()
 
 
+def _race_for(p: w.Provider, listener: int, other: object, rival: str) -> tuple[bool, bool, int]:
+    """One round: an AcceptEx and a bind (or connect) of one fresh socket, on two threads
+    released together.  Whether each succeeded, and the socket."""
+    acceptor = make_socket(p)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    results: dict[str, bool] = {}
+    start = threading.Barrier(2)
+
+    def post() -> None:
+        start.wait()
+        out = bytearray(2 * ADDR)
+        ok = p.AcceptEx(listener, acceptor, out, 0, ADDR, ADDR, DWORD(), ov)
+        results["accept"] = bool(ok) or w.WSAGetLastError() == w.WSA_IO_PENDING
+
+    def take() -> None:
+        err = INT()
+        start.wait()
+        if rival == "bind":
+            results["rival"] = p.WSPBind(acceptor, ("127.0.0.1", 0), None, err) == 0
+        else:  # a blocking socket: connected in the call, or refused (WSAEINVAL)
+            results["rival"] = p.WSPConnect(acceptor, other, None, None, None, None, None, err) == 0  # fmt: skip
+
+    threads = [threading.Thread(target=post), threading.Thread(target=take)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    if results["accept"]:
+        w.CancelIoEx(listener, ov)
+        assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+    return results["accept"], results["rival"], acceptor
+
+
+@pytest.mark.parametrize("rival", ["bind", "connect"])
+def test_an_accept_ex_and_a_bind_or_connect_racing_for_one_socket_never_both_have_it(
+    provider, rival
+):  # type: ignore[no-untyped-def]
+    # SPEC S14.2, S2.4: a fresh socket named by an AcceptEx on one thread while another
+    # thread binds or connects it ends as one or the other, never both.  Both had it in
+    # about a quarter of the rounds before (the AcceptEx checked "fresh" and committed
+    # the socket in two steps); the bound accept socket could then become a listener
+    # whose host socket the AcceptEx's connection replaced under the loop's watch -- a
+    # libuv abort, found by the fuzz.  A tiny switch interval makes the threads
+    # interleave inside the calls; the check holds whatever the interleaving.
+    listener, address = listening(provider)
+    _other, other_address = listening(provider, backlog=256)  # room for every connect
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(150):
+            accepted, taken, acceptor = _race_for(provider, listener, other_address, rival)
+            assert accepted != taken  # one of the two, never both
+            provider.WSPCloseSocket(acceptor, INT())
+    finally:
+        sys.setswitchinterval(previous)
+    # The listener still serves an AcceptEx as if nothing had happened.
+    acceptor = make_socket(provider)
+    last = accept_ex(provider, listener, acceptor)
+    with socket.create_connection(address, timeout=10) as client:
+        assert w.WSAWaitForMultipleEvents(1, [last.hEvent], False, 10_000, False) == 0
+        assert last.Internal == 0
+        assert peer_of(provider, acceptor) == client.getsockname()
+
+
 @pytest.mark.parametrize("receive", [0, 16])
 def test_closing_the_accept_socket_aborts_its_accept_ex_at_once_with_one_packet(provider, receive):  # type: ignore[no-untyped-def]
     # SPEC S14.2, S10.2, S13.2 (Wine's test_AcceptEx, test_completion_port): closing the
@@ -949,6 +1016,55 @@ async def test_a_close_at_any_moment_of_a_connect_ex_completes_it_once(data: byt
         await provider.aclose()
         server.close()
     assert w.STATUS_CANCELLED in outcomes  # the early closes abort it
+
+
+def test_a_disconnect_ex_overtaken_by_another_leaves_the_sockets_next_life_alone(
+    provider, listener
+):  # type: ignore[no-untyped-def]
+    # SPEC S14.4, S2.4: two DisconnectEx(TF_REUSE_SOCKET) on one connection, the second
+    # posted before the first is done: the first ends the connection and makes the socket
+    # fresh; the second finds its connection gone and completes aborted (docs/semantics.md)
+    # -- it never ends what the socket has become meanwhile.  Here the program makes the
+    # fresh socket a listener with an AcceptEx the moment the first completes (from the
+    # tracer, on the loop, before the second's step runs).  Before, the second closed that
+    # listening socket; with the loop watching it for the AcceptEx, that was a libuv abort
+    # in the fuzz.
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    pending = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    data = b"x" * (4 << 20)  # held by the transport: the markers wait behind it
+    rc = provider.WSPSend(s, [WSABUF(len(data), data)], 1, DWORD(), 0, pending, None, None, INT())
+    assert rc == 0 or w.WSAGetLastError() == w.WSA_IO_PENDING
+    first, second = (WSAOVERLAPPED(hEvent=w.WSACreateEvent()) for _ in range(2))
+    for ov in (first, second):
+        assert provider.DisconnectEx(s, ov, w.TF_REUSE_SOCKET, 0) is False
+        assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    relisten: list[object] = []
+
+    def tracer(record: w.TraceRecord) -> None:
+        if record.event == "complete" and record.socket == s and not relisten and not first.pending:
+            err = INT()
+            assert provider.WSPBind(s, ("127.0.0.1", 0), None, err) == 0, err.value
+            assert provider.WSPListen(s, 8, err) == 0, err.value
+            acceptor = make_socket(provider)
+            relisten.append((acceptor, accept_ex(provider, s, acceptor)))
+
+    provider.tracer = tracer
+    try:
+        assert len(recv_all(conn)) == len(data)  # to the end: the first's FIN
+        for ov in (first, second):
+            assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 20_000, False) == 0
+    finally:
+        provider.tracer = None
+    assert first.Internal == 0
+    assert w.wsa_of(second.Internal) == w.WSA_OPERATION_ABORTED
+    ((acceptor, accepting),) = relisten
+    name = Box()
+    assert provider.WSPGetSockName(s, name, None, INT()) == 0  # still bound, listening
+    with socket.create_connection(name.value, timeout=10) as client:  # type: ignore[arg-type]
+        assert w.WSAWaitForMultipleEvents(1, [accepting.hEvent], False, 10_000, False) == 0
+        assert accepting.Internal == 0
+        assert peer_of(provider, acceptor) == client.getsockname()
 
 
 @pytest.mark.parametrize("reuse", [0, w.TF_REUSE_SOCKET], ids=["disconnect", "reuse"])

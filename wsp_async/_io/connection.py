@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._completion.door import CompletionDoor
-from .._core.engine import ABORTED, Event, SocketEngine
+from .._core.engine import ABORTED, Event, SocketEngine, SocketState
 from .._core.operation import Operation
 from ..errors import WSAErr, WSAError, wsa_code_of
 from .datagrams import DatagramSender
@@ -195,13 +195,31 @@ class Connection:
         for accepting in list(self.accepting):
             accepting.cancel()
 
+    def bind(self, address: tuple[Any, ...]) -> None:
+        """Bind the host socket (any thread); refused for the accept socket of a pending
+        AcceptEx (WSAEINVAL), decided under the lock :meth:`commit_to` takes.  Held
+        across the system call, which a bind never blocks in."""
+        host = self.sock  # (made first, if it must be: never under the lock)
+        engine = self.engine
+        with self.handoff.lock:
+            if self.committed:
+                raise WSAError(WSAErr.WSAEINVAL, "the accept socket of a pending AcceptEx")
+            engine.allows(Event.BIND)
+            host.bind(address)
+            engine.move(Event.BIND)
+
     def begin_connect(self, by_connect_ex: bool = False) -> None:
         """The connection is under way from this call on (any thread): a second connect
         racing it sees CONNECTING and fails (WSAEALREADY; ConnectEx says WSAEINVAL).  A
         socket ConnectEx connects refuses connect() from then on (WSAEINVAL, sock.c:
-        test_connecting_socket)."""
+        test_connecting_socket).  The accept socket of a pending AcceptEx refuses too
+        (WSAEINVAL, Wine's test_AcceptEx), decided under the lock :meth:`commit_to`
+        takes, so that a connect and an AcceptEx racing for one fresh socket never
+        both have it."""
         engine = self.engine
         with self.handoff.lock:
+            if self.committed:
+                raise WSAError(WSAErr.WSAEINVAL, "the accept socket of a pending AcceptEx")
             if self.by_connect_ex and not by_connect_ex:
                 raise WSAError(WSAErr.WSAEINVAL, "ConnectEx connects this socket")
             engine.move(Event.CONNECT_EX if by_connect_ex else Event.CONNECT)
@@ -215,9 +233,15 @@ class Connection:
 
     def commit_to(self, op: Operation) -> bool:
         """Make this socket ``op``'s accept socket (any thread); False if it is already
-        one, or no longer a fresh socket."""
+        one, or no longer a fresh socket.
+
+        Decided under the hand-off lock, which a bind (:meth:`bind`) and a connect
+        (:meth:`begin_connect`) also hold while they leave the fresh state: checked
+        anywhere else, a bind on another thread between the check and the commit left
+        a bound -- then listening -- socket committed to the AcceptEx, whose connection
+        then replaced a host socket the loop was still watching (a crash in libuv)."""
         with self.handoff.lock:
-            if self.committed or self.closed:
+            if self.committed or self.closed or self.engine.state != SocketState.CREATED:
                 return False
             self.accept_into = op
             return True

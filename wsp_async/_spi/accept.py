@@ -110,7 +110,8 @@ class Accepts:
         # AcceptEx, a bind or a connect naming it fails at once.
         if not acceptor.commit_to(op):
             raise WSAError(
-                WSAErr.WSAEINVAL, "sAcceptSocket is the accept socket of another AcceptEx"
+                WSAErr.WSAEINVAL,
+                "sAcceptSocket is bound, connected, or another AcceptEx's accept socket",
             )
         try:
             self.posting.start(listener, op, checked=False)

@@ -184,11 +184,7 @@ class Lifecycle:
     def bind(self, s: object, name: object) -> int:
         sock = self.parts.sockets.get(s)
         address = sockaddr(sock.engine.family, name)
-        if sock.committed:
-            raise WSAError(WSAErr.WSAEINVAL, "the accept socket of a pending AcceptEx")
-        sock.engine.allows(Event.BIND)
-        sock.sock.bind(address)
-        sock.engine.move(Event.BIND)
+        sock.bind(address)
         if not sock.engine.stream:
             self.parts.ensure_datagram_transport(sock)
         return 0
@@ -272,10 +268,11 @@ class Lifecycle:
             engine.move(Event.PEER)
             self.parts.ensure_datagram_transport(sock)
             return 0
-        if engine.state == LISTENING or sock.committed:
-            # A listener, or the accept socket of a pending AcceptEx (Wine's test_AcceptEx).
-            raise WSAError(WSAErr.WSAEINVAL)
-        sock.begin_connect()  # WSAEISCONN, WSAEALREADY; else CONNECTING from now on
+        if engine.state == LISTENING:
+            raise WSAError(WSAErr.WSAEINVAL, "a listening socket")
+        # WSAEISCONN, WSAEALREADY, WSAEINVAL for the accept socket of a pending AcceptEx
+        # (Wine's test_AcceptEx); else CONNECTING from now on.
+        sock.begin_connect()
         if engine.nonblocking or self.io.here():
             self.io.spawn(self._connect_in_background(sock, address))
             raise WSAError(WSAErr.WSAEWOULDBLOCK, "connect started")
@@ -290,7 +287,7 @@ class Lifecycle:
             raise WSAError(WSAErr.WSAEINTR, "the socket was closed")
         engine = sock.engine
         if engine.state != CONNECTING:
-            engine.move(Event.CONNECT)  # begin_connect did not: the asyncio face's connect
+            sock.begin_connect()  # not begun by a WSPConnect or ConnectEx: the asyncio face's
         future = asyncio.ensure_future(self.io.loop.sock_connect(sock.sock, name))
         sock.connect_future = future
         try:
