@@ -80,16 +80,25 @@ class Extensions:
                 self.posting.done_at_once(sock, op, 0)
             return 0
         if op is None:  # no structure: DisconnectEx blocks until done
-            self.io.run(self._disconnect(sock, None, reuse), alertable=True)
+            self.io.run(self._disconnect(sock, sock.host, None, reuse), alertable=True)
             return 0
         self.posting.start(sock, op, checked=False)
         self._pend_elsewhere(sock, op)
-        self.io.spawn(self._disconnect(sock, op, reuse))
+        self.io.spawn(self._disconnect(sock, sock.host, op, reuse))
         return PENDING
 
-    async def _disconnect(self, sock: SocketAdapter, op: Operation | None, reuse: bool) -> None:
+    async def _disconnect(
+        self, sock: SocketAdapter, connection: object, op: Operation | None, reuse: bool
+    ) -> None:
         """Once the sends before it are done (a 0-byte marker behind them completes), close
-        the connection gracefully (S14.4); with TF_REUSE_SOCKET the socket is fresh again."""
+        the connection gracefully (S14.4); with TF_REUSE_SOCKET the socket is fresh again.
+
+        Only the connection it was called for: another DisconnectEx or TransmitFile with
+        TF_REUSE_SOCKET may have ended that one first (aborting this one's marker with
+        the socket's other sends), and other threads may already have bound the fresh
+        socket, made it a listener, posted AcceptEx calls on it -- a disconnect then
+        closed a listening host socket the loop was still watching (a libuv abort,
+        found by the fuzz).  ``connection`` is the host socket it was called for."""
         status = sock.engine.error
         if not status:
             marker = Operation(OpKind.SEND, [], 0)
@@ -97,6 +106,8 @@ class Extensions:
             status = marker.status
         if sock.closed:
             status = ABORTED  # closed meanwhile: nothing left to disconnect (S10.2)
+        elif connection is None or sock.host is not connection:
+            status = status or ABORTED  # made fresh meanwhile: that connection is gone
         else:
             try:
                 sock.disconnect(reuse)
