@@ -662,6 +662,70 @@ def _race_for(p: w.Provider, listener: int, other: object, rival: str) -> tuple[
     return results["accept"], results["rival"], acceptor
 
 
+def test_a_late_maker_of_a_closed_sockets_host_leaves_the_one_in_use_to_the_close(
+    provider, monkeypatch
+):  # type: ignore[no-untyped-def]
+    # SPEC S10.2, S2.4: a stream socket's host socket is made by whichever thread first
+    # needs it.  A thread that began making one, then found that another thread's was
+    # made first and the socket closed since, used to close that one itself -- here a
+    # listener with an AcceptEx pending, whose descriptor the loop watches until the
+    # close, on the loop, removes the wait: closed under it, a libuv abort (found by the
+    # fuzz).  The late thread only drops its own now; the close closes the host.  The
+    # late thread is held inside its socket() call, and the loop is kept busy while the
+    # close from another thread waits for it, so that every step meets the others.
+    from wsp_async._io import connection
+
+    make_socket(provider)  # (the process's first stream socket has its host at once)
+    s, acceptor = make_socket(provider), make_socket(provider)  # no host sockets yet
+    adapter = provider.socket_of(s)
+    entered, resume = threading.Event(), threading.Event()
+    late: dict[str, int] = {}
+
+    class HeldFactory:
+        def __getattr__(self, name: str) -> object:
+            return getattr(socket, name)
+
+        def socket(self, *args: int) -> socket.socket:
+            if threading.current_thread() is late_thread:
+                entered.set()
+                assert resume.wait(20)
+            return socket.socket(*args)
+
+    def bind_late() -> None:
+        err = INT()
+        late["rc"] = provider.WSPBind(s, ("127.0.0.1", 0), None, err)
+        late["err"] = err.value
+
+    monkeypatch.setattr(connection, "_pysocket", HeldFactory())
+    late_thread = threading.Thread(target=bind_late)
+    late_thread.start()
+    assert entered.wait(20)
+    err = INT()
+    assert provider.WSPBind(s, ("127.0.0.1", 0), None, err) == 0, err.value
+    assert provider.WSPListen(s, 8, err) == 0, err.value
+    accepting = accept_ex(provider, s, acceptor)
+    host = adapter.sock
+    assert eventually(lambda: adapter.readable_wait is not None, 10)  # the loop watches it
+    busy, free = threading.Event(), threading.Event()
+    provider.loop.call_soon_threadsafe(lambda: (busy.set(), free.wait(20)))
+    assert busy.wait(20)
+    closer = threading.Thread(target=provider.WSPCloseSocket, args=(s, INT()))
+    closer.start()
+    try:
+        assert eventually(lambda: adapter.closed, 10)  # marked; its close waits for the loop
+        resume.set()
+        late_thread.join(20)
+        assert late["rc"] == w.SOCKET_ERROR  # a closed (or listening) socket binds no more
+        assert host.fileno() != -1  # still open: the close's to close, not the late thread's
+    finally:
+        resume.set()
+        free.set()
+        closer.join(20)
+    assert w.WSAWaitForMultipleEvents(1, [accepting.hEvent], False, 10_000, False) == 0
+    assert w.wsa_of(accepting.Internal) == w.WSA_OPERATION_ABORTED
+    assert eventually(lambda: host.fileno() == -1, 10)
+
+
 @pytest.mark.parametrize("rival", ["bind", "connect"])
 def test_an_accept_ex_and_a_bind_or_connect_racing_for_one_socket_never_both_have_it(
     provider, rival

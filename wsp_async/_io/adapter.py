@@ -389,7 +389,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             _adoption.forget(program)
             program.close()
         if self.transport is None:
-            host = self.host
+            host = self.host_at_close()
             if host is not None and self.attaching is not host:
                 host.close()
         elif not self.transport.is_closing():

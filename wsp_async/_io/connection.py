@@ -89,23 +89,32 @@ class Connection:
         made.setblocking(False)
         with _MAKING:  # (never held across a system call)
             kept = self.host
-            if kept is None:
+            if kept is None and not self.handoff.closed:  # (``closed`` is the hand-off's)
                 kept = self.host = made  # (a stream socket's: no datagram sender to tell)
         if kept is not made:
-            made.close()  # another thread made one first
-        host = kept
-        if self.handoff.closed:  # (read again: ``closed`` is the hand-off's flag)
-            # Closed meanwhile: the close read ``host`` after marking the socket closed,
-            # so either it closed this one or it is closed here (twice is harmless).
-            host.close()
-            raise WSAError(WSAErr.WSAENOTSOCK, "the socket is closed")
-        return host
+            # Another thread made one first, or the socket was closed meanwhile.
+            made.close()
+            if kept is None:
+                raise WSAError(WSAErr.WSAENOTSOCK, "the socket is closed")
+        return kept
 
     @sock.setter
     def sock(self, host: _pysocket.socket) -> None:
         self.host = host
         if self.datagrams is not None:
             self.datagrams.sock = host
+
+    def host_at_close(self) -> _pysocket.socket | None:
+        """The host socket as the close finds it (loop thread, the socket marked closed).
+
+        Read under the lock :attr:`sock` makes one under: a host made before this is the
+        close's to close -- after its AcceptEx readiness wait is removed (the loop may be
+        watching its descriptor by number); one never made after it.  The maker used to
+        close a host it found closed itself, on its own thread: when another thread had
+        made that host and already listened on it, its descriptor closed under the
+        loop's watch (a libuv abort in the fuzz)."""
+        with _MAKING:
+            return self.host
 
     def disconnect(self, reuse: bool) -> None:
         """DisconnectEx (S14.4), loop thread, once the sends before it are done: close the
