@@ -4,8 +4,10 @@ Each thread picks, again and again, one of: a new socket (half of them associate
 completion port), ``ConnectEx`` (mostly bound first), ``AcceptEx`` (the socket made a
 listener first, whether or not that makes sense), ``DisconnectEx``, ``TransmitFile``, an
 overlapped send or receive, ``CancelIoEx`` of a recent structure or of everything,
-``CancelIo``, ``WSPShutdown``, ``WSPCloseSocket``, ``GetOverlappedResult`` -- on any socket
-of the pool, in whatever state another thread left it.  Most calls fail, with a Winsock
+``CancelIo``, ``WSPShutdown``, ``WSPCloseSocket``, ``GetOverlappedResult`` and
+``WSPGetOverlappedResult``, ``SIO_FLUSH``, a ``TransmitFile`` that disconnects and reuses its
+socket, a packet posted to the port by hand -- on any socket of the pool, in whatever state
+another thread left it.  Most calls fail, with a Winsock
 error; the ones that start are the subject (SPEC S2.4): once the provider is closed, every
 structure whose call returned success or ``WSA_IO_PENDING`` holds a result, none is left
 ``STATUS_PENDING``, and every one on a socket with a port gave exactly one packet (S13.2).
@@ -14,7 +16,12 @@ accepts everything; a drainer thread reads the port.
 
 Found, before its fix: a ConnectEx or DisconnectEx left pending for ever when its socket
 was closed between two of its steps (``test_surfaces_hostile``'s "close at any moment"
-tests pin each case).  ``WSP_SOAK=1`` (``make soak``) runs more seeds, longer.
+tests pin each case).  With the last four kinds, three ways for the loop to go on watching
+a descriptor that was closed -- on uvloop a libuv abort of the whole process, about one run
+of three under ``WSP_SOAK``: an AcceptEx and a bind racing for one fresh socket, a
+DisconnectEx overtaken by another reuse, a lazy host socket's late maker closing the one in
+use (each pinned in ``test_surfaces_hostile``).  ``WSP_SOAK=1`` (``make soak``) runs more
+seeds, longer.
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ class _Program:
         with self.lock:
             s = rng.choice(self.sockets) if self.sockets else None
             recent = [entry[0] for entry in self.posted[-20:]]
-        kind = rng.randrange(12)
+        kind = rng.randrange(16)
         if kind == 0 or s is None:
             self.new_socket(rng)
             return
@@ -116,13 +123,31 @@ class _Program:
                 w.CancelIo(s)
             elif kind == 10:
                 p.WSPShutdown(s, rng.choice([0, 1, 2]), err)
-            elif recent:
+            elif kind == 11 and recent:
                 w.GetOverlappedResult(s, rng.choice(recent), DWORD(), False)
+            elif kind == 12:
+                p.WSPIoctl(s, w.SIO_FLUSH, None, 0, None, 0, DWORD(), None, None, None, err)
+            elif kind == 13 and recent:
+                p.WSPGetOverlappedResult(s, rng.choice(recent), DWORD(), False, DWORD(), err)
+            elif kind == 14:
+                w.PostQueuedCompletionStatus(self.port, 0, None, None)  # a packet of no call's
+            elif kind == 15:
+                self.transmit_and_reuse(s)
             return
         began = bool(ok) or w.WSAGetLastError() == w.WSA_IO_PENDING
         what = ("ConnectEx", "AcceptEx", "DisconnectEx", "TransmitFile")[kind - 1]
         with self.lock:
             self.posted.append((ov, s, began, what))
+
+    def transmit_and_reuse(self, s: int) -> None:
+        """TransmitFile that disconnects and makes the socket fresh at its end (S14.5)."""
+        with open(self.path, "rb") as f:
+            ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+            flags = w.TF_DISCONNECT | w.TF_REUSE_SOCKET
+            ok = self.p.TransmitFile(s, f, 100, 0, ov, None, flags)
+            began = bool(ok) or w.WSAGetLastError() == w.WSA_IO_PENDING
+        with self.lock:
+            self.posted.append((ov, s, began, "TransmitFile reuse"))
 
     def run(self, seed: int, k: int) -> None:
         rng = random.Random(seed * 101 + k)
