@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import sys
 import tempfile
 import threading
+import warnings
 
 import pytest
 
@@ -157,6 +159,40 @@ async def test_a_reader_cancelled_as_a_packet_comes_gives_it_back_at_the_head() 
         assert got == [1, 2, 3, 4, 5]
     finally:
         w.CloseHandle(port)
+
+
+async def test_a_datagram_socket_bound_and_connected_in_one_step_has_one_transport() -> None:
+    # SPEC S1, S2.4: a bind and a connect of a datagram socket in one step of the loop's
+    # thread (an embedded provider, a routine) each asked for the socket's transport, and
+    # both were made on its one descriptor: on stock asyncio the socket then refused its
+    # sends (WSAENOTSOCK), on uvloop the first transport was left unclosed.  One transport;
+    # the datagram reaches a plain peer; nothing is left for the collector to warn about.
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(10)
+    provider = w.Provider(loop=asyncio.get_running_loop())
+    err = INT()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            s = make_socket(provider, w.SOCK_DGRAM)
+            assert provider.WSPBind(s, ("127.0.0.1", 0), None, err) == 0, err.value
+            assert provider.WSPConnect(s, peer.getsockname(), None, None, None, None, None, err) == 0  # fmt: skip
+            adapter = provider.socket_of(s)
+            for _ in range(1000):  # until its transport is made
+                if adapter.transport is not None and not adapter.attaching:
+                    break
+                await asyncio.sleep(0)
+            sent = DWORD()
+            assert provider.WSPSend(s, [WSABUF(5, b"hello")], 1, sent, 0, None, None, None, err) == 0, err.value  # fmt: skip
+            assert peer.recvfrom(100)[0] == b"hello"
+            assert provider.WSPCloseSocket(s, err) == 0
+            await provider.aclose()
+            gc.collect()
+        assert [str(c.message) for c in caught if c.category is ResourceWarning] == []
+    finally:
+        await provider.aclose()
+        peer.close()
 
 
 async def test_an_accept_socket_made_fresh_and_closed_while_attaching_leaks_nothing() -> None:

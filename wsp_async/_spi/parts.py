@@ -196,11 +196,23 @@ class Parts:
             return
 
         async def attach() -> None:
-            if sock.transport is not None or sock.closed:
+            # One transport per socket: a bind and a connect in one step of the loop's
+            # thread (or on two threads) each asked for one, and both were made on the
+            # one descriptor -- on stock asyncio the socket then refused its sends
+            # (WSAENOTSOCK), on uvloop the first transport was never closed.  The one
+            # being made counts (``attaching``), as a stream socket's does.
+            host = sock.host
+            if sock.transport is not None or sock.closed or sock.attaching or host is None:
                 return
-            await self.io.loop.create_datagram_endpoint(
-                lambda: DatagramProtocol(sock), sock=sock.sock
-            )
+            sock.attaching = host  # a close meanwhile leaves the host socket to the transport
+            try:
+                await self.io.loop.create_datagram_endpoint(
+                    lambda: DatagramProtocol(sock), sock=host
+                )
+            finally:
+                sock.attaching = None
+                if sock.closed and sock.transport is None:
+                    host.close()  # closed while it was made (its transport was aborted)
 
         if self.io.here():
             self.io.loop.create_task(attach())
