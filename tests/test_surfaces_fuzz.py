@@ -22,7 +22,8 @@ tests pin each case).  With the last four kinds, three ways for the loop to go o
 a descriptor that was closed -- on uvloop a libuv abort of the whole process, about one run
 of three under ``WSP_SOAK``: an AcceptEx and a bind racing for one fresh socket, a
 DisconnectEx overtaken by another reuse, a lazy host socket's late maker closing the one in
-use (each pinned in ``test_surfaces_hostile``).  ``WSP_SOAK=1`` (``make soak``) runs more
+use (each pinned in ``test_surfaces_hostile``).  The same walk on datagram sockets found a
+socket bound and connected at once given two transports on one descriptor.  ``WSP_SOAK=1`` (``make soak``) runs more
 seeds, longer.
 """
 
@@ -234,6 +235,100 @@ def peer() -> Iterator[tuple[str, int]]:
         conn.close()
 
 
+class _DatagramProgram(_Program):
+    """The same walk on datagram sockets: datagrams to the pool's own sockets (or to a
+    port nobody listens on), receives, connects, binds -- with the cancels, closes and
+    shutdowns of the stream walk."""
+
+    def new_socket(self, rng: random.Random) -> None:
+        s = self.p.WSPSocket(w.AF_INET, w.SOCK_DGRAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, INT())
+        if s == w.INVALID_SOCKET:
+            return
+        if rng.random() < 0.7:
+            self.p.WSPBind(s, ("127.0.0.1", 0), None, INT())
+        with self.lock:
+            self.sockets.append(s)
+            if rng.random() < 0.5 and w.CreateIoCompletionPort(s, self.port, s, 0):
+                self.on_port.add(s)
+
+    def step(self, rng: random.Random) -> None:
+        with self.lock:
+            s = rng.choice(self.sockets) if self.sockets else None
+            recent = [entry[0] for entry in self.posted[-20:]]
+        kind = rng.randrange(12)
+        if kind == 0 or s is None:
+            self.new_socket(rng)
+            return
+        p, err = self.p, INT()
+        ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent() if rng.random() < 0.5 else None)
+        if kind in (1, 2):
+            size = rng.choice([0, 10, 1000, 70_000])  # the last too big for a datagram
+            buffers = [WSABUF(size, b"x" * size)]
+            to = self.target(rng)
+            rc = p.WSPSendTo(s, buffers, 1, None, 0, to, 16, ov, None, None, err)
+            what = "WSPSendTo"
+        elif kind in (3, 4):
+            buffers = [WSABUF(100, bytearray(100))]
+            rc = p.WSPRecvFrom(s, buffers, 1, None, DWORD(0), _Box(), INT(16), ov, None, None, err)  # fmt: skip
+            what = "WSPRecvFrom"
+        elif kind == 5:
+            rc = p.WSPSend(s, [WSABUF(5, b"hello")], 1, None, 0, ov, None, None, err)
+            what = "WSPSend"
+        else:
+            if kind == 6:
+                p.WSPConnect(s, self.target(rng), None, None, None, None, None, err)
+            elif kind == 7:
+                w.CancelIoEx(s, rng.choice(recent) if recent and rng.random() < 0.7 else None)
+            elif kind == 8:
+                p.WSPCloseSocket(s, err)
+                with self.lock:
+                    if s in self.sockets:
+                        self.sockets.remove(s)
+            elif kind == 9:
+                w.CancelIo(s)
+            elif kind == 10:
+                p.WSPShutdown(s, rng.choice([0, 1, 2]), err)
+            elif kind == 11 and recent:
+                p.WSPGetOverlappedResult(s, rng.choice(recent), DWORD(), False, DWORD(), err)
+            return
+        with self.lock:
+            self.posted.append((ov, s, rc == 0 or err.value == w.WSA_IO_PENDING, what))
+
+
+def _play(program: _Program, seed: int) -> None:
+    """Run the four threads and the port's drainer; then check every started call."""
+    stop = threading.Event()
+    drainer = threading.Thread(target=program.drain, args=(stop,), daemon=True)
+    drainer.start()
+    threads = [threading.Thread(target=program.run, args=(seed, k)) for k in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert not any(t.is_alive() for t in threads)
+    program.p.close()
+    started = [(ov, s, what) for ov, s, began, what in program.posted if began]
+    on_port = [ov for ov, s, _ in started if s in program.on_port]
+
+    def lost() -> list[tuple[str, int]]:
+        return [(what, ov.Internal) for ov, _, what in started if ov.pending]
+
+    try:
+        assert program.failures == []
+        assert eventually(lambda: not lost(), 30), lost()
+        assert eventually(lambda: all(program.packets[id(ov)] >= 1 for ov in on_port), 30)
+        with program.lock:  # exactly one: none twice, none for a call that failed
+            twice = [(what, program.packets[id(ov)]) for ov, _, what in started if program.packets[id(ov)] > 1]  # fmt: skip
+            stray = [what for ov, _, began, what in program.posted if not began and program.packets[id(ov)]]  # fmt: skip
+        assert twice == [] and stray == []
+    finally:
+        stop.set()
+        drainer.join(10)
+        w.CloseHandle(program.port)
+    assert max(program.packets.values(), default=0) <= 1
+    assert started  # the random walk did start operations
+
+
 @pytest.mark.timeout(1800 if SOAK else 240)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_four_careless_threads_lose_and_double_nothing(loop_kind: str, peer: Any, seed: int) -> None:  # fmt: skip
@@ -241,35 +336,14 @@ def test_four_careless_threads_lose_and_double_nothing(loop_kind: str, peer: Any
     with tempfile.NamedTemporaryFile() as file:
         file.write(os.urandom(20_000))
         file.flush()
-        program = _Program(w.Provider(use_uvloop=loop_kind == "uvloop"), peer, file.name)
-        stop = threading.Event()
-        drainer = threading.Thread(target=program.drain, args=(stop,), daemon=True)
-        drainer.start()
-        threads = [threading.Thread(target=program.run, args=(seed, k)) for k in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(600)
-        assert not any(t.is_alive() for t in threads)
-        program.p.close()
-        started = [(ov, s, what) for ov, s, began, what in program.posted if began]
-        on_port = [ov for ov, s, _ in started if s in program.on_port]
+        _play(_Program(w.Provider(use_uvloop=loop_kind == "uvloop"), peer, file.name), seed)
 
-        def lost() -> list[tuple[str, int]]:
-            return [(what, ov.Internal) for ov, _, what in started if ov.pending]
 
-        try:
-            assert program.failures == []
-            assert eventually(lambda: not lost(), 30), lost()
-            assert eventually(lambda: all(program.packets[id(ov)] >= 1 for ov in on_port), 30)
-            with program.lock:  # exactly one: none twice, none for a call that failed
-                twice = [(what, program.packets[id(ov)]) for ov, _, what in started if program.packets[id(ov)] > 1]  # fmt: skip
-                stray = [what for ov, _, began, what in program.posted if not began and program.packets[id(ov)]]  # fmt: skip
-            assert twice == [] and stray == []
-        finally:
-            stop.set()
-            drainer.join(10)
-            w.CloseHandle(program.port)
-        assert all(program.packets[id(ov)] == 1 for ov in on_port)
-        assert max(program.packets.values(), default=0) <= 1
-        assert started  # the random walk did start operations
+@pytest.mark.timeout(1800 if SOAK else 240)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_four_careless_threads_on_datagram_sockets_lose_and_double_nothing(
+    loop_kind: str, seed: int
+) -> None:
+    # SPEC S2.4, S9, S10.2, S13.2, S5.1
+    provider = w.Provider(use_uvloop=loop_kind == "uvloop")
+    _play(_DatagramProgram(provider, ("127.0.0.1", 9), ""), seed)
