@@ -23,8 +23,8 @@ a descriptor that was closed -- on uvloop a libuv abort of the whole process, ab
 of three under ``WSP_SOAK``: an AcceptEx and a bind racing for one fresh socket, a
 DisconnectEx overtaken by another reuse, a lazy host socket's late maker closing the one in
 use (each pinned in ``test_surfaces_hostile``).  The same walk on datagram sockets found a
-socket bound and connected at once given two transports on one descriptor.  ``WSP_SOAK=1`` (``make soak``) runs more
-seeds, longer.
+socket bound and connected at once given two transports on one descriptor.  ``WSP_SOAK=1``
+(``make soak``) runs more seeds, longer.
 """
 
 from __future__ import annotations
