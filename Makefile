@@ -46,7 +46,7 @@ lint: $(STAMP)
 soak: $(STAMP)
 	WSP_SOAK=1 $(BIN)/python -X dev -m pytest -q -p no:cacheprovider tests/test_stateful.py \
 		tests/test_stateful_surfaces.py tests/test_surfaces_hostile.py tests/test_surfaces_fuzz.py \
-		tests/test_stress.py \
+		tests/test_stress.py tests/test_aio_cancel_fuzz.py \
 		--timeout=3600 -s
 
 # The API reference and the guide (docs/), built from the docstrings with warnings as
