@@ -1,8 +1,9 @@
 """The asyncio face's sends and receives cancelled at random moments, checked by a plain peer.
 
 Cancelling a task that awaits ``send`` withdraws the send if it was not handed on yet, and
-otherwise lets it complete (``README``; S15.1, the boundary of S10.3); cancelling a ``recv_into`` withdraws
-it unless bytes were already given to it.  So whatever the moment: the peer receives the
+otherwise lets it complete (``README``; S15.1, the boundary of S10.3); cancelling a
+``recv_into`` withdraws it unless bytes were already given to it.  So whatever the moment:
+the peer receives the
 messages in posting order, each whole or not at all, every one whose ``send`` returned
 among them; and the bytes the face's completed receives hold are exactly the peer's
 stream, nothing lost, nothing twice.  One sender and one receiver task share the socket;
