@@ -211,7 +211,7 @@ class Parts:
                 )
             finally:
                 sock.attaching = None
-                if sock.closed and sock.transport is None:
+                if sock.transport is None and sock.handoff.closed:  # (``closed``, read again)
                     host.close()  # closed while it was made (its transport was aborted)
 
         if self.io.here():
