@@ -24,6 +24,7 @@ import pytest
 
 import wsp_async as w
 from wsp_async import aio
+from wsp_async.trace import TraceRecord
 
 SEEDS = range(12) if os.environ.get("WSP_SOAK") else range(3)
 
@@ -117,3 +118,34 @@ async def test_cancels_at_any_moment_tear_reorder_lose_or_double_nothing(seed: i
     cancelled, arrived = await _walk(seed)
     assert cancelled  # the walk did cancel sends (some of them after they were handed on)
     assert arrived <= cancelled
+
+
+async def test_a_receive_cancelled_as_its_bytes_arrive_returns_them() -> None:
+    # SPEC S15.1, S2.4: a receive that already holds its bytes when its task is cancelled
+    # completed normally; its bytes are in the caller's buffer and nowhere else, so the
+    # await returns them rather than raising CancelledError (which lost them: a hole in
+    # the stream, found by the walk above on the Proactor).  The cancel is made from the
+    # tracer, at the completion's own record, so that it meets the completion in one step.
+    server = socket.create_server(("127.0.0.1", 0))
+    sock = await aio.connect(*server.getsockname()[:2])
+    conn, _ = server.accept()
+    buffer = bytearray(100)
+    task = asyncio.ensure_future(sock.recv_into(buffer))
+    for _ in range(3):
+        await asyncio.sleep(0)  # posted, and pending: nothing has been sent yet
+    assert not task.done()
+
+    def tracer(record: TraceRecord) -> None:
+        if record.event == "complete" and record.kind == "recv":
+            task.cancel()
+
+    sock.provider.tracer = tracer
+    try:
+        conn.sendall(b"hello")
+        assert await asyncio.wait_for(task, 10) == 5
+    finally:
+        sock.provider.tracer = None
+        sock.close()
+        conn.close()
+        server.close()
+    assert bytes(buffer[:5]) == b"hello"

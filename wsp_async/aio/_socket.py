@@ -186,7 +186,7 @@ class OverlappedSocket:
 
     # -- plumbing ---------------------------------------------------------------------
     async def _overlapped(
-        self, post: Callable[[WSAOVERLAPPED, Any, INT], int]
+        self, post: Callable[[WSAOVERLAPPED, Any, INT], int], keep: bool = False
     ) -> tuple[int, WSAOVERLAPPED]:
         """Post one overlapped operation and await its completion.
 
@@ -196,6 +196,8 @@ class OverlappedSocket:
         resolves a future -- completions run on this same thread, so the hook
         cannot miss one.  Otherwise a completion routine delivered to this loop
         resolves the future.
+
+        ``keep`` (receives): see :func:`overlapped_result`.
         """
         loop = asyncio.get_running_loop()
         ov = WSAOVERLAPPED()
@@ -203,7 +205,7 @@ class OverlappedSocket:
         provider = self.provider
         if provider.loop is loop and provider.on_loop_thread():
             _raise_unless_started(post(ov, None, err), err)
-            return await overlapped_result(provider, ov, self.handle), ov
+            return await overlapped_result(provider, ov, self.handle, keep), ov
         future: asyncio.Future[None] = loop.create_future()
 
         def routine(*_args: Any) -> None:
@@ -213,9 +215,8 @@ class OverlappedSocket:
         try:
             await future
         except asyncio.CancelledError:
-            if ov.pending:
-                CancelIoEx(self.handle, ov)  # recorded, never waited for (S15.2)
-            raise
+            if not _kept(self.handle, ov, keep):
+                raise
         if ov.Internal:
             raise WSAError(wsa_of(ov.Internal))
         return ov.InternalHigh, ov
@@ -319,7 +320,7 @@ class OverlappedSocket:
                 self.handle, bufs, len(bufs), None, DWORD(flags), ov, routine, None, err
             )
 
-        n, _ = await self._overlapped(post)
+        n, _ = await self._overlapped(post, keep=True)
         return n
 
     async def recv(self, size: int, flags: int = 0) -> bytes:
@@ -341,7 +342,7 @@ class OverlappedSocket:
             )
 
         try:
-            n, _ = await self._overlapped(post)
+            n, _ = await self._overlapped(post, keep=True)
         except WSAError as exc:
             if exc.winerror == WSAErr.WSAEMSGSIZE:
                 exc.partial = bytes(buffer)  # type: ignore[attr-defined]
@@ -391,10 +392,17 @@ class OverlappedSocket:
 
 
 async def overlapped_result(
-    provider: Provider, ov: WSAOVERLAPPED, handle: int | None = None
+    provider: Provider, ov: WSAOVERLAPPED, handle: int | None = None, keep: bool = False
 ) -> int:
     """Await ``ov``'s completion: its byte count, or WSAError.  With ``handle``, cancelling
     the await cancels the operation (CancelIoEx, S15.1: recorded, never waited for).
+
+    ``keep``, for receives: a receive that already holds its bytes when the await is
+    cancelled completed normally (S15.1), and its bytes are in the caller's buffer and
+    nowhere else -- raising ``CancelledError`` then lost them, and the stream had a hole
+    (found by a fuzz on the Proactor, where a completion and a cancel often meet in one
+    iteration).  The cancellation is refused instead (``Task.uncancel``) and the count
+    returned, as ``asyncio.wait_for`` returns a result that came with its timeout.
 
     The face's one way to await a posted operation: nothing is awaited when ``ov``
     completed inside its call; on the provider's loop thread a completion hook
@@ -420,12 +428,25 @@ async def overlapped_result(
             try:
                 await future
             except asyncio.CancelledError:
-                if handle is not None and ov.pending:
-                    CancelIoEx(handle, ov)
-                raise
+                if not _kept(handle, ov, keep):
+                    raise
     if ov.Internal:
         raise WSAError(wsa_of(ov.Internal))
     return ov.InternalHigh
+
+
+def _kept(handle: int | None, ov: WSAOVERLAPPED, keep: bool) -> bool:
+    """The await of ``ov`` was cancelled: cancel the operation if it still pends; True
+    when ``keep`` and it had already completed with bytes, which are the caller's now
+    (the cancellation is then refused: see :func:`overlapped_result`)."""
+    if handle is not None and ov.pending:
+        CancelIoEx(handle, ov)  # recorded, never waited for (S15.2); takes nothing more
+    if keep and not ov.pending and not ov.Internal and ov.InternalHigh:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
+    return False
 
 
 def raise_unless_pending(started: bool) -> None:
