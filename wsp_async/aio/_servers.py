@@ -19,15 +19,13 @@ from ..errors import WSAErr, WSAError, wsa_code_of
 from ..mswsock import decode_sockaddr
 from ..provider import Provider
 from ..structs import INT, WSAOVERLAPPED
+from ._results import overlapped_result, raise_unless_pending, socket_name
 from ._socket import (
     ADDRESS_BLOCK,
     Buffers,
     OverlappedSocket,
     family_of,
     get_provider,
-    overlapped_result,
-    raise_unless_pending,
-    socket_name,
 )
 
 __all__ = [

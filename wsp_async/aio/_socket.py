@@ -16,11 +16,17 @@ from ..constants import (
     SOCKET_ERROR,
 )
 from ..errors import WSAErr, WSAError
-from ..events import WSAGetLastError
-from ..kernel32 import CancelIoEx
 from ..ntstatus import wsa_of
 from ..provider import Provider
 from ..structs import DWORD, INT, WSABUF, WSAOVERLAPPED
+from ._results import (
+    kept_after_cancel,
+    overlapped_result,
+    raise_unless_pending,
+    raise_unless_started,
+    resolve,
+    socket_name,
+)
 
 __all__ = [
     "ADDRESS_BLOCK",
@@ -29,9 +35,6 @@ __all__ = [
     "OverlappedSocket",
     "family_of",
     "get_provider",
-    "overlapped_result",
-    "raise_unless_pending",
-    "socket_name",
 ]
 
 
@@ -103,11 +106,6 @@ def _as_wsabufs(buffers: Any) -> list[WSABUF]:
         raise WSAError(
             WSAErr.WSAEFAULT, "buffers is not a bytes-like object or a sequence of them"
         ) from None
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class _MadeAtFirstUse:
@@ -204,18 +202,18 @@ class OverlappedSocket:
         err = INT()
         provider = self.provider
         if provider.loop is loop and provider.on_loop_thread():
-            _raise_unless_started(post(ov, None, err), err)
+            raise_unless_started(post(ov, None, err), err)
             return await overlapped_result(provider, ov, self.handle, keep), ov
         future: asyncio.Future[None] = loop.create_future()
 
         def routine(*_args: Any) -> None:
-            _resolve(future)
+            resolve(future)
 
-        _raise_unless_started(post(ov, routine, err), err)
+        raise_unless_started(post(ov, routine, err), err)
         try:
             await future
         except asyncio.CancelledError:
-            if not _kept(self.handle, ov, keep):
+            if not kept_after_cancel(self.handle, ov, keep):
                 raise
         if ov.Internal:
             raise WSAError(wsa_of(ov.Internal))
@@ -271,7 +269,7 @@ class OverlappedSocket:
         ov = WSAOVERLAPPED(hEvent=hEvent)
         err = INT()
         rc = self.provider.WSPSend(self.handle, bufs, len(bufs), None, 0, ov, None, None, err)
-        _raise_unless_started(rc, err)
+        raise_unless_started(rc, err)
         return ov
 
     async def get_overlapped_result(self, ov: WSAOVERLAPPED) -> int:
@@ -389,82 +387,3 @@ class OverlappedSocket:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
-
-
-async def overlapped_result(
-    provider: Provider, ov: WSAOVERLAPPED, handle: int | None = None, keep: bool = False
-) -> int:
-    """Await ``ov``'s completion: its byte count, or WSAError.  With ``handle``, cancelling
-    the await cancels the operation (CancelIoEx, S15.1: recorded, never waited for).
-
-    ``keep``, for receives: a receive that already holds its bytes when the await is
-    cancelled completed normally (S15.1), and its bytes are in the caller's buffer and
-    nowhere else -- raising ``CancelledError`` then lost them, and the stream had a hole
-    (found by a fuzz on the Proactor, where a completion and a cancel often meet in one
-    iteration).  The cancellation is refused instead (``Task.uncancel``) and the count
-    returned, as ``asyncio.wait_for`` returns a result that came with its timeout.
-
-    The face's one way to await a posted operation: nothing is awaited when ``ov``
-    completed inside its call; on the provider's loop thread a completion hook
-    resolves the future (completions run on that thread, so none can come before the
-    hook is on); elsewhere the hook is put on from the loop."""
-    if ov.pending:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if provider.loop is loop and provider.on_loop_thread():
-            # Completions run on this thread: none can come before the hook is on.
-            provider.when_complete(ov, lambda: _resolve(future))
-        else:
-
-            def resolve() -> None:
-                loop.call_soon_threadsafe(_resolve, future)
-
-            def hook() -> None:
-                if not provider.when_complete(ov, resolve):
-                    resolve()  # it completed before the hook got there
-
-            provider.loop.call_soon_threadsafe(hook)
-        if ov.pending:
-            try:
-                await future
-            except asyncio.CancelledError:
-                if not _kept(handle, ov, keep):
-                    raise
-    if ov.Internal:
-        raise WSAError(wsa_of(ov.Internal))
-    return ov.InternalHigh
-
-
-def _kept(handle: int | None, ov: WSAOVERLAPPED, keep: bool) -> bool:
-    """The await of ``ov`` was cancelled: cancel the operation if it still pends; True
-    when ``keep`` and it had already completed with bytes, which are the caller's now
-    (the cancellation is then refused: see :func:`overlapped_result`)."""
-    if handle is not None and ov.pending:
-        CancelIoEx(handle, ov)  # recorded, never waited for (S15.2); takes nothing more
-    if keep and not ov.pending and not ov.Internal and ov.InternalHigh:
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
-    return False
-
-
-def raise_unless_pending(started: bool) -> None:
-    """An extension function's BOOL: True (done) or False with WSA_IO_PENDING is started."""
-    if not started:
-        code = WSAGetLastError()
-        if code != WSAErr.WSA_IO_PENDING:
-            raise WSAError(code)
-
-
-def _raise_unless_started(rc: int, err: INT) -> None:
-    """S2: 0 or WSA_IO_PENDING means started; any other code is the error."""
-    if rc == SOCKET_ERROR and err.value != WSAErr.WSA_IO_PENDING:
-        raise WSAError(err.value)
-
-
-def socket_name(call: Callable[[int, DWORD, None, INT], int], handle: int) -> Any:
-    box, err = DWORD(), INT()
-    if call(handle, box, None, err) == SOCKET_ERROR:
-        raise WSAError(err.value)
-    return box.value
