@@ -75,23 +75,53 @@ class _Program:
         self.packets: collections.Counter[int] = collections.Counter()
         self.failures: list[str] = []
 
+    #: The pool's sockets, and how often a new one is bound at once.
+    KIND = w.SOCK_STREAM
+    BOUND = 0.0
+
     def new_socket(self, rng: random.Random) -> None:
-        s = self.p.WSPSocket(w.AF_INET, w.SOCK_STREAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, INT())
+        s = self.p.WSPSocket(w.AF_INET, self.KIND, 0, None, 0, w.WSA_FLAG_OVERLAPPED, INT())
         if s == w.INVALID_SOCKET:
             return
+        if rng.random() < self.BOUND:
+            self.p.WSPBind(s, ("127.0.0.1", 0), None, INT())
         with self.lock:
             self.sockets.append(s)
             if rng.random() < 0.5 and w.CreateIoCompletionPort(s, self.port, s, 0):
                 self.on_port.add(s)
 
-    def step(self, rng: random.Random) -> None:
+    def pick(self, rng: random.Random, kinds: int) -> tuple[int, list[WSAOVERLAPPED], int] | None:
+        """A socket of the pool, the structures posted last, and what to do (0 to
+        ``kinds - 1``); None when this step made a new socket instead (kind 0)."""
         with self.lock:
             s = rng.choice(self.sockets) if self.sockets else None
             recent = [entry[0] for entry in self.posted[-20:]]
-        kind = rng.randrange(22)
+        kind = rng.randrange(kinds)
         if kind == 0 or s is None:
             self.new_socket(rng)
+            return None
+        return s, recent, kind
+
+    def withdraw(self, rng: random.Random, s: int, recent: list[WSAOVERLAPPED], kind: int) -> None:
+        """Kinds 7 to 10 of both walks: a cancel of one or all, a close, a shutdown."""
+        err = INT()
+        if kind == 7:
+            w.CancelIoEx(s, rng.choice(recent) if recent and rng.random() < 0.7 else None)
+        elif kind == 8:
+            self.p.WSPCloseSocket(s, err)
+            with self.lock:
+                if s in self.sockets:
+                    self.sockets.remove(s)
+        elif kind == 9:
+            w.CancelIo(s)
+        else:
+            self.p.WSPShutdown(s, rng.choice([0, 1, 2]), err)
+
+    def step(self, rng: random.Random) -> None:
+        picked = self.pick(rng, 22)
+        if picked is None:
             return
+        s, recent, kind = picked
         p, err = self.p, INT()
         ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent() if rng.random() < 0.5 else None)
         if kind == 1:
@@ -120,17 +150,8 @@ class _Program:
                 self.posted.append((ov, s, began, "WSPSend" if kind == 5 else "WSPRecv"))
             return
         else:
-            if kind == 7:
-                w.CancelIoEx(s, rng.choice(recent) if recent and rng.random() < 0.7 else None)
-            elif kind == 8:
-                p.WSPCloseSocket(s, err)
-                with self.lock:
-                    if s in self.sockets:
-                        self.sockets.remove(s)
-            elif kind == 9:
-                w.CancelIo(s)
-            elif kind == 10:
-                p.WSPShutdown(s, rng.choice([0, 1, 2]), err)
+            if kind in (7, 8, 9, 10):
+                self.withdraw(rng, s, recent, kind)
             elif kind == 11 and recent:
                 w.GetOverlappedResult(s, rng.choice(recent), DWORD(), False)
             elif kind == 12:
@@ -240,25 +261,14 @@ class _DatagramProgram(_Program):
     port nobody listens on), receives, connects, binds -- with the cancels, closes and
     shutdowns of the stream walk."""
 
-    def new_socket(self, rng: random.Random) -> None:
-        s = self.p.WSPSocket(w.AF_INET, w.SOCK_DGRAM, 0, None, 0, w.WSA_FLAG_OVERLAPPED, INT())
-        if s == w.INVALID_SOCKET:
-            return
-        if rng.random() < 0.7:
-            self.p.WSPBind(s, ("127.0.0.1", 0), None, INT())
-        with self.lock:
-            self.sockets.append(s)
-            if rng.random() < 0.5 and w.CreateIoCompletionPort(s, self.port, s, 0):
-                self.on_port.add(s)
+    KIND = w.SOCK_DGRAM
+    BOUND = 0.7
 
     def step(self, rng: random.Random) -> None:
-        with self.lock:
-            s = rng.choice(self.sockets) if self.sockets else None
-            recent = [entry[0] for entry in self.posted[-20:]]
-        kind = rng.randrange(12)
-        if kind == 0 or s is None:
-            self.new_socket(rng)
+        picked = self.pick(rng, 12)
+        if picked is None:
             return
+        s, recent, kind = picked
         p, err = self.p, INT()
         ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent() if rng.random() < 0.5 else None)
         if kind in (1, 2):
@@ -277,17 +287,8 @@ class _DatagramProgram(_Program):
         else:
             if kind == 6:
                 p.WSPConnect(s, self.target(rng), None, None, None, None, None, err)
-            elif kind == 7:
-                w.CancelIoEx(s, rng.choice(recent) if recent and rng.random() < 0.7 else None)
-            elif kind == 8:
-                p.WSPCloseSocket(s, err)
-                with self.lock:
-                    if s in self.sockets:
-                        self.sockets.remove(s)
-            elif kind == 9:
-                w.CancelIo(s)
-            elif kind == 10:
-                p.WSPShutdown(s, rng.choice([0, 1, 2]), err)
+            elif kind in (7, 8, 9, 10):
+                self.withdraw(rng, s, recent, kind)
             elif kind == 11 and recent:
                 p.WSPGetOverlappedResult(s, rng.choice(recent), DWORD(), False, DWORD(), err)
             return
