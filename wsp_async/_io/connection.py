@@ -211,11 +211,16 @@ class Connection:
         host = self.sock  # (made first, if it must be: never under the lock)
         engine = self.engine
         with self.handoff.lock:
-            if self.committed:
-                raise WSAError(WSAErr.WSAEINVAL, "the accept socket of a pending AcceptEx")
+            self._refuse_if_committed()
             engine.allows(Event.BIND)
             host.bind(address)
             engine.move(Event.BIND)
+
+    def _refuse_if_committed(self) -> None:
+        """WSAEINVAL for the accept socket of a pending AcceptEx (under the hand-off lock,
+        as :meth:`commit_to` decides: see there)."""
+        if self.committed:
+            raise WSAError(WSAErr.WSAEINVAL, "the accept socket of a pending AcceptEx")
 
     def begin_connect(self, by_connect_ex: bool = False) -> None:
         """The connection is under way from this call on (any thread): a second connect
@@ -227,8 +232,7 @@ class Connection:
         both have it."""
         engine = self.engine
         with self.handoff.lock:
-            if self.committed:
-                raise WSAError(WSAErr.WSAEINVAL, "the accept socket of a pending AcceptEx")
+            self._refuse_if_committed()
             if self.by_connect_ex and not by_connect_ex:
                 raise WSAError(WSAErr.WSAEINVAL, "ConnectEx connects this socket")
             engine.move(Event.CONNECT_EX if by_connect_ex else Event.CONNECT)

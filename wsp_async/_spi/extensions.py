@@ -35,7 +35,7 @@ from ..errors import WSAErr, WSAError, wsa_code_of
 from ..structs import TRANSMIT_FILE_BUFFERS, WSABUF
 from .accept import mark_pending
 from .entry import PENDING
-from .lifecycle import Lifecycle
+from .lifecycle import Lifecycle, closed_meanwhile
 from .parts import Parts
 from .posting import Posting, prepare_wait, run_internal
 
@@ -164,7 +164,7 @@ class Extensions:
         try:
             await self.lifecycle.connect_async(sock, address)
             if sock.closed:  # between the connection and its transport (S10.2)
-                raise WSAError(WSAErr.WSAEINTR, "the socket was closed")
+                raise closed_meanwhile()
         except BaseException as exc:
             sock.on_its_way(op)  # done waiting: the socket's list lets go of it
             sock.by_connect_ex = False  # not connected: connect() may try again

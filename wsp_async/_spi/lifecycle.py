@@ -284,7 +284,7 @@ class Lifecycle:
         if sock.closed:
             # Closed before this step began (a ConnectEx's task starts a turn after its
             # call): there is no close to come that would cancel the connect (S10.2).
-            raise WSAError(WSAErr.WSAEINTR, "the socket was closed")
+            raise closed_meanwhile()
         engine = sock.engine
         if engine.state != CONNECTING:
             sock.begin_connect()  # not begun by a WSPConnect or ConnectEx: the asyncio face's
@@ -294,7 +294,7 @@ class Lifecycle:
             await future
         except asyncio.CancelledError:
             if sock.closed:
-                raise WSAError(WSAErr.WSAEINTR, "the socket was closed") from None
+                raise closed_meanwhile() from None
             engine.move(Event.GAVE_UP_BOUND if _bound(sock.sock) else Event.GAVE_UP)
             raise
         except BaseException:
@@ -306,7 +306,7 @@ class Lifecycle:
         if sock.closed:
             # Closed after the kernel connected it, before this step: nothing to attach
             # (a transport on a closed socket is never made, and its wait never ends).
-            raise WSAError(WSAErr.WSAEINTR, "the socket was closed")
+            raise closed_meanwhile()
         engine.move(Event.CONNECTED)
         await self.parts.attach_stream(sock)
 
@@ -369,6 +369,12 @@ class Lifecycle:
         except WSAError:
             sock.close_here()  # the loop is gone: nothing else can touch the socket
         return 0
+
+
+def closed_meanwhile() -> WSAError:
+    """A connect's answer when its socket was closed while it was under way: ``WSAEINTR``,
+    as a blocking call interrupted by ``closesocket`` on Windows (S10.2)."""
+    return WSAError(WSAErr.WSAEINTR, "the socket was closed")
 
 
 #: States in which a close from another thread need not wait for the loop: a connected
