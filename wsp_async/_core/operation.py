@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..events import WSAEVENT
     from ..structs import WSAOVERLAPPED
 
-__all__ = ["RECV", "SEND", "Operation", "OpKind", "PendingCount", "held_send", "posted"]
+__all__ = ["RECV", "SEND", "Operation", "OpKind", "PendingCount", "held_send"]
 
 
 class OpKind(enum.IntEnum):
@@ -181,7 +181,7 @@ class Operation:
     A plain slotted class rather than an attrs one: one is made per post, and an
     initializer that takes the fields a post sets and writes the rest as constants costs
     about 30 ns less per send than one taking all 27 (issue 26, ``benchmarks/README.md``).
-    An overlapped post does not even call it: :func:`posted` writes the same fields.
+    An overlapped post does not even call it: ``Posting.overlapped`` writes the same fields.
     Compared by identity, as attrs' ``eq=False`` would have it.
     """
 
@@ -269,65 +269,6 @@ class Operation:
     @property
     def pending(self) -> bool:
         return self.status == STATUS_PENDING
-
-
-_new = object.__new__
-
-
-def posted(
-    kind: OpKind,
-    buffers: list[Any],
-    nbytes: int,
-    overlapped: WSAOVERLAPPED,
-    routine: Routine | None,
-    thread: ApcTarget | None,
-    event: WSAEVENT | None,
-    issuer: ApcTarget | None,
-    flags: int,
-    handle: int,
-    lane: Any,
-    port_link: Any,
-    port_later: Any,
-) -> Operation:
-    """The record of an overlapped post: what ``Operation(...)`` makes, made without calling
-    the class.
-
-    Every overlapped post makes one (``Posting.overlapped``).  Calling a class whose
-    ``__init__`` is Python goes from the interpreter into C and back (``type.__call__``,
-    then the ``__init__`` slot), a call CPython 3.11 cannot run inline; a module
-    function's call it can, and ``object.__new__`` alone is cheap.  The class call cost a
-    post 235 ns, this 150 (``benchmarks/README.md``, issue 26).  The fields are
-    ``__init__``'s, in its order; ``tests/test_operation_record.py`` holds the two to the
-    same record."""
-    op = _new(Operation)
-    op.kind = kind
-    op.buffers = buffers
-    op.nbytes = nbytes
-    op.overlapped = overlapped
-    op.routine = routine
-    op.thread = thread
-    op.event = event
-    op.issuer = issuer
-    op.flags = flags
-    op.address = None
-    op.handle = handle
-    op.listener = None
-    op.lane = lane
-    op.status = STATUS_PENDING
-    op.port_link = port_link
-    op.port_later = port_later
-    op.in_call = False
-    op.urgent = False
-    op.end = 0
-    op.direct = 0
-    op.parts = None
-    op.transferred = 0
-    op.out_flags = 0
-    op.source = None
-    op.fault = 0
-    op.counter = None
-    op.checksum = None
-    return op
 
 
 def held_send(buffers: list[Any], nbytes: int) -> Operation:

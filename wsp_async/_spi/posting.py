@@ -13,8 +13,9 @@ from typing import Any
 
 from .. import apc
 from .._completion.door import isolated, unclaim
-from .._core.operation import Operation, OpKind, posted
+from .._core.operation import Operation, OpKind
 from .._io.adapter import SocketAdapter
+from ..constants import STATUS_PENDING
 from ..errors import WSAErr, WSAError
 from ..events import WSAEVENT, wait_alertably
 from ..structs import (
@@ -29,6 +30,7 @@ from .parts import Parts
 __all__ = ["Posting", "prepare_wait", "run_internal"]
 
 ABORTED = WSAErr.WSA_OPERATION_ABORTED
+_new = object.__new__
 
 
 class Posting:
@@ -115,10 +117,42 @@ class Posting:
         # posts are the hot path: a set lookup each, issue 26).
         if not here and issuer is not None and issuer not in parts.threads.watched:
             parts.threads.watch(issuer)
-        return posted(
-            kind, buffers, nbytes, lpOverlapped, lpCompletionRoutine, thread, event, issuer,
-            flags, sock.handle, sock.lane, link, later,
-        )  # fmt: skip
+        # The record, written here rather than made by calling the class: a class whose
+        # ``__init__`` is Python is called from C (``type.__call__``, then the ``__init__``
+        # slot), which CPython 3.11 cannot run inline (235 ns a post against 150), and a
+        # helper writing these fields was one more frame of 13 arguments (3-5% of a
+        # loop-thread send, issue 26, ``benchmarks/README.md``).  The fields are
+        # ``Operation.__init__``'s, in its order; ``tests/test_operation_record.py``
+        # holds the two to the same record.
+        op = _new(Operation)
+        op.kind = kind
+        op.buffers = buffers
+        op.nbytes = nbytes
+        op.overlapped = lpOverlapped
+        op.routine = lpCompletionRoutine
+        op.thread = thread
+        op.event = event
+        op.issuer = issuer
+        op.flags = flags
+        op.address = None
+        op.handle = sock.handle
+        op.listener = None
+        op.lane = sock.lane
+        op.status = STATUS_PENDING
+        op.port_link = link
+        op.port_later = later
+        op.in_call = False
+        op.urgent = False
+        op.end = 0
+        op.direct = 0
+        op.parts = None
+        op.transferred = 0
+        op.out_flags = 0
+        op.source = None
+        op.fault = 0
+        op.counter = None
+        op.checksum = None
+        return op
 
     def watched(self) -> bool:
         """The verifier or a tracer sees every post (S12.2, S12.3)."""
