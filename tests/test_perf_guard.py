@@ -796,7 +796,7 @@ class _PackageCalls:
             self.count += 1
 
 
-def test_a_loop_thread_send_and_its_routine_cost_at_most_6_calls(provider, listener):  # type: ignore[no-untyped-def]
+def test_a_loop_thread_send_and_its_routine_cost_at_most_6_5_calls(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S6.2, S6.4: 256 sends with routines posted in one loop callback, until their
     # routines ran: 19.2 frames of ours per send before issue 26's cuts, 15.2 after the
     # first, 10.2 after the second (no WSPSend method between the S2 wrapper and the
@@ -804,7 +804,9 @@ def test_a_loop_thread_send_and_its_routine_cost_at_most_6_calls(provider, liste
     # common WSABUF and the structure's claim read inline; the wrapper's frame, made
     # by exec, is not counted here), 6.2 after the third (the claim's step, the count's
     # and the queue's read inline, and a batch consumed whole settled without a pass),
-    # 5.2 with the record written by Posting.overlapped itself (no operation.posted).
+    # 5.2 with the record written by Posting.overlapped itself (no operation.posted),
+    # 6.2 with the queue keeping its run (SendQueue.post called again: a call more per
+    # send, and no look at each send when the batch is made).
     import sys
 
     s, conn = connect(provider, listener)
@@ -831,7 +833,7 @@ def test_a_loop_thread_send_and_its_routine_cost_at_most_6_calls(provider, liste
     finally:
         run_in_loop(provider.loop, sys.setprofile, None)
     assert recv_exact(conn, count * 64) == b"x" * (count * 64)
-    assert counter.count / count <= 6, counter.count / count
+    assert counter.count / count <= 6.5, counter.count / count
 
 
 def test_an_overlapped_post_makes_its_record_without_calling_the_class(  # type: ignore[no-untyped-def]

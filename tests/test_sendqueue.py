@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import attrs
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from wsp_async._core import sendqueue
 from wsp_async._core.sendqueue import SendQueue
 
 
@@ -168,3 +170,165 @@ def test_completions_are_in_order_never_early_and_exactly_once(capacity, steps) 
         batch = q.next_batch()
         completed += q.handed(batch, 0)
     assert completed == posted
+
+
+@attrs.define(eq=False)
+class Labelled(Op):
+    label: int = 0
+
+
+#: The ways into the send queue other than a plain post, and the ways out of it.
+JOINS = ["urgent", "fault", "held", "front", "hold", "held front"]
+LEAVES = ["withdraw", "cancel", "drain"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(0, 300),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("post"), st.integers(0, 120), st.integers(1, 4)),
+            st.tuples(st.sampled_from(JOINS), st.integers(0, 80), st.just(1)),
+            st.tuples(st.sampled_from(["gather", "hand"]), st.integers(0, 1000), st.just(0)),
+            st.tuples(st.sampled_from(LEAVES), st.integers(0, 1000), st.just(0)),
+        ),
+        max_size=60,
+    ),
+)
+# Each way into the queue but post's, once: a send joins ahead of or among a run, one
+# of the run is withdrawn, and the run counts as many sends as wait -- not the same ones.
+@example(100, [("held", 10, 1), ("post", 20, 1), ("post", 30, 1), ("cancel", 1, 0), ("gather", 1000, 0)])  # fmt: skip
+@example(100, [("hold", 10, 1), ("post", 20, 1), ("post", 30, 1), ("cancel", 1, 0), ("gather", 1000, 0)])  # fmt: skip
+@example(100, [("post", 20, 1), ("urgent", 5, 1), ("post", 30, 1), ("cancel", 0, 0), ("gather", 1000, 0)])  # fmt: skip
+@example(100, [("post", 20, 1), ("post", 30, 1), ("front", 10, 1), ("cancel", 1, 0), ("gather", 1000, 0)])  # fmt: skip
+@example(100, [("post", 20, 1), ("post", 30, 1), ("held front", 10, 1), ("cancel", 1, 0), ("gather", 1000, 0)])  # fmt: skip
+# A run past either gather limit is cut where the look cuts it.
+@example(100, [("post", 120, 1), ("post", 120, 1), ("post", 120, 1), ("gather", 1000, 0)])
+@example(100, [("post", 20, 4), ("post", 20, 4), ("gather", 1000, 0)])
+def test_a_run_taken_whole_is_the_batch_the_look_at_each_send_makes(capacity, steps) -> None:  # type: ignore[no-untyped-def]
+    # SPEC S5.3, S4.1 (issue 26): next_batch takes a run of plain pending sends whole
+    # without looking at each.  A second queue, whose run is spoilt before every batch,
+    # always looks: the two must hand on the same batches and keep the same accounts,
+    # whatever joined or left the queue between batches.  The gather limits are made
+    # small so that runs pass them.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sendqueue, "GATHER_BYTES", 300)
+        patch.setattr(sendqueue, "GATHER_BUFFERS", 6)
+        _compare_with_the_look(capacity, steps)
+
+
+def _compare_with_the_look(capacity: int, steps: list[tuple[str, int, int]]) -> None:
+    fast: SendQueue[Labelled] = SendQueue(capacity)
+    looking: SendQueue[Labelled] = SendQueue(capacity)
+    buffered = 0
+    label = 0
+
+    def both(action: str, n: int, pieces: int) -> tuple[Labelled, Labelled]:
+        nonlocal label
+        label += 1
+        made = []
+        for _ in range(2):
+            size = max(n, pieces)
+            cut = [bytes(size // pieces)] * (pieces - 1)
+            buffers = [*cut, bytes(size - sum(len(b) for b in cut))]
+            made.append(
+                Labelled(
+                    size,
+                    urgent=action == "urgent",
+                    fault=10054 if action == "fault" else 0,
+                    status=0 if action in ("held", "hold") else 259,
+                    buffers=buffers,
+                    label=label,
+                )
+            )
+        return made[0], made[1]
+
+    def labels(ops: object) -> list[int]:
+        return [op.label for op in ops]  # type: ignore[attr-defined]
+
+    for action, n, pieces in steps:
+        if action in ("post", "urgent", "fault", "held"):
+            a, b = both(action, n, pieces)
+            fast.post(a)
+            looking.post(b)
+        elif action == "front":
+            a, b = both(action, n, pieces)
+            fast.push_front(a)
+            looking.push_front(b)
+        elif action == "held front":
+            a, b = both("held", n, pieces)
+            fast.hold_front(a)
+            looking.hold_front(b)
+        elif action == "hold":
+            if fast.waiting and fast.waiting[0].status:
+                continue  # held only onto a held record, or into an empty queue
+            a, b = both(action, n, pieces)
+            fast.hold(a.buffers[0], a.nbytes, lambda bufs, size, a=a: a)
+            looking.hold(b.buffers[0], b.nbytes, lambda bufs, size, b=b: b)
+        elif action in ("withdraw", "cancel"):
+            # Some of them (a close's shutdown), or one (its CancelIo), as withdrawals do.
+            chosen = {op.label for op in fast.waiting if op.label % 3 == n % 3}
+            if action == "cancel":
+                chosen = {fast.waiting[n % len(fast.waiting)].label} if fast.waiting else set()
+            assert labels(fast.remove_waiting(lambda op, c=chosen: op.label in c)) == labels(
+                looking.remove_waiting(lambda op, c=chosen: op.label in c)
+            )
+        elif action == "drain":
+            buffered = max(0, buffered - n)
+            assert labels(fast.observe(buffered)) == labels(looking.observe(buffered))
+        else:
+            gather = action == "gather"
+            if gather:  # the transport emptied: what it held is consumed
+                buffered = 0
+                assert labels(fast.observe(0)) == labels(looking.observe(0))
+            if fast.waiting and fast.waiting[0].fault:
+                a, b = fast.waiting.popleft(), looking.waiting.popleft()  # next_hand_on's
+                assert a.label == b.label
+                continue
+            looking.run = -1
+            batch, reference = fast.next_batch(gather), looking.next_batch(gather)
+            assert labels(batch) == labels(reference)
+            assert (fast.offer, fast.offered) == (looking.offer, looking.offered)
+            if gather and fast.offer:
+                sent = min(n, fast.offered)
+                reached, rest = fast.reached(batch, sent)
+                reached_b, rest_b = looking.reached(reference, sent)
+                assert labels(reached) == labels(reached_b) and rest == rest_b
+                batch, reference = reached, reached_b
+                buffered = sum(len(b) for b in rest)
+            else:
+                buffered += sum(op.nbytes for op in batch)
+            assert labels(fast.handed(batch, buffered)) == labels(
+                looking.handed(reference, buffered)
+            )
+        assert labels(fast.waiting) == labels(looking.waiting)
+        assert (fast.held, fast.used) == (looking.held, looking.used)
+
+
+def test_a_burst_of_plain_sends_is_taken_whole_without_a_look_at_each() -> None:
+    # Issue 26 (SPEC S5.3): the sends of one loop iteration leave in one gather batch,
+    # in order, and next_batch reads none of them to decide it; anything put back in
+    # front spoils the run, and the batch after it is decided by looking.
+    reads = [0]
+
+    @attrs.define(eq=False)
+    class Watched(Op):
+        def __getattribute__(self, name: str) -> object:
+            if name == "fault":
+                reads[0] += 1
+            return object.__getattribute__(self, name)
+
+    q: SendQueue[Op] = SendQueue(capacity=1000)
+    burst = [Watched(10) for _ in range(50)]
+    for op in burst:
+        q.post(op)
+    reads[0] = 0
+    assert q.next_batch(gather=True) == burst and (q.offer, q.offered) == (True, 500)
+    assert reads[0] == 0 and not q.waiting
+    later = [Watched(10) for _ in range(3)]
+    for op in later:
+        q.post(op)
+    q.push_front(burst[-1])  # say the kernel had no room for the last one's rest
+    reads[0] = 0
+    assert q.next_batch(gather=True) == [burst[-1], *later]
+    assert reads[0] == 4

@@ -218,15 +218,8 @@ class SocketEngine:
 
     # ------------------------------------------------------------------ stream sends
     def post_send(self, op: Operation, coalesce: bool = True) -> bool:
-        """Queue a send in posting order (S5.3); True when the queue should be handed on now.
-
-        A pending send is only appended (``SendQueue.post``'s one step for it, read
-        inline: every queued send passes here, issue 26); a record held complete is
-        also counted as held bytes there."""
-        if op.status:
-            self.sendq.waiting.append(op)
-        else:
-            self.sendq.post(op)
+        """Queue a send in posting order (S5.3); True when the queue should be handed on now."""
+        self.sendq.post(op)
         return not (coalesce and self.coalescing)
 
     def begin_iteration(self) -> bool:

@@ -42,9 +42,9 @@ method that names the event (:meth:`SendQueue.report`, :meth:`SendQueue.wrote`,
 :meth:`SendQueue.hold`, :meth:`SendQueue.post`, :meth:`SendQueue.push_front`).
 
 One operation may be handed on in parts: a ``TransmitFile`` (S14.5) carries a
-:class:`PartSource` and stays at the head of ``waiting`` while its source hands
-out :class:`Piece` objects -- head, file chunks, tail -- as room appears in the
-send buffer, so a file is never read whole and no later send lands inside it.
+``PartSource`` and stays at the head of ``waiting`` while its source hands out
+``Piece`` objects (:mod:`~wsp_async._core.sendable`) -- head, file chunks, tail -- as
+room appears in the send buffer, so a file is never read whole and no later send lands inside it.
 Its pieces travel through ``inflight`` like sends; the last one names the
 operation as its ``owner``, and the operation completes when that piece is
 consumed.  The queue only asks the source for the next piece; reading the file
@@ -55,12 +55,10 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-import attrs
-
-from ..constants import STATUS_PENDING
 from .arguments import skip
+from .sendable import Op, Piece, owners
 
 T = TypeVar("T")
 
@@ -89,60 +87,6 @@ def withdraw(queue: collections.deque[T], which: Callable[[T], bool] | None) -> 
     return removed
 
 
-class PartSource(Protocol):
-    """Hands out one operation's bytes piece by piece (a TransmitFile, S14.5)."""
-
-    #: Bytes handed out so far.
-    sent: int
-    #: Once the last piece is out: 0, or the WSA code the operation completes with.
-    error: int
-
-    def take(self) -> tuple[Any, bool]:
-        """The next piece's buffer, and True when it is the last one."""
-
-
-class Sendable(Protocol):
-    """What the queue needs of an operation: its size, its place, and OOB-ness."""
-
-    nbytes: int
-    end: int
-    urgent: bool
-    fault: int
-    parts: PartSource | None
-    #: Bytes the completion reports beyond ``nbytes`` (negative: fewer).
-    direct: int
-    #: Its data (a gather write offers them to the kernel whole).
-    buffers: list[Any]
-    #: 0 for a record held complete (its bytes are consumed), else pending.
-    status: int
-
-
-Op = TypeVar("Op", bound=Sendable)
-
-
-@attrs.define(eq=False, slots=True)
-class Piece(Generic[Op]):
-    """One part of an operation handed on in parts; the last one names its ``owner``.
-
-    Every piece knows its ``source``: a piece the transport refused ends its operation
-    (:meth:`SendQueue.refused`), whichever piece it was."""
-
-    buffers: list[Any]
-    nbytes: int
-    source: Op
-    owner: Op | None = None
-    end: int = 0
-    urgent: bool = False
-    fault: int = 0
-    parts: None = None
-    direct: int = 0
-    #: Nothing to verify or trace: the owner is the operation the caller sees.
-    checksum: None = None
-    pending: bool = False
-    #: Never 0: a piece is handed on as it is made, never held (see :meth:`SendQueue.post`).
-    status: int = STATUS_PENDING
-
-
 class SendQueue(Generic[Op]):
     """Posting-order queue of one socket's sends, with S4 completion accounting."""
 
@@ -154,6 +98,9 @@ class SendQueue(Generic[Op]):
         "offered",
         "pieces",
         "reported",
+        "run",
+        "run_buffers",
+        "run_bytes",
         "used",
         "waiting",
         "written",
@@ -183,6 +130,19 @@ class SendQueue(Generic[Op]):
         self.offer = False
         #: Its bytes, when it may.
         self.offered = 0
+        #: The run: how many sends :meth:`post` appended to ``waiting`` since it was
+        #: last empty, each pending and plain (no fault, no pieces, not urgent), and
+        #: their bytes and buffers; -1 once anything else joined ``waiting``.  When it
+        #: counts every send waiting, :meth:`next_batch` takes them all without looking
+        #: at each -- a burst posted in one loop iteration, the common batch (the
+        #: look was a tenth of a loop-thread send's Python, issue 26).  So a send that
+        #: joins ``waiting`` any other way, or a record held complete, spoils the run
+        #: (``-1``); a removal need not, since it leaves the run longer than ``waiting``
+        #: until ``waiting`` is empty again, and neither does putting back what was
+        #: taken off (:meth:`reached`, :meth:`remove_waiting`).
+        self.run = 0
+        self.run_bytes = 0
+        self.run_buffers = 0
 
     def __len__(self) -> int:
         return len(self.waiting) + len(self.inflight)
@@ -214,25 +174,39 @@ class SendQueue(Generic[Op]):
             held.nbytes += nbytes
         else:
             waiting.append(record([data], nbytes))
+        self.run = -1
         self.held += nbytes
         self.used += nbytes
 
     def post(self, op: Op) -> None:
         """Queue ``op`` in posting order; a record already complete (another thread's
-        staged send) is held bytes."""
-        self.waiting.append(op)
+        staged send) is held bytes.  Counted in the run (see ``__init__``) when it may be."""
+        waiting = self.waiting
+        if not waiting:
+            self.run = self.run_bytes = self.run_buffers = 0
+        waiting.append(op)
         if not op.status:
             self.held += op.nbytes
             self.used += op.nbytes
+            self.run = -1
+        elif self.run >= 0:
+            if op.fault or op.urgent or op.parts is not None:
+                self.run = -1
+            else:
+                self.run += 1
+                self.run_bytes += op.nbytes
+                self.run_buffers += len(op.buffers)
 
     def push_front(self, op: Op) -> None:
         """The rest of a send begun straight to the kernel: before everything waiting."""
         self.waiting.appendleft(op)
+        self.run = -1
 
     def hold_front(self, op: Op) -> None:
         """A record already complete goes back before everything waiting, its bytes held:
         the rest of an urgent send the kernel had no room for (it goes first, and alone)."""
         self.waiting.appendleft(op)
+        self.run = -1
         self.held += op.nbytes
         self.used += op.nbytes
 
@@ -257,6 +231,20 @@ class SendQueue(Generic[Op]):
         estimate = 0 if gather else self.in_transport  # gather: a reading of 0
         self.offer = False
         if estimate > self.capacity:
+            return batch
+        if (
+            gather
+            and self.run == len(waiting)
+            and self.run_bytes <= GATHER_BYTES
+            and self.run_buffers <= GATHER_BUFFERS
+            and waiting
+        ):
+            # The run is everything waiting, and within one gather write: what the loop
+            # below would take, taken whole (nothing held among it, so ``held`` stays).
+            batch = list(waiting)
+            waiting.clear()
+            self.offer = len(batch) > 1 or self.run_buffers > 1
+            self.offered = self.run_bytes
             return batch
         limit = GATHER_BYTES if gather else self.capacity
         buffers = 0
@@ -376,7 +364,7 @@ class SendQueue(Generic[Op]):
             while inflight and inflight[0].end <= consumed:
                 done.append(inflight.popleft())
         if self.pieces:
-            return _owners(done)
+            return owners(done)
         return done
 
     def refused(self, batch: list[Any]) -> list[Op]:
@@ -421,7 +409,7 @@ class SendQueue(Generic[Op]):
 
     def remove_all(self) -> list[Op]:
         """Withdraw every unconsumed send (handed-on ones first: posting order)."""
-        removed = _owners(self.inflight) if self.pieces else list(self.inflight)
+        removed = owners(self.inflight) if self.pieces else list(self.inflight)
         self.inflight.clear()
         removed.extend(self.waiting)
         self.waiting.clear()
@@ -431,14 +419,5 @@ class SendQueue(Generic[Op]):
 
     def outstanding(self) -> list[Op]:
         """Every unconsumed operation, handed on or not, in posting order."""
-        handed = _owners(self.inflight) if self.pieces else list(self.inflight)
+        handed = owners(self.inflight) if self.pieces else list(self.inflight)
         return handed + list(self.waiting)
-
-
-def _owners(items: Any) -> list[Any]:
-    """The operations among handed-on items: a piece stands for its owner, or for nothing."""
-    return [
-        item.owner if type(item) is Piece else item
-        for item in items
-        if type(item) is not Piece or item.owner is not None
-    ]
