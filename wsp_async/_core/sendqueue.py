@@ -44,11 +44,11 @@ method that names the event (:meth:`SendQueue.report`, :meth:`SendQueue.wrote`,
 One operation may be handed on in parts: a ``TransmitFile`` (S14.5) carries a
 ``PartSource`` and stays at the head of ``waiting`` while its source hands out
 ``Piece`` objects (:mod:`~wsp_async._core.sendable`) -- head, file chunks, tail -- as
-room appears in the send buffer, so a file is never read whole and no later send lands inside it.
-Its pieces travel through ``inflight`` like sends; the last one names the
-operation as its ``owner``, and the operation completes when that piece is
-consumed.  The queue only asks the source for the next piece; reading the file
-is the source's business, outside this module.
+room appears in the send buffer, so a file is never read whole and no later send
+lands inside it.  Its pieces travel through ``inflight`` like sends; the last one
+names the operation as its ``owner``, and the operation completes when that piece is
+consumed.  The queue only asks the source for the next piece; reading the file is the
+source's business, outside this module.
 """
 
 from __future__ import annotations

@@ -106,9 +106,14 @@ class Receives:
             # Data (or the end of stream) is already there: the receive completes at
             # once, as on Windows (sock.c, test_completion_port: 0 bytes after a FIN),
             # in one round trip to the loop that owns the received bytes.
-            self.io.call(_receive_in_call, sock, op)
-        else:
-            _receive_in_call(sock, op)
+        try:
+            if here:
+                _receive_in_call(sock, op)
+            else:
+                self.io.call(_receive_in_call, sock, op)
+        except WSAError:
+            self.posting.undo(sock, op, saved)  # nothing started (S2.3)
+            raise
         if op.status == 0:
             store(lpNumberOfBytesRecvd, op.transferred)
             store(lpFlags, op.out_flags)
@@ -248,7 +253,14 @@ class Receives:
 
 
 def _receive_in_call(sock: SocketAdapter, op: Operation) -> None:
-    """Post a receive on the loop thread; a completion inside it is the call's (S13.3)."""
+    """Post a receive on the loop thread; a completion inside it is the call's (S13.3).
+
+    Another thread's receive comes here a turn of the loop after it found bytes waiting:
+    by then another receive may have taken them and the socket been closed, and a
+    receive queued on a closed socket would wait for ever (S2.4).  It fails as a call on
+    a closed handle does, ``WSAENOTSOCK``, and its caller undoes its start."""
+    if sock.closed:
+        raise WSAError(WSAErr.WSAENOTSOCK, "the socket was closed during the call")
     op.in_call = True
     sock.post_receive(op)
     op.in_call = False
