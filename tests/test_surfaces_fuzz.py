@@ -241,9 +241,12 @@ def peer() -> Iterator[tuple[str, int]]:
     def accept() -> None:
         while True:
             try:
-                kept.append(server.accept()[0])
+                conn = server.accept()[0]
             except OSError:
                 return
+            kept.append(conn)
+            with contextlib.suppress(OSError):
+                conn.send(b"y" * 300)  # bytes that wait for the walk's receives
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
