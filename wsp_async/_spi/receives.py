@@ -103,13 +103,13 @@ class Receives:
                     self.posting.undo(sock, op, saved)
                     raise
                 return PENDING  # as for sends: never read a racing status
-            # Data (or the end of stream) is already there: the receive completes at
-            # once, as on Windows (sock.c, test_completion_port: 0 bytes after a FIN),
-            # in one round trip to the loop that owns the received bytes.
         try:
             if here:
                 _receive_in_call(sock, op)
             else:
+                # Data (or the end of stream) is already there: the receive completes at
+                # once, as on Windows (sock.c, test_completion_port: 0 bytes after a
+                # FIN), in one round trip to the loop that owns the received bytes.
                 self.io.call(_receive_in_call, sock, op)
         except WSAError:
             self.posting.undo(sock, op, saved)  # nothing started (S2.3)
