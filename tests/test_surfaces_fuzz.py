@@ -132,8 +132,8 @@ class _Program:
         elif kind == 2:
             p.WSPBind(s, ("127.0.0.1", 0), None, err)
             p.WSPListen(s, 8, err)
-            with self.lock:
-                accept_into = self.sockets[-1]
+            with self.lock:  # (the others may have closed every other socket: then itself)
+                accept_into = self.sockets[-1] if self.sockets else s
             ok = p.AcceptEx(s, accept_into, bytearray(100), rng.choice([0, 10]), 32, 32, DWORD(), ov)  # fmt: skip
         elif kind == 3:
             ok = p.DisconnectEx(s, ov, rng.choice([0, w.TF_REUSE_SOCKET]), 0)
@@ -196,6 +196,8 @@ class _Program:
         sockets (a listener, when it is one: both ends of that connection are ours)."""
         if rng.random() < 0.5:
             with self.lock:
+                if not self.sockets:
+                    return self.peer  # the other threads closed every one
                 other = rng.choice(self.sockets)
             name = _Box()
             if self.p.WSPGetSockName(other, name, None, INT()) == 0:
