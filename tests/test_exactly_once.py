@@ -677,3 +677,58 @@ def test_subclasses_of_structures_and_handles_are_accepted(provider, listener): 
     assert started(*post(provider, Handle(s), [Buffer(3, b"sub")], ov))
     assert wait_done(provider, [ov]) and ov.Internal == 0 and ov.InternalHigh == 3
     assert recv_exact(conn, 3) == b"sub"
+
+
+@pytest.mark.parametrize("kind", ["send", "receive"])
+def test_a_foreign_post_racing_a_reset_either_enters_first_or_fails_with_it(  # type: ignore[no-untyped-def]
+    provider, listener, kind
+):
+    # SPEC S2.4, S10.5: another thread's send (or receive) has passed its checks on a
+    # connection the peer then resets; the loop completes everything queued with the
+    # reset.  The post reaches the hand-off after that: it must fail with the reset (its
+    # structure as it was), not enter a queue that nothing will ever hand on (found with
+    # sys.setswitchinterval(1e-5): a send of test_fidelity's reset test pending 20 s).
+    import socket
+    import struct
+
+    s, conn = connect(provider, listener)
+    adapter = provider.socket_of(s)
+    held, go = threading.Event(), threading.Event()
+    me = threading.current_thread()
+
+    class Slow(WSAOVERLAPPED):
+        """Holds the posting thread at its claim: after the checks, before the hand-off."""
+
+        def __setattr__(self, name: str, value: object) -> None:
+            super().__setattr__(name, value)
+            if (
+                name == "Internal"
+                and value == w.STATUS_PENDING
+                and threading.current_thread() is not me
+            ):
+                held.set()
+                assert go.wait(10)
+
+    ov = Slow()
+    result: list[tuple[int, int]] = []
+
+    def post() -> None:
+        err = INT()
+        if kind == "send":
+            rc = provider.WSPSend(s, [WSABUF(1000, b"x" * 1000)], 1, None, 0, ov, None, None, err)
+        else:
+            buffers = [WSABUF(10, bytearray(10))]
+            rc = provider.WSPRecv(s, buffers, 1, None, DWORD(0), ov, None, None, err)
+        result.append((rc, err.value))
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    assert held.wait(10)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()  # a reset
+    assert eventually(lambda: adapter.transport_gone)
+    go.set()
+    poster.join(10)
+    assert result == [(w.SOCKET_ERROR, w.WSAECONNRESET)]
+    assert not ov.pending and ov.Internal == 0  # as it was
+    assert adapter.engine.pending.count == 0

@@ -342,17 +342,26 @@ class SocketEngine:
         receive completions: every receive fails with a socket error, or sees the
         end of stream after a clean close.
         """
-        status = WSAErr.WSAECONNABORTED if code is None else code
-        self.error = status
+        status = self.lose(code)
         sends = self.sendq.remove_all()
         if code is None:
             return sends, status, self.receiver.end()
-        # A reset is reported through the completions, not SO_ERROR (Windows leaves it
-        # 0).  One drawn by our own send after the peer had closed (its FIN seen) fails
-        # later receives with WSAECONNABORTED, as Windows does, not with a 0-byte read.
-        ended = isinstance(self.receiver, StreamReceiver) and self.receiver.ended
-        self.recv_error = WSAErr.WSAECONNABORTED if ended else code
         return sends, status, [(op, code, 0) for op in self.receiver.remove()]
+
+    def lose(self, code: int | None) -> int:
+        """The errors a lost connection leaves (:meth:`lost`'s first step, which the adapter
+        takes alone first, under its hand-off's lock): sends fail with the returned status
+        from now on, and receives with ``recv_error`` once no bytes are left."""
+        status = WSAErr.WSAECONNABORTED if code is None else code
+        self.error = status
+        if code is not None:
+            # A reset is reported through the completions, not SO_ERROR (Windows leaves
+            # it 0).  One drawn by our own send after the peer had closed (its FIN seen)
+            # fails later receives with WSAECONNABORTED, as Windows does, not with a
+            # 0-byte read.
+            ended = isinstance(self.receiver, StreamReceiver) and self.receiver.ended
+            self.recv_error = WSAErr.WSAECONNABORTED if ended else code
+        return status
 
     def close(self) -> tuple[list[Operation], list[Operation]]:
         """WSPCloseSocket (S10.2): every pending operation, to complete aborted -- and the

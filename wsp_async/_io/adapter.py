@@ -179,8 +179,14 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             self.port_link.skip_on_success = skip
 
     def _refused(self, op: Operation) -> int:
-        # Read under the hand-off lock, which WSPShutdown holds while it sets the flag.
-        return WSAErr.WSAESHUTDOWN if op.kind == OpKind.SEND and self.engine.send_shut else 0
+        # Read under the hand-off lock, which WSPShutdown holds while it sets its flag, and
+        # the loss of the transport while it sets the engine's errors (:meth:`lost`).
+        engine = self.engine
+        if op.kind == OpKind.SEND:
+            return WSAErr.WSAESHUTDOWN if engine.send_shut else engine.error
+        if engine.stream and engine.recv_error and not engine.receiver.available():
+            return engine.recv_error
+        return 0
 
     def shutdown(self, send: bool, receive: bool) -> None:
         """Record WSPShutdown (any thread); posts racing it either enter first or fail."""
@@ -345,8 +351,15 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             return
         if self.cancels_due:
             self.carry_out_cancels()
+        code = None if exc is None else wsa_code_of(exc)
+        with self.handoff.lock:
+            # From here another thread's post racing the loss is refused with its error
+            # (:meth:`_refused`); one that entered before is taken below and completes
+            # with it.  Entering after the last take, it would wait in a queue that
+            # nothing hands on any more (S2.4).
+            self.engine.lose(code)
         self.take_incoming(quietly=True)
-        sends, status, receives = self.engine.lost(None if exc is None else wsa_code_of(exc))
+        sends, status, receives = self.engine.lost(code)
         self.door.complete_all(sends, status)
         self.door.completions(receives)
 
