@@ -679,6 +679,44 @@ def test_subclasses_of_structures_and_handles_are_accepted(provider, listener): 
     assert recv_exact(conn, 3) == b"sub"
 
 
+class _HeldPost:
+    """Another thread's send or receive, stopped at its structure's claim: after every
+    check of its call, before it reaches the loop's hand-off."""
+
+    def __init__(self, provider: w.Provider, s: int, kind: str) -> None:
+        self.held, self.go = threading.Event(), threading.Event()
+        self.result: list[tuple[int, int]] = []
+        poster = threading.Thread(target=self._post, args=(provider, s, kind))
+        held, go = self.held, self.go
+
+        class Slow(WSAOVERLAPPED):
+            def __setattr__(self, name: str, value: object) -> None:
+                super().__setattr__(name, value)
+                if name == "Internal" and value == w.STATUS_PENDING:
+                    if threading.current_thread() is poster:
+                        held.set()
+                        assert go.wait(10)
+
+        self.ov = Slow()
+        self.poster = poster
+        poster.start()
+        assert held.wait(10)
+
+    def _post(self, provider: w.Provider, s: int, kind: str) -> None:
+        err = INT()
+        if kind == "send":
+            rc = provider.WSPSend(s, [WSABUF(100, b"x" * 100)], 1, None, 0, self.ov, None, None, err)  # fmt: skip
+        else:
+            buffers = [WSABUF(10, bytearray(10))]
+            rc = provider.WSPRecv(s, buffers, 1, None, DWORD(0), self.ov, None, None, err)
+        self.result.append((rc, err.value))
+
+    def release(self) -> tuple[int, int]:
+        self.go.set()
+        self.poster.join(10)
+        return self.result[0]
+
+
 @pytest.mark.parametrize("kind", ["send", "receive"])
 def test_a_foreign_post_racing_a_reset_either_enters_first_or_fails_with_it(  # type: ignore[no-untyped-def]
     provider, listener, kind
@@ -687,48 +725,45 @@ def test_a_foreign_post_racing_a_reset_either_enters_first_or_fails_with_it(  # 
     # connection the peer then resets; the loop completes everything queued with the
     # reset.  The post reaches the hand-off after that: it must fail with the reset (its
     # structure as it was), not enter a queue that nothing will ever hand on (found with
-    # sys.setswitchinterval(1e-5): a send of test_fidelity's reset test pending 20 s).
+    # sys.setswitchinterval(1e-5): a send of test_fidelity's reset test pending 20 s;
+    # before the fix such a post ended only when its thread exited, S10.4).
     import socket
     import struct
 
     s, conn = connect(provider, listener)
     adapter = provider.socket_of(s)
-    held, go = threading.Event(), threading.Event()
-    me = threading.current_thread()
-
-    class Slow(WSAOVERLAPPED):
-        """Holds the posting thread at its claim: after the checks, before the hand-off."""
-
-        def __setattr__(self, name: str, value: object) -> None:
-            super().__setattr__(name, value)
-            if (
-                name == "Internal"
-                and value == w.STATUS_PENDING
-                and threading.current_thread() is not me
-            ):
-                held.set()
-                assert go.wait(10)
-
-    ov = Slow()
-    result: list[tuple[int, int]] = []
-
-    def post() -> None:
-        err = INT()
-        if kind == "send":
-            rc = provider.WSPSend(s, [WSABUF(1000, b"x" * 1000)], 1, None, 0, ov, None, None, err)
-        else:
-            buffers = [WSABUF(10, bytearray(10))]
-            rc = provider.WSPRecv(s, buffers, 1, None, DWORD(0), ov, None, None, err)
-        result.append((rc, err.value))
-
-    poster = threading.Thread(target=post)
-    poster.start()
-    assert held.wait(10)
+    post = _HeldPost(provider, s, kind)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()  # a reset
     assert eventually(lambda: adapter.transport_gone)
-    go.set()
-    poster.join(10)
-    assert result == [(w.SOCKET_ERROR, w.WSAECONNRESET)]
-    assert not ov.pending and ov.Internal == 0  # as it was
+    assert post.release() == (w.SOCKET_ERROR, w.WSAECONNRESET)
+    assert not post.ov.pending and post.ov.Internal == 0  # as it was
     assert adapter.engine.pending.count == 0
+
+
+@pytest.mark.parametrize("kind", ["send", "receive"])
+def test_a_foreign_post_racing_a_disconnect_for_reuse_never_reaches_the_next_connection(  # type: ignore[no-untyped-def]
+    provider, listener, kind
+):
+    # SPEC S2.4, S14.4: DisconnectEx(TF_REUSE_SOCKET) ends the connection and makes the
+    # socket fresh; a send (or receive) of another thread that passed its checks on the
+    # old connection and reaches the hand-off after that must fail as a call on a fresh
+    # socket does (WSAENOTCONN) -- not wait in the fresh socket's queue, to go out on (or
+    # take the bytes of) the socket's next connection.
+    s, _conn = connect(provider, listener)
+    post = _HeldPost(provider, s, kind)
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.DisconnectEx(s, ov, w.TF_REUSE_SOCKET, 0)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    assert w.WSAWaitForMultipleEvents(1, [ov.hEvent], False, 10_000, False) == 0
+    assert ov.Internal == 0
+    assert post.release() == (w.SOCKET_ERROR, w.WSAENOTCONN)
+    assert not post.ov.pending and post.ov.Internal == 0
+    # The socket's next connection carries nothing of the old one's calls.
+    assert provider.WSPConnect(s, listener.getsockname(), None, None, None, None, None, INT()) == 0
+    second, _ = listener.accept()
+    with second:
+        second.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            assert second.recv(10) == b""  # nothing came
+    assert provider.socket_of(s).engine.pending.count == 0

@@ -41,7 +41,7 @@ from .._core.engine import ABORTED, SocketEngine, SocketState
 from .._core.operation import Operation, OpKind
 from .._core.recvqueue import StreamReceiver
 from ..constants import AF_INET, AF_INET6
-from ..errors import WSAErr, wsa_code_of
+from ..errors import WSAError, wsa_code_of
 from . import adoption as _adoption
 from .connection import LINGER_0, Connection
 from .datagrams import DatagramSender
@@ -179,13 +179,19 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             self.port_link.skip_on_success = skip
 
     def _refused(self, op: Operation) -> int:
-        # Read under the hand-off lock, which WSPShutdown holds while it sets its flag, and
-        # the loss of the transport while it sets the engine's errors (:meth:`lost`).
+        """The S9 rows of another thread's post, read again under the hand-off lock as it
+        enters: ``WSPShutdown``, the loss of the transport (:meth:`lost`) and
+        ``DisconnectEx`` change what they answer under that lock, so a post racing them
+        either enters before (and the change's sweep takes it) or fails as a post made
+        after it does -- it never enters a queue that nothing will hand on again (S2.4)."""
         engine = self.engine
-        if op.kind == OpKind.SEND:
-            return WSAErr.WSAESHUTDOWN if engine.send_shut else engine.error
-        if engine.stream and engine.recv_error and not engine.receiver.available():
-            return engine.recv_error
+        try:
+            if op.kind == OpKind.SEND:
+                engine.check_send(op.flags, None, op.nbytes)
+            elif op.kind == OpKind.RECV:
+                engine.check_recv(op.flags, len(op.buffers))
+        except WSAError as refusal:
+            return refusal.winerror
         return 0
 
     def shutdown(self, send: bool, receive: bool) -> None:

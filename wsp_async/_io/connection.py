@@ -66,6 +66,7 @@ class Connection:
         @property
         def closed(self) -> bool: ...
         def take_incoming(self, quietly: bool = False) -> None: ...
+        def shutdown(self, send: bool, receive: bool) -> None: ...
 
     @property
     def sock(self) -> _pysocket.socket:
@@ -138,6 +139,11 @@ class Connection:
         if transport is not None and not transport.is_closing():
             transport.close()  # graceful: what it holds still goes out, then FIN
         engine = self.engine
+        # Under the hand-off's lock, so that another thread's post racing the disconnect
+        # enters before it (taken and aborted just below) or is refused (shut down now,
+        # not connected once fresh): entering after the sweep, it would wait in the fresh
+        # socket's queues -- a send to go out on its next connection (S2.4, S14.4).
+        self.shutdown(send=True, receive=True)
         self.take_incoming(quietly=True)  # receives parked by other threads are aborted too
         self.door.complete_all(engine.sendq.remove_all() + engine.receiver.remove(), ABORTED)
         old, self.host = self.host, None  # fresh: a new host socket when one is needed
