@@ -42,12 +42,14 @@ lint: $(STAMP)
 # The models and the hostile probes, longer: the send path's model, the completion surfaces'
 # model (descriptor counts, a log handler that fails on any ERROR record), the stress runs
 # and the hostile tests of the surfaces; warnings are errors (pyproject), pytest-timeout is
-# the watchdog for hangs (with every thread's stack on expiry).
+# the watchdog for hangs (with every thread's stack on expiry).  Then the whole suite with
+# the interpreter switching threads every 10 us instead of 5 ms (tests/conftest.py).
 soak: $(STAMP)
 	WSP_SOAK=1 $(BIN)/python -X dev -m pytest -q -p no:cacheprovider tests/test_stateful.py \
 		tests/test_stateful_surfaces.py tests/test_surfaces_hostile.py tests/test_surfaces_fuzz.py \
 		tests/test_stress.py tests/test_aio_cancel_fuzz.py \
 		--timeout=3600 -s
+	WSP_SWITCH=1e-5 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The API reference and the guide (docs/), built from the docstrings with warnings as
 # errors; open docs/_build/html/index.html.  docs/api/ is written at each build from the

@@ -18,6 +18,13 @@ from typing import NamedTuple
 
 import pytest
 
+# ``WSP_SWITCH=1e-5``: the interpreter hands itself between threads that often (every
+# 5 ms by default), so that a race between another thread's call and the loop shows in
+# the ordinary tests too (``make soak``: a send racing a reset, left waiting for ever, was
+# found so, by the reset fidelity test).
+if os.environ.get("WSP_SWITCH"):
+    sys.setswitchinterval(float(os.environ["WSP_SWITCH"]))
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
