@@ -186,7 +186,7 @@ class SocketAdapter(Writer, Withdrawal, Connection):
         after it does -- it never enters a queue that nothing will hand on again (S2.4)."""
         engine = self.engine
         try:
-            if op.kind == OpKind.SEND:
+            if op.kind == OpKind.SEND and engine.stream:  # (a datagram's goes in unchecked)
                 engine.check_send(op.flags, None, op.nbytes)
             elif op.kind == OpKind.RECV:
                 engine.check_recv(op.flags, len(op.buffers))
