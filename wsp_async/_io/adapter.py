@@ -179,11 +179,9 @@ class SocketAdapter(Writer, Withdrawal, Connection):
             self.port_link.skip_on_success = skip
 
     def _refused(self, op: Operation) -> int:
-        """The S9 rows of another thread's post, read again under the hand-off lock as it
-        enters: ``WSPShutdown``, the loss of the transport (:meth:`lost`) and
-        ``DisconnectEx`` change what they answer under that lock, so a post racing them
-        either enters before (and the change's sweep takes it) or fails as a post made
-        after it does -- it never enters a queue that nothing will hand on again (S2.4)."""
+        """The S9 rows of a post, read again (``HandOff.refusal``): ``WSPShutdown``, the
+        loss of the transport (:meth:`lost`) and ``DisconnectEx`` change what they answer
+        under the hand-off's lock, before they sweep what entered."""
         engine = self.engine
         try:
             if op.kind == OpKind.SEND and engine.stream:  # (a datagram's goes in unchecked)

@@ -92,6 +92,15 @@ class HandOff:
         #: after ``op`` is queued; see ``SocketAdapter.park_foreign``).
         self._parks = parks
 
+    def refusal(self, op: Operation) -> int:
+        """The code that refuses ``op`` now (0: none): ``WSAENOTSOCK`` once closed, else the
+        socket's S9 rows as they read now.  Asked under ``lock`` as another thread's post
+        enters, and on the loop by a post that went there another way (a receive that
+        found bytes waiting): a post racing a close, a shutdown, the loss of the
+        connection or a ``DisconnectEx`` either came first or fails as a post made after
+        it does, never waiting where nothing will serve it (S2.4)."""
+        return WSAErr.WSAENOTSOCK if self.closed else self._refuse(op)
+
     def __bool__(self) -> bool:
         """Something waits for the loop to take it."""
         return bool(self.incoming) or self.front is not None
@@ -104,9 +113,7 @@ class HandOff:
         lock = self.lock
         lock.acquire()
         try:
-            if self.closed:
-                raise WSAError(WSAErr.WSAENOTSOCK)
-            code = self._refuse(op)
+            code = self.refusal(op)
             if code:
                 raise WSAError(code)
             self.incoming.append(op)

@@ -255,12 +255,15 @@ class Receives:
 def _receive_in_call(sock: SocketAdapter, op: Operation) -> None:
     """Post a receive on the loop thread; a completion inside it is the call's (S13.3).
 
-    Another thread's receive comes here a turn of the loop after it found bytes waiting:
-    by then another receive may have taken them and the socket been closed, and a
-    receive queued on a closed socket would wait for ever (S2.4).  It fails as a call on
-    a closed handle does, ``WSAENOTSOCK``, and its caller undoes its start."""
-    if sock.closed:
-        raise WSAError(WSAErr.WSAENOTSOCK, "the socket was closed during the call")
+    Another thread's receive comes here a turn of the loop after it found bytes waiting,
+    not through the hand-off: by then another receive may have taken them and the socket
+    been closed, or made fresh by ``DisconnectEx``, where it would wait for ever or for
+    the next connection's bytes (S2.4).  So it asks what a post entering the hand-off
+    asks (``HandOff.refusal``), and fails as a call made after the change does; its
+    caller undoes its start."""
+    code = sock.handoff.refusal(op)
+    if code:
+        raise WSAError(code, "the socket changed during the call")
     op.in_call = True
     sock.post_receive(op)
     op.in_call = False
