@@ -15,7 +15,7 @@ import pytest
 import wsp_async as w
 from wsp_async import DWORD, INT, WSAOVERLAPPED
 
-from .conftest import connect, make_socket, recv_exact, unanswering
+from .conftest import connect, make_socket, recv_all, recv_exact, run_in_loop, stall, unanswering
 
 # --- 12. WSAGetOverlappedResult reads the structure through ws2_32's table ----------------
 
@@ -505,6 +505,42 @@ def test_disconnect_ex_half_closes_and_a_second_one_succeeds(provider, listener)
     rc = provider.WSPSend(s, [w.WSABUF(1, b"x")], 1, DWORD(), 0, None, None, None, err)
     assert (rc, err.value) == (w.SOCKET_ERROR, w.WSAESHUTDOWN)
     conn.close()
+
+
+@pytest.mark.parametrize("reuse", [0, w.TF_REUSE_SOCKET])
+@pytest.mark.parametrize("where", ["loop thread", "other thread"])
+def test_a_send_posted_while_disconnect_ex_waits_is_refused_not_sent_before_the_fin(  # type: ignore[no-untyped-def]
+    provider, listener, where, reuse
+):
+    # SPEC S14.4 with S9 (WSAESHUTDOWN): DisconnectEx is a graceful close from the moment
+    # it is issued, as a shutdown(SD_SEND) is -- the sends before it still go out, a send
+    # posted after it is refused at once (it used to go out before the FIN and complete 0
+    # when it joined the batch that consumed the disconnect's marker).
+    s, conn = connect(provider, listener)
+    stall(provider, s, conn)
+    big = b"b" * (4 << 20)  # far more than the kernel buffers hold: it pends
+    before = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    rc = provider.WSPSend(s, [w.WSABUF(len(big), big)], 1, None, 0, before, None, None, INT())
+    assert rc == w.SOCKET_ERROR and w.WSAGetLastError() == w.WSA_IO_PENDING
+    ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert not provider.DisconnectEx(s, ov, reuse, 0)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+
+    def late() -> tuple[int, int, int]:
+        late_ov = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+        err = INT()
+        rc = provider.WSPSend(s, [w.WSABUF(4, b"late")], 1, None, 0, late_ov, None, None, err)
+        return rc, err.value, late_ov.Internal
+
+    rc, code, internal = late() if where == "other thread" else run_in_loop(provider.loop, late)
+    assert (rc, code) == (w.SOCKET_ERROR, w.WSAESHUTDOWN)
+    assert internal != w.STATUS_PENDING  # refused: nothing started
+    # The half-close is asked for already: a second DisconnectEx succeeds at once.
+    again = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    assert provider.DisconnectEx(s, again, 0, 0) and again.Internal == 0
+    assert recv_all(conn) == big  # every byte before it, then the FIN; never "late"
+    assert w.WaitForSingleObject(ov.hEvent, 10_000) == 0 and ov.Internal == 0
+    assert w.WaitForSingleObject(before.hEvent, 10_000) == 0 and before.Internal == 0
 
 
 # --- 14, 15, 16. receives as Windows answers them ---------------------------------------------

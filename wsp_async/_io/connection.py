@@ -117,6 +117,16 @@ class Connection:
         with _MAKING:
             return self.host
 
+    def disconnecting(self) -> None:
+        """DisconnectEx issued (any thread, S14.4): from now on the socket refuses sends
+        as one shut down for sending does (``WSAESHUTDOWN``), while the sends before it
+        still go out.  Under the hand-off's lock, so that another thread's send racing it
+        enters first or is refused.  The refusal only: the FIN is the disconnect's own,
+        written once its marker is consumed (:meth:`disconnect`) -- a shutdown's end of
+        stream, due as soon as the queue is empty, could go before the marker joins it."""
+        with self.handoff.lock:
+            self.engine.send_shut = True
+
     def disconnect(self, reuse: bool) -> None:
         """DisconnectEx (S14.4), loop thread, once the sends before it are done: close the
         connection gracefully; with ``reuse`` the socket becomes a fresh unbound one."""
@@ -131,10 +141,12 @@ class Connection:
         if not reuse:
             # A half-close, as Windows' (sock.c: test_DisconnectEx): what the transport
             # holds still goes out, then FIN; the socket still receives, its names still
-            # work, and the peer's later data is read, not answered with a reset.
+            # work, and the peer's later data is read, not answered with a reset.  The
+            # shutdown is recorded first, under the hand-off's lock: another thread's
+            # send then enters before the FIN or is refused, never queued behind it.
+            self.shutdown(send=True, receive=False)
             if transport is not None and not transport.is_closing():
                 transport.write_eof()
-            self.engine.shutdown(send=True, receive=False)
             return
         if transport is not None and not transport.is_closing():
             transport.close()  # graceful: what it holds still goes out, then FIN

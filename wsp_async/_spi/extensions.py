@@ -79,10 +79,14 @@ class Extensions:
             if op is not None:
                 self.posting.done_at_once(sock, op, 0)
             return 0
+        # A graceful close from the moment it is issued, as a shutdown for sending is:
+        # a send posted after it is refused, not written before its FIN (S14.4).
         if op is None:  # no structure: DisconnectEx blocks until done
+            sock.disconnecting()
             self.io.run(self._disconnect(sock, sock.host, None, reuse), alertable=True)
             return 0
         self.posting.start(sock, op, checked=False)
+        sock.disconnecting()  # (once it has started: a refused DisconnectEx changes nothing)
         self._pend_elsewhere(sock, op)
         self.io.spawn(self._disconnect(sock, sock.host, op, reuse))
         return PENDING
