@@ -22,6 +22,7 @@ import attrs
 from .._core.arguments import capture, integer
 from .._core.engine import ABORTED, Event, SocketState
 from .._core.operation import Operation, OpKind
+from .._io.accepted import accept_connection
 from .._io.adapter import SocketAdapter
 from ..constants import STATUS_PENDING
 from ..errors import WSAErr, WSAError, wsa_code_of
@@ -208,12 +209,9 @@ class Accepts:
                 # name another socket now: never accept on that one (S16.4).
                 raise OSError(errno.EBADF, "the listener's descriptor was closed")
             try:
-                conn, peer = listener.sock.accept()
+                return accept_connection(listener.sock, listener.engine.family)
             except (BlockingIOError, InterruptedError):
                 pass
-            else:
-                conn.setblocking(False)
-                return conn, peer
             try:
                 await listener.readable()
             except NotImplementedError:
