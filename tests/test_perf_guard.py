@@ -1082,6 +1082,48 @@ async def test_an_accept_ex_makes_no_enum_of_its_sockets_family_or_type(monkeypa
         listener.close()
 
 
+async def test_an_accept_loop_puts_its_reader_on_the_listener_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # SPEC S14.2 (issue 26): the AcceptEx calls' wait for a connection added a reader to
+    # the listener and removed it again around every connection (two system calls
+    # each).  The reader now stays while the accept loop runs -- eight connections made
+    # one after the other, each awaited before the next, add it once -- and leaves when
+    # no AcceptEx is left (nothing may stay on a descriptor the program may close).
+    from wsp_async import aio
+
+    loop = asyncio.get_running_loop()
+    kind = type(loop).__module__
+    if "windows_events" in kind or "proactor" in kind:
+        pytest.skip("the Proactor accepts through its own sock_accept (no reader)")
+    listener = await aio.listen("127.0.0.1", 0)
+    fd = listener.provider.socket_of(listener.handle).sock.fileno()
+    added: list[int] = []
+    original = loop.add_reader
+
+    def counting(fd: int, callback: Any, *args: Any) -> None:
+        added.append(fd)
+        original(fd, callback, *args)
+
+    monkeypatch.setattr(loop, "add_reader", counting)
+    count = 8
+    accepting = [asyncio.ensure_future(listener.accept_ex()) for _ in range(count)]
+    clients: list[socket.socket] = []
+    try:
+        for future in accepting:
+            client = await asyncio.to_thread(socket.create_connection, listener.address, 10)
+            clients.append(client)
+            await asyncio.wait_for(future, 10)
+        assert added == [fd]
+        assert not loop.remove_reader(fd)  # gone with the last AcceptEx
+    finally:
+        monkeypatch.undo()
+        for future in accepting:
+            if future.done() and not future.exception():
+                future.result()[0].close()
+        for client in clients:
+            client.close()
+        listener.close()
+
+
 async def test_a_live_accepted_connection_leaves_few_objects_for_the_collector() -> None:
     # SPEC S14.2 (issue 26): what a connection accepted with accept_ex keeps while it
     # lives, counted over 100 kept open (the client's plain socket included).  The

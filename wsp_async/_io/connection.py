@@ -56,6 +56,9 @@ class Connection:
     #: class's empty set until the socket has one (:meth:`accepting_now`).
     accepting: set[asyncio.Future[Any]] = frozenset()  # type: ignore[assignment]
     readable_wait: asyncio.Future[None] | None
+    #: The descriptor our reader is on while an accept loop runs (:meth:`readable`);
+    #: the class's None otherwise.
+    reading_fd: int | None = None
     #: Connections a listener accepted for AcceptEx calls cancelled meanwhile, each with
     #: its peer's address as accept() gave it: the next AcceptEx takes them first (loop
     #: thread only).  The class's empty tuple until the socket parks one (:meth:`park`).
@@ -196,28 +199,46 @@ class Connection:
 
     async def readable(self) -> None:
         """Until the host socket is readable (a listener: a connection waits), or the wait
-        is cancelled (loop thread).  The reader is removed before this returns -- or by
-        :meth:`stop_accepting` before the descriptor closes, so that a number the
-        OS reuses never has our reader on it."""
+        is cancelled (loop thread).
+
+        The reader stays on the descriptor from the accept loop's first wait until
+        :meth:`stop_reading` at its end (or :meth:`stop_accepting`, before the
+        descriptor closes, so that a number the OS reuses never has our reader on it):
+        added and removed around every wait, it cost two system calls per accepted
+        connection (issue 26).  Between two waits the loop accepts without yielding,
+        so the reader's calls meanwhile find no wait and do nothing."""
         loop = self.loop
+        if self.reading_fd is None:
+            fd = self.sock.fileno()
+            loop.add_reader(fd, self._readable_now)  # NotImplementedError on a Proactor loop
+            self.reading_fd = fd
         future: asyncio.Future[None] = loop.create_future()
-        fd = self.sock.fileno()
-        loop.add_reader(fd, _set_none, future)  # NotImplementedError on a Proactor loop
         self.readable_wait = future
         try:
             await future
         finally:
             if self.readable_wait is future:
                 self.readable_wait = None
-                loop.remove_reader(fd)
+
+    def _readable_now(self) -> None:
+        future = self.readable_wait
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def stop_reading(self) -> None:
+        """The accept loop ended: our reader leaves the descriptor (loop thread)."""
+        fd = self.reading_fd
+        if fd is not None:
+            self.reading_fd = None
+            self.loop.remove_reader(fd)
 
     def stop_accepting(self) -> None:
-        """Cancel the AcceptEx calls' readiness wait, its reader removed now, and any accept
+        """Cancel the AcceptEx calls' readiness wait, the reader removed now, and any accept
         of the loop's own (loop thread): nothing is left waiting on the descriptor."""
+        self.stop_reading()
         future = self.readable_wait
         if future is not None:
             self.readable_wait = None
-            self.loop.remove_reader(self.sock.fileno())
             future.cancel()
         for accepting in list(self.accepting):
             accepting.cancel()
@@ -307,11 +328,6 @@ class Connection:
                     # operations after it still complete (an exception here lost them).
                     op.fault = wsa_code_of(exc)
         self.door.complete_ok(done)
-
-
-def _set_none(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _disconnects(op: Operation) -> bool:

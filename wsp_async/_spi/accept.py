@@ -191,6 +191,7 @@ class Accepts:
                 loop.create_task(self._hand_over(record, conn))
         finally:
             del self.accepts[listener.handle]
+            listener.stop_reading()  # (kept on the descriptor between the loop's waits)
 
     async def _next_connection(self, listener: SocketAdapter) -> tuple[Any, Any]:
         """The next connection and its peer's address: one parked, one already waiting,
