@@ -1,4 +1,5 @@
-"""The host socket of a connection the provider accepts for ``AcceptEx`` (SPEC S14.2).
+"""The host socket of a connection the provider accepts (``AcceptEx``, SPEC S14.2, and
+``WSPAccept`` when it need not wait).
 
 ``socket.socket`` keeps a socket's family and type as numbers and makes an enum member
 of them on every read of ``family`` or ``type`` -- three Python calls each.  An accept

@@ -14,6 +14,7 @@ from typing import Any
 from .._core.arguments import check_box, integer, sockaddr
 from .._core.engine import Event, SocketState
 from .._io import adoption as _adoption
+from .._io.accepted import accept_connection
 from .._io.adapter import SocketAdapter
 from ..constants import (
     AF_INET,
@@ -206,7 +207,7 @@ class Lifecycle:
             raise WSAError(WSAErr.WSAEINVAL, "not listening")
         if sock.engine.nonblocking or self.io.here():
             try:
-                conn, peer = sock.sock.accept()
+                conn, peer = accept_connection(sock.sock, sock.engine.family)
             except BlockingIOError:
                 raise WSAError(WSAErr.WSAEWOULDBLOCK) from None
             child = self._child(sock, conn)
@@ -226,6 +227,7 @@ class Lifecycle:
             listener.engine.overlapped,
             CONNECTED,
             listener.engine.capacity,
+            stream=True,  # (a listener's: what ``conn.type`` would say, without asking)
         )
         child.nodelay = listener.nodelay  # an accepted socket takes its listener's options
         return child
