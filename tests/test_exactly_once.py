@@ -354,6 +354,57 @@ def test_shutdown_racing_foreign_posts_strands_nothing(provider, listener):  # t
     assert recv_all(conn) == b"p" * len(begun)
 
 
+@pytest.mark.parametrize("reuse", [0, w.TF_REUSE_SOCKET])
+def test_a_disconnect_ex_racing_foreign_posts_strands_nothing(provider, listener, reuse):  # type: ignore[no-untyped-def]
+    # SPEC S14.4, S2.3, S2.4: DisconnectEx is a graceful close from the moment it is
+    # issued.  Four threads post one-byte sends while it is called: each post either is
+    # refused (WSAESHUTDOWN; WSAENOTCONN once a reuse made the socket fresh), its
+    # structure as it was, or completes exactly once, successfully, with its byte before
+    # the FIN -- and every post called after DisconnectEx returned is refused (they used
+    # to be accepted and to go out before the FIN).
+    s, conn = connect(provider, listener)
+    disconnect = WSAOVERLAPPED(hEvent=w.WSACreateEvent())
+    issued = threading.Event()
+    some_sent = threading.Event()
+    results: list[tuple[WSAOVERLAPPED, bool, int, int]] = []
+    lock = threading.Lock()
+
+    def poster() -> None:
+        refusals = 0
+        for _ in range(50_000):  # until refused a few times (it is, once issued)
+            ov = WSAOVERLAPPED()
+            after = issued.is_set()
+            rc, code = post(provider, s, [WSABUF(1, b"p")], ov)
+            refusals += not started(rc, code)
+            with lock:
+                results.append((ov, after, rc, code))
+                if len(results) >= 100:
+                    some_sent.set()
+            if refusals >= 20:
+                return
+
+    threads = [threading.Thread(target=poster) for _ in range(4)]
+    for t in threads:
+        t.start()
+    assert some_sent.wait(10)
+    assert not provider.DisconnectEx(s, disconnect, reuse, 0)
+    assert w.WSAGetLastError() == w.WSA_IO_PENDING
+    issued.set()
+    for t in threads:
+        t.join(30)
+    begun = [ov for ov, _after, rc, code in results if started(rc, code)]
+    refused = [(ov, code) for ov, _after, rc, code in results if not started(rc, code)]
+    assert begun and refused  # (the race was run: some of each)
+    assert {code for _ov, code in refused} <= {w.WSAESHUTDOWN, w.WSAENOTCONN}
+    assert all(not ov.pending and ov.Internal == 0 for ov, _code in refused)
+    assert not [ov for ov, after, rc, code in results if after and started(rc, code)]
+    assert wait_done(provider, [*begun, disconnect])
+    assert disconnect.Internal == 0
+    assert all(ov.Internal == 0 and ov.InternalHigh == 1 for ov in begun)
+    assert recv_all(conn) == b"p" * len(begun)  # every begun byte, once, then the FIN
+    assert provider.socket_of(s).engine.pending.count == 0
+
+
 def test_a_close_racing_foreign_posts_leaves_refused_structures_as_they_were(provider, listener):  # type: ignore[no-untyped-def]
     # SPEC S2.3, S2.4, S10.2: four threads post while the socket is closed under them.
     # A post either started (it completes once: sent, or aborted by the close) or was
