@@ -3,15 +3,18 @@
 
 ``socket.socket`` keeps a socket's family and type as numbers and makes an enum member
 of them on every read of ``family`` or ``type`` -- three Python calls each.  An accept
-read them five times: twice in the socket module's ``accept`` (to build the new object)
-and three times in uvloop's ``connect_accepted_socket`` (its checks of the socket it is
-given), about a twentieth of an awaited ``AcceptEx``'s Python (issue 26,
-``benchmarks/README.md``).  So the provider's own listening sockets accept through the
-socket's C method, and the accepted socket is of a subclass whose family and type are
-plain class attributes: the same values, read without a call.
+read them four or five times: twice in the socket module's ``accept`` (the listener's,
+to build the new object), two or three times as the loop makes a transport of it
+(uvloop's checks of the socket it is given; stock asyncio's test for ``TCP_NODELAY``):
+about a twentieth of an awaited ``AcceptEx``'s Python (issue 26,
+``benchmarks/README.md``).  So the accepted socket takes a subclass whose family and
+type are plain class attributes -- the same values, read without a call -- and only the
+listener's two reads remain.  (Accepting through the socket's private C method would
+save those two as well, for a reach into the standard library's internals.)
 
 A listening socket the program lent (``Provider.adopt``) is the program's object: its
-own ``accept`` is called, as the program may have given it one.
+own ``accept`` is called, as it is for every listener, and a socket it returns of a
+class of its own keeps it.
 """
 
 from __future__ import annotations
@@ -43,12 +46,9 @@ def accept_connection(host: _pysocket.socket, family: int) -> tuple[_pysocket.so
     """Accept the next connection on the non-blocking listening ``host`` of ``family``:
     the accepted socket (non-blocking) and the peer's address.  Raises what ``accept``
     raises (``BlockingIOError`` when none is waiting)."""
+    conn, peer = host.accept()
     cls = _ACCEPTED.get(family)
-    if cls is None or type(host) is not _pysocket.socket:
-        conn, peer = host.accept()
-    else:
-        # What ``socket.accept`` does, with the numbers the provider knows already.
-        fd, peer = host._accept()  # type: ignore[attr-defined]
-        conn = cls(family, _pysocket.SOCK_STREAM, host.proto, fd)
+    if cls is not None and type(conn) is _pysocket.socket:
+        conn.__class__ = cls  # (the same layout: only the two reads change)
     conn.setblocking(False)
     return conn, peer
