@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -274,10 +273,17 @@ class CompletionPort:
             self._just_turned = False
             try:
                 io.drive(remaining, functools.partial(self._answered, waiter))
-            finally:
+            except BaseException:
+                # Interrupted (a KeyboardInterrupt in a callback of the loop): a packet it
+                # was given stays for the next wait.  Asked here, not with sys.exc_info()
+                # in a ``finally``, which also names an exception the *caller* is handling
+                # -- a program running its loop in an ``except`` block got the packet back
+                # and again from the next poll (S2.4).
                 packet = self.withdraw(waiter)
-                if packet is not None and sys.exc_info()[0] is not None:
-                    self.queue(packet, front=True)  # interrupted: it stays for the next wait
+                if packet is not None:
+                    self.queue(packet, front=True)
+                raise
+            packet = self.withdraw(waiter)
             if packet is not None:
                 return [packet] if count == 1 else [packet, *self._pop_locked(count - 1)]
             if self._shut():
