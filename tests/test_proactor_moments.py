@@ -13,6 +13,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -187,6 +188,57 @@ def test_a_packet_is_handed_out_once_when_the_loop_runs_inside_an_except_block(
         peer.close()
     assert received == [b"message %d" % i for i in range(8)]
     assert [r["message"] for r in reports] == []
+
+
+def test_a_wait_on_the_proactors_thread_ends_when_its_operation_does(face: Any) -> None:
+    # SPEC S17.3: on the Proactor's thread the provider's loop runs inside that thread's
+    # waits, each up to a second at a time; a wait ends when what it waits for is done.
+    # On a uvloop provider (run whole until a stop) two waits went on to their second:
+    # the first use of each socket (its adoption, a task) and a blocking getresult(),
+    # whose ends did not stop the drive -- a second per new connection.
+    from wsp_async import proactor
+
+    provider = face.provider()
+    io = provider.io_loop
+    ran_out: list[float] = []
+    real_drive = io.drive
+
+    def drive(seconds: float, done: Any = lambda: False) -> None:
+        started = time.monotonic()
+        real_drive(seconds, done)
+        if seconds >= 1.0 and time.monotonic() - started >= seconds:
+            ran_out.append(seconds)  # ended by its time limit, not by its operation
+
+    io.drive = drive
+    loop: Any = proactor.ProactorEventLoop()
+    pairs = [_pair() for _ in range(4)]
+
+    async def first_receive(mine: socket.socket, peer: socket.socket, data: bytes) -> bytes:
+        pending = loop._proactor.recv(mine, 100)  # the socket's first use: adopted here
+        peer.sendall(data)
+        return bytes(await pending)
+
+    async def blocking_getresult(mine: socket.socket, peer: socket.socket) -> bytes:
+        ov = face.Overlapped(face.NULL)
+        ov.WSARecv(mine.fileno(), 100, 0)
+        threading.Thread(target=peer.sendall, args=(b"late",)).start()
+        return ov.getresult(True)  # type: ignore[no-any-return]
+
+    try:
+        got = [
+            loop.run_until_complete(first_receive(mine, peer, b"first %d" % i))
+            for i, (mine, peer) in enumerate(pairs)
+        ]
+        late = loop.run_until_complete(blocking_getresult(*pairs[0]))
+    finally:
+        del io.drive
+        loop.close()
+        for mine, peer in pairs:
+            mine.close()
+            peer.close()
+    assert got == [b"first %d" % i for i in range(4)]
+    assert late == b"late"
+    assert ran_out == []
 
 
 def test_setting_sndbuf_from_another_thread_never_waits_for_the_loop(provider: w.Provider) -> None:

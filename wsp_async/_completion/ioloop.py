@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 from .. import apc
 from ..errors import WSAErr, WSAError
 from ..events import wait_alertably
+from ..structs import WSAOVERLAPPED
+from .waits import unwatch_structure, watch_structure
 
 __all__ = ["BORROWERS", "IO_THREADS", "IoLoop"]
 
@@ -202,8 +204,11 @@ class IoLoop:
             coro.close()
             raise WSAError(WSAErr.WSAENETDOWN, _FORKED)
         if self.lent_here() and not self.driving:
-            # The borrower waits by running the loop (it would wait for itself otherwise).
+            # The borrower waits by running the loop (it would wait for itself otherwise);
+            # the task's end wakes that drive, which on a loop run whole (uvloop) would
+            # otherwise go on to its time limit (a second per socket adopted, once).
             task = self.loop.create_task(coro)
+            task.add_done_callback(self._wake_own_drive)
             self.drive_until(task.done)
             return task.result()
         try:
@@ -316,6 +321,10 @@ class IoLoop:
         except RuntimeError:
             pass  # the loop closed meanwhile
 
+    def _wake_own_drive(self, _future: object) -> None:
+        """A done callback: :meth:`wake_driver` (the callback's argument dropped)."""
+        self.wake_driver()
+
     def turn(self) -> None:
         """On the borrower, outside a drive: turns of the loop that do not wait, while
         callbacks are ready (at most a few), so that what was just started there begins
@@ -328,9 +337,21 @@ class IoLoop:
                     break
 
     def drive_until(self, done: Callable[[], bool]) -> None:
-        """On the borrower, outside a drive: run the loop until ``done()``."""
+        """On the borrower, outside a drive: run the loop until ``done()`` -- which
+        whatever makes it true wakes (:meth:`wake_driver`), or a loop run whole (uvloop)
+        goes on to the drive's second."""
         while not done():
             self.drive(1.0, done)
+
+    def drive_until_result(self, ov: WSAOVERLAPPED) -> None:
+        """:meth:`drive_until` ``ov`` is no longer pending: the door's write of its
+        result wakes the drive (a blocking ``getresult`` on the Proactor's thread)."""
+        wake = self.wake_driver
+        watch_structure(ov, wake)
+        try:
+            self.drive_until(lambda: not ov.pending)
+        finally:
+            unwatch_structure(ov, wake)
 
     def drive(self, seconds: float, done: Callable[[], bool] = lambda: False) -> None:
         """On the borrower: run the loop until ``done()`` or ``seconds`` passed.

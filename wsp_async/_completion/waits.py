@@ -25,19 +25,28 @@ from collections.abc import Callable
 from .. import apc
 from ..structs import WSAOVERLAPPED, operation_of
 
-__all__ = ["WAITING", "wait_result", "wait_until", "wake_all", "wake_structure"]
+__all__ = [
+    "WAITING",
+    "unwatch_structure",
+    "wait_result",
+    "wait_until",
+    "wake_all",
+    "wake_structure",
+    "watch_structure",
+]
 
 
 class _Waiting:
     """Who waits: ``count`` threads in :func:`wait_until`, and ``by_structure``, the
-    wake-ups of threads in :func:`wait_result` by the structure each waits for (written
-    under ``lock``)."""
+    wake-ups (callables) of threads in :func:`wait_result` -- or of a drive of a lent
+    loop, :func:`watch_structure` -- by the structure each waits for (written under
+    ``lock``)."""
 
     __slots__ = ("by_structure", "count", "lock")
 
     def __init__(self) -> None:
         self.count = 0
-        self.by_structure: dict[WSAOVERLAPPED, list[apc.Wakeup]] = {}
+        self.by_structure: dict[WSAOVERLAPPED, list[Callable[[], object]]] = {}
         self.lock = threading.Lock()
 
 
@@ -54,17 +63,29 @@ def wait_result(ov: WSAOVERLAPPED, timeout: float | None = None) -> bool:
     if operation_of(ov) is None:
         return True
     wake = apc.Wakeup()
-    with WAITING.lock:
-        WAITING.by_structure.setdefault(ov, []).append(wake)
+    watch_structure(ov, wake.set)
     try:
         return _until(lambda: operation_of(ov) is None, wake.wait, timeout)
     finally:
-        with WAITING.lock:
-            waiting = WAITING.by_structure.get(ov)
-            if waiting is not None:
-                waiting.remove(wake)
-                if not waiting:
-                    del WAITING.by_structure[ov]
+        unwatch_structure(ov, wake.set)
+
+
+def watch_structure(ov: WSAOVERLAPPED, wake: Callable[[], object]) -> None:
+    """Have ``wake()`` called each time the door writes ``ov``'s result (or undoes its
+    claim), on the completing thread, until :func:`unwatch_structure`."""
+    with WAITING.lock:
+        WAITING.by_structure.setdefault(ov, []).append(wake)
+
+
+def unwatch_structure(ov: WSAOVERLAPPED, wake: Callable[[], object]) -> None:
+    """Undo :func:`watch_structure` (``wake`` compared by equality: a bound method is
+    a new object each time it is read)."""
+    with WAITING.lock:
+        waiting = WAITING.by_structure.get(ov)
+        if waiting is not None:
+            waiting.remove(wake)
+            if not waiting:
+                del WAITING.by_structure[ov]
 
 
 def wake_structure(ov: WSAOVERLAPPED) -> None:
@@ -73,7 +94,7 @@ def wake_structure(ov: WSAOVERLAPPED) -> None:
         waiting = WAITING.by_structure.get(ov)
         wakes = list(waiting) if waiting else []
     for wake in wakes:
-        wake.set()
+        wake()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float | None = None) -> bool:

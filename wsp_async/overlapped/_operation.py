@@ -244,7 +244,7 @@ class Overlapped:
             if io.lent_here() and not io.driving:
                 # This thread runs the provider's loop (the Proactor's, while its loop
                 # runs): waiting here means running it until the operation is done.
-                io.drive_until(lambda: not self._ov.pending)
+                io.drive_until_result(self._ov)
             else:
                 Provider.wait_until(lambda: not self._ov.pending, None)  # type: ignore[arg-type]
         status = self._ov.Internal
