@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import socket
 import threading
 
 import pytest
@@ -139,6 +141,22 @@ def test_loop_thread_receives_apcs_as_callbacks_on_its_thread(loop_kind: str) ->
         assert {ident for _, ident in seen} == {thread.ident}
 
 
+def test_a_refused_close_leaves_the_loop_threads_apcs_running(loop_kind: str) -> None:
+    # SPEC S6.3, S10.4: closing a loop ends its APC target; a close that asyncio refuses
+    # (a running loop's, asked from another thread) closed nothing, so the loop thread
+    # still takes APCs.  The target once ended on the way out of the refused close.
+    with loop_thread(loop_kind) as (loop, _thread):
+        tid_box: list[WSATHREADID] = []
+        got = threading.Event()
+        loop.call_soon_threadsafe(lambda: (tid_box.append(WSATHREADID.current()), got.set()))
+        assert got.wait(10)
+        with pytest.raises(RuntimeError):
+            loop.close()
+        ran = threading.Event()
+        queue_apc(tid_box[0], ran.set)
+        assert ran.wait(10), "the APC was dropped: the loop's target had ended"
+
+
 async def test_apc_from_the_loop_thread_is_a_later_callback() -> None:  # SPEC S6.2, S6.3
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[int] = loop.create_future()
@@ -243,3 +261,40 @@ def test_wait_until_wakes_when_routines_ran_not_only_on_completions(provider, li
     thread.join(10)
     assert ran == list(range(10))
     assert recv_exact(conn, 10) == b"x" * 10
+
+
+def test_a_program_closing_the_providers_loop_leaves_it_running(
+    provider: w.Provider, listener: socket.socket
+) -> None:
+    # SPEC S6.2, S10.4: the provider's I/O loop is the provider's.  A program can find it
+    # (anyio's tests close every loop the garbage collector knows of, a loop that on
+    # Windows does not exist): its close() from another thread is ignored, and the loop
+    # thread's routines still run.  It once raised "Cannot close a running event loop"
+    # and, on the way out, ended the loop's APC target: every routine bound for the loop
+    # thread after that was dropped.
+    found = [obj for obj in gc.get_objects() if obj is provider.loop]
+    assert found and isinstance(found[0], asyncio.AbstractEventLoop)
+    found[0].close()  # from this thread: the provider's own loop stays
+    assert provider.loop.is_running() and not provider.loop.is_closed()
+    s, peer = connect(provider, listener)
+    ran = threading.Event()
+    results: list[tuple[int, int, int]] = []
+    err = w.INT()
+
+    def routine(error: int, count: int, _ov: object, _flags: int) -> None:
+        results.append((error, count, threading.get_ident()))
+        ran.set()
+
+    def post_on_the_loop_thread() -> None:
+        buffers = [w.WSABUF(5, b"after")]
+        provider.WSPSend(s, buffers, 1, None, 0, w.WSAOVERLAPPED(), routine, None, err)
+
+    provider.loop.call_soon_threadsafe(post_on_the_loop_thread)
+    assert ran.wait(10), "the loop thread's routine never ran"
+    assert results == [(0, 5, provider.io_loop.ident)]
+    assert recv_exact(peer, 5) == b"after"
+    provider.close()
+    thread = provider.io_loop.thread
+    assert thread is not None
+    thread.join(10)
+    assert provider.loop.is_closed()  # the provider's own thread still closes it

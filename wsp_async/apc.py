@@ -389,8 +389,11 @@ def loop_target(loop: asyncio.AbstractEventLoop, thread_ident: int | None = None
             try:
                 original_close()
             finally:
+                # Only a loop that did close ends its target: a close refused (a
+                # running loop's, asked from another thread) leaves the loop running,
+                # and its routines must still run there.
                 live: LoopTarget | None = getattr(loop, _LOOP_ATTR, None)
-                if live is not None:
+                if live is not None and loop.is_closed():
                     live._die()
 
         setattr(loop, _LOOP_ATTR, target)

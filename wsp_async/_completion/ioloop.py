@@ -85,6 +85,7 @@ class IoLoop:
         if loop is None:
             self.loop = _new_loop(use_uvloop)
             self.embedded = False
+            self._keep_closing_to_own_thread()
             self.ident = self._start_thread()
         else:
             self.loop = loop
@@ -124,6 +125,22 @@ class IoLoop:
         box: concurrent.futures.Future[int] = concurrent.futures.Future()
         loop.call_soon_threadsafe(lambda: box.set_result(threading.get_ident()))
         return box.result(30)
+
+    def _keep_closing_to_own_thread(self) -> None:
+        """The provider's own loop is closed by its own thread, as the provider closes;
+        ``close()`` from any other thread is ignored.  A program never made this loop,
+        but it can find it -- anyio's tests close every loop the garbage collector
+        knows of -- and on Windows there is no such loop to find: closing it, or the
+        ``RuntimeError`` asyncio raises for a running one, would be the emulator's."""
+        loop = self.loop
+        close = loop.close
+
+        def close_on_own_thread() -> None:
+            thread = self.thread
+            if thread is None or thread.ident == threading.get_ident():
+                close()
+
+        loop.close = close_on_own_thread  # type: ignore[method-assign]
 
     def _start_thread(self) -> int:
         ready = threading.Event()
