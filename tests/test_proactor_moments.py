@@ -190,6 +190,52 @@ def test_a_packet_is_handed_out_once_when_the_loop_runs_inside_an_except_block(
     assert [r["message"] for r in reports] == []
 
 
+def test_a_second_proactor_never_waits_for_the_first_ones_thread(face: Any) -> None:
+    # SPEC S15.2: the first Proactor to run holds the provider's loop (its thread does the
+    # I/O); a Proactor on another thread used to adopt each new socket by waiting for that
+    # loop -- on the first one's thread, which may itself be waiting for the second (an
+    # anyio blocking portal started from async code: both waited for ever, and anyio's
+    # blockbuster reported the wait).  Here the first Proactor's thread waits, without
+    # polling, until the second one's first receive has been posted.
+    from wsp_async import proactor
+
+    mine, peer = _pair()
+    posted = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def second_proactor() -> None:
+        loop: Any = proactor.ProactorEventLoop()
+
+        async def first_receive() -> bytes:
+            pending = loop._proactor.recv(mine, 100)  # adopts `mine` on this thread
+            posted.set()
+            peer.sendall(b"through the first thread's polls")
+            return bytes(await pending)
+
+        try:
+            outcome["got"] = loop.run_until_complete(first_receive())
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            loop.close()
+
+    async def first_proactor() -> bool:
+        thread = threading.Thread(target=second_proactor)
+        thread.start()
+        answered = posted.wait(10)  # this thread, the lease holder, does not poll meanwhile
+        while thread.is_alive():
+            await asyncio.sleep(0.01)  # polls: the second Proactor's I/O happens here
+        return answered
+
+    try:
+        with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
+            assert runner.run(first_proactor()), "the second Proactor waited for the first"
+    finally:
+        mine.close()
+        peer.close()
+    assert outcome == {"got": b"through the first thread's polls"}
+
+
 def test_a_wait_on_the_proactors_thread_ends_when_its_operation_does(face: Any) -> None:
     # SPEC S17.3: on the Proactor's thread the provider's loop runs inside that thread's
     # waits, each up to a second at a time; a wait ends when what it waits for is done.

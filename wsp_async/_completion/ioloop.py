@@ -239,6 +239,16 @@ class IoLoop:
             wait_alertably(future.done, signal)
         return future.result()
 
+    def run_or_start(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """:meth:`run` ``coro`` -- or, on a thread that runs an event loop of its own and
+        not this one (a second Proactor's, while the first holds the lease), only start
+        it: that thread may not wait for this loop (S15.2), whose thread may itself be
+        waiting for it (anyio's blocking portals do)."""
+        if events._get_running_loop() is not None and not self.here():
+            self.spawn(coro)
+        else:
+            self.run(coro)
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Start a coroutine on the loop without waiting for it (any thread)."""
         if self.here():

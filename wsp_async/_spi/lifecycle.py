@@ -130,7 +130,7 @@ class Lifecycle:
                 if state == CONNECTED and self.io.here() and not self.io.lent_here():
                     self.io.loop.create_task(self.parts.attach_stream(adapter))
                 elif state == CONNECTED:
-                    self.io.run(self.parts.attach_stream(adapter))
+                    self.io.run_or_start(self.parts.attach_stream(adapter))
             elif state in (BOUND, CONNECTED):
                 self.parts.ensure_datagram_transport(adapter)
         except BaseException as exc:

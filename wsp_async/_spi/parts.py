@@ -170,6 +170,11 @@ class Parts:
 
     async def attach_stream(self, sock: SocketAdapter) -> None:
         host = sock.sock
+        if sock.closed or host.fileno() < 0:
+            # Closed between the start of this task and its first step (an adoption
+            # that did not wait for it, S15.2): the host socket is gone, and a
+            # transport made on its number would be half made (uvloop's) or another's.
+            return
         sock.attaching = host  # a close meanwhile leaves the host socket to the transport
         try:
             loop: Any = self.io.loop
@@ -217,7 +222,7 @@ class Parts:
         if self.io.here():
             self.io.loop.create_task(attach())
         else:
-            self.io.run(attach())
+            self.io.run_or_start(attach())
 
     def implicit_bind(self, sock: SocketAdapter) -> None:
         """A datagram sent from an unbound socket binds it first, as Winsock does."""
