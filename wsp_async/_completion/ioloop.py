@@ -244,10 +244,15 @@ class IoLoop:
         not this one (a second Proactor's, while the first holds the lease), only start
         it: that thread may not wait for this loop (S15.2), whose thread may itself be
         waiting for it (anyio's blocking portals do)."""
-        if events._get_running_loop() is not None and not self.here():
-            self.spawn(coro)
-        else:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.run(coro)  # a plain thread: it may wait
+            return
+        if self.here():
             self.run(coro)
+        else:
+            self.spawn(coro)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Start a coroutine on the loop without waiting for it (any thread)."""
