@@ -236,6 +236,69 @@ def test_a_second_proactor_never_waits_for_the_first_ones_thread(face: Any) -> N
     assert outcome == {"got": b"through the first thread's polls"}
 
 
+def test_a_second_proactors_wait_for_packets_sleeps_in_select_not_on_a_lock(face: Any) -> None:
+    # SPEC S15.2 ("checkable with a blocking-call detector"): a second Proactor waits for
+    # its packets in GetQueuedCompletionStatus, its loop's select.  That wait slept on a
+    # threading lock, which blockbuster -- the detector anyio's own tests run under --
+    # reports as a blocking call in an event loop (eight of anyio's portal tests failed
+    # on it; with the wait in select they pass, docs/proactor.md).  Here the waiting
+    # thread's stack is read while it waits: in select, not in a lock's acquire.
+    from wsp_async import apc, proactor
+
+    mine, peer = _pair()
+    posted = threading.Event()
+    outcome: dict[str, Any] = {}
+    lock_wait = apc.Wakeup.wait.__code__
+
+    def second_proactor() -> None:
+        loop: Any = proactor.ProactorEventLoop()
+
+        async def receive() -> bytes:
+            pending = loop._proactor.recv(mine, 100)
+            posted.set()
+            return bytes(await pending)  # its loop waits in GetQueuedCompletionStatus
+
+        try:
+            outcome["got"] = loop.run_until_complete(receive())
+        finally:
+            loop.close()
+
+    def waiting_in(ident: int) -> str | None:
+        """What the thread ``ident`` sleeps in: "lock", "select", or None (not asleep)."""
+        frame = sys._current_frames().get(ident)
+        while frame is not None:
+            if frame.f_code is lock_wait:
+                return "lock"
+            if frame.f_code.co_name == "wait" and "select" in frame.f_code.co_names:
+                return "select"
+            frame = frame.f_back
+        return None
+
+    async def first_proactor() -> str | None:
+        thread = threading.Thread(target=second_proactor)
+        thread.start()
+        assert posted.wait(10)
+        seen = None
+        for _ in range(1000):  # until it sleeps (10 s at most)
+            seen = waiting_in(thread.ident or 0)
+            if seen is not None:
+                break
+            await asyncio.sleep(0.01)
+        peer.sendall(b"to the second Proactor")
+        while thread.is_alive():
+            await asyncio.sleep(0.01)  # the lease holder's polls do the second one's I/O
+        return seen
+
+    try:
+        with asyncio.Runner(loop_factory=proactor.ProactorEventLoop) as runner:
+            seen = runner.run(first_proactor())
+    finally:
+        mine.close()
+        peer.close()
+    assert outcome == {"got": b"to the second Proactor"}
+    assert seen == "select"
+
+
 def test_a_wait_on_the_proactors_thread_ends_when_its_operation_does(face: Any) -> None:
     # SPEC S17.3: on the Proactor's thread the provider's loop runs inside that thread's
     # waits, each up to a second at a time; a wait ends when what it waits for is done.

@@ -8,6 +8,7 @@ the :class:`PortLink` an associated socket carries.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import threading
@@ -24,6 +25,7 @@ from ..constants import (
     WAIT_IO_COMPLETION,
     WAIT_TIMEOUT,
 )
+from .fdwake import FdWakeup, thread_fd_wakeup
 from .ioloop import BORROWERS, IoLoop
 
 __all__ = ["OVERLAPPED_ENTRY", "CompletionPort", "Packet", "PortLink"]
@@ -51,13 +53,23 @@ class _Waiter:
     #: A thread's wake-up.  A coroutine's waiter (``notify``) has none of its own: making
     #: a wake-up (once an Event and its Condition) for each of the Proactor's waits was a
     #: third of them.
-    signal: apc.Wakeup = _NO_SIGNAL
+    signal: apc.Wakeup | FdWakeup = _NO_SIGNAL
     packet: Packet | None = None
     #: For a coroutine's wait: called (on the releasing thread, under the port's lock)
     #: instead of a thread's wake-up; it returns False, or raises, when it cannot deliver.
     notify: Callable[[_Waiter], object] | None = None
     #: For a coroutine's wait: True once its loop can never run the hand-over (closed).
     dead: Callable[[], bool] | None = None
+
+
+def _signal() -> apc.Wakeup | FdWakeup:
+    """A waiting thread's wake-up: a lock, or, on a thread that runs an event loop (a
+    second Proactor's ``select``), a pipe waited for in ``select`` (:mod:`.fdwake`)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return apc.Wakeup()
+    return thread_fd_wakeup()
 
 
 class CompletionPort:
@@ -220,7 +232,7 @@ class CompletionPort:
                 return WAIT_TIMEOUT
             # Only a call that waits makes a waiter (a signal): a poll that finds a packet,
             # or none with no time to wait, is most calls of a loop that drains its port.
-            waiter = _Waiter(apc.Wakeup())
+            waiter = _Waiter(_signal())
             self._waiters.append(waiter)
         finally:
             lock.release()
