@@ -240,19 +240,21 @@ class IoLoop:
         return future.result()
 
     def run_or_start(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """:meth:`run` ``coro`` -- or, on a thread that runs an event loop of its own and
-        not this one (a second Proactor's, while the first holds the lease), only start
-        it: that thread may not wait for this loop (S15.2), whose thread may itself be
-        waiting for it (anyio's blocking portals do)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            self.run(coro)  # a plain thread: it may wait
-            return
-        if self.here():
+        """Run ``coro`` on the loop, from any thread: the borrower outside a drive runs
+        the loop until it is done (S17.3's moments); a plain thread waits for it; the
+        loop's own thread, or one running an event loop of its own (a second
+        Proactor's, whose wait the lease holder may itself be waiting for), only
+        starts it -- neither may wait for this loop (S15.2)."""
+        if self.lent_here() and not self.driving:
             self.run(coro)
-        else:
-            self.spawn(coro)
+            return
+        if not self.here():
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                self.run(coro)
+                return
+        self.spawn(coro)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Start a coroutine on the loop without waiting for it (any thread)."""

@@ -127,9 +127,7 @@ class Lifecycle:
                     ours.getsockopt(_pysocket.IPPROTO_TCP, _pysocket.TCP_NODELAY)
                 )
             if sock.type == _pysocket.SOCK_STREAM:
-                if state == CONNECTED and self.io.here() and not self.io.lent_here():
-                    self.io.loop.create_task(self.parts.attach_stream(adapter))
-                elif state == CONNECTED:
+                if state == CONNECTED:
                     self.io.run_or_start(self.parts.attach_stream(adapter))
             elif state in (BOUND, CONNECTED):
                 self.parts.ensure_datagram_transport(adapter)

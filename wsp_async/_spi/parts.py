@@ -219,10 +219,7 @@ class Parts:
                 if sock.transport is None and sock.handoff.closed:  # (``closed``, read again)
                     host.close()  # closed while it was made (its transport was aborted)
 
-        if self.io.here():
-            self.io.loop.create_task(attach())
-        else:
-            self.io.run_or_start(attach())
+        self.io.run_or_start(attach())
 
     def implicit_bind(self, sock: SocketAdapter) -> None:
         """A datagram sent from an unbound socket binds it first, as Winsock does."""
